@@ -1,0 +1,158 @@
+//! Columnar rows (`df`) -> validated, typed row batches per shard -> the coordinator.
+//!
+//! The whole request is converted before anything is sent: one bad value rejects the request
+//! with a 400 naming the column and row, and nothing is applied.
+
+use actix_web::http::StatusCode;
+use serde_json::Value as Json;
+
+use super::Columns;
+use crate::api::AppState;
+use crate::error::ApiError;
+use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
+use crate::registry::{FeatureView, ViewId};
+use crate::value::{encode_json, encode_key_value, parse_timestamp, ValueError};
+
+/// The number of rows in a data frame: every column must have the same length.
+pub fn row_count(columns: &Columns, what: &str) -> Result<usize, ApiError> {
+    let mut lengths = columns.iter().map(|(name, values)| (name, values.len()));
+    let Some((first_name, rows)) = lengths.next() else {
+        return Ok(0);
+    };
+    if let Some((name, len)) = lengths.find(|&(_, len)| len != rows) {
+        return Err(ApiError::bad_request(
+            "column_length_mismatch",
+            format!("{what} column '{name}' has {len} values but '{first_name}' has {rows}: every column needs one value per row"),
+        ));
+    }
+    Ok(rows)
+}
+
+pub fn column<'a>(
+    columns: &'a Columns,
+    name: &str,
+    view: &FeatureView,
+    role: &str,
+) -> Result<&'a [Json], ApiError> {
+    columns.get(name).map(Vec::as_slice).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_column",
+            format!(
+                "df has no column '{name}', the {role} of feature view '{}'",
+                view.name
+            ),
+        )
+    })
+}
+
+pub fn invalid_value(column: &str, row: usize, e: ValueError) -> ApiError {
+    ApiError::bad_request("invalid_value", format!("column '{column}' row {row}: {e}"))
+}
+
+/// Appends the canonical key of `row` (join keys in name order) to `out`.
+pub fn encode_key(
+    view: &FeatureView,
+    key_columns: &[(&str, &[Json])],
+    key_order: &[usize],
+    row: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    for &k in key_order {
+        let (name, values) = key_columns[k];
+        encode_key_value(view.join_keys[k].value_type, &values[row], out)
+            .map_err(|e| invalid_value(name, row, e))?;
+    }
+    Ok(())
+}
+
+/// Indexes of a view's join keys in name order: the canonical key order.
+pub fn key_order(view: &FeatureView) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..view.join_keys.len()).collect();
+    order.sort_by(|&a, &b| view.join_keys[a].name.cmp(&view.join_keys[b].name));
+    order
+}
+
+/// Converts `df` into batches for `views`, then applies them.
+pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Result<(), ApiError> {
+    let rows = row_count(df, "df")?;
+    if rows > state.limits.max_rows_per_push {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_rows",
+            format!(
+                "{rows} rows is more than the limit of {} (max_rows_per_push); split the request",
+                state.limits.max_rows_per_push
+            ),
+        ));
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let router = state.grid.router();
+    let layouts = state.grid.layouts();
+    let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+    let mut key = Vec::with_capacity(64);
+    for &view_id in views {
+        let view = &state.registry.feature_views[view_id];
+        let layout = &layouts[view_id];
+        let key_columns = view
+            .join_keys
+            .iter()
+            .map(|k| Ok((k.name.as_str(), column(df, &k.name, view, "join key")?)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let order = key_order(view);
+        let event = column(df, &view.timestamp_field, view, "event timestamp column")?;
+        let created = df.get(&view.created_timestamp_column);
+        let fields = view
+            .fields
+            .iter()
+            .map(|f| column(df, &f.name, view, "feature"))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        // Where this view's batch sits in each shard's list, once the shard has one.
+        let mut slot_of_shard: Vec<Option<usize>> = vec![None; router.shards()];
+        for row in 0..rows {
+            key.clear();
+            encode_key(view, &key_columns, &order, row, &mut key)?;
+            let event_ts = parse_timestamp(&event[row])
+                .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
+            let created_ts = match created.map(|c| &c[row]) {
+                None | Some(Json::Null) => NO_CREATED,
+                Some(v) => parse_timestamp(v)
+                    .map_err(|e| invalid_value(&view.created_timestamp_column, row, e))?,
+            };
+            let shard = router.shard_of_key(&key);
+            let batches = &mut per_shard[shard];
+            let at = *slot_of_shard[shard].get_or_insert_with(|| {
+                batches.push(RowBatch::new(view_id));
+                batches.len() - 1
+            });
+            let batch = &mut batches[at];
+            batch.start_row(layout, &key, event_ts, created_ts);
+            for (i, values) in fields.iter().enumerate() {
+                let value = &values[row];
+                if value.is_null() {
+                    continue;
+                }
+                let field = &view.fields[i];
+                batch
+                    .encode_field(layout, i, |out| encode_json(field.dtype, value, out))
+                    .map_err(|e| invalid_value(&field.name, row, e))?;
+            }
+            if batch.data_len() > MAX_BATCH_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_rows",
+                    "the rows for one shard exceed 4 GiB; split the request",
+                ));
+            }
+        }
+    }
+    let stats = state.grid.write(per_shard).await?;
+    tracing::debug!(
+        rows,
+        written = stats.written,
+        skipped_older = stats.skipped_older,
+        "rows applied"
+    );
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Settings: embedded defaults (`config/default.toml`) -> the `--config` file -> `FEATGRID_*`
+//! environment variables -> command-line flags. Validated once at start; every error names
+//! where the bad value came from, the key, and what is expected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::{Registry, RegistryError};
+
+pub const DEFAULT_SETTINGS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {key}: {problem}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        problem: String,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub bind: String,
+    pub registry: String,
+    pub shards: usize,
+    pub shard_threads: usize,
+    pub workers: usize,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_entities_per_request: usize,
+    pub max_rows_per_push: usize,
+    pub mailbox_capacity: usize,
+    pub shard_timeout_ms: u64,
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub shards: Option<usize>,
+    pub shard_threads: Option<usize>,
+    pub workers: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The embedded defaults alone.
+    pub fn defaults() -> Settings {
+        toml::from_str(DEFAULT_SETTINGS).expect("embedded defaults are valid")
+    }
+
+    /// Layers the sources and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<(Settings, Registry), ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(DEFAULT_SETTINGS).expect("embedded defaults are valid");
+        let mut registry_base = PathBuf::from(".");
+        if let Some(path) = file {
+            let name = path.display().to_string();
+            let invalid = |key: &str, problem: String| ConfigError::Invalid {
+                source_name: name.clone(),
+                key: key.to_string(),
+                problem,
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("(file)", format!("cannot read: {e}")))?;
+            let overlay: toml::Table = toml::from_str(&text)
+                .map_err(|e| invalid("(document)", e.message().to_string()))?;
+            for (key, value) in overlay {
+                if !table.contains_key(&key) {
+                    let known: Vec<_> = table.keys().cloned().collect();
+                    return Err(invalid(
+                        &key,
+                        format!("unknown setting; expected one of {}", known.join(", ")),
+                    ));
+                }
+                check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
+                table.insert(key, value);
+            }
+            registry_base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        }
+        for (var, raw) in env {
+            let Some(key) = var.strip_prefix("FEATGRID_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            let Some(current) = table.get(&key) else {
+                // Variables the binary does not own (e.g. FEATGRID_FEAST_VENV for the tests) are ignored.
+                continue;
+            };
+            let value = match current {
+                toml::Value::Integer(_) => raw
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| ConfigError::Invalid {
+                        source_name: format!("environment variable {var}"),
+                        key: key.clone(),
+                        problem: format!("'{raw}' is not a whole number"),
+                    })?,
+                _ => toml::Value::String(raw),
+            };
+            table.insert(key, value);
+        }
+        let mut settings: Settings =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    source_name: file
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "settings".into()),
+                    key: "(settings)".into(),
+                    problem: e.message().to_string(),
+                })?;
+        if let Some(v) = &flags.bind {
+            settings.bind = v.clone();
+        }
+        if let Some(v) = flags.shards {
+            settings.shards = v;
+        }
+        if let Some(v) = flags.shard_threads {
+            settings.shard_threads = v;
+        }
+        if let Some(v) = flags.workers {
+            settings.workers = v;
+        }
+        if let Some(v) = &flags.data_dir {
+            settings.data_dir = v.clone();
+        }
+        settings.validate()?;
+        let registry = if settings.registry.is_empty() {
+            Registry::embedded()
+        } else {
+            Registry::load(&registry_base.join(&settings.registry))?
+        };
+        Ok((settings, registry))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            source_name: "settings".into(),
+            key: key.into(),
+            problem,
+        };
+        self.bind_addr().map_err(|p| invalid("bind", p))?;
+        if !(1..=crate::grid::routing::SLOTS).contains(&self.shards) {
+            return Err(invalid(
+                "shards",
+                format!("{} is out of range: expected 1 to 16384", self.shards),
+            ));
+        }
+        if self.shard_threads == 0 || self.shard_threads > self.shards {
+            return Err(invalid(
+                "shard_threads",
+                format!(
+                    "{} is out of range: expected 1 to the number of shards ({})",
+                    self.shard_threads, self.shards
+                ),
+            ));
+        }
+        if self.data_dir.is_file() {
+            return Err(invalid(
+                "data_dir",
+                format!(
+                    "{} is a file: expected a directory",
+                    self.data_dir.display()
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_entities_per_request", self.max_entities_per_request),
+            ("max_rows_per_push", self.max_rows_per_push),
+            ("mailbox_capacity", self.mailbox_capacity),
+            ("shard_timeout_ms", self.shard_timeout_ms as usize),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind.parse().map_err(|_| {
+            format!(
+                "'{}' is not an address: expected IP:PORT like 127.0.0.1:6566",
+                self.bind
+            )
+        })
+    }
+
+    pub fn shard_timeout(&self) -> Duration {
+        Duration::from_millis(self.shard_timeout_ms)
+    }
+
+    /// HTTP workers to start: the setting, or one per core.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+fn check_same_type(default: &toml::Value, given: &toml::Value) -> Result<(), String> {
+    if default.type_str() == given.type_str() {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {}, got {} ({given})",
+            default.type_str(),
+            given.type_str()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_config(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let (s, r) = Settings::load(None, [], &Overrides::default()).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:6566");
+        assert!(r.view("driver_hourly_stats").is_ok());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let f = write_config("shards = 4\nbind = \"127.0.0.1:7000\"\n");
+        let env = [
+            ("FEATGRID_SHARDS".to_string(), "6".to_string()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        let (s, _) = Settings::load(Some(f.path()), env.clone(), &Overrides::default()).unwrap();
+        assert_eq!((s.shards, s.bind.as_str()), (6, "127.0.0.1:7000"));
+        let flags = Overrides {
+            shards: Some(2),
+            ..Default::default()
+        };
+        let (s, _) = Settings::load(Some(f.path()), env, &flags).unwrap();
+        assert_eq!(s.shards, 2);
+    }
+
+    #[test]
+    fn errors_name_source_key_and_expectation() {
+        let f = write_config("shards = \"many\"\n");
+        let e = Settings::load(Some(f.path()), [], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&f.path().display().to_string()) && e.contains("shards: expected integer"),
+            "{e}"
+        );
+
+        let f = write_config("shardz = 3\n");
+        let e = Settings::load(Some(f.path()), [], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shardz: unknown setting"), "{e}");
+
+        let env = [("FEATGRID_SHARDS".to_string(), "x".to_string())];
+        let e = Settings::load(None, env, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FEATGRID_SHARDS") && e.contains("not a whole number"),
+            "{e}"
+        );
+
+        let flags = Overrides {
+            shards: Some(0),
+            ..Default::default()
+        };
+        let e = Settings::load(None, [], &flags).unwrap_err().to_string();
+        assert!(e.contains("shards: 0 is out of range"), "{e}");
+
+        let flags = Overrides {
+            bind: Some("localhost".into()),
+            ..Default::default()
+        };
+        let e = Settings::load(None, [], &flags).unwrap_err().to_string();
+        assert!(e.contains("bind: 'localhost' is not an address"), "{e}");
+    }
+
+    #[test]
+    fn registry_path_is_relative_to_the_config_file() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let path = Path::new(dir).join("config/example.toml");
+        let (s, r) = Settings::load(Some(&path), [], &Overrides::default()).unwrap();
+        assert_eq!(s.shards, 4);
+        assert!(r.view("customer_profile").is_ok());
+    }
+}

@@ -1,0 +1,216 @@
+//! Unit and property tests of the partition: the storage format and newest-event-wins.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::value::{encode_json, encode_key_value, render_json};
+
+fn driver() -> (Registry, Arc<[RowLayout]>) {
+    let registry = Registry::embedded();
+    let layouts = RowLayout::for_registry(&registry);
+    (registry, layouts)
+}
+
+fn key(id: i64) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}
+
+/// One driver row: conv_rate, acc_rate (null when None), avg_daily_trips.
+fn push(
+    p: &mut Partition,
+    layouts: &[RowLayout],
+    id: i64,
+    event: i64,
+    created: i64,
+    conv: f64,
+    acc: Option<f64>,
+) -> ApplyStats {
+    let mut b = RowBatch::new(0);
+    b.start_row(&layouts[0], &key(id), event, created);
+    b.encode_field(&layouts[0], 0, |out| {
+        encode_json(
+            crate::value::ValueType::parse("float32").unwrap(),
+            &json!(conv),
+            out,
+        )
+    })
+    .unwrap();
+    if let Some(acc) = acc {
+        b.encode_field(&layouts[0], 1, |out| {
+            encode_json(
+                crate::value::ValueType::parse("float32").unwrap(),
+                &json!(acc),
+                out,
+            )
+        })
+        .unwrap();
+    }
+    b.encode_field(&layouts[0], 2, |out| {
+        encode_json(
+            crate::value::ValueType::parse("int64").unwrap(),
+            &json!(event),
+            out,
+        )
+    })
+    .unwrap();
+    p.apply(&b).unwrap()
+}
+
+fn read_conv(p: &Partition, layouts: &[RowLayout], id: i64) -> Option<(f32, i64)> {
+    let mut rb = ReadBatch::default();
+    rb.push(0, &key(id));
+    let out = p.read(&rb);
+    let row = out.row(layouts, 0)?;
+    let conv = f32::from_le_bytes(row.field(0).try_into().unwrap());
+    Some((conv, row.event_ts()))
+}
+
+#[test]
+fn driver_record_is_41_bytes() {
+    let (_, layouts) = driver();
+    assert_eq!(layouts[0].record_len(), 41);
+}
+
+#[test]
+fn newest_event_wins_then_created_then_arrival() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    assert_eq!(
+        push(&mut p, &layouts, 1, 100, NO_CREATED, 0.5, None).written,
+        1
+    );
+    // An older event is skipped and counted.
+    let s = push(&mut p, &layouts, 1, 50, NO_CREATED, 0.25, None);
+    assert_eq!((s.written, s.skipped_older), (0, 1));
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.5, 100)));
+    // Same event, later created: wins.
+    push(&mut p, &layouts, 1, 100, 10, 0.75, None);
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.75, 100)));
+    // Same event, earlier created: skipped.
+    push(&mut p, &layouts, 1, 100, 5, 0.125, None);
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.75, 100)));
+    // Same event and created: the later arrival wins.
+    push(&mut p, &layouts, 1, 100, 10, 1.0, None);
+    assert_eq!(read_conv(&p, &layouts, 1), Some((1.0, 100)));
+    assert_eq!(read_conv(&p, &layouts, 2), None);
+    assert_eq!(p.row_counts(), vec![1]);
+}
+
+#[test]
+fn nulls_are_kept_per_field() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 7, 1, NO_CREATED, 0.5, None);
+    let mut rb = ReadBatch::default();
+    rb.push(0, &key(7));
+    let out = p.read(&rb);
+    let row = out.row(&layouts, 0).unwrap();
+    assert!(!row.is_null(0));
+    assert!(row.is_null(1));
+    assert!(!row.is_null(2));
+}
+
+#[test]
+fn variable_keys_and_values_round_trip() {
+    let registry = Registry::parse(
+        include_str!("../../../config/example_registry.toml"),
+        "example",
+    )
+    .unwrap();
+    let layouts = RowLayout::for_registry(&registry);
+    let view = registry.view("customer_profile").unwrap();
+    let layout = &layouts[view.id];
+    let mut p = Partition::new(layouts.clone());
+    let values = [
+        json!(30),
+        json!(1234),
+        json!(4.5),
+        json!(99.25),
+        json!("Ada \"Lovelace\""),
+        json!("aGVsbG8="),
+        json!(true),
+        json!("2026-11-25T10:00:00Z"),
+        json!([1, 2]),
+        json!([3]),
+        json!([0.5]),
+        json!([1.5, 2.5]),
+        json!(["home", "work"]),
+        json!(["AA==", ""]),
+        json!([true, false]),
+        json!(["2026-01-01T00:00:00Z"]),
+    ];
+    assert_eq!(values.len(), view.fields.len());
+    for (name, version) in [("alice", 1), ("bob", 2), ("alice", 3)] {
+        let mut k = Vec::new();
+        encode_key_value(view.join_keys[0].value_type, &json!(name), &mut k).unwrap();
+        let mut b = RowBatch::new(view.id);
+        b.start_row(layout, &k, version, NO_CREATED);
+        for (i, v) in values.iter().enumerate() {
+            b.encode_field(layout, i, |out| encode_json(view.fields[i].dtype, v, out))
+                .unwrap();
+        }
+        p.apply(&b).unwrap();
+    }
+    assert_eq!(p.row_counts()[view.id], 2);
+    let mut rb = ReadBatch::default();
+    for name in ["alice", "bob", "carol"] {
+        let mut k = Vec::new();
+        encode_key_value(view.join_keys[0].value_type, &json!(name), &mut k).unwrap();
+        rb.push(view.id, &k);
+    }
+    let out = p.read(&rb);
+    let alice = out.row(&layouts, 0).unwrap();
+    assert_eq!(alice.event_ts(), 3);
+    let rendered: Vec<String> = (0..values.len())
+        .map(|i| {
+            let mut s = Vec::new();
+            render_json(view.fields[i].dtype, alice.field(i), &mut s);
+            String::from_utf8(s).unwrap()
+        })
+        .collect();
+    assert_eq!(rendered[4], r#""Ada \"Lovelace\"""#);
+    assert_eq!(rendered[5], r#""aGVsbG8=""#);
+    assert_eq!(rendered[12], r#"["home","work"]"#);
+    assert_eq!(rendered[13], r#"["AA==",""]"#);
+    assert_eq!(rendered[15], r#"["2026-01-01T00:00:00Z"]"#);
+    assert_eq!(out.row(&layouts, 1).unwrap().event_ts(), 2);
+    assert!(out.row(&layouts, 2).is_none());
+    assert!(p.memory_bytes() > 0);
+}
+
+#[test]
+fn unknown_view_is_an_error_not_a_panic() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts);
+    assert_eq!(
+        p.apply(&RowBatch::new(9)),
+        Err(PartitionError::UnknownView { view: 9 })
+    );
+    let mut rb = ReadBatch::default();
+    rb.push(9, b"x");
+    assert!(p.read(&rb).items[0].is_none());
+}
+
+proptest! {
+    /// Whatever the arrival order, each key ends with its newest (event, created) write,
+    /// and the last arrival among equals.
+    #[test]
+    fn newest_event_wins_in_any_order(writes in proptest::collection::vec((0i64..8, 0i64..5, 0i64..3), 1..60)) {
+        let (_, layouts) = driver();
+        let mut p = Partition::new(layouts.clone());
+        let mut model: HashMap<i64, ((i64, i64), usize)> = HashMap::new();
+        for (seq, &(id, event, created)) in writes.iter().enumerate() {
+            push(&mut p, &layouts, id, event, created, seq as f64, None);
+            let entry = model.entry(id).or_insert(((event, created), seq));
+            if (event, created) >= entry.0 {
+                *entry = ((event, created), seq);
+            }
+        }
+        for (id, ((event, _), seq)) in model {
+            prop_assert_eq!(read_conv(&p, &layouts, id), Some((seq as f32, event)));
+        }
+    }
+}

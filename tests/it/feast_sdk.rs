@@ -1,0 +1,180 @@
+//! The Feast Python SDK (0.67, `online_store: {type: remote}`) against a real featgrid:
+//! `examples/feast_sdk/run.py` writes, pushes and reads back the quickstart driver features.
+//!
+//! The SDK lives in a venv kept between runs (`$HOME/.cache/featgrid/feast-venv`, or
+//! `FEATGRID_FEAST_VENV`); pip runs only when `import feast` fails there. The test skips,
+//! saying why, when `python3` is missing or the package registry cannot be reached; any
+//! other failure, above all a failed check, fails it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const FEAST_REQUIREMENT: &str = "feast==0.67.0";
+/// A cold `pip install` took about 35 s here; the check itself takes about 5 s.
+const PIP_DEADLINE: Duration = Duration::from_secs(600);
+const CHECK_DEADLINE: Duration = Duration::from_secs(180);
+
+/// pip's words for "the registry could not be reached" (urllib3, requests and pip itself).
+const UNREACHABLE_MARKERS: &[&str] = &[
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "Connection refused",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "Max retries exceeded",
+    "ProxyError",
+];
+
+#[test]
+fn feast_sdk_round_trip() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let Some(python) = feast_python() else {
+        return; // feast_python said why
+    };
+
+    let server = crate::support::Server::start();
+    let url = server.url();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk/run.py");
+    let mut check = Command::new(&python);
+    check
+        .arg(&script)
+        .args(["--url", url.as_str()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let output = run(&mut check, CHECK_DEADLINE)
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    drop(server);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("feast sdk check: OK"),
+        "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status,
+    );
+}
+
+/// The venv's python with feast importable, installing it when needed; `None` (after
+/// saying why) when the registry cannot be reached.
+fn feast_python() -> Option<PathBuf> {
+    let venv = match std::env::var_os("FEATGRID_FEAST_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").expect("HOME or FEATGRID_FEAST_VENV must be set");
+            PathBuf::from(home).join(".cache/featgrid/feast-venv")
+        }
+    };
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("python3 -m venv");
+        assert!(
+            made.status.success(),
+            "python3 -m venv {} failed:\n{}",
+            venv.display(),
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let imports = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import feast"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if imports(&python) {
+        return Some(python);
+    }
+
+    eprintln!("installing {FEAST_REQUIREMENT} into {}", venv.display());
+    let mut pip = Command::new(&python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ])
+    .args(["--retries", "1", "--timeout", "20", FEAST_REQUIREMENT]);
+    let output = run(&mut pip, PIP_DEADLINE).expect("running pip");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        if UNREACHABLE_MARKERS.iter().any(|m| stderr.contains(m)) {
+            eprintln!("skipped: the package registry is unreachable, so {FEAST_REQUIREMENT} could not be installed:\n{stderr}");
+            return None;
+        }
+        panic!(
+            "pip install {FEAST_REQUIREMENT} failed ({}):\n{stderr}",
+            output.status
+        );
+    }
+    assert!(
+        imports(&python),
+        "pip installed {FEAST_REQUIREMENT} but `import feast` still fails"
+    );
+    Some(python)
+}
+
+/// Runs `command` with its output captured; kills it and says so past `deadline`.
+fn run(command: &mut Command, deadline: Duration) -> std::io::Result<Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let finished = wait_until(&mut child, Instant::now() + deadline)?;
+    let status = match finished {
+        Some(status) => status,
+        None => child.wait()?,
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let mut stderr = stderr.join().unwrap_or_default();
+    if finished.is_none() {
+        let note = format!("\n(killed after {} s)", deadline.as_secs());
+        stderr.extend_from_slice(note.as_bytes());
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// `Some(status)` when the child exits before `until`; otherwise kills it and returns `None`.
+fn wait_until(
+    child: &mut Child,
+    until: Instant,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= until {
+            child.kill()?;
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
