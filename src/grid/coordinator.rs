@@ -179,7 +179,7 @@ impl Coordinator {
     pub async fn write(&self, per_shard: Vec<Vec<RowBatch>>) -> Result<ApplyStats, GridError> {
         let work = per_shard
             .into_iter()
-            .map(|b| (!b.is_empty()).then(|| Write(b)))
+            .map(|b| (!b.is_empty()).then_some(Write(b)))
             .collect();
         let mut total = ApplyStats::default();
         for answer in self.fan_out(work).await?.into_iter().flatten() {
@@ -196,7 +196,7 @@ impl Coordinator {
     ) -> Result<Vec<Option<ReadOutput>>, GridError> {
         let work = per_shard
             .into_iter()
-            .map(|b| (!b.is_empty()).then(|| Read(b)))
+            .map(|b| (!b.is_empty()).then_some(Read(b)))
             .collect();
         self.fan_out(work).await
     }
