@@ -60,12 +60,14 @@ pub async fn push(
                 "this featgrid has no offline store yet: push with \"to\": \"online\"",
             ))
         }
-        other => return Err(ApiError::bad_request(
-            "invalid_push_mode",
-            format!(
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_push_mode",
+                format!(
                 "\"to\" is '{other}': expected \"online\", \"offline\" or \"online_and_offline\""
             ),
-        )),
+            ))
+        }
     }
     push::write_rows(&state, &source.views, &request.df).await?;
     Ok(HttpResponse::Ok().finish())

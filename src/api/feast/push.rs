@@ -116,7 +116,9 @@ pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Res
             let event_ts = parse_timestamp(&event[row])
                 .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
             let created_ts = match created.map(|c| &c[row]) {
+                // pandas sends a missing created time as the string "NaT" (Feast SDK 0.67).
                 None | Some(Json::Null) => NO_CREATED,
+                Some(Json::String(s)) if s == "NaT" => NO_CREATED,
                 Some(v) => parse_timestamp(v)
                     .map_err(|e| invalid_value(&view.created_timestamp_column, row, e))?,
             };

@@ -1,0 +1,266 @@
+//! The Feast-compatible routes: request and answer shapes, and one JSON error shape for every bad input.
+
+use serde_json::{json, Value};
+
+use crate::support::{column, Server};
+
+fn driver_row(id: i64, conv: f64) -> Value {
+    json!({"driver_id": [id], "event_timestamp": ["2026-11-25 10:00:00"], "created": ["2026-11-25 10:00:00"],
+           "conv_rate": [conv], "acc_rate": [0.9], "avg_daily_trips": [12]})
+}
+
+#[test]
+fn the_readme_curl_lines_work_as_shown() {
+    let s = Server::start();
+    // curl -d sends a form Content-Type; Feast rejects it, featgrid reads the body as JSON.
+    let pushed = s.post_raw(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push_source", "df": driver_row(1001, 0.5), "to": "online"}).to_string(),
+        Some("application/x-www-form-urlencoded"),
+    );
+    assert_eq!((pushed.status, pushed.text.as_str()), (200, ""));
+    let read = s.post_raw(
+        "/get-online-features",
+        r#"{"features":["driver_hourly_stats:conv_rate","driver_hourly_stats:avg_daily_trips"],"entities":{"driver_id":[1001,1002]}}"#,
+        None,
+    );
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(
+        read.json,
+        json!({"metadata": {"feature_names": ["driver_id", "conv_rate", "avg_daily_trips"]},
+               "results": [
+                 {"values": [1001, 1002], "statuses": ["PRESENT", "PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"]},
+                 {"values": [0.5, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": ["2026-11-25T10:00:00Z", "1970-01-01T00:00:00Z"]},
+                 {"values": [12, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": ["2026-11-25T10:00:00Z", "1970-01-01T00:00:00Z"]}]})
+    );
+}
+
+#[test]
+fn write_to_online_store_answers_null_and_feature_services_resolve() {
+    let s = Server::start();
+    let a = s.post("/write-to-online-store", &json!({"feature_view_name": "driver_hourly_stats", "df": driver_row(7, 0.25), "allow_registry_cache": false}));
+    assert_eq!((a.status, a.text.as_str()), (200, "null"));
+    let a = s.post("/get-online-features", &json!({"feature_service": "driver_activity", "entities": {"driver_id": [7]}, "full_feature_names": true}));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let names: Vec<&str> = a.json["metadata"]["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "driver_id",
+            "driver_hourly_stats__conv_rate",
+            "driver_hourly_stats__acc_rate",
+            "driver_hourly_stats__avg_daily_trips"
+        ]
+    );
+    // float32 comes back widened to double, as in Feast.
+    assert_eq!(
+        column(&a.json, "driver_hourly_stats__acc_rate").0,
+        vec![json!(0.8999999761581421)]
+    );
+    assert_eq!(
+        column(&a.json, "driver_hourly_stats__conv_rate").0,
+        vec![json!(0.25)]
+    );
+}
+
+#[test]
+fn features_come_back_in_the_order_requested() {
+    let s = Server::start();
+    s.push_driver(driver_row(1, 0.5));
+    let a = s.read(
+        &[
+            "driver_hourly_stats:avg_daily_trips",
+            "driver_hourly_stats:conv_rate",
+        ],
+        json!({"driver_id": ["1"]}),
+    );
+    assert_eq!(
+        a["metadata"]["feature_names"],
+        json!(["driver_id", "avg_daily_trips", "conv_rate"])
+    );
+    // Entity values are coerced to the join key's type: "1" is 1.
+    assert_eq!(a["results"][0]["values"], json!([1]));
+    assert_eq!(a["results"][1]["values"], json!([12]));
+}
+
+#[test]
+fn health_and_registry() {
+    let s = Server::start();
+    let h = s.get("/health");
+    assert_eq!(h.status, 200);
+    let r = s.get("/registry");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["entities"][0]["join_key"], "driver_id");
+    assert_eq!(r.json["feature_views"][0]["ttl_seconds"], 86400);
+    assert_eq!(
+        r.json["feature_views"][0]["fields"][0],
+        json!({"name": "conv_rate", "dtype": "float32"})
+    );
+    assert_eq!(
+        r.json["push_sources"][0]["feature_views"],
+        json!(["driver_hourly_stats"])
+    );
+    assert_eq!(
+        r.json["feature_services"][0]["features"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let stats = s.get("/stats");
+    assert_eq!(stats.json["shards"], 8);
+}
+
+/// Asserts the one error shape: status, stable code, a message.
+fn assert_error(a: &crate::support::Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{}", a.text);
+    assert_eq!(a.json["code"], code, "{}", a.text);
+    assert!(
+        a.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        a.text
+    );
+}
+
+#[test]
+fn every_bad_input_gets_a_json_error_with_a_stable_code() {
+    let s = Server::start();
+    let push = |df: Value| json!({"push_source_name": "driver_stats_push_source", "df": df});
+    assert_error(
+        &s.post_raw("/push", "{\"push_source_name\": ", None),
+        400,
+        "malformed_json",
+    );
+    assert_error(&s.post_raw("/push", "", None), 400, "malformed_json");
+    assert_error(&s.post("/push", &json!({"df": {}})), 400, "invalid_request");
+    assert_error(&s.post("/push", &json!([1, 2])), 400, "invalid_request");
+    assert_error(
+        &s.post("/push", &json!({"push_source_name": "nope", "df": {}})),
+        422,
+        "unknown_push_source",
+    );
+    assert_error(
+        &s.post(
+            "/write-to-online-store",
+            &json!({"feature_view_name": "nope", "df": {}}),
+        ),
+        404,
+        "unknown_feature_view",
+    );
+    let mut bad_to = push(driver_row(1, 0.5));
+    bad_to["to"] = json!("sideways");
+    assert_error(&s.post("/push", &bad_to), 400, "invalid_push_mode");
+    bad_to["to"] = json!("offline");
+    assert_error(&s.post("/push", &bad_to), 400, "offline_store_unavailable");
+    let mut missing = driver_row(1, 0.5);
+    missing.as_object_mut().unwrap().remove("acc_rate");
+    let a = s.post("/push", &push(missing));
+    assert_error(&a, 400, "missing_column");
+    assert!(a.json["message"].as_str().unwrap().contains("acc_rate"));
+    let mut ragged = driver_row(1, 0.5);
+    ragged["conv_rate"] = json!([0.5, 0.6]);
+    assert_error(
+        &s.post("/push", &push(ragged)),
+        400,
+        "column_length_mismatch",
+    );
+    let mut truncating = driver_row(1, 0.5);
+    truncating["avg_daily_trips"] = json!([2.7]);
+    let a = s.post("/push", &push(truncating));
+    assert_error(&a, 400, "invalid_value");
+    assert_eq!(
+        a.json["message"],
+        "column 'avg_daily_trips' row 0: expected int64, got 2.7"
+    );
+    let mut bad_ts = driver_row(1, 0.5);
+    bad_ts["event_timestamp"] = json!(["yesterday"]);
+    assert_error(&s.post("/push", &push(bad_ts)), 400, "invalid_value");
+
+    let read = |body: Value| s.post("/get-online-features", &body);
+    assert_error(
+        &read(json!({"features": ["nope:x"], "entities": {"driver_id": [1]}})),
+        404,
+        "unknown_feature_view",
+    );
+    assert_error(
+        &read(json!({"features": ["driver_hourly_stats:x"], "entities": {"driver_id": [1]}})),
+        404,
+        "unknown_feature",
+    );
+    assert_error(
+        &read(json!({"feature_service": "nope", "entities": {"driver_id": [1]}})),
+        404,
+        "unknown_feature_service",
+    );
+    assert_error(
+        &read(json!({"features": ["conv_rate"], "entities": {"driver_id": [1]}})),
+        400,
+        "bad_feature_reference",
+    );
+    assert_error(
+        &read(json!({"entities": {"driver_id": [1]}})),
+        400,
+        "missing_features",
+    );
+    assert_error(
+        &read(
+            json!({"features": ["driver_hourly_stats:conv_rate"], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}),
+        ),
+        400,
+        "ambiguous_features",
+    );
+    assert_error(
+        &read(
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"customer": [1]}}),
+        ),
+        400,
+        "missing_join_key",
+    );
+    assert_error(
+        &read(
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": ["abc"]}}),
+        ),
+        400,
+        "invalid_value",
+    );
+    assert_error(
+        &read(
+            json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1]}}),
+        ),
+        400,
+        "feature_name_collision",
+    );
+    assert_error(&s.get("/nope"), 404, "not_found");
+    assert_error(&s.get("/push"), 405, "method_not_allowed");
+}
+
+#[test]
+fn limits_answer_413() {
+    let s = Server::start_with(
+        &[],
+        &[
+            ("FEATGRID_MAX_BODY_BYTES", "2000"),
+            ("FEATGRID_MAX_ENTITIES_PER_REQUEST", "3"),
+            ("FEATGRID_MAX_ROWS_PER_PUSH", "2"),
+        ],
+    );
+    let big = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": vec![1; 1000]}});
+    assert_error(&s.post("/get-online-features", &big), 413, "body_too_large");
+    let many = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, 2, 3, 4]}});
+    assert_error(
+        &s.post("/get-online-features", &many),
+        413,
+        "too_many_entities",
+    );
+    let rows = json!({"driver_id": [1, 2, 3], "event_timestamp": [0, 0, 0], "conv_rate": [0.1, 0.2, 0.3], "acc_rate": [0.1, 0.2, 0.3], "avg_daily_trips": [1, 2, 3]});
+    let a = s.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push_source", "df": rows}),
+    );
+    assert_error(&a, 413, "too_many_rows");
+}
