@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn overload_is_503_with_retry_after() {
         let e = ApiError::from(GridError::Overloaded {
-            shard: 3,
+            thread: 3,
             capacity: 10,
         });
         let response = e.error_response();

@@ -321,6 +321,16 @@ pub fn parse_timestamp(value: &Json) -> Result<Micros, ValueError> {
 
 fn parse_timestamp_str(text: &str) -> Option<Micros> {
     let text = text.trim();
+    // The fast path (speedate): RFC 3339 and ISO 8601 with `T` or a space, offset optional.
+    // Only for text shaped like a date-time, so its other heuristics (bare numbers) never apply.
+    if text.len() >= 19 && text.as_bytes()[4] == b'-' {
+        if let Ok(t) = speedate::DateTime::parse_str(text) {
+            return t
+                .timestamp_tz()
+                .checked_mul(1_000_000)?
+                .checked_add(i64::from(t.time.microsecond));
+        }
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
@@ -349,10 +359,50 @@ pub const EPOCH_RFC3339: &str = "1970-01-01T00:00:00Z";
 
 /// RFC 3339 in UTC with `Z`; fractional seconds only when non-zero.
 pub fn format_timestamp(micros: Micros) -> String {
-    match DateTime::<Utc>::from_timestamp_micros(micros) {
-        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        None => EPOCH_RFC3339.to_string(),
+    let mut out = Vec::with_capacity(27);
+    write_timestamp(micros, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `micros` as RFC 3339 UTC with `Z`, fractional seconds only when non-zero (3 digits
+/// for whole milliseconds, else 6), the same text as chrono's `SecondsFormat::AutoSi`, without
+/// allocating. Years outside 0..=9999 fall back to chrono.
+pub fn write_timestamp(micros: Micros, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = DateTime::<Utc>::from_timestamp_micros(micros) else {
+        out.extend_from_slice(EPOCH_RFC3339.as_bytes());
+        return;
+    };
+    if !(0..=9999).contains(&t.year()) {
+        out.extend_from_slice(t.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        return;
     }
+    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
+        for i in (0..width).rev() {
+            out.push(b'0' + (value / 10u32.pow(i) % 10) as u8);
+        }
+    };
+    digits(out, t.year() as u32, 4);
+    out.push(b'-');
+    digits(out, t.month(), 2);
+    out.push(b'-');
+    digits(out, t.day(), 2);
+    out.push(b'T');
+    digits(out, t.hour(), 2);
+    out.push(b':');
+    digits(out, t.minute(), 2);
+    out.push(b':');
+    digits(out, t.second(), 2);
+    let fraction = micros.rem_euclid(1_000_000) as u32;
+    if fraction != 0 {
+        out.push(b'.');
+        if fraction % 1000 == 0 {
+            digits(out, fraction / 1000, 3);
+        } else {
+            digits(out, fraction, 6);
+        }
+    }
+    out.push(b'Z');
 }
 
 /// The current time in microseconds since the epoch.
@@ -585,6 +635,12 @@ mod tests {
             let text = round_trip("list<string>", json!(items));
             let back: Vec<String> = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(back, items);
+        }
+
+        #[test]
+        fn timestamp_text_matches_chrono(t in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let expected = DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            prop_assert_eq!(format_timestamp(t), expected);
         }
 
         #[test]

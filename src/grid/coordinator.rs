@@ -1,17 +1,19 @@
-//! The coordinator: starts the shard actors, and for each request sends one message to each
-//! shard that has work in it, then gathers the answers.
+//! The coordinator: starts the shard hosts, and for each request sends one message to each
+//! shard thread that has work in it, then gathers the answers.
 //!
-//! Topology: `shard_threads` arbiters (threads) host the shards round-robin. The default is
-//! one thread for every shard, measured to be the fastest on small machines (see README).
+//! Topology: `shards` partitions spread round-robin over `shard_threads` arbiters, one
+//! [`ShardHost`] actor per arbiter (shard `s` lives on thread `s % shard_threads`). A request's
+//! keys are grouped by shard by the caller; the coordinator groups the shards by thread, so a
+//! request costs one message per thread it touches, never one per key or per shard.
 //!
-//! Backpressure: each shard has a count of messages in flight. A send to a shard whose count
-//! has reached `mailbox_capacity` fails at once with [`GridError::Overloaded`]; a shard that
+//! Backpressure: each thread has a count of messages in flight. A send to a thread whose count
+//! has reached `mailbox_capacity` fails at once with [`GridError::Overloaded`]; a thread that
 //! does not answer within `shard_timeout` gives [`GridError::Timeout`]. Both become 503 with
 //! `Retry-After` at the HTTP layer.
 //!
 //! Cancel safety: dropping a request future (a client that hangs up) cancels the messages not
 //! yet queued; messages already queued are still applied. So a cancelled or timed-out write may
-//! be applied to some shards and not others; retrying it is safe, because newest-event-wins
+//! be applied on some threads and not others; retrying it is safe, because newest-event-wins
 //! makes a repeated write a no-op.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,22 +27,22 @@ use super::partition::{
     ApplyStats, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch, RowLayout,
 };
 use super::routing::Router;
-use super::shard::{Read, Shard, ShardStats, Stats, Write};
+use super::shard::{Read, ShardHost, ShardStats, Stats, Write};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GridError {
-    #[error("shard {shard} has {capacity} requests queued; retry shortly")]
-    Overloaded { shard: usize, capacity: usize },
-    #[error("shard {shard} did not answer within {timeout_ms} ms; retry shortly")]
-    Timeout { shard: usize, timeout_ms: u64 },
-    #[error("shard {shard} has stopped")]
-    ShardStopped { shard: usize },
+    #[error("shard thread {thread} has {capacity} requests queued; retry shortly")]
+    Overloaded { thread: usize, capacity: usize },
+    #[error("shard thread {thread} did not answer within {timeout_ms} ms; retry shortly")]
+    Timeout { thread: usize, timeout_ms: u64 },
+    #[error("shard thread {thread} has stopped")]
+    ShardStopped { thread: usize },
     #[error(transparent)]
     Partition(#[from] PartitionError),
-    #[error("{shards_failed} of {shards_total} shards failed; the request may be partly applied and is safe to retry. First error: {first_err}")]
+    #[error("{threads_failed} of {threads_total} shard threads failed; the request may be partly applied and is safe to retry. First error: {first_err}")]
     InconsistentShardFailure {
-        shards_total: usize,
-        shards_failed: usize,
+        threads_total: usize,
+        threads_failed: usize,
         first_err: Box<GridError>,
     },
 }
@@ -54,10 +56,10 @@ pub struct GridOptions {
     pub shard_timeout: Duration,
 }
 
-/// Hands requests to the shard actors. Cheap to clone.
+/// Hands requests to the shard hosts. Cheap to clone.
 #[derive(Clone)]
 pub struct Coordinator {
-    shards: Arc<[Addr<Shard>]>,
+    hosts: Arc<[Addr<ShardHost>]>,
     in_flight: Arc<[AtomicUsize]>,
     router: Router,
     layouts: Arc<[RowLayout]>,
@@ -77,7 +79,7 @@ impl ShardThreads {
     }
 }
 
-/// Decrements a shard's in-flight count when the send ends, however it ends.
+/// Decrements a thread's in-flight count when the send ends, however it ends.
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
@@ -87,21 +89,28 @@ impl Drop for InFlight<'_> {
 }
 
 impl Coordinator {
-    /// Starts one actor per shard on `shard_threads` new arbiters. Must run inside an actix
-    /// system; call it once, before the HTTP server starts.
+    /// Starts `shard_threads` arbiters, each with one [`ShardHost`] owning its shards'
+    /// partitions. Must run inside an actix system; call it once, before the HTTP server starts.
     pub fn start(options: &GridOptions, layouts: Arc<[RowLayout]>) -> (Coordinator, ShardThreads) {
-        let arbiters: Vec<Arbiter> = (0..options.shard_threads).map(|_| Arbiter::new()).collect();
-        let shards: Arc<[Addr<Shard>]> = (0..options.shards)
-            .map(|id| {
-                let partition = Partition::new(layouts.clone());
+        let threads = options.shard_threads.clamp(1, options.shards);
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let hosts: Arc<[Addr<ShardHost>]> = arbiters
+            .iter()
+            .enumerate()
+            .map(|(thread, arbiter)| {
+                let shards = (thread..options.shards)
+                    .step_by(threads)
+                    .map(|id| (id, Partition::new(layouts.clone())))
+                    .collect();
                 let capacity = options.mailbox_capacity;
-                let arbiter = arbiters[id % arbiters.len()].handle();
-                Shard::start_in_arbiter(&arbiter, move |_| Shard::new(id, partition, capacity))
+                ShardHost::start_in_arbiter(&arbiter.handle(), move |_| {
+                    ShardHost::new(shards, capacity)
+                })
             })
             .collect();
         let coordinator = Coordinator {
-            in_flight: shards.iter().map(|_| AtomicUsize::new(0)).collect(),
-            shards,
+            in_flight: hosts.iter().map(|_| AtomicUsize::new(0)).collect(),
+            hosts,
             router: Router::new(options.shards),
             layouts,
             capacity: options.mailbox_capacity,
@@ -118,56 +127,75 @@ impl Coordinator {
         &self.layouts
     }
 
-    /// Sends `msg` to shard `shard`, failing fast when it is full and after the timeout.
-    async fn ask<M>(&self, shard: usize, msg: M) -> Result<M::Result, GridError>
+    fn threads(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Regroups per-shard work (index = shard) into per-thread lists (index = local shard).
+    fn by_thread<T>(&self, per_shard: Vec<T>) -> Vec<Vec<T>> {
+        let threads = self.threads();
+        let mut grouped: Vec<Vec<T>> = (0..threads)
+            .map(|_| Vec::with_capacity(per_shard.len() / threads + 1))
+            .collect();
+        for (shard, work) in per_shard.into_iter().enumerate() {
+            grouped[shard % threads].push(work);
+        }
+        grouped
+    }
+
+    /// Sends `msg` to thread `thread`, failing fast when it is full and after the timeout.
+    async fn ask<M>(&self, thread: usize, msg: M) -> Result<M::Result, GridError>
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        Shard: Handler<M>,
+        ShardHost: Handler<M>,
     {
-        let counter = &self.in_flight[shard];
+        let counter = &self.in_flight[thread];
         if counter.fetch_add(1, Ordering::Relaxed) >= self.capacity {
             counter.fetch_sub(1, Ordering::Relaxed);
             return Err(GridError::Overloaded {
-                shard,
+                thread,
                 capacity: self.capacity,
             });
         }
         let _guard = InFlight(counter);
-        match actix_rt::time::timeout(self.timeout, self.shards[shard].send(msg)).await {
+        match actix_rt::time::timeout(self.timeout, self.hosts[thread].send(msg)).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(GridError::ShardStopped { shard }),
+            Ok(Err(_)) => Err(GridError::ShardStopped { thread }),
             Err(_) => Err(GridError::Timeout {
-                shard,
+                thread,
                 timeout_ms: self.timeout.as_millis() as u64,
             }),
         }
     }
 
-    /// Sends each shard's work (if any) concurrently and gathers the answers in shard order.
+    /// Sends each thread's message (if any) concurrently and gathers the answers in thread order.
     async fn fan_out<M, T>(&self, work: Vec<Option<M>>) -> Result<Vec<Option<T>>, GridError>
     where
         M: Message<Result = T> + Send + 'static,
         T: Send + 'static,
-        Shard: Handler<M>,
+        ShardHost: Handler<M>,
     {
-        let sends = work.into_iter().enumerate().map(|(shard, msg)| async move {
-            match msg {
-                Some(msg) => self.ask(shard, msg).await.map(Some),
-                None => Ok(None),
-            }
-        });
+        let sends = work
+            .into_iter()
+            .enumerate()
+            .map(|(thread, msg)| async move {
+                match msg {
+                    Some(msg) => self.ask(thread, msg).await.map(Some),
+                    None => Ok(None),
+                }
+            });
         let answers = join_all(sends).await;
-        let shards_total = answers.iter().filter(|a| !matches!(a, Ok(None))).count();
+        let threads_total = answers.iter().filter(|a| !matches!(a, Ok(None))).count();
         let mut failed = answers.iter().filter_map(|a| a.as_ref().err());
         if let Some(first) = failed.next() {
-            let shards_failed = 1 + failed.count();
-            return Err(if shards_total <= 1 {
+            let threads_failed = 1 + failed.count();
+            return Err(if threads_total <= 1 {
                 first.clone()
             } else {
                 GridError::InconsistentShardFailure {
-                    shards_total,
-                    shards_failed,
+                    threads_total,
+                    threads_failed,
                     first_err: Box::new(first.clone()),
                 }
             });
@@ -177,9 +205,10 @@ impl Coordinator {
 
     /// Applies per-shard batches (index = shard). All rows were validated by the caller.
     pub async fn write(&self, per_shard: Vec<Vec<RowBatch>>) -> Result<ApplyStats, GridError> {
-        let work = per_shard
+        let work = self
+            .by_thread(per_shard)
             .into_iter()
-            .map(|b| (!b.is_empty()).then_some(Write(b)))
+            .map(|local| local.iter().any(|b| !b.is_empty()).then_some(Write(local)))
             .collect();
         let mut total = ApplyStats::default();
         for answer in self.fan_out(work).await?.into_iter().flatten() {
@@ -194,17 +223,35 @@ impl Coordinator {
         &self,
         per_shard: Vec<ReadBatch>,
     ) -> Result<Vec<Option<ReadOutput>>, GridError> {
-        let work = per_shard
+        let shards = per_shard.len();
+        let work = self
+            .by_thread(per_shard)
             .into_iter()
-            .map(|b| (!b.is_empty()).then_some(Read(b)))
+            .map(|local| local.iter().any(|b| !b.is_empty()).then_some(Read(local)))
             .collect();
-        self.fan_out(work).await
+        let answers = self.fan_out(work).await?;
+        let threads = self.threads();
+        let mut per_thread: Vec<std::vec::IntoIter<Option<ReadOutput>>> = answers
+            .into_iter()
+            .map(|a| a.unwrap_or_default().into_iter())
+            .collect();
+        Ok((0..shards)
+            .map(|shard| per_thread[shard % threads].next().flatten())
+            .collect())
     }
 
-    /// Every shard's statistics.
+    /// Every shard's statistics, in shard order.
     pub async fn stats(&self) -> Result<Vec<ShardStats>, GridError> {
-        let work = self.shards.iter().map(|_| Some(Stats)).collect();
-        Ok(self.fan_out(work).await?.into_iter().flatten().collect())
+        let work = self.hosts.iter().map(|_| Some(Stats)).collect();
+        let mut stats: Vec<ShardStats> = self
+            .fan_out(work)
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        stats.sort_by_key(|s| s.shard);
+        Ok(stats)
     }
 }
 
@@ -216,8 +263,8 @@ mod tests {
 
     fn options(capacity: usize, timeout_ms: u64) -> GridOptions {
         GridOptions {
-            shards: 2,
-            shard_threads: 1,
+            shards: 3,
+            shard_threads: 2,
             mailbox_capacity: capacity,
             shard_timeout: Duration::from_millis(timeout_ms),
         }
@@ -237,7 +284,7 @@ mod tests {
             matches!(
                 full,
                 Err(GridError::Overloaded {
-                    shard: 0,
+                    thread: 0,
                     capacity: 1
                 })
             ),
@@ -245,7 +292,7 @@ mod tests {
         );
         assert!(matches!(
             stall.await.unwrap(),
-            Err(GridError::Timeout { shard: 0, .. })
+            Err(GridError::Timeout { thread: 0, .. })
         ));
         // Once the stall ends, the shard answers again.
         actix_rt::time::sleep(Duration::from_millis(400)).await;
@@ -260,8 +307,35 @@ mod tests {
         let stats = grid.stats().await.unwrap();
         assert_eq!(
             stats.iter().map(|s| s.shard).collect::<Vec<_>>(),
-            vec![0, 1]
+            vec![0, 1, 2]
         );
+        threads.stop();
+    }
+
+    #[actix_rt::test]
+    async fn reads_what_was_written_on_every_shard_and_thread() {
+        let registry = Registry::embedded();
+        let layouts = RowLayout::for_registry(&registry);
+        let (grid, threads) = Coordinator::start(&options(8, 1000), layouts.clone());
+        let router = grid.router();
+        let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+        let mut reads = vec![ReadBatch::default(); router.shards()];
+        let mut where_is = Vec::new();
+        for id in 0..50i64 {
+            let key = id.to_le_bytes();
+            let shard = router.shard_of_key(&key);
+            let mut batch = RowBatch::new(0);
+            batch.start_row(&layouts[0], &key, id, crate::grid::partition::NO_CREATED);
+            per_shard[shard].push(batch);
+            where_is.push((shard, reads[shard].len()));
+            reads[shard].push(0, &key);
+        }
+        assert_eq!(grid.write(per_shard).await.unwrap().written, 50);
+        let outputs = grid.read(reads).await.unwrap();
+        for (id, (shard, i)) in where_is.into_iter().enumerate() {
+            let row = outputs[shard].as_ref().unwrap().row(&layouts, i).unwrap();
+            assert_eq!(row.event_ts(), id as i64);
+        }
         threads.stop();
     }
 }

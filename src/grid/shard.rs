@@ -1,68 +1,91 @@
-//! The shard actor: owns one [`Partition`] and answers messages about it, one at a time.
+//! The shard actor: one per shard thread (arbiter), owning the partitions of the shards placed
+//! on that thread and answering messages about them, one at a time.
+//!
+//! Why one actor per thread rather than per shard: a request touches several shards, and on a
+//! small machine the cost of a request is dominated by the number of messages (each one a
+//! queue push, a wake-up and a reply), not by the map work. Grouping the shards of a thread
+//! behind one mailbox makes every request one message per thread. The shard stays the unit
+//! of partitioning (slot ranges, statistics, snapshots). Measurements are in the README.
 //!
 //! Handlers do only in-memory work (hash lookups and copies); nothing here blocks, sleeps or
 //! touches a file. The mailbox is bounded (`set_mailbox_capacity`); the coordinator keeps its
-//! own count of messages in flight so that a full shard answers 503 at once.
+//! own count of messages in flight so that a full mailbox answers 503 at once.
 
 use actix::prelude::*;
 
 use super::partition::{ApplyStats, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch};
 
-pub struct Shard {
-    id: usize,
-    partition: Partition,
+/// The partitions of the shards on one thread, and their actor.
+pub struct ShardHost {
+    /// (shard id, its partition), for every shard placed on this thread.
+    shards: Vec<(usize, Partition)>,
+    skipped_older: Vec<u64>,
     mailbox_capacity: usize,
-    skipped_older: u64,
 }
 
-impl Shard {
-    pub fn new(id: usize, partition: Partition, mailbox_capacity: usize) -> Shard {
-        Shard {
-            id,
-            partition,
+impl ShardHost {
+    pub fn new(shards: Vec<(usize, Partition)>, mailbox_capacity: usize) -> ShardHost {
+        ShardHost {
+            skipped_older: vec![0; shards.len()],
+            shards,
             mailbox_capacity,
-            skipped_older: 0,
         }
     }
 }
 
-impl Actor for Shard {
+impl Actor for ShardHost {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
-        tracing::debug!(shard = self.id, "shard started");
+        let shards: Vec<usize> = self.shards.iter().map(|s| s.0).collect();
+        tracing::debug!(?shards, "shard host started");
     }
 }
 
-/// Apply rows (one batch per view) with newest-event-wins.
+/// Rows to apply with newest-event-wins: per local shard (by position in the host), the
+/// batches for it (one per view). Empty lists are skipped.
 #[derive(Message)]
 #[rtype(result = "Result<ApplyStats, PartitionError>")]
-pub struct Write(pub Vec<RowBatch>);
+pub struct Write(pub Vec<Vec<RowBatch>>);
 
-impl Handler<Write> for Shard {
+impl Handler<Write> for ShardHost {
     type Result = Result<ApplyStats, PartitionError>;
 
     fn handle(&mut self, msg: Write, _: &mut Self::Context) -> Self::Result {
         let mut total = ApplyStats::default();
-        for batch in &msg.0 {
-            total += self.partition.apply(batch)?;
+        for (local, batches) in msg.0.iter().enumerate() {
+            let Some((_, partition)) = self.shards.get_mut(local) else {
+                continue;
+            };
+            let mut stats = ApplyStats::default();
+            for batch in batches {
+                stats += partition.apply(batch)?;
+            }
+            self.skipped_older[local] += stats.skipped_older;
+            total += stats;
         }
-        self.skipped_older += total.skipped_older;
         Ok(total)
     }
 }
 
-/// Look keys up and copy the rows found.
+/// Keys to look up, per local shard; the answer has one output per local shard (`None`
+/// where it had no keys).
 #[derive(Message)]
-#[rtype(result = "ReadOutput")]
-pub struct Read(pub ReadBatch);
+#[rtype(result = "Vec<Option<ReadOutput>>")]
+pub struct Read(pub Vec<ReadBatch>);
 
-impl Handler<Read> for Shard {
+impl Handler<Read> for ShardHost {
     type Result = MessageResult<Read>;
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.partition.read(&msg.0))
+        let outputs = msg
+            .0
+            .iter()
+            .zip(&self.shards)
+            .map(|(batch, (_, partition))| (!batch.is_empty()).then(|| partition.read(batch)))
+            .collect();
+        MessageResult(outputs)
     }
 }
 
@@ -76,31 +99,38 @@ pub struct ShardStats {
     pub skipped_older: u64,
 }
 
+/// Statistics of every shard on the host.
 #[derive(Message)]
-#[rtype(result = "ShardStats")]
+#[rtype(result = "Vec<ShardStats>")]
 pub struct Stats;
 
-impl Handler<Stats> for Shard {
+impl Handler<Stats> for ShardHost {
     type Result = MessageResult<Stats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ShardStats {
-            shard: self.id,
-            rows: self.partition.row_counts(),
-            memory_bytes: self.partition.memory_bytes(),
-            skipped_older: self.skipped_older,
-        })
+        let stats = self
+            .shards
+            .iter()
+            .zip(&self.skipped_older)
+            .map(|((shard, partition), &skipped_older)| ShardStats {
+                shard: *shard,
+                rows: partition.row_counts(),
+                memory_bytes: partition.memory_bytes(),
+                skipped_older,
+            })
+            .collect();
+        MessageResult(stats)
     }
 }
 
-/// Test only: hold the shard's thread, to fill its mailbox.
+/// Test only: hold the host's thread, to fill its mailbox.
 #[cfg(test)]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stall(pub std::time::Duration);
 
 #[cfg(test)]
-impl Handler<Stall> for Shard {
+impl Handler<Stall> for ShardHost {
     type Result = ();
 
     fn handle(&mut self, msg: Stall, _: &mut Self::Context) {

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::grid::partition::{ReadBatch, RowRef};
 use crate::registry::{FeatureRef, ViewId};
 use crate::value::{
-    encode_key_value, format_timestamp, now_micros, render_json, render_str, ValueType,
+    encode_key_value, now_micros, render_json, render_str, write_timestamp, ValueType,
     EPOCH_RFC3339,
 };
 
@@ -137,14 +137,14 @@ pub async fn read_features(
         .collect();
 
     // One event timestamp text per (view, row), shared by all of the view's features.
-    let mut ts_arena = String::new();
+    let mut ts_arena = Vec::with_capacity(found.len() * 27);
     let ts_text: Vec<Range<usize>> = found
         .iter()
         .map(|row| {
             let start = ts_arena.len();
             match row {
-                Some(r) => ts_arena.push_str(&format_timestamp(r.event_ts())),
-                None => ts_arena.push_str(EPOCH_RFC3339),
+                Some(r) => write_timestamp(r.event_ts(), &mut ts_arena),
+                None => ts_arena.extend_from_slice(EPOCH_RFC3339.as_bytes()),
             }
             start..ts_arena.len()
         })
@@ -227,7 +227,9 @@ pub async fn read_features(
             if row > 0 {
                 out.push(b',');
             }
-            quoted(&mut out, &ts_arena[ts_text[base + row].clone()]);
+            out.push(b'"');
+            out.extend_from_slice(&ts_arena[ts_text[base + row].clone()]);
+            out.push(b'"');
         }
         out.extend_from_slice(b"]}");
     }
