@@ -396,7 +396,7 @@ pub fn write_timestamp(micros: Micros, out: &mut Vec<u8>) {
     let fraction = micros.rem_euclid(1_000_000) as u32;
     if fraction != 0 {
         out.push(b'.');
-        if fraction % 1000 == 0 {
+        if fraction.is_multiple_of(1000) {
             digits(out, fraction / 1000, 3);
         } else {
             digits(out, fraction, 6);
