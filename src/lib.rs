@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod grid;
+pub mod persist;
 pub mod registry;
 pub mod value;
 

@@ -1,0 +1,82 @@
+//! The only module that knows bincode. Everything featgrid encodes in binary (snapshots, the
+//! write-ahead log, the native wire protocol) goes through [`encode`] and [`decode`], so the
+//! format can be swapped in one place. bincode 2, standard configuration (little-endian,
+//! variable-length integers), with a limit on what one decode may allocate, because the input
+//! may come from the network or a damaged file.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The most bytes one decode may allocate.
+pub const DECODE_LIMIT: usize = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error("cannot decode: {0}")]
+    Decode(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// Encodes `value` into a new buffer.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` at the end of `out`.
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes one value from the front of `bytes`; returns it and the bytes it used.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Sample {
+        id: u64,
+        name: String,
+        values: Vec<Option<f64>>,
+        bytes: Vec<u8>,
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(id in any::<u64>(), name in ".{0,16}", values in proptest::collection::vec(proptest::option::of(any::<f64>().prop_filter("not NaN", |v| !v.is_nan())), 0..8), bytes in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let sample = Sample { id, name, values, bytes };
+            let encoded = encode(&sample).unwrap();
+            let mut appended = vec![7u8];
+            encode_into(&sample, &mut appended).unwrap();
+            prop_assert_eq!(&appended[1..], &encoded[..]);
+            let (decoded, used): (Sample, usize) = decode(&encoded).unwrap();
+            prop_assert_eq!(used, encoded.len());
+            prop_assert_eq!(decoded, sample);
+        }
+
+        #[test]
+        fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode::<Sample>(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_huge_length_prefix_does_not_allocate() {
+        // A Vec<u8> claiming 2^40 elements.
+        let mut bytes = vec![253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(decode::<Vec<u8>>(&bytes).is_err());
+    }
+}

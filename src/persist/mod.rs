@@ -1,0 +1,3 @@
+//! Bytes on disk and on the wire: the codec (the only user of bincode).
+
+pub mod codec;
