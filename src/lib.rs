@@ -20,7 +20,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpServer};
 
-use api::{admin, feast, AppState, Limits};
+use api::{admin, feast, native, AppState, Limits};
 use config::Settings;
 use grid::coordinator::{Coordinator, GridOptions, ShardThreads};
 use grid::partition::RowLayout;
@@ -47,6 +47,11 @@ pub fn build_app(
             resource("/write-to-online-store").route(web::post().to(feast::write_to_online_store)),
         )
         .service(resource("/get-online-features").route(web::post().to(feast::get_online_features)))
+        .service(resource("/native/v1/push").route(web::post().to(native::push)))
+        .service(
+            resource("/native/v1/get-online-features")
+                .route(web::post().to(native::get_online_features)),
+        )
         .service(resource("/health").route(web::get().to(admin::health)))
         .service(resource("/registry").route(web::get().to(admin::registry)))
         .service(resource("/stats").route(web::get().to(admin::stats)))

@@ -2,10 +2,17 @@
 //! coordinator, renders answers. Nothing below this module knows about HTTP or JSON.
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
+//! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
 //! - [`admin`]: `/health`, `/registry`, `/stats`.
+//!
+//! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
+//! value conversions are the same code, whatever the format.
 
 pub mod admin;
 pub mod feast;
+pub mod lookup;
+pub mod native;
+pub mod rows;
 
 use std::sync::Arc;
 
@@ -17,6 +24,9 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
 use crate::registry::Registry;
+
+/// A columnar data frame: column name -> one value per row, in the order given.
+pub type Frame<C> = indexmap::IndexMap<String, Vec<C>>;
 
 /// Request limits, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +44,7 @@ pub struct AppState {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -226,7 +226,7 @@ impl RowBatch {
     }
 
     /// Sets a field of the row last started: `encode` appends the value's bytes to the
-    /// buffer it is given (the format of [`crate::value::encode_json`]). If it fails, the row
+    /// buffer it is given (the format of [`crate::value::encode_value`]). If it fails, the row
     /// is left half-written and the batch must be dropped.
     pub fn encode_field<E>(
         &mut self,

@@ -4,5 +4,6 @@
 mod cli;
 mod feast_api;
 mod feast_sdk;
+mod native;
 mod semantics;
 mod support;

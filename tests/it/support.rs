@@ -86,6 +86,21 @@ impl Server {
         answer(request.send_string(body))
     }
 
+    /// Posts bytes in the native codec; answers status and body bytes.
+    pub fn post_native(&self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let request = ureq::post(&format!("{}{path}", self.url))
+            .set("Content-Type", featgrid::api::native::CONTENT_TYPE);
+        let response = match request.send_bytes(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = response.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("read body");
+        (status, bytes)
+    }
+
     pub fn get(&self, path: &str) -> Answer {
         answer(ureq::get(&format!("{}{path}", self.url)).call())
     }

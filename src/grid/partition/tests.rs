@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::value::{encode_json, encode_key_value, render_json};
+use crate::value::{encode_key_value, encode_value, render_json};
 
 fn driver() -> (Registry, Arc<[RowLayout]>) {
     let registry = Registry::embedded();
@@ -31,7 +31,7 @@ fn push(
     let mut b = RowBatch::new(0);
     b.start_row(&layouts[0], &key(id), event, created);
     b.encode_field(&layouts[0], 0, |out| {
-        encode_json(
+        encode_value(
             crate::value::ValueType::parse("float32").unwrap(),
             &json!(conv),
             out,
@@ -40,7 +40,7 @@ fn push(
     .unwrap();
     if let Some(acc) = acc {
         b.encode_field(&layouts[0], 1, |out| {
-            encode_json(
+            encode_value(
                 crate::value::ValueType::parse("float32").unwrap(),
                 &json!(acc),
                 out,
@@ -49,7 +49,7 @@ fn push(
         .unwrap();
     }
     b.encode_field(&layouts[0], 2, |out| {
-        encode_json(
+        encode_value(
             crate::value::ValueType::parse("int64").unwrap(),
             &json!(event),
             out,
@@ -149,7 +149,7 @@ fn variable_keys_and_values_round_trip() {
         let mut b = RowBatch::new(view.id);
         b.start_row(layout, &k, version, NO_CREATED);
         for (i, v) in values.iter().enumerate() {
-            b.encode_field(layout, i, |out| encode_json(view.fields[i].dtype, v, out))
+            b.encode_field(layout, i, |out| encode_value(view.fields[i].dtype, v, out))
                 .unwrap();
         }
         p.apply(&b).unwrap();

@@ -1,20 +1,18 @@
-//! Columnar rows (`df`) -> validated, typed row batches per shard -> the coordinator.
+//! Writes, whatever the wire format: columnar rows -> validated, typed row batches per shard
+//! -> the coordinator.
 //!
 //! The whole request is converted before anything is sent: one bad value rejects the request
 //! with a 400 naming the column and row, and nothing is applied.
 
-use actix_web::http::StatusCode;
-use serde_json::Value as Json;
-
-use super::Columns;
-use crate::api::AppState;
+use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
 use crate::registry::{FeatureView, ViewId};
-use crate::value::{encode_json, encode_key_value, parse_timestamp, ValueError};
+use crate::value::{encode_key_value, encode_value, Cell, ValueError};
+use actix_web::http::StatusCode;
 
 /// The number of rows in a data frame: every column must have the same length.
-pub fn row_count(columns: &Columns, what: &str) -> Result<usize, ApiError> {
+pub fn row_count<C>(columns: &Frame<C>, what: &str) -> Result<usize, ApiError> {
     let mut lengths = columns.iter().map(|(name, values)| (name, values.len()));
     let Some((first_name, rows)) = lengths.next() else {
         return Ok(0);
@@ -28,12 +26,12 @@ pub fn row_count(columns: &Columns, what: &str) -> Result<usize, ApiError> {
     Ok(rows)
 }
 
-pub fn column<'a>(
-    columns: &'a Columns,
+pub fn column<'a, C>(
+    columns: &'a Frame<C>,
     name: &str,
     view: &FeatureView,
     role: &str,
-) -> Result<&'a [Json], ApiError> {
+) -> Result<&'a [C], ApiError> {
     columns.get(name).map(Vec::as_slice).ok_or_else(|| {
         ApiError::bad_request(
             "missing_column",
@@ -50,9 +48,9 @@ pub fn invalid_value(column: &str, row: usize, e: ValueError) -> ApiError {
 }
 
 /// Appends the canonical key of `row` (join keys in name order) to `out`.
-pub fn encode_key(
+pub fn encode_key<C: Cell>(
     view: &FeatureView,
-    key_columns: &[(&str, &[Json])],
+    key_columns: &[(&str, &[C])],
     key_order: &[usize],
     row: usize,
     out: &mut Vec<u8>,
@@ -73,7 +71,11 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
 }
 
 /// Converts `df` into batches for `views`, then applies them.
-pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Result<(), ApiError> {
+pub async fn write_rows<C: Cell>(
+    state: &AppState,
+    views: &[ViewId],
+    df: &Frame<C>,
+) -> Result<(), ApiError> {
     let rows = row_count(df, "df")?;
     if rows > state.limits.max_rows_per_push {
         return Err(ApiError::new(
@@ -113,13 +115,14 @@ pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Res
         for row in 0..rows {
             key.clear();
             encode_key(view, &key_columns, &order, row, &mut key)?;
-            let event_ts = parse_timestamp(&event[row])
+            let event_ts = event[row]
+                .as_timestamp()
                 .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
             let created_ts = match created.map(|c| &c[row]) {
-                // pandas sends a missing created time as the string "NaT" (Feast SDK 0.67).
-                None | Some(Json::Null) => NO_CREATED,
-                Some(Json::String(s)) if s == "NaT" => NO_CREATED,
-                Some(v) => parse_timestamp(v)
+                None => NO_CREATED,
+                Some(v) if v.is_null() || v.is_nat() => NO_CREATED,
+                Some(v) => v
+                    .as_timestamp()
                     .map_err(|e| invalid_value(&view.created_timestamp_column, row, e))?,
             };
             let shard = router.shard_of_key(&key);
@@ -137,7 +140,7 @@ pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Res
                 }
                 let field = &view.fields[i];
                 batch
-                    .encode_field(layout, i, |out| encode_json(field.dtype, value, out))
+                    .encode_field(layout, i, |out| encode_value(field.dtype, value, out))
                     .map_err(|e| invalid_value(&field.name, row, e))?;
             }
             if batch.data_len() > MAX_BATCH_BYTES {
