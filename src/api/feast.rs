@@ -18,12 +18,13 @@ use crate::error::ApiError;
 use crate::registry::{FeatureRef, Registry};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
+/// The body of `POST /push`.
 #[derive(Debug, Deserialize)]
-struct PushRequest {
-    push_source_name: String,
-    df: Frame<Json>,
+pub struct PushRequest {
+    pub push_source_name: String,
+    pub df: Frame<Json>,
     #[serde(default)]
-    to: Option<String>,
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
