@@ -264,3 +264,131 @@ fn limits_answer_413() {
     );
     assert_error(&a, 413, "too_many_rows");
 }
+
+/// A small deterministic generator (xorshift), so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        match self.below(if depth > 2 { 9 } else { 11 }) {
+            0 => Value::Null,
+            1 => json!(self.below(2) == 0),
+            2 => json!(self.next() as i64),
+            3 => json!(f64::from_bits(self.next()).clamp(-1e300, 1e300)),
+            4 => json!(
+                [
+                    "",
+                    "NaT",
+                    "1001",
+                    "2026-11-25 10:00:00",
+                    "aGk=",
+                    "x\u{0}y",
+                    "9999-99-99"
+                ][self.below(7) as usize]
+            ),
+            5 => json!(1_795_600_800),
+            6 => json!(2.5),
+            7 => json!(u64::MAX),
+            8 => json!("driver_hourly_stats:conv_rate"),
+            9 => Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
+            _ => {
+                let keys = [
+                    "driver_id",
+                    "event_timestamp",
+                    "created",
+                    "conv_rate",
+                    "acc_rate",
+                    "avg_daily_trips",
+                    "zzz",
+                ];
+                Value::Object(
+                    (0..self.below(4))
+                        .map(|_| {
+                            (
+                                keys[self.below(7) as usize].to_string(),
+                                self.value(depth + 1),
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Replaces one random node of `body` with a random value.
+fn mutate(rng: &mut Rng, body: &mut Value) {
+    let mut node = body;
+    loop {
+        let children = match node {
+            Value::Object(map) if !map.is_empty() => map.len(),
+            Value::Array(items) if !items.is_empty() => items.len(),
+            _ => 0,
+        };
+        if children == 0 || rng.below(3) == 0 {
+            *node = rng.value(0);
+            return;
+        }
+        let i = rng.below(children as u64) as usize;
+        node = match node {
+            Value::Object(map) => map.values_mut().nth(i).unwrap(),
+            Value::Array(items) => &mut items[i],
+            _ => unreachable!(),
+        };
+    }
+}
+
+#[test]
+fn no_input_makes_the_server_answer_500() {
+    let s = Server::start();
+    let valid = [
+        (
+            "/push",
+            json!({"push_source_name": "driver_stats_push_source", "df": driver_row(1, 0.5), "to": "online"}),
+        ),
+        (
+            "/write-to-online-store",
+            json!({"feature_view_name": "driver_hourly_stats", "df": driver_row(2, 0.5)}),
+        ),
+        (
+            "/get-online-features",
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, 2]}, "full_feature_names": true}),
+        ),
+        (
+            "/get-online-features",
+            json!({"feature_service": "driver_activity", "entities": {"driver_id": [1]}}),
+        ),
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..400 {
+        let (path, mut body) = valid[round % valid.len()].clone();
+        for _ in 0..=rng.below(3) {
+            mutate(&mut rng, &mut body);
+        }
+        let mut text = body.to_string();
+        if rng.below(10) == 0 {
+            text.truncate(rng.below(text.len() as u64 + 1) as usize);
+        }
+        let a = s.post_raw(path, &text, None);
+        assert!(a.status < 500, "{path} {text} -> {} {}", a.status, a.text);
+        if a.status != 200 {
+            assert!(
+                a.json["code"].is_string() && a.json["message"].is_string(),
+                "{path} {text} -> {}",
+                a.text
+            );
+        }
+    }
+    assert_eq!(s.get("/health").status, 200, "the server survived");
+}
