@@ -170,6 +170,7 @@ fn feast_json(c: &mut Criterion) {
             max_entities_per_request: 10_000,
             max_rows_per_push: 100_000,
         },
+        metrics: Default::default(),
     });
     let app = system.block_on(actix_test::init_service(featgrid::build_app(state)));
     let call = |path: &str, body: &[u8]| {

@@ -1,4 +1,4 @@
-//! Operational routes: `GET /health`, `GET /registry`, `GET /stats`.
+//! Operational routes: `GET /health`, `GET /registry`, `GET /stats`, `GET /metrics`.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -52,4 +52,11 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         per_shard,
     };
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }

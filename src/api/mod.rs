@@ -3,7 +3,7 @@
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
-//! - [`admin`]: `/health`, `/registry`, `/stats`.
+//! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`.
 //!
 //! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
 //! value conversions are the same code, whatever the format.
@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod feast;
 pub mod lookup;
+pub mod metrics;
 pub mod native;
 pub mod rows;
 
@@ -41,6 +42,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub grid: Coordinator,
     pub limits: Limits,
+    pub metrics: metrics::Metrics,
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.

@@ -153,6 +153,8 @@ pub async fn write_rows<C: Cell>(
         }
     }
     let stats = state.grid.write(per_shard).await?;
+    state.metrics.rows_written.inc_by(stats.written);
+    state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
     tracing::debug!(
         rows,
         written = stats.written,

@@ -116,6 +116,35 @@ fn health_and_registry() {
     assert_eq!(stats.json["shards"], 8);
 }
 
+#[test]
+fn metrics_count_requests_and_every_answer_has_a_request_id() {
+    let s = Server::start();
+    s.push_driver(driver_row(1, 0.5));
+    let bad = s.post("/push", &json!({"push_source_name": "nope", "df": {}}));
+    let (first, second) = (
+        bad.request_id.clone().unwrap(),
+        s.get("/health").request_id.unwrap(),
+    );
+    assert_ne!(first, second);
+    let metrics = s.get("/metrics").text;
+    assert!(
+        metrics.contains(r#"featgrid_requests_total{route="/push",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"featgrid_requests_total{route="/push",status="422"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("featgrid_rows_written_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("featgrid_process_resident_memory_bytes"),
+        "{metrics}"
+    );
+}
+
 /// Asserts the one error shape: status, stable code, a message.
 fn assert_error(a: &crate::support::Answer, status: u16, code: &str) {
     assert_eq!(a.status, status, "{}", a.text);
@@ -391,4 +420,68 @@ fn no_input_makes_the_server_answer_500() {
         }
     }
     assert_eq!(s.get("/health").status, 200, "the server survived");
+}
+
+#[test]
+fn a_full_mailbox_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
+    // One place in the shard thread's mailbox: concurrent pushes must overflow it.
+    let s = Server::start_with(&["--shards", "1"], &[("FEATGRID_MAILBOX_CAPACITY", "1")]);
+    let url = s.url();
+    let mut overloaded = 0;
+    let mut acknowledged = Vec::new();
+    for round in 0..50i64 {
+        let answers: Vec<(i64, u16, Option<String>, Value)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8i64)
+                .map(|t| {
+                    let url = url.clone();
+                    scope.spawn(move || {
+                        let id = round * 100 + t;
+                        let ids: Vec<i64> = (0..2000).map(|i| id * 10_000 + i).collect();
+                        let df = json!({"driver_id": ids, "event_timestamp": vec![1_795_600_800; 2000], "conv_rate": vec![0.5; 2000],
+                                        "acc_rate": vec![0.5; 2000], "avg_daily_trips": vec![id; 2000]});
+                        let body = json!({"push_source_name": "driver_stats_push_source", "df": df}).to_string();
+                        let response = match ureq::post(&format!("{url}/push")).send_string(&body) {
+                            Ok(r) => r,
+                            Err(ureq::Error::Status(_, r)) => r,
+                            Err(e) => panic!("{e}"),
+                        };
+                        let status = response.status();
+                        let retry = response.header("Retry-After").map(str::to_string);
+                        let json = response.into_json().unwrap_or(Value::Null);
+                        (id, status, retry, json)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (id, status, retry, json) in answers {
+            match status {
+                200 => acknowledged.push(id),
+                503 => {
+                    overloaded += 1;
+                    assert_eq!(retry.as_deref(), Some("1"));
+                    assert_eq!(json["code"], "shard_overloaded", "{json}");
+                }
+                other => panic!("unexpected {other}: {json}"),
+            }
+        }
+        if overloaded > 0 && round >= 2 {
+            break;
+        }
+    }
+    assert!(
+        overloaded > 0,
+        "8 concurrent pushes never overflowed a mailbox of 1"
+    );
+    for id in acknowledged {
+        let a = s.read(
+            &["driver_hourly_stats:avg_daily_trips"],
+            json!({"driver_id": [id * 10_000 + 1999]}),
+        );
+        assert_eq!(
+            column(&a, "avg_daily_trips").0,
+            [json!(id)],
+            "acknowledged push {id} is missing"
+        );
+    }
 }

@@ -15,14 +15,13 @@ pub struct Server {
     url: String,
 }
 
-/// An HTTP answer: status, parsed JSON body (Null when empty or not JSON), raw text, Retry-After.
-#[allow(dead_code)] // retry_after is read by the overload tests only
+/// An HTTP answer: status, parsed JSON body (Null when empty or not JSON), raw text, request id.
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub json: Value,
     pub text: String,
-    pub retry_after: Option<String>,
+    pub request_id: Option<String>,
 }
 
 impl Server {
@@ -129,14 +128,14 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
         Err(e) => panic!("request failed: {e}"),
     };
     let status = response.status();
-    let retry_after = response.header("Retry-After").map(str::to_string);
+    let request_id = response.header("x-request-id").map(str::to_string);
     let text = response.into_string().unwrap_or_default();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     Answer {
         status,
         json,
         text,
-        retry_after,
+        request_id,
     }
 }
 

@@ -1,0 +1,120 @@
+//! Prometheus metrics and the per-request middleware: a tracing span with a request id
+//! (echoed as `x-request-id`), a count by route and status, and a latency histogram by route.
+//! Served as text at `GET /metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    pub rows_written: IntCounter,
+    pub rows_skipped_older: IntCounter,
+    next_request_id: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("featgrid".into()), None).expect("a valid prefix");
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let buckets = vec![
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+        ];
+        let duration = HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "HTTP request latency by route")
+                .buckets(buckets),
+            &["route"],
+        )
+        .expect("valid metric");
+        let rows_written = IntCounter::new(
+            "rows_written_total",
+            "rows stored (new keys or newer events)",
+        )
+        .expect("valid metric");
+        let rows_skipped_older = IntCounter::new(
+            "rows_skipped_older_total",
+            "rows skipped because a newer event was stored",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(rows_written.clone()),
+            Box::new(rows_skipped_older.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            rows_written,
+            rows_skipped_older,
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, route: &str, status: u16, started: Instant) {
+        self.duration
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        let mut buf = itoa::Buffer::new();
+        self.requests
+            .with_label_values(&[route, buf.format(status)])
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_by_route_and_status() {
+        let m = Metrics::new();
+        m.observe("/push", 200, Instant::now());
+        m.observe("/push", 400, Instant::now());
+        m.rows_written.inc_by(3);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"featgrid_requests_total{route="/push",status="400"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("featgrid_rows_written_total 3"), "{text}");
+        assert!(
+            text.contains("featgrid_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}
