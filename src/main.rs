@@ -26,7 +26,7 @@ enum Command {
     Serve(ServeArgs),
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -181,7 +181,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => bench(*args),
     }
 }
 

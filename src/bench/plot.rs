@@ -11,6 +11,7 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 150.0;
 const LATENCY_HEIGHT: f64 = 190.0;
 const THROUGHPUT_HEIGHT: f64 = 110.0;
+const HEADER: f64 = 56.0;
 const TITLE: f64 = 34.0;
 const GAP: f64 = 30.0;
 const AXIS: f64 = 34.0;
@@ -26,7 +27,7 @@ const GRID: &str = "#e4e4e4";
 pub fn render(report: &Report) -> String {
     let s = &report.setup;
     let mut out = String::new();
-    let height = 46.0 + BLOCK * report.operations.len().max(1) as f64;
+    let height = HEADER + BLOCK * report.operations.len().max(1) as f64;
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
@@ -36,23 +37,32 @@ pub fn render(report: &Report) -> String {
         Some(rate) => format!("open loop {rate} req/s, ≤{} in flight", s.connections),
         None => format!("closed loop, {} connections", s.connections),
     };
-    let title = format!(
-        "featgrid bench: {} ({}), {load}, batch {}, {} feature(s), {} entities",
-        s.workload, s.protocol, s.batch, s.features, s.entities
+    let keys = match s.zipf {
+        Some(z) => format!("zipf({z}) keys"),
+        None => "uniform keys".to_string(),
+    };
+    let details = format!(
+        "{load}, batch {}, {} feature(s), {keys} over {} entities, {} s after {} s warmup",
+        s.batch, s.features, s.entities, s.duration_secs, s.warmup_secs
     );
     let _ = writeln!(
         out,
-        r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>"#,
-        escape(&title)
+        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">featgrid bench: {} ({})</text>"#,
+        s.workload, s.protocol
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="40" fill="#444">{}</text>"##,
+        escape(&details)
     );
     if report.operations.is_empty() {
         let _ = writeln!(
             out,
-            r#"<text x="{LEFT}" y="60">no requests recorded</text>"#
+            r#"<text x="{LEFT}" y="80">no requests recorded</text>"#
         );
     }
     for (i, op) in report.operations.iter().enumerate() {
-        chart(&mut out, op, 46.0 + BLOCK * i as f64);
+        chart(&mut out, op, HEADER + BLOCK * i as f64);
     }
     out.push_str("</svg>\n");
     out
