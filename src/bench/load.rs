@@ -85,7 +85,10 @@ pub fn corrected_latency(due: Instant, sent: Instant, done: Instant) -> Duration
 }
 
 /// Open-loop workers wake this much before a request is due: tokio's timer has 1 ms ticks,
-/// and waking late would add up to a tick to every latency.
+/// and waking late would add up to a tick to every latency. The price: requests due within
+/// one tick leave together, so at R req/s the arrivals come in bursts of about R/1000 each
+/// millisecond (as with wrk2). Spinning to the microsecond would cost a core this 2-core
+/// machine does not have to spare.
 pub const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// Progress counters the progress line reads while a phase runs.

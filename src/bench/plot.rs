@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::report::{OpSummary, Report};
 
-const WIDTH: f64 = 860.0;
+const WIDTH: f64 = 960.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 150.0;
 const LATENCY_HEIGHT: f64 = 190.0;
@@ -21,7 +21,8 @@ const P50: &str = "#1f77b4";
 const P99: &str = "#ff7f0e";
 const MAX: &str = "#d62728";
 const RATE: &str = "#2ca02c";
-const GRID: &str = "#e4e4e4";
+const GRID: &str = "#dddddd";
+const MINOR_GRID: &str = "#f2f2f2";
 
 /// The whole SVG document for `report`.
 pub fn render(report: &Report) -> String {
@@ -33,18 +34,7 @@ pub fn render(report: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let load = match s.rate {
-        Some(rate) => format!("open loop {rate} req/s, ≤{} in flight", s.connections),
-        None => format!("closed loop, {} connections", s.connections),
-    };
-    let keys = match s.zipf {
-        Some(z) => format!("zipf({z}) keys"),
-        None => "uniform keys".to_string(),
-    };
-    let details = format!(
-        "{load}, batch {}, {} feature(s), {keys} over {} entities, {} s after {} s warmup",
-        s.batch, s.features, s.entities, s.duration_secs, s.warmup_secs
-    );
+    let details = s.describe();
     let _ = writeln!(
         out,
         r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">featgrid bench: {} ({})</text>"#,
@@ -115,8 +105,17 @@ fn chart(out: &mut String, op: &OpSummary, top: f64) {
     frame(out, lat_top, LATENCY_HEIGHT, "latency (log)");
     for decade in (lo as i32)..=(hi as i32) {
         let us = 10f64.powi(decade);
-        let y = y_lat(us);
-        grid_line(out, y, &format_us(us));
+        grid_line(out, y_lat(us), &format_us(us));
+        if decade < hi as i32 {
+            for minor in [2.0, 5.0] {
+                let y = y_lat(minor * us);
+                let _ = writeln!(
+                    out,
+                    r#"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{MINOR_GRID}"/>"#,
+                    WIDTH - RIGHT
+                );
+            }
+        }
     }
     let series = [
         (

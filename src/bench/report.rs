@@ -44,10 +44,48 @@ pub struct Setup {
     pub warmup_secs: f64,
     pub duration_secs: f64,
     pub max_requests: Option<u64>,
+    pub probe_timeout_secs: f64,
     pub seed: u64,
 }
 
 impl Setup {
+    /// One line saying how the load was made: pacing, request shape, keys, time.
+    pub fn describe(&self) -> String {
+        let time = format!(
+            "{} s measured after {} s warmup",
+            self.duration_secs, self.warmup_secs
+        );
+        if self.workload == Workload::Freshness.name() {
+            let reads = match &self.read_target {
+                Some(t) => format!("reading it back from {t}"),
+                None => "reading it back from the same target".to_string(),
+            };
+            return format!(
+                "{} probe(s), each pushing a new value for its own driver id and {reads} until visible (timeout {} s); {time}",
+                self.connections, self.probe_timeout_secs
+            );
+        }
+        let load = match self.rate {
+            Some(rate) => format!(
+                "open loop at {rate} req/s (at most {} in flight)",
+                self.connections
+            ),
+            None => format!("closed loop, {} connections", self.connections),
+        };
+        let keys = match self.zipf {
+            Some(z) => format!("zipf({z}) keys"),
+            None => "uniform keys".to_string(),
+        };
+        let mix = match self.read_ratio {
+            Some(r) => format!("{:.0}% reads, ", r * 100.0),
+            None => String::new(),
+        };
+        format!(
+            "{load}, {mix}batch {}, {} feature(s) per read, {keys} over {} entities, {time}",
+            self.batch, self.features, self.entities
+        )
+    }
+
     pub fn of(o: &Options) -> Setup {
         Setup {
             targets: o.targets.iter().map(|t| t.base.clone()).collect(),
@@ -75,6 +113,7 @@ impl Setup {
             warmup_secs: o.warmup.as_secs_f64(),
             duration_secs: o.duration.as_secs_f64(),
             max_requests: o.max_requests,
+            probe_timeout_secs: o.probe_timeout.as_secs_f64(),
             seed: o.seed,
         }
     }
@@ -229,30 +268,15 @@ impl Report {
     pub fn table(&self) -> String {
         let s = &self.setup;
         let mut out = String::new();
-        let load = match s.rate {
-            Some(rate) => format!(
-                "open loop at {rate} req/s (at most {} in flight)",
-                s.connections
-            ),
-            None => format!("closed loop, {} connections", s.connections),
-        };
-        let keys = match s.zipf {
-            Some(z) => format!("zipf({z}) keys"),
-            None => "uniform keys".to_string(),
-        };
         let _ = writeln!(
             out,
-            "featgrid bench: {} ({}), {load}, {} thread(s), targets {}",
+            "featgrid bench: {} ({}), {} thread(s), targets {}",
             s.workload,
             s.protocol,
             s.threads,
             s.targets.join(" ")
         );
-        let _ = writeln!(
-            out,
-            "  batch {}, {} feature(s) per read, {keys} over {} entities, warmup {}s, duration {}s",
-            s.batch, s.features, s.entities, s.warmup_secs, s.duration_secs
-        );
+        let _ = writeln!(out, "  {}", s.describe());
         if let Some(p) = &self.preload {
             let _ = writeln!(
                 out,
