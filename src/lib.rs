@@ -6,6 +6,7 @@
 //! assembled; the server and the tests use it alike.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod grid;

@@ -1,9 +1,12 @@
-//! The featgrid command line: `featgrid serve` runs the server.
+//! The featgrid command line: `featgrid serve` runs the server, `featgrid bench` loads one.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use featgrid::bench::{parse_duration, Load, Options, Protocol, Target, Workload};
 use featgrid::config::{Overrides, Settings};
 
 #[derive(Parser)]
@@ -21,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run the feature server (embedded driver quickstart registry unless --config names one).
     Serve(ServeArgs),
+    /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
+    /// prints requests, errors, throughput and latency percentiles per operation.
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +51,125 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Server to load; repeat for several nodes (requests go round-robin) [default: http://127.0.0.1:6566].
+    #[arg(long = "target", value_name = "URL", value_parser = Target::parse)]
+    targets: Vec<Target>,
+    /// Allow targets that are not on this machine (by default only loopback hosts are loaded).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Wire format.
+    #[arg(long, value_name = "NAME", default_value = "feast", value_parser = Protocol::parse)]
+    protocol: Protocol,
+    /// What to send: read, push, mixed (see --read-ratio) or freshness (push, then read until visible).
+    #[arg(long, value_name = "KIND", default_value = "read", value_parser = ["read", "push", "mixed", "freshness"])]
+    workload: String,
+    /// Fraction of reads in the mixed workload.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.95)]
+    read_ratio: f64,
+    /// Entities (driver ids 1..=N) to preload and draw keys from.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    entities: u64,
+    /// Skip the preload (the entities are already there).
+    #[arg(long)]
+    no_preload: bool,
+    /// Rows per preload push.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    preload_batch: usize,
+    /// Entities per read and rows per push.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    batch: usize,
+    /// Features per read: the first K of conv_rate, acc_rate, avg_daily_trips.
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    features: usize,
+    /// Zipfian key choice with this exponent (e.g. 0.99); uniform when omitted.
+    #[arg(long, value_name = "S")]
+    zipf: Option<f64>,
+    /// Closed loop: concurrent connections sending back to back. Open loop: most requests in flight.
+    #[arg(long, value_name = "C", default_value_t = 8)]
+    connections: usize,
+    /// Open loop: requests per second in total, on a fixed schedule (latency counts from each
+    /// request's intended send time).
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Client threads (each runs its own event loop and share of the connections).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// Load before measuring, not recorded.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Measured time after the warmup.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Stop after this many recorded requests (or probes).
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u64>,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Freshness: read from this server instead of the one pushed to.
+    #[arg(long, value_name = "URL", value_parser = Target::parse)]
+    read_target: Option<Target>,
+    /// Freshness: give up on a probe (count a timeout) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    probe_timeout: Duration,
+    /// Random seed for key choice and values.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write latency and throughput over time as an SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn options(self) -> Options {
+        let defaults = Options::default();
+        Options {
+            targets: if self.targets.is_empty() {
+                defaults.targets
+            } else {
+                self.targets
+            },
+            read_target: self.read_target,
+            allow_remote: self.allow_remote,
+            protocol: self.protocol,
+            workload: match self.workload.as_str() {
+                "push" => Workload::Push,
+                "mixed" => Workload::Mixed {
+                    read_ratio: self.read_ratio,
+                },
+                "freshness" => Workload::Freshness,
+                _ => Workload::Read,
+            },
+            load: match self.rate {
+                Some(rate) => Load::Open { rate },
+                None => Load::Closed,
+            },
+            entities: self.entities,
+            preload: !self.no_preload,
+            preload_batch: self.preload_batch,
+            batch: self.batch,
+            features: self.features,
+            zipf: self.zipf,
+            connections: self.connections,
+            threads: self.threads,
+            warmup: self.warmup,
+            duration: self.duration,
+            max_requests: self.max_requests,
+            timeout: self.timeout,
+            probe_timeout: self.probe_timeout,
+            seed: self.seed,
+            json: self.json,
+            plot: self.plot,
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,6 +181,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench(*args),
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    match featgrid::bench::run(&args.options()) {
+        Ok(report) => {
+            print!("{}", report.table());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid bench: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
     }
 }
 
