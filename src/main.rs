@@ -59,7 +59,7 @@ struct BenchArgs {
     /// Allow targets that are not on this machine (by default only loopback hosts are loaded).
     #[arg(long)]
     allow_remote: bool,
-    /// Wire format.
+    /// Wire format: feast (Feast JSON) or native (the binary path).
     #[arg(long, value_name = "NAME", default_value = "feast", value_parser = Protocol::parse)]
     protocol: Protocol,
     /// What to send: read, push, mixed (see --read-ratio) or freshness (push, then read until visible).

@@ -9,6 +9,9 @@ use actix_web::web::Bytes;
 use awc::http::header::HeaderValue;
 use serde_json::Value as Json;
 
+use crate::api::native::{NativeAnswer, NativeRead, NativeWrite, WriteTarget, CONTENT_TYPE};
+use crate::persist::codec;
+use crate::value::native::NativeValue;
 use crate::value::write_timestamp;
 
 /// The push source and view of the driver quickstart (the embedded registry).
@@ -23,6 +26,8 @@ pub const FEATURES: [&str; 3] = ["conv_rate", "acc_rate", "avg_daily_trips"];
 pub enum Protocol {
     /// Feast's feature-server JSON: `POST /get-online-features`, `POST /push`.
     Feast,
+    /// featgrid's binary path: `POST /native/v1/get-online-features`, `POST /native/v1/push`.
+    Native,
 }
 
 /// Which kind of request a [`Call`] is; each protocol maps it to a path.
@@ -54,13 +59,17 @@ impl Protocol {
     pub fn parse(name: &str) -> Result<Protocol, String> {
         match name {
             "feast" => Ok(Protocol::Feast),
-            other => Err(format!("'{other}' is not a protocol: expected feast")),
+            "native" => Ok(Protocol::Native),
+            other => Err(format!(
+                "'{other}' is not a protocol: expected feast or native"
+            )),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Feast => "feast",
+            Protocol::Native => "native",
         }
     }
 
@@ -69,6 +78,8 @@ impl Protocol {
         match (self, route) {
             (Protocol::Feast, Route::Read) => "/get-online-features",
             (Protocol::Feast, Route::Push) => "/push",
+            (Protocol::Native, Route::Read) => "/native/v1/get-online-features",
+            (Protocol::Native, Route::Push) => "/native/v1/push",
         }
     }
 
@@ -89,6 +100,26 @@ impl Protocol {
                 out.extend_from_slice(b"}}");
                 json_call(Route::Read, out)
             }
+            Protocol::Native => native_call(
+                Route::Read,
+                &NativeRead {
+                    features: Some(
+                        FEATURES[..features]
+                            .iter()
+                            .map(|f| format!("{VIEW}:{f}"))
+                            .collect(),
+                    ),
+                    feature_service: None,
+                    entities: vec![(
+                        JOIN_KEY.into(),
+                        driver_ids
+                            .iter()
+                            .map(|&id| NativeValue::Int64(id))
+                            .collect(),
+                    )],
+                    full_feature_names: false,
+                },
+            ),
         }
     }
 
@@ -119,6 +150,35 @@ impl Protocol {
                 out.extend_from_slice(b"},\"to\":\"online\"}");
                 json_call(Route::Push, out)
             }
+            Protocol::Native => {
+                let column = |f: fn(&Row) -> NativeValue| rows.iter().map(f).collect::<Vec<_>>();
+                let write = NativeWrite {
+                    target: WriteTarget::PushSource {
+                        name: PUSH_SOURCE.into(),
+                        to: None,
+                    },
+                    columns: vec![
+                        (JOIN_KEY.into(), column(|r| NativeValue::Int64(r.driver_id))),
+                        (
+                            "event_timestamp".into(),
+                            vec![NativeValue::UnixTimestamp(event_micros); rows.len()],
+                        ),
+                        (
+                            FEATURES[0].into(),
+                            column(|r| NativeValue::Float32(r.conv_rate)),
+                        ),
+                        (
+                            FEATURES[1].into(),
+                            column(|r| NativeValue::Float32(r.acc_rate)),
+                        ),
+                        (
+                            FEATURES[2].into(),
+                            column(|r| NativeValue::Int64(r.avg_daily_trips)),
+                        ),
+                    ],
+                };
+                native_call(Route::Push, &write)
+            }
         }
     }
 
@@ -139,6 +199,19 @@ impl Protocol {
                 let value = &answer["results"][column]["values"][0];
                 Ok(value.as_i64())
             }
+            Protocol::Native => {
+                let (answer, _): (NativeAnswer, usize) = codec::decode(answer)
+                    .map_err(|e| format!("the read answer is not a native answer: {e}"))?;
+                let column = answer
+                    .feature_names
+                    .iter()
+                    .position(|n| n == FEATURES[2])
+                    .ok_or("the read answer has no avg_daily_trips column")?;
+                match answer.results[column].values.first() {
+                    Some(NativeValue::Int64(v)) => Ok(Some(*v)),
+                    _ => Ok(None),
+                }
+            }
         }
     }
 }
@@ -147,6 +220,16 @@ fn json_call(route: Route, body: Vec<u8>) -> Call {
     Call {
         route,
         content_type: HeaderValue::from_static("application/json"),
+        body: Bytes::from(body),
+    }
+}
+
+fn native_call<T: serde::Serialize>(route: Route, request: &T) -> Call {
+    // Encoding the protocol's own types into a Vec cannot fail.
+    let body = codec::encode(request).unwrap_or_default();
+    Call {
+        route,
+        content_type: HeaderValue::from_static(CONTENT_TYPE),
         body: Bytes::from(body),
     }
 }
@@ -227,6 +310,47 @@ mod tests {
                 },
                 "to": "online"
             })
+        );
+    }
+
+    #[test]
+    fn native_calls_decode_to_the_protocol_types() {
+        let call = Protocol::Native.read(&[3], 3);
+        assert_eq!(
+            Protocol::Native.path(call.route),
+            "/native/v1/get-online-features"
+        );
+        let (read, _): (NativeRead, usize) = codec::decode(&call.body).unwrap();
+        assert_eq!(read.entities[0].1, [NativeValue::Int64(3)]);
+        assert_eq!(read.features.unwrap().len(), 3);
+        let row = Row {
+            driver_id: 7,
+            conv_rate: 0.5,
+            acc_rate: 0.25,
+            avg_daily_trips: 12,
+        };
+        let call = Protocol::Native.push(&[row], 5);
+        let (write, _): (NativeWrite, usize) = codec::decode(&call.body).unwrap();
+        assert_eq!(write.columns[1].1, [NativeValue::UnixTimestamp(5)]);
+        assert_eq!(write.columns[4].1, [NativeValue::Int64(12)]);
+        let answer = NativeAnswer {
+            feature_names: vec!["driver_id".into(), "avg_daily_trips".into()],
+            results: vec![
+                crate::api::native::NativeColumn {
+                    values: vec![NativeValue::Int64(7)],
+                    statuses: vec![],
+                    event_timestamps: vec![],
+                },
+                crate::api::native::NativeColumn {
+                    values: vec![NativeValue::Int64(42)],
+                    statuses: vec![],
+                    event_timestamps: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            Protocol::Native.read_trips(&codec::encode(&answer).unwrap()),
+            Ok(Some(42))
         );
     }
 

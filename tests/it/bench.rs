@@ -242,3 +242,37 @@ fn a_remote_target_is_refused_before_anything_is_sent() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scheme 'https'"));
 }
+
+#[test]
+fn the_native_protocol_preloads_reads_and_probes_freshness() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let common = [
+        "--target",
+        &url,
+        "--protocol",
+        "native",
+        "--entities",
+        "300",
+        "--warmup",
+        "0s",
+        "--max-requests",
+        "30",
+    ];
+    let report = bench_json(
+        &[&common[..], &["--batch", "5"]].concat(),
+        &dir.path().join("read.json"),
+    );
+    assert_eq!(assert_clean(&report, "read"), 30);
+    assert_eq!(
+        driver_rows(&server),
+        300,
+        "the native preload pushed every entity"
+    );
+    let report = bench_json(
+        &[&common[..], &["--workload", "freshness", "--no-preload"]].concat(),
+        &dir.path().join("fresh.json"),
+    );
+    assert!(assert_clean(&report, "freshness") > 0);
+}
