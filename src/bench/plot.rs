@@ -28,31 +28,37 @@ const MINOR_GRID: &str = "#f2f2f2";
 pub fn render(report: &Report) -> String {
     let s = &report.setup;
     let mut out = String::new();
-    let height = HEADER + BLOCK * report.operations.len().max(1) as f64;
+    // The setup line, wrapped to the width (about 6.5 px per character at 12 px).
+    let details = wrap(&s.describe(), ((WIDTH - LEFT) / 6.5) as usize);
+    let header = HEADER + 16.0 * (details.len().max(1) - 1) as f64;
+    let height = header + BLOCK * report.operations.len().max(1) as f64;
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let details = s.describe();
     let _ = writeln!(
         out,
         r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">featgrid bench: {} ({})</text>"#,
         s.workload, s.protocol
     );
-    let _ = writeln!(
-        out,
-        r##"<text x="{LEFT}" y="40" fill="#444">{}</text>"##,
-        escape(&details)
-    );
+    for (i, line) in details.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{LEFT}" y="{}" fill="#444">{}</text>"##,
+            40.0 + 16.0 * i as f64,
+            escape(line)
+        );
+    }
     if report.operations.is_empty() {
         let _ = writeln!(
             out,
-            r#"<text x="{LEFT}" y="80">no requests recorded</text>"#
+            r#"<text x="{LEFT}" y="{}">no requests recorded</text>"#,
+            header + 24.0
         );
     }
     for (i, op) in report.operations.iter().enumerate() {
-        chart(&mut out, op, HEADER + BLOCK * i as f64);
+        chart(&mut out, op, header + BLOCK * i as f64);
     }
     out.push_str("</svg>\n");
     out
@@ -297,6 +303,21 @@ fn nice_step(seconds: f64) -> f64 {
     nice_ceiling((seconds / 10.0).max(1.0))
 }
 
+/// Splits `text` at spaces into lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -359,6 +380,13 @@ mod tests {
         let svg = render(&r);
         assert!(svg.contains("no requests recorded"));
         assert!(!svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn long_setup_lines_wrap_at_spaces() {
+        assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap("short", 80), ["short"]);
+        assert_eq!(wrap("unbreakable", 4), ["unbreakable"]);
     }
 
     #[test]

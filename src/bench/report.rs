@@ -80,9 +80,14 @@ impl Setup {
             Some(r) => format!("{:.0}% reads, ", r * 100.0),
             None => String::new(),
         };
+        let features = if self.workload == Workload::Push.name() {
+            String::new()
+        } else {
+            format!("{} feature(s) per read, ", self.features)
+        };
         format!(
-            "{load}, {mix}batch {}, {} feature(s) per read, {keys} over {} entities, {time}",
-            self.batch, self.features, self.entities
+            "{load}, {mix}batch {}, {features}{keys} over {} entities, {time}",
+            self.batch, self.entities
         )
     }
 
