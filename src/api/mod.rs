@@ -2,7 +2,7 @@
 //! coordinator, renders answers. Nothing below this module knows about HTTP or JSON.
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
-//! - [`admin`]: `/health`, `/registry`, `/stats`.
+//! - [`admin`]: `/health`, `/registry`, `/stats`, `/admin/snapshot`, `/admin/digest`.
 
 pub mod admin;
 pub mod feast;
@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
+use crate::persist::snapshotter::Snapshotter;
+use crate::persist::wal::Wal;
 use crate::registry::Registry;
 
 /// Request limits, from the settings.
@@ -30,6 +32,8 @@ pub struct Limits {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub grid: Coordinator,
+    pub wal: Wal,
+    pub snapshotter: Snapshotter,
     pub limits: Limits,
 }
 

@@ -13,7 +13,9 @@
 
 use actix::prelude::*;
 
-use super::partition::{ApplyStats, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch};
+use super::partition::{
+    ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
+};
 
 /// The partitions of the shards on one thread, and their actor.
 pub struct ShardHost {
@@ -120,6 +122,33 @@ impl Handler<Stats> for ShardHost {
             })
             .collect();
         MessageResult(stats)
+    }
+}
+
+/// A copy of every local shard's rows, for a snapshot or a digest: (shard id, copy). The copy
+/// is flat `memcpy`s of the tables (see [`FrozenPartition`]); all the slow work on it runs
+/// elsewhere, so the host goes on serving right after.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, FrozenPartition)>")]
+pub struct Freeze;
+
+impl Handler<Freeze> for ShardHost {
+    type Result = MessageResult<Freeze>;
+
+    fn handle(&mut self, _: Freeze, _: &mut Self::Context) -> Self::Result {
+        let started = std::time::Instant::now();
+        let frozen: Vec<(usize, FrozenPartition)> = self
+            .shards
+            .iter()
+            .map(|(shard, partition)| (*shard, partition.freeze()))
+            .collect();
+        let rows: u64 = frozen.iter().map(|(_, f)| f.rows()).sum();
+        tracing::debug!(
+            rows,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "shards frozen"
+        );
+        MessageResult(frozen)
     }
 }
 

@@ -2,6 +2,7 @@
 //! the real `featgrid` binary on 127.0.0.1:0 through [`support::Server`] and speaks HTTP to it.
 
 mod cli;
+mod durability;
 mod feast_api;
 mod feast_sdk;
 mod semantics;

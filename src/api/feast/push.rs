@@ -10,6 +10,7 @@ use super::Columns;
 use crate::api::AppState;
 use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
+use crate::persist::wal::{self, WalError};
 use crate::registry::{FeatureView, ViewId};
 use crate::value::{encode_json, encode_key_value, parse_timestamp, ValueError};
 
@@ -72,7 +73,7 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, then applies them.
+/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them.
 pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Result<(), ApiError> {
     let rows = row_count(df, "df")?;
     if rows > state.limits.max_rows_per_push {
@@ -149,7 +150,13 @@ pub async fn write_rows(state: &AppState, views: &[ViewId], df: &Columns) -> Res
             }
         }
     }
-    let stats = state.grid.write(per_shard).await?;
+    // Logged before it is applied and acknowledged. The ticket keeps the record pending (a
+    // snapshot cannot claim it) until the rows are in the shards' mailboxes.
+    let record = wal::encode_record(&per_shard, layouts).map_err(WalError::from)?;
+    let ticket = state.wal.append(record).await?;
+    let stats = state.grid.write(per_shard).await;
+    drop(ticket);
+    let stats = stats?;
     tracing::debug!(
         rows,
         written = stats.written,

@@ -76,7 +76,8 @@ impl FrozenPartition {
     fn encode(layout: &RowLayout, table: &FrozenTable, id: u32, out: &mut Vec<u8>) {
         let key = record_key(layout, &table.records, &table.key_arena, id);
         let value = &table.records[Table::value_range(layout, id)];
-        let vars = &table.vars[id as usize * layout.var_count..(id as usize + 1) * layout.var_count];
+        let vars =
+            &table.vars[id as usize * layout.var_count..(id as usize + 1) * layout.var_count];
         encode_row(
             key,
             value,

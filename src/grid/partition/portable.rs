@@ -181,7 +181,11 @@ impl RowBatch {
             self.vars.push(Span::new(start, self.data.len()));
         }
         debug_assert_eq!(
-            layout.slots.iter().filter(|s| matches!(s, Slot::Var { .. })).count(),
+            layout
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Var { .. }))
+                .count(),
             layout.var_count
         );
     }
@@ -242,7 +246,10 @@ mod tests {
         again.encode_portable(layout, &mut bytes_again);
         assert_eq!(bytes, bytes_again);
         // And the partition stores what the first batch would have stored.
-        let (mut p, mut q) = (Partition::new(layouts.clone()), Partition::new(layouts.clone()));
+        let (mut p, mut q) = (
+            Partition::new(layouts.clone()),
+            Partition::new(layouts.clone()),
+        );
         p.apply(&b).unwrap();
         q.apply(&again).unwrap();
         let (fp, fq) = (p.freeze(), q.freeze());
@@ -252,7 +259,14 @@ mod tests {
         fp.encode_view(b.view, &mut exported);
         assert_eq!(exported.len(), bytes.len());
         let mut rb = ReadBatch::default();
-        rb.push(b.view, PortableRows::new(layout, &bytes).next().unwrap().unwrap().key);
+        rb.push(
+            b.view,
+            PortableRows::new(layout, &bytes)
+                .next()
+                .unwrap()
+                .unwrap()
+                .key,
+        );
         assert!(q.read(&rb).row(&layouts, 0).is_some());
     }
 

@@ -1,0 +1,289 @@
+//! Writing snapshot sets: periodically (a scheduler task that asks, never a timer inside a
+//! shard actor), on `POST /admin/snapshot`, after a `--recover` start and at shutdown.
+//!
+//! One set at a time (an async mutex). Order, each step durable before the next:
+//!
+//! 1. note the log position every handed-off write is below ([`Wal::covered_lsn`]);
+//! 2. ask every shard thread for a frozen copy of its shards (flat copies; the shards go on
+//!    serving at once);
+//! 3. off the actor threads (`spawn_blocking`): encode, checksum and write each shard's file
+//!    atomically into `snapshots/<seq>/`;
+//! 4. write the manifest naming the new set first and the previous `keep - 1` sets;
+//! 5. only then delete the sets the manifest no longer names, and the log segments all of
+//!    whose records are below the *oldest* kept set's position (so `--recover` falling back
+//!    to an older set still finds the log after it).
+//!
+//! A crash at any step leaves the previous manifest and everything it needs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::atomic::{create_dir, Context};
+use super::manifest::{self, SetEntry};
+use super::snapshot::{file_name, write_shard, Header, SnapshotError};
+use super::wal::Wal;
+use super::{DataDir, ViewMeta};
+use crate::grid::coordinator::Coordinator;
+use crate::grid::partition::FrozenPartition;
+use crate::grid::routing::Router;
+
+/// What one snapshot wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SnapshotReport {
+    pub seq: u64,
+    pub shards: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// Of the duration, the time the shard threads spent copying their tables.
+    pub freeze_ms: u64,
+    pub finished_at: String,
+    pub wal_lsn: u64,
+    pub wal_segments_deleted: usize,
+}
+
+struct State {
+    next_seq: u64,
+    sets: Vec<SetEntry>,
+}
+
+struct Inner {
+    dir: DataDir,
+    grid: Coordinator,
+    wal: Wal,
+    views: Arc<[ViewMeta]>,
+    keep: usize,
+    state: tokio::sync::Mutex<State>,
+    last: Mutex<Option<SnapshotReport>>,
+    _lock: std::fs::File,
+}
+
+/// Writes snapshot sets. Cheap to clone.
+#[derive(Clone)]
+pub struct Snapshotter {
+    inner: Arc<Inner>,
+}
+
+/// What [`Snapshotter::new`] needs from the opened data directory.
+pub struct SnapshotterOptions {
+    pub dir: DataDir,
+    pub grid: Coordinator,
+    pub wal: Wal,
+    pub views: Vec<ViewMeta>,
+    pub keep: usize,
+    pub next_seq: u64,
+    pub sets: Vec<SetEntry>,
+    pub lock: std::fs::File,
+}
+
+impl Snapshotter {
+    pub fn new(o: SnapshotterOptions) -> Snapshotter {
+        Snapshotter {
+            inner: Arc::new(Inner {
+                dir: o.dir,
+                grid: o.grid,
+                wal: o.wal,
+                views: o.views.into(),
+                keep: o.keep.max(1),
+                state: tokio::sync::Mutex::new(State {
+                    next_seq: o.next_seq,
+                    sets: o.sets,
+                }),
+                last: Mutex::new(None),
+                _lock: o.lock,
+            }),
+        }
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    /// The last snapshot written by this process.
+    pub fn last(&self) -> Option<SnapshotReport> {
+        self.inner
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Writes a set; answers once it and the manifest naming it are durable. Cancel safety:
+    /// the write goes on in the background if the caller goes away.
+    pub async fn take(&self) -> Result<SnapshotReport, SnapshotError> {
+        let inner = self.inner.clone();
+        // Spawned so that a caller hanging up cannot leave a half-finished set behind.
+        actix_rt::spawn(async move { inner.take().await })
+            .await
+            .map_err(|e| SnapshotError::Writer(e.to_string()))?
+    }
+
+    /// Starts the periodic scheduler; `every` of zero schedules nothing.
+    pub fn schedule(&self, every: Duration) -> Option<actix_rt::task::JoinHandle<()>> {
+        if every.is_zero() {
+            return None;
+        }
+        let this = self.clone();
+        Some(actix_rt::spawn(async move {
+            loop {
+                actix_rt::time::sleep(every).await;
+                if let Err(e) = this.take().await {
+                    tracing::error!(error = %e, "periodic snapshot failed; the log still holds every write");
+                }
+            }
+        }))
+    }
+}
+
+impl Inner {
+    async fn take(&self) -> Result<SnapshotReport, SnapshotError> {
+        let mut state = self.state.lock().await;
+        let started = Instant::now();
+        let wal_lsn = self.wal.covered_lsn();
+        let frozen = self.grid.freeze().await?;
+        let freeze_ms = started.elapsed().as_millis() as u64;
+        let job = SetJob {
+            dir: self.dir.clone(),
+            seq: state.next_seq,
+            wal_lsn,
+            views: self.views.clone(),
+            keep: self.keep,
+            sets: state.sets.clone(),
+            wal: self.wal.clone(),
+        };
+        let (sets, deleted) = actix_rt::task::spawn_blocking(move || job.run(frozen))
+            .await
+            .map_err(|e| SnapshotError::Writer(e.to_string()))??;
+        let entry = sets[0].clone();
+        state.next_seq = entry.seq + 1;
+        state.sets = sets;
+        let report = SnapshotReport {
+            seq: entry.seq,
+            shards: entry.shards,
+            rows: entry.rows,
+            bytes: entry.bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+            freeze_ms,
+            finished_at: entry.finished_at,
+            wal_lsn,
+            wal_segments_deleted: deleted,
+        };
+        tracing::info!(
+            seq = report.seq,
+            rows = report.rows,
+            bytes = report.bytes,
+            elapsed_ms = report.duration_ms,
+            freeze_ms,
+            "snapshot written"
+        );
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+        Ok(report)
+    }
+}
+
+/// The blocking part of a snapshot.
+struct SetJob {
+    dir: DataDir,
+    seq: u64,
+    wal_lsn: u64,
+    views: Arc<[ViewMeta]>,
+    keep: usize,
+    sets: Vec<SetEntry>,
+    wal: Wal,
+}
+
+impl SetJob {
+    fn run(
+        self,
+        frozen: Vec<(usize, FrozenPartition)>,
+    ) -> Result<(Vec<SetEntry>, usize), SnapshotError> {
+        let set_dir = self.dir.set(self.seq);
+        let result = self.write_files(&frozen);
+        drop(frozen);
+        let entry = match result {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&set_dir);
+                return Err(e);
+            }
+        };
+        let mut sets = vec![entry];
+        sets.extend(self.sets.iter().filter(|s| s.seq != self.seq).cloned());
+        sets.truncate(self.keep);
+        manifest::store(&self.dir, &sets)?;
+        // The manifest is durable: what it no longer names can go.
+        self.delete_unnamed_sets(&sets);
+        let oldest = sets.last().map_or(0, |s| s.wal_lsn);
+        let deleted = self.wal.delete_covered(oldest).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not delete covered log segments");
+            0
+        });
+        Ok((sets, deleted))
+    }
+
+    fn write_files(&self, frozen: &[(usize, FrozenPartition)]) -> Result<SetEntry, SnapshotError> {
+        let set_dir = self.dir.set(self.seq);
+        if set_dir.exists() {
+            // Left by a snapshot that failed or crashed before its manifest.
+            std::fs::remove_dir_all(&set_dir).at(&set_dir, "remove the unfinished set")?;
+        }
+        create_dir(&set_dir)?;
+        let router = Router::new(frozen.len());
+        let (mut rows, mut bytes, mut files) = (0, 0, Vec::new());
+        for (shard, partition) in frozen {
+            let range = router.slot_range(*shard);
+            let header = Header {
+                shard: *shard as u32,
+                shards: frozen.len() as u32,
+                slots: range.start as u32..range.end as u32,
+                seq: self.seq,
+                rows: partition.rows(),
+            };
+            let path = set_dir.join(file_name(*shard));
+            bytes += write_shard(&path, &header, self.wal_lsn, partition, &self.views)?;
+            rows += header.rows;
+            files.push(file_name(*shard));
+        }
+        Ok(SetEntry {
+            seq: self.seq,
+            shards: frozen.len(),
+            wal_lsn: self.wal_lsn,
+            rows,
+            bytes,
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            files,
+        })
+    }
+
+    fn delete_unnamed_sets(&self, sets: &[SetEntry]) {
+        for old in manifest::scan(&self.dir) {
+            if !sets.iter().any(|s| s.seq == old.seq) {
+                let path = self.dir.set(old.seq);
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not delete an old snapshot set");
+                }
+            }
+        }
+        let _ = super::atomic::sync_dir(&self.dir.snapshots());
+    }
+}
+
+/// The durability side of a running server: the snapshotter and its scheduler.
+pub struct Durability {
+    pub snapshotter: Snapshotter,
+    pub scheduler: Option<actix_rt::task::JoinHandle<()>>,
+}
+
+impl Durability {
+    /// The last step of a shutdown, after HTTP has drained: stop the scheduler, write a final
+    /// set, close the log (fsynced whatever the policy).
+    pub async fn shutdown(self) -> Result<SnapshotReport, SnapshotError> {
+        if let Some(scheduler) = self.scheduler {
+            scheduler.abort();
+        }
+        let result = self.snapshotter.take().await;
+        let wal = self.snapshotter.wal().clone();
+        let _ = actix_rt::task::spawn_blocking(move || wal.close()).await;
+        result
+    }
+}
