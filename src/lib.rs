@@ -110,6 +110,8 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         wal_records = r.wal_records,
         wal_rows = r.wal_rows,
         skipped = r.skipped.len(),
+        snapshot_ms = r.snapshot_ms,
+        wal_ms = r.wal_ms,
         elapsed_ms = r.elapsed_ms,
         "restored"
     );

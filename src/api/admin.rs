@@ -72,7 +72,8 @@ pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `{rows, digest}`: the wrapping sum of a CRC-64 per row over its view name and stored
-/// bytes, computed on frozen copies off the shard threads.
+/// bytes, computed on frozen copies off the shard threads. Copies of all shards are held
+/// at once: an admin route for tests and audits, not for a hot loop.
 pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let frozen = state.grid.freeze().await?;
     let names: Vec<String> = state
@@ -82,7 +83,7 @@ pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .map(|v| v.name.clone())
         .collect();
     let (rows, sum) = actix_web::rt::task::spawn_blocking(move || {
-        frozen.iter().fold((0u64, 0u64), |(rows, sum), (_, f)| {
+        frozen.iter().fold((0u64, 0u64), |(rows, sum), f| {
             let (r, s) = f.digest(&names);
             (rows + r, sum.wrapping_add(s))
         })

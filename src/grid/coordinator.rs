@@ -255,18 +255,22 @@ impl Coordinator {
             .collect())
     }
 
-    /// A copy of every shard's rows (see [`Freeze`]), in shard order. Each thread copies its
-    /// shards when it reaches the message, so every write queued before this call is in.
-    pub async fn freeze(&self) -> Result<Vec<(usize, FrozenPartition)>, GridError> {
-        let work = self.hosts.iter().map(|_| Some(Freeze)).collect();
-        let mut frozen: Vec<(usize, FrozenPartition)> = self
-            .fan_out(work)
+    /// A copy of shard `shard`'s rows (see [`Freeze`]). The thread copies it when it reaches
+    /// the message, so every write queued before this call is in the copy.
+    pub async fn freeze_shard(&self, shard: usize) -> Result<FrozenPartition, GridError> {
+        let threads = self.threads();
+        let (thread, local) = (shard % threads, shard / threads);
+        self.ask(thread, Freeze { local })
             .await?
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
-        frozen.sort_by_key(|f| f.0);
+            .ok_or(GridError::ShardStopped { thread })
+    }
+
+    /// Copies of every shard, one after the other, in shard order.
+    pub async fn freeze(&self) -> Result<Vec<FrozenPartition>, GridError> {
+        let mut frozen = Vec::with_capacity(self.router.shards());
+        for shard in 0..self.router.shards() {
+            frozen.push(self.freeze_shard(shard).await?);
+        }
         Ok(frozen)
     }
 

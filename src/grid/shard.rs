@@ -125,30 +125,30 @@ impl Handler<Stats> for ShardHost {
     }
 }
 
-/// A copy of every local shard's rows, for a snapshot or a digest: (shard id, copy). The copy
-/// is flat `memcpy`s of the tables (see [`FrozenPartition`]); all the slow work on it runs
-/// elsewhere, so the host goes on serving right after.
+/// A copy of one shard's rows (by its position on this host), for a snapshot or a digest.
+/// The copy is flat `memcpy`s of the tables (see [`FrozenPartition`]), one shard per
+/// message so that reads queued meanwhile wait for one shard's copy at most; all the slow
+/// work on it runs elsewhere.
 #[derive(Message)]
-#[rtype(result = "Vec<(usize, FrozenPartition)>")]
-pub struct Freeze;
+#[rtype(result = "Option<FrozenPartition>")]
+pub struct Freeze {
+    pub local: usize,
+}
 
 impl Handler<Freeze> for ShardHost {
-    type Result = MessageResult<Freeze>;
+    type Result = Option<FrozenPartition>;
 
-    fn handle(&mut self, _: Freeze, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Freeze, _: &mut Self::Context) -> Self::Result {
         let started = std::time::Instant::now();
-        let frozen: Vec<(usize, FrozenPartition)> = self
-            .shards
-            .iter()
-            .map(|(shard, partition)| (*shard, partition.freeze()))
-            .collect();
-        let rows: u64 = frozen.iter().map(|(_, f)| f.rows()).sum();
+        let (shard, partition) = self.shards.get(msg.local)?;
+        let frozen = partition.freeze();
         tracing::debug!(
-            rows,
+            shard,
+            rows = frozen.rows(),
             elapsed_us = started.elapsed().as_micros() as u64,
-            "shards frozen"
+            "shard frozen"
         );
-        MessageResult(frozen)
+        Some(frozen)
     }
 }
 

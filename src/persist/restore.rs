@@ -60,6 +60,9 @@ pub struct RestoreReport {
     pub wal_rows: u64,
     /// What `--recover` (or a torn log tail) made featgrid drop.
     pub skipped: Vec<String>,
+    /// Time loading the snapshot set, replaying the log, and in all.
+    pub snapshot_ms: u64,
+    pub wal_ms: u64,
     pub elapsed_ms: u64,
 }
 
@@ -291,6 +294,7 @@ pub fn open(o: &OpenOptions<'_>) -> Result<Opened, RestoreError> {
         }
     }
     sets = usable;
+    report.snapshot_ms = started.elapsed().as_millis() as u64;
     let next_lsn = replay(
         &dir,
         from_lsn,
@@ -308,6 +312,7 @@ pub fn open(o: &OpenOptions<'_>) -> Result<Opened, RestoreError> {
     })?;
     report.skipped = std::mem::take(&mut target.skipped);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.wal_ms = report.elapsed_ms - report.snapshot_ms;
     Ok(Opened {
         dir,
         partitions: target.partitions,

@@ -4,12 +4,11 @@
 //! One set at a time (an async mutex). Order, each step durable before the next:
 //!
 //! 1. note the log position every handed-off write is below ([`Wal::covered_lsn`]);
-//! 2. ask every shard thread for a frozen copy of its shards (flat copies; the shards go on
-//!    serving at once);
-//! 3. off the actor threads (`spawn_blocking`): encode, checksum and write each shard's file
-//!    atomically into `snapshots/<seq>/`;
-//! 4. write the manifest naming the new set first and the previous `keep - 1` sets;
-//! 5. only then delete the sets the manifest no longer names, and the log segments all of
+//! 2. shard by shard: ask the shard's thread for a frozen copy (flat copies of one shard;
+//!    the thread goes on serving at once), then, off the actor threads (`spawn_blocking`),
+//!    encode, checksum and write the shard's file atomically into `snapshots/<seq>/`;
+//! 3. write the manifest naming the new set first and the previous `keep - 1` sets;
+//! 4. only then delete the sets the manifest no longer names, and the log segments all of
 //!    whose records are below the *oldest* kept set's position (so `--recover` falling back
 //!    to an older set still finds the log after it).
 //!
@@ -35,7 +34,8 @@ pub struct SnapshotReport {
     pub rows: u64,
     pub bytes: u64,
     pub duration_ms: u64,
-    /// Of the duration, the time the shard threads spent copying their tables.
+    /// Of the duration, the time spent getting the shards' copies (queueing included): an
+    /// upper bound on what the snapshot cost the shard threads.
     pub freeze_ms: u64,
     pub finished_at: String,
     pub wal_lsn: u64,
@@ -140,20 +140,28 @@ impl Inner {
         let mut state = self.state.lock().await;
         let started = Instant::now();
         let wal_lsn = self.wal.covered_lsn();
-        let frozen = self.grid.freeze().await?;
-        let freeze_ms = started.elapsed().as_millis() as u64;
-        let job = SetJob {
+        let job = Arc::new(SetJob {
             dir: self.dir.clone(),
             seq: state.next_seq,
+            shards: self.grid.router().shards(),
             wal_lsn,
             views: self.views.clone(),
             keep: self.keep,
             sets: state.sets.clone(),
             wal: self.wal.clone(),
+        });
+        let mut freeze = Duration::ZERO;
+        let written = self.write_files(&job, &mut freeze).await;
+        let entry = match written {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = job.dir.set(job.seq);
+                let _ = blocking(move || Ok(std::fs::remove_dir_all(path))).await;
+                return Err(e);
+            }
         };
-        let (sets, deleted) = actix_rt::task::spawn_blocking(move || job.run(frozen))
-            .await
-            .map_err(|e| SnapshotError::Writer(e.to_string()))??;
+        let finish = job.clone();
+        let (sets, deleted) = blocking(move || finish.publish(entry)).await?;
         let entry = sets[0].clone();
         state.next_seq = entry.seq + 1;
         state.sets = sets;
@@ -163,7 +171,7 @@ impl Inner {
             rows: entry.rows,
             bytes: entry.bytes,
             duration_ms: started.elapsed().as_millis() as u64,
-            freeze_ms,
+            freeze_ms: freeze.as_millis() as u64,
             finished_at: entry.finished_at,
             wal_lsn,
             wal_segments_deleted: deleted,
@@ -173,18 +181,58 @@ impl Inner {
             rows = report.rows,
             bytes = report.bytes,
             elapsed_ms = report.duration_ms,
-            freeze_ms,
+            freeze_ms = report.freeze_ms,
             "snapshot written"
         );
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
         Ok(report)
     }
+
+    /// Shard by shard: a frozen copy from its thread, then its file written off the actor
+    /// threads. One copy is alive at a time, so a snapshot needs one shard's worth of memory.
+    async fn write_files(
+        &self,
+        job: &Arc<SetJob>,
+        freeze: &mut Duration,
+    ) -> Result<SetEntry, SnapshotError> {
+        let prepare = job.clone();
+        blocking(move || prepare.prepare()).await?;
+        let (mut rows, mut bytes) = (0, 0);
+        for shard in 0..job.shards {
+            let asked = Instant::now();
+            let frozen = self.grid.freeze_shard(shard).await?;
+            *freeze += asked.elapsed();
+            let write = job.clone();
+            let (r, b) = blocking(move || write.write_shard(shard, &frozen)).await?;
+            rows += r;
+            bytes += b;
+        }
+        Ok(SetEntry {
+            seq: job.seq,
+            shards: job.shards,
+            wal_lsn: job.wal_lsn,
+            rows,
+            bytes,
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            files: (0..job.shards).map(file_name).collect(),
+        })
+    }
 }
 
-/// The blocking part of a snapshot.
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SnapshotError> + Send + 'static,
+) -> Result<T, SnapshotError> {
+    actix_rt::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SnapshotError::Writer(e.to_string()))?
+}
+
+/// The blocking parts of a snapshot.
 struct SetJob {
     dir: DataDir,
     seq: u64,
+    shards: usize,
     wal_lsn: u64,
     views: Arc<[ViewMeta]>,
     keep: usize,
@@ -193,20 +241,38 @@ struct SetJob {
 }
 
 impl SetJob {
-    fn run(
-        self,
-        frozen: Vec<(usize, FrozenPartition)>,
-    ) -> Result<(Vec<SetEntry>, usize), SnapshotError> {
+    /// An empty directory for the set (a leftover of a failed or crashed attempt is removed).
+    fn prepare(&self) -> Result<(), SnapshotError> {
         let set_dir = self.dir.set(self.seq);
-        let result = self.write_files(&frozen);
-        drop(frozen);
-        let entry = match result {
-            Ok(entry) => entry,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&set_dir);
-                return Err(e);
-            }
+        if set_dir.exists() {
+            std::fs::remove_dir_all(&set_dir).at(&set_dir, "remove the unfinished set")?;
+        }
+        create_dir(&self.dir.snapshots())?;
+        create_dir(&set_dir)?;
+        Ok(())
+    }
+
+    /// Writes one shard's file; answers its rows and bytes.
+    fn write_shard(
+        &self,
+        shard: usize,
+        frozen: &FrozenPartition,
+    ) -> Result<(u64, u64), SnapshotError> {
+        let range = Router::new(self.shards).slot_range(shard);
+        let header = Header {
+            shard: shard as u32,
+            shards: self.shards as u32,
+            slots: range.start as u32..range.end as u32,
+            seq: self.seq,
+            rows: frozen.rows(),
         };
+        let path = self.dir.set(self.seq).join(file_name(shard));
+        let bytes = write_shard(&path, &header, self.wal_lsn, frozen, &self.views)?;
+        Ok((header.rows, bytes))
+    }
+
+    /// Names the new set in the manifest, then deletes what the manifest no longer needs.
+    fn publish(&self, entry: SetEntry) -> Result<(Vec<SetEntry>, usize), SnapshotError> {
         let mut sets = vec![entry];
         sets.extend(self.sets.iter().filter(|s| s.seq != self.seq).cloned());
         sets.truncate(self.keep);
@@ -219,40 +285,6 @@ impl SetJob {
             0
         });
         Ok((sets, deleted))
-    }
-
-    fn write_files(&self, frozen: &[(usize, FrozenPartition)]) -> Result<SetEntry, SnapshotError> {
-        let set_dir = self.dir.set(self.seq);
-        if set_dir.exists() {
-            // Left by a snapshot that failed or crashed before its manifest.
-            std::fs::remove_dir_all(&set_dir).at(&set_dir, "remove the unfinished set")?;
-        }
-        create_dir(&set_dir)?;
-        let router = Router::new(frozen.len());
-        let (mut rows, mut bytes, mut files) = (0, 0, Vec::new());
-        for (shard, partition) in frozen {
-            let range = router.slot_range(*shard);
-            let header = Header {
-                shard: *shard as u32,
-                shards: frozen.len() as u32,
-                slots: range.start as u32..range.end as u32,
-                seq: self.seq,
-                rows: partition.rows(),
-            };
-            let path = set_dir.join(file_name(*shard));
-            bytes += write_shard(&path, &header, self.wal_lsn, partition, &self.views)?;
-            rows += header.rows;
-            files.push(file_name(*shard));
-        }
-        Ok(SetEntry {
-            seq: self.seq,
-            shards: frozen.len(),
-            wal_lsn: self.wal_lsn,
-            rows,
-            bytes,
-            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            files,
-        })
     }
 
     fn delete_unnamed_sets(&self, sets: &[SetEntry]) {
