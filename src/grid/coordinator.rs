@@ -30,6 +30,9 @@ use super::partition::{
 use super::routing::Router;
 use super::shard::{Freeze, Read, ShardHost, ShardStats, Stats, Write};
 
+/// Bytes of records one [`Freeze`] step copies: a few milliseconds of a shard thread.
+pub const FREEZE_STEP_BYTES: usize = 4 << 20;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GridError {
     #[error("shard thread {thread} has {capacity} requests queued; retry shortly")]
@@ -255,14 +258,28 @@ impl Coordinator {
             .collect())
     }
 
-    /// A copy of shard `shard`'s rows (see [`Freeze`]). The thread copies it when it reaches
-    /// the message, so every write queued before this call is in the copy.
+    /// A copy of shard `shard`'s rows, taken in steps of about [`FREEZE_STEP_BYTES`] (see
+    /// [`Freeze`] and [`FrozenPartition`] for what the copy holds). The first step runs after
+    /// every write queued before this call.
     pub async fn freeze_shard(&self, shard: usize) -> Result<FrozenPartition, GridError> {
         let threads = self.threads();
         let (thread, local) = (shard % threads, shard / threads);
-        self.ask(thread, Freeze { local })
-            .await?
-            .ok_or(GridError::ShardStopped { thread })
+        let mut frozen = FrozenPartition::empty(self.layouts.clone());
+        loop {
+            let step = Freeze {
+                local,
+                into: frozen,
+                budget: FREEZE_STEP_BYTES,
+            };
+            let (copy, done) = self
+                .ask(thread, step)
+                .await?
+                .ok_or(GridError::ShardStopped { thread })?;
+            if done {
+                return Ok(copy);
+            }
+            frozen = copy;
+        }
     }
 
     /// Copies of every shard, one after the other, in shard order.

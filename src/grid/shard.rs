@@ -125,30 +125,32 @@ impl Handler<Stats> for ShardHost {
     }
 }
 
-/// A copy of one shard's rows (by its position on this host), for a snapshot or a digest.
-/// The copy is flat `memcpy`s of the tables (see [`FrozenPartition`]), one shard per
-/// message so that reads queued meanwhile wait for one shard's copy at most; all the slow
-/// work on it runs elsewhere.
+/// One step of copying a shard's rows (by its position on this host), for a snapshot or a
+/// digest: about `budget` bytes of records are copied into `into`, which travels back with
+/// whether the copy is complete (`None`: no such shard). Steps are small so that reads queued
+/// meanwhile wait for one step at most; all the slow work on the copy runs elsewhere.
 #[derive(Message)]
-#[rtype(result = "Option<FrozenPartition>")]
+#[rtype(result = "Option<(FrozenPartition, bool)>")]
 pub struct Freeze {
     pub local: usize,
+    pub into: FrozenPartition,
+    pub budget: usize,
 }
 
 impl Handler<Freeze> for ShardHost {
-    type Result = Option<FrozenPartition>;
+    type Result = MessageResult<Freeze>;
 
     fn handle(&mut self, msg: Freeze, _: &mut Self::Context) -> Self::Result {
-        let started = std::time::Instant::now();
-        let (shard, partition) = self.shards.get(msg.local)?;
-        let frozen = partition.freeze();
-        tracing::debug!(
-            shard,
-            rows = frozen.rows(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "shard frozen"
-        );
-        Some(frozen)
+        let Freeze {
+            local,
+            mut into,
+            budget,
+        } = msg;
+        let Some((_, partition)) = self.shards.get(local) else {
+            return MessageResult(None);
+        };
+        let done = partition.freeze_step(&mut into, budget);
+        MessageResult(Some((into, done)))
     }
 }
 

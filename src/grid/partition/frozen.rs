@@ -1,10 +1,15 @@
 //! An immutable copy of a partition, for snapshots and digests.
 //!
-//! [`Partition::freeze`] runs on the shard thread and only copies the tables' flat arrays
-//! (the fixed-width records and the key arena are one `memcpy` each; variable-length values
-//! are one small allocation each). The index is not copied: a frozen copy is only walked in
-//! order. Everything slow (encoding, hashing, checksums, file I/O) then runs on the copy,
-//! off the shard thread, while the shard goes on serving.
+//! Copying runs on the shard thread and only copies the tables' flat arrays (the fixed-width
+//! records and the key arena are `memcpy`s; variable-length values are one small allocation
+//! each). The index is not copied: a frozen copy is only walked in order. Everything slow
+//! (encoding, hashing, checksums, file I/O) then runs on the copy, off the shard thread.
+//!
+//! A copy can be taken in steps ([`Partition::freeze_step`], a few MiB each) so that the shard
+//! serves other messages between steps. Rows are only ever appended or overwritten in place,
+//! so the steps together hold every row that existed when the first step ran, each at its
+//! value then or a newer one. That is what a snapshot needs: it is replayed together with the
+//! log from a position taken before the first step, and replay is newest-event-wins.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use crc::{Crc, Table as CrcTable, CRC_64_XZ};
 
 use super::portable::encode_row;
 use super::{record_key, Partition, RowLayout, Table};
+
 use crate::registry::ViewId;
 
 const CRC64: Crc<u64, CrcTable<16>> = Crc::<u64, CrcTable<16>>::new(&CRC_64_XZ);
@@ -23,34 +29,74 @@ struct FrozenTable {
     rows: u32,
 }
 
-/// A copy of a partition's rows at one instant.
+/// A copy of a partition's rows (see the module documentation for what "copy" promises
+/// when it was taken in steps).
 pub struct FrozenPartition {
     layouts: Arc<[RowLayout]>,
     tables: Vec<FrozenTable>,
+    /// The view the next step copies from.
+    next_view: usize,
 }
 
 impl Partition {
-    /// Copies every table's rows (not the index). See the module documentation for the cost.
+    /// Copies every table's rows (not the index) at once.
     pub fn freeze(&self) -> FrozenPartition {
-        FrozenPartition {
-            layouts: self.layouts.clone(),
-            tables: self.tables.iter().map(Table::freeze).collect(),
-        }
+        let mut frozen = FrozenPartition::empty(self.layouts.clone());
+        while !self.freeze_step(&mut frozen, usize::MAX) {}
+        frozen
     }
-}
 
-impl Table {
-    fn freeze(&self) -> FrozenTable {
-        FrozenTable {
-            records: self.records.clone(),
-            key_arena: self.key_arena.clone(),
-            vars: self.vars.clone(),
-            rows: self.rows,
+    /// Copies about `budget` more bytes of records into `frozen` (at least one row);
+    /// answers whether the copy is now complete.
+    pub fn freeze_step(&self, frozen: &mut FrozenPartition, budget: usize) -> bool {
+        let mut spent = 0usize;
+        while let (Some(table), Some(layout)) = (
+            self.tables.get(frozen.next_view),
+            self.layouts.get(frozen.next_view),
+        ) {
+            let copy = &mut frozen.tables[frozen.next_view];
+            let record_len = layout.record_len().max(1);
+            let fit = (budget.saturating_sub(spent) / record_len).clamp(1, u32::MAX as usize);
+            let rows = (table.rows - copy.rows).min(fit as u32);
+            let (from, to) = (copy.rows as usize, (copy.rows + rows) as usize);
+            copy.records
+                .extend_from_slice(&table.records[from * record_len..to * record_len]);
+            copy.vars
+                .extend_from_slice(&table.vars[from * layout.var_count..to * layout.var_count]);
+            // The arena is append-only: its new part holds the keys of the rows just copied.
+            copy.key_arena
+                .extend_from_slice(&table.key_arena[copy.key_arena.len()..]);
+            copy.rows += rows;
+            spent += rows as usize * record_len;
+            if copy.rows == table.rows {
+                frozen.next_view += 1;
+            }
+            if spent >= budget {
+                break;
+            }
         }
+        frozen.next_view >= self.tables.len()
     }
 }
 
 impl FrozenPartition {
+    /// An empty copy, to fill with [`Partition::freeze_step`].
+    pub fn empty(layouts: Arc<[RowLayout]>) -> FrozenPartition {
+        FrozenPartition {
+            tables: layouts
+                .iter()
+                .map(|_| FrozenTable {
+                    records: Vec::new(),
+                    key_arena: Vec::new(),
+                    vars: Vec::new(),
+                    rows: 0,
+                })
+                .collect(),
+            layouts,
+            next_view: 0,
+        }
+    }
+
     /// Rows of each view.
     pub fn row_counts(&self) -> Vec<u64> {
         self.tables.iter().map(|t| t.rows as u64).collect()
