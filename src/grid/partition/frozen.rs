@@ -59,6 +59,11 @@ impl Partition {
             let fit = (budget.saturating_sub(spent) / record_len).clamp(1, u32::MAX as usize);
             let rows = (table.rows - copy.rows).min(fit as u32);
             let (from, to) = (copy.rows as usize, (copy.rows + rows) as usize);
+            if from == 0 {
+                // One allocation, not a growing one copied over and over on the shard thread.
+                copy.records.reserve_exact(table.records.len());
+                copy.vars.reserve_exact(table.vars.len());
+            }
             copy.records
                 .extend_from_slice(&table.records[from * record_len..to * record_len]);
             copy.vars
