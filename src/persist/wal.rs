@@ -35,7 +35,7 @@ use super::codec::{self, Blob, CodecError};
 use super::{crc32c, ViewMeta};
 use crate::grid::partition::{RowBatch, RowLayout};
 
-pub use writer::{FsyncPolicy, Ticket, Wal, WalOptions, WalStats};
+pub use writer::{Ticket, Wal, WalOptions, WalStats};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
 pub const FORMAT_VERSION: u32 = 1;
@@ -57,6 +57,29 @@ pub enum WalError {
     },
     #[error("cannot encode a log record: {0}")]
     Encode(#[from] CodecError),
+}
+
+/// When the log is fsynced; Redis's `appendfsync` names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    Always,
+    Everysec,
+    No,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FsyncPolicy, String> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "everysec" => Ok(FsyncPolicy::Everysec),
+            "no" => Ok(FsyncPolicy::No),
+            other => Err(format!(
+                "'{other}' is not an fsync policy: expected always, everysec or no"
+            )),
+        }
+    }
 }
 
 /// The views a segment's records refer to by index, and its first record's lsn.

@@ -388,3 +388,29 @@ fn a_second_server_on_the_same_directory_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_view_whose_fields_changed_is_refused_then_dropped_with_recover() {
+    let (tmp, dir) = data_dir();
+    let s = Server::start_in(&dir, &[], &[]);
+    push_versions(&s, 1, 5);
+    assert!(s.terminate().success());
+    // The same view with one more field: its stored rows no longer fit.
+    let registry = include_str!("../../config/driver_registry.toml").replace(
+        "{ name = \"avg_daily_trips\", dtype = \"int64\" },",
+        "{ name = \"avg_daily_trips\", dtype = \"int64\" },\n    { name = \"rating\", dtype = \"float64\" },",
+    );
+    std::fs::write(tmp.path().join("reg.toml"), registry).unwrap();
+    let config = tmp.path().join("settings.toml");
+    std::fs::write(&config, "registry = \"reg.toml\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let (status, stderr) = refused_start(&dir, &["--config", config]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("view 'driver_hourly_stats' was stored as")
+            && stderr.contains("rating:float64"),
+        "{stderr}"
+    );
+    let s = Server::start_in(&dir, &["--config", config, "--recover"], &[]);
+    assert_eq!(s.get("/admin/digest").json["rows"], 0);
+}

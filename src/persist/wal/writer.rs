@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -32,7 +31,9 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use super::{encode_segment_header, seal, segment_name, SegmentFile, SegmentMeta, WalError};
+use super::{
+    encode_segment_header, seal, segment_name, FsyncPolicy, SegmentFile, SegmentMeta, WalError,
+};
 use crate::persist::atomic::{create_dir, sync_dir, Context, FileError};
 use crate::persist::ViewMeta;
 
@@ -42,29 +43,6 @@ const QUEUE: usize = 4096;
 const MAX_GROUP: usize = 1024;
 /// How often a failed log tries to recover.
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
-
-/// When the log is fsynced; Redis's `appendfsync` names and meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    Always,
-    Everysec,
-    No,
-}
-
-impl FromStr for FsyncPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<FsyncPolicy, String> {
-        match s {
-            "always" => Ok(FsyncPolicy::Always),
-            "everysec" => Ok(FsyncPolicy::Everysec),
-            "no" => Ok(FsyncPolicy::No),
-            other => Err(format!(
-                "'{other}' is not an fsync policy: expected always, everysec or no"
-            )),
-        }
-    }
-}
 
 /// How to open the log.
 #[derive(Debug, Clone)]
