@@ -116,6 +116,18 @@ impl<'a> Target<'a> {
             .collect()
     }
 
+    /// Makes room in each partition for its share of `rows` rows whose keys lie in `slots`.
+    fn reserve(&mut self, view: ViewId, rows: u64, slots: std::ops::Range<u32>) {
+        let width = slots.len().max(1) as u64;
+        for (shard, partition) in self.partitions.iter_mut().enumerate() {
+            let range = self.router.slot_range(shard);
+            let overlap = (range.end as u32)
+                .min(slots.end)
+                .saturating_sub((range.start as u32).max(slots.start));
+            partition.reserve(view, (rows * overlap as u64 / width) as usize);
+        }
+    }
+
     /// Routes and applies rows of `view`; answers how many rows were read.
     fn load(&mut self, view: &ViewMeta, data: &[u8], origin: &Path) -> Result<u64, RestoreError> {
         let problem = match self.views.get(view.name.as_str()) {
@@ -240,6 +252,9 @@ fn load_set(
         }
         wal_lsn = Some(body.wal_lsn);
         for section in &body.views {
+            if let Some(&(id, _)) = target.views.get(section.view.name.as_str()) {
+                target.reserve(id, section.rows, header.slots.clone());
+            }
             rows += target.load(&section.view, &section.data.0, &path)?;
         }
     }
