@@ -63,10 +63,12 @@ pub async fn take_snapshot(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// The last snapshot this process wrote (`null` before the first) and the log's state.
+/// The last snapshot this process wrote (`null` before the first), the complete sets on
+/// disk (newest first, from earlier runs too) and the log's state.
 pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "last": state.snapshotter.last(),
+        "sets": state.snapshotter.sets(),
         "wal": state.wal.stats(),
     }))
 }

@@ -55,6 +55,8 @@ struct Inner {
     keep: usize,
     state: tokio::sync::Mutex<State>,
     last: Mutex<Option<SnapshotReport>>,
+    /// The manifest's sets, for reporting without waiting for a snapshot in progress.
+    sets: Mutex<Vec<SetEntry>>,
     _lock: std::fs::File,
 }
 
@@ -85,6 +87,7 @@ impl Snapshotter {
                 wal: o.wal,
                 views: o.views.into(),
                 keep: o.keep.max(1),
+                sets: Mutex::new(o.sets.clone()),
                 state: tokio::sync::Mutex::new(State {
                     next_seq: o.next_seq,
                     sets: o.sets,
@@ -103,6 +106,15 @@ impl Snapshotter {
     pub fn last(&self) -> Option<SnapshotReport> {
         self.inner
             .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The complete sets the manifest names, newest first (also those of earlier runs).
+    pub fn sets(&self) -> Vec<SetEntry> {
+        self.inner
+            .sets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -164,6 +176,7 @@ impl Inner {
         let (sets, deleted) = blocking(move || finish.publish(entry)).await?;
         let entry = sets[0].clone();
         state.next_seq = entry.seq + 1;
+        *self.sets.lock().unwrap_or_else(|p| p.into_inner()) = sets.clone();
         state.sets = sets;
         let report = SnapshotReport {
             seq: entry.seq,

@@ -353,6 +353,10 @@ fn snapshot_and_restart_keep_the_digest_whatever_the_shard_count() {
     s.kill9();
     let s = Server::start_in(&dir, &["--shards", "7"], &[]);
     assert_eq!(s.get("/admin/digest").json, before);
+    let status = s.get("/admin/snapshot").json;
+    assert!(status["last"].is_null(), "{status}");
+    assert_eq!(status["sets"][0]["seq"], snap["seq"]);
+    assert_eq!(status["wal"]["healthy"], true);
     assert_eq!(s.get("/stats").json["shards"], 7);
     // More writes, then kill -9: the snapshot plus the log give the same digest again.
     push_versions(&s, 30, 40);
