@@ -2,7 +2,9 @@
 //! actor-sharded memory.
 //!
 //! Data flows one way: HTTP ([`api`]) -> [`grid::coordinator`] (split by shard) -> shard actor
-//! ([`grid::shard`]) -> [`grid::partition`]. [`build_app`] is the one place the routes are
+//! ([`grid::shard`]) -> [`grid::partition`]. Writes are logged by [`persist::wal`] before
+//! they reach the coordinator; [`persist::snapshotter`] writes snapshots from frozen copies of
+//! the partitions; [`start`] restores both. [`build_app`] is the one place the routes are
 //! assembled; the server and the tests use it alike.
 
 pub mod api;
