@@ -428,3 +428,24 @@ fn a_view_whose_fields_changed_is_refused_then_dropped_with_recover() {
     let s = Server::start_in(&dir, &["--config", config, "--recover"], &[]);
     assert_eq!(s.get("/admin/digest").json["rows"], 0);
 }
+
+#[test]
+fn a_damaged_manifest_refuses_then_recover_finds_the_sets_on_disk() {
+    let (_tmp, dir) = data_dir();
+    let s = Server::start_in(&dir, &["--shards", "3"], &[]);
+    push_versions(&s, 1, 15);
+    assert!(s.terminate().success());
+    let manifest = dir.join("MANIFEST.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replacen("\"rows\"", "\"rowz\"", 1)).unwrap();
+    let (status, stderr) = refused_start(&dir, &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("MANIFEST.json"), "{stderr}");
+    let s = Server::start_in(&dir, &["--recover"], &[]);
+    assert_eq!(versions(&s), expected(15));
+    wait_for_snapshot(&s);
+    s.kill9();
+    // The fresh set's manifest is whole again.
+    let s = Server::start_in(&dir, &[], &[]);
+    assert_eq!(versions(&s), expected(15));
+}
