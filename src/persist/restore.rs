@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::atomic::{create_dir, sync_dir, Context, FileError};
 use super::manifest::{self, SetEntry};
-use super::snapshot::{read_shard, SnapshotError};
+use super::snapshot::{read_shard, Body, Header, SnapshotError};
 use super::wal::{self, FsyncPolicy, Wal, WalError, WalOptions};
 use super::{DataDir, ViewMeta};
 use crate::grid::partition::{Partition, PortableRows, RowBatch, RowLayout};
@@ -219,46 +219,75 @@ fn load_set(
         .into());
     }
     let router = Router::new(set.shards.min(crate::grid::routing::SLOTS));
-    let (mut rows, mut wal_lsn) = (0, None);
-    for (shard, name) in set.files.iter().enumerate() {
-        let path = set_dir.join(name);
-        let (header, body) = read_shard(&path)?;
-        let range = router.slot_range(shard);
-        let expected = (
-            set.seq,
-            shard as u32,
-            set.shards as u32,
-            range.start as u32..range.end as u32,
-        );
-        let found = (
-            header.seq,
-            header.shard,
-            header.shards,
-            header.slots.clone(),
-        );
-        if found != expected {
-            return Err(SnapshotError::corrupt(
-                &path,
-                format!("the header says set {} shard {} of {} slots {:?}; the manifest expects set {} shard {} of {} slots {:?}", found.0, found.1, found.2, found.3, expected.0, expected.1, expected.2, expected.3),
-            )
-            .into());
-        }
-        if wal_lsn.is_some_and(|l| l != body.wal_lsn) {
-            return Err(SnapshotError::corrupt(
-                &path,
-                "its log position differs from the other files of its set",
-            )
-            .into());
-        }
-        wal_lsn = Some(body.wal_lsn);
-        for section in &body.views {
-            if let Some(&(id, _)) = target.views.get(section.view.name.as_str()) {
-                target.reserve(id, section.rows, header.slots.clone());
+    // A reader thread reads, checks and decodes the next file while this one loads rows.
+    std::thread::scope(|scope| {
+        let (files, rx) = {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let set_dir = &set_dir;
+            let reader = move || {
+                for (shard, name) in set.files.iter().enumerate() {
+                    let path = set_dir.join(name);
+                    let read = read_checked(&path, set, shard, &router).map(|r| (path, r));
+                    let failed = read.is_err();
+                    if tx.send(read).is_err() || failed {
+                        return;
+                    }
+                }
+            };
+            (scope.spawn(reader), rx)
+        };
+        let (mut rows, mut wal_lsn) = (0, None);
+        for read in rx {
+            let (path, (header, body)) = read?;
+            if wal_lsn.is_some_and(|l| l != body.wal_lsn) {
+                return Err(SnapshotError::corrupt(
+                    &path,
+                    "its log position differs from the other files of its set",
+                )
+                .into());
             }
-            rows += target.load(&section.view, &section.data.0, &path)?;
+            wal_lsn = Some(body.wal_lsn);
+            for section in &body.views {
+                if let Some(&(id, _)) = target.views.get(section.view.name.as_str()) {
+                    target.reserve(id, section.rows, header.slots.clone());
+                }
+                rows += target.load(&section.view, &section.data.0, &path)?;
+            }
         }
+        drop(files);
+        Ok((rows, wal_lsn.unwrap_or(0)))
+    })
+}
+
+/// Reads a set's file and checks that its header is the one the set expects.
+fn read_checked(
+    path: &Path,
+    set: &SetEntry,
+    shard: usize,
+    router: &Router,
+) -> Result<(Header, Body), RestoreError> {
+    let (header, body) = read_shard(path)?;
+    let range = router.slot_range(shard);
+    let expected = (
+        set.seq,
+        shard as u32,
+        set.shards as u32,
+        range.start as u32..range.end as u32,
+    );
+    let found = (
+        header.seq,
+        header.shard,
+        header.shards,
+        header.slots.clone(),
+    );
+    if found != expected {
+        return Err(SnapshotError::corrupt(
+            path,
+            format!("the header says set {} shard {} of {} slots {:?}; the manifest expects set {} shard {} of {} slots {:?}", found.0, found.1, found.2, found.3, expected.0, expected.1, expected.2, expected.3),
+        )
+        .into());
     }
-    Ok((rows, wal_lsn.unwrap_or(0)))
+    Ok((header, body))
 }
 
 /// Opens the data directory: lock, restore, replay, open the log. Blocking.
