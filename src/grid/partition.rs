@@ -532,21 +532,6 @@ impl Partition {
         out
     }
 
-    /// Makes room for `rows` more rows of `view` (a restore knows how many are coming), so
-    /// that loading them does not grow and rehash the index over and over.
-    pub fn reserve(&mut self, view: ViewId, rows: usize) {
-        let (Some(layout), Some(table)) = (self.layouts.get(view), self.tables.get_mut(view))
-        else {
-            return;
-        };
-        let (records, key_arena, hasher) = (&table.records, &table.key_arena, &self.hasher);
-        table.index.reserve(rows, |&id| {
-            hasher.hash_one(record_key(layout, records, key_arena, id))
-        });
-        table.records.reserve(rows * layout.record_len());
-        table.vars.reserve(rows * layout.var_count);
-    }
-
     /// Rows stored for each view.
     pub fn row_counts(&self) -> Vec<u64> {
         self.tables.iter().map(|t| t.rows as u64).collect()

@@ -13,7 +13,8 @@
 //! (the bitmap says it is null). The reader checks every length against the bytes it has and
 //! against the layout, so a damaged input is an error, never a panic.
 
-use super::{RowBatch, RowLayout, Slot, Span};
+use super::{record_key, Partition, RowBatch, RowLayout, Slot, Span};
+use crate::registry::ViewId;
 
 /// Why portable rows could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +140,23 @@ impl<'a> Iterator for PortableRows<'a> {
             self.at = self.bytes.len();
         }
         Some(row)
+    }
+}
+
+impl Partition {
+    /// Makes room for `rows` more rows of `view` (a restore knows how many are coming), so
+    /// that loading them does not grow and rehash the index over and over.
+    pub fn reserve(&mut self, view: ViewId, rows: usize) {
+        let (Some(layout), Some(table)) = (self.layouts.get(view), self.tables.get_mut(view))
+        else {
+            return;
+        };
+        let (records, key_arena, hasher) = (&table.records, &table.key_arena, &self.hasher);
+        table.index.reserve(rows, |&id| {
+            hasher.hash_one(record_key(layout, records, key_arena, id))
+        });
+        table.records.reserve(rows * layout.record_len());
+        table.vars.reserve(rows * layout.var_count);
     }
 }
 
