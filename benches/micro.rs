@@ -12,7 +12,7 @@ use actix_web::test as actix_test;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use featgrid::api::feast::PushRequest;
 use featgrid::api::native::{NativeRead, NativeWrite, WriteTarget};
-use featgrid::api::{AppState, Limits};
+use featgrid::config::Settings;
 use featgrid::grid::coordinator::{Coordinator, GridOptions};
 use featgrid::grid::partition::{Partition, ReadBatch, RowBatch, RowLayout, NO_CREATED};
 use featgrid::grid::routing::{slot, Router};
@@ -159,20 +159,20 @@ fn feast_json(c: &mut Criterion) {
     });
     group.finish();
 
-    // The whole app in-process: parse, validate, route, shard round trip, render.
+    // The whole app in-process: parse, validate, route, shard round trip, render, and the
+    // write-ahead log (fsync "no": the figure is the CPU path, not the disk).
     let system = actix_rt::System::new();
-    let (grid, _) = start_grid(&system);
-    let state = actix_web::web::Data::new(AppState {
-        registry: Arc::new(Registry::embedded()),
-        grid,
-        limits: Limits {
-            max_body_bytes: 16 << 20,
-            max_entities_per_request: 10_000,
-            max_rows_per_push: 100_000,
-        },
-        metrics: Default::default(),
-    });
-    let app = system.block_on(actix_test::init_service(featgrid::build_app(state)));
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::defaults();
+    settings.data_dir = data_dir.path().to_path_buf();
+    settings.fsync = "no".into();
+    settings.snapshot_interval = toml::Value::Integer(0);
+    let prepared = system
+        .block_on(async { featgrid::prepare(&settings, Registry::embedded()) })
+        .unwrap();
+    let app = system.block_on(actix_test::init_service(featgrid::build_app(
+        prepared.state.clone(),
+    )));
     let call = |path: &str, body: &[u8]| {
         let req = actix_test::TestRequest::post()
             .uri(path)

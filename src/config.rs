@@ -34,6 +34,14 @@ pub struct Settings {
     pub shard_threads: usize,
     pub workers: usize,
     pub data_dir: PathBuf,
+    pub fsync: String,
+    /// Seconds (an integer) or a duration string; see [`Settings::snapshot_interval`].
+    pub snapshot_interval: toml::Value,
+    pub snapshot_keep: usize,
+    pub wal_segment_bytes: u64,
+    /// `--recover`: start past damaged snapshots and log segments (a flag, not a setting).
+    #[serde(skip)]
+    pub recover: bool,
     pub max_body_bytes: usize,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
@@ -49,6 +57,10 @@ pub struct Overrides {
     pub shard_threads: Option<usize>,
     pub workers: Option<usize>,
     pub data_dir: Option<PathBuf>,
+    pub fsync: Option<String>,
+    pub snapshot_interval: Option<String>,
+    pub snapshot_keep: Option<usize>,
+    pub recover: bool,
 }
 
 impl Settings {
@@ -85,7 +97,9 @@ impl Settings {
                         format!("unknown setting; expected one of {}", known.join(", ")),
                     ));
                 }
-                check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
+                if !DURATION_KEYS.contains(&key.as_str()) {
+                    check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
+                }
                 table.insert(key, value);
             }
             registry_base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -138,6 +152,16 @@ impl Settings {
         if let Some(v) = &flags.data_dir {
             settings.data_dir = v.clone();
         }
+        if let Some(v) = &flags.fsync {
+            settings.fsync = v.clone();
+        }
+        if let Some(v) = &flags.snapshot_interval {
+            settings.snapshot_interval = toml::Value::String(v.clone());
+        }
+        if let Some(v) = flags.snapshot_keep {
+            settings.snapshot_keep = v;
+        }
+        settings.recover = flags.recover;
         settings.validate()?;
         let registry = if settings.registry.is_empty() {
             Registry::embedded()
@@ -178,7 +202,20 @@ impl Settings {
                 ),
             ));
         }
+        self.fsync_policy().map_err(|p| invalid("fsync", p))?;
+        crate::registry::parse_duration_value(&self.snapshot_interval)
+            .map_err(|p| invalid("snapshot_interval", p))?;
+        if self.wal_segment_bytes < 4096 {
+            return Err(invalid(
+                "wal_segment_bytes",
+                format!(
+                    "{} is too small: expected at least 4096",
+                    self.wal_segment_bytes
+                ),
+            ));
+        }
         for (key, value) in [
+            ("snapshot_keep", self.snapshot_keep),
             ("max_body_bytes", self.max_body_bytes),
             ("max_entities_per_request", self.max_entities_per_request),
             ("max_rows_per_push", self.max_rows_per_push),
@@ -201,6 +238,15 @@ impl Settings {
         })
     }
 
+    pub fn fsync_policy(&self) -> Result<crate::persist::wal::FsyncPolicy, String> {
+        self.fsync.parse()
+    }
+
+    /// Time between periodic snapshots; zero: none. Validated at load.
+    pub fn snapshot_interval(&self) -> Duration {
+        crate::registry::parse_duration_value(&self.snapshot_interval).unwrap_or_default()
+    }
+
     pub fn shard_timeout(&self) -> Duration {
         Duration::from_millis(self.shard_timeout_ms)
     }
@@ -216,6 +262,9 @@ impl Settings {
         }
     }
 }
+
+/// Settings that take seconds (an integer) or a duration string.
+const DURATION_KEYS: &[&str] = &["snapshot_interval"];
 
 fn check_same_type(default: &toml::Value, given: &toml::Value) -> Result<(), String> {
     if default.type_str() == given.type_str() {
@@ -303,6 +352,50 @@ mod tests {
         };
         let e = Settings::load(None, [], &flags).unwrap_err().to_string();
         assert!(e.contains("bind: 'localhost' is not an address"), "{e}");
+    }
+
+    #[test]
+    fn durability_settings_parse_and_validate() {
+        let (s, _) = Settings::load(None, [], &Overrides::default()).unwrap();
+        assert_eq!(
+            s.fsync_policy(),
+            Ok(crate::persist::wal::FsyncPolicy::Everysec)
+        );
+        assert_eq!(s.snapshot_interval(), Duration::from_secs(300));
+        let f = write_config("snapshot_interval = 5\nfsync = \"always\"\n");
+        let (s, _) = Settings::load(Some(f.path()), [], &Overrides::default()).unwrap();
+        assert_eq!(s.snapshot_interval(), Duration::from_secs(5));
+        let env = [("FEATGRID_SNAPSHOT_INTERVAL".to_string(), "2m".to_string())];
+        let (s, _) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(s.snapshot_interval(), Duration::from_secs(120));
+        let flags = Overrides {
+            snapshot_interval: Some("7".into()),
+            recover: true,
+            ..Default::default()
+        };
+        let (s, _) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(
+            (s.snapshot_interval(), s.recover),
+            (Duration::from_secs(7), true)
+        );
+        let flags = Overrides {
+            fsync: Some("sometimes".into()),
+            ..Default::default()
+        };
+        let e = Settings::load(None, [], &flags).unwrap_err().to_string();
+        assert!(
+            e.contains("fsync: 'sometimes' is not an fsync policy"),
+            "{e}"
+        );
+        let flags = Overrides {
+            snapshot_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        let e = Settings::load(None, [], &flags).unwrap_err().to_string();
+        assert!(
+            e.contains("snapshot_interval: 'soon' is not a duration"),
+            "{e}"
+        );
     }
 
     #[test]

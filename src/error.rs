@@ -7,6 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::grid::coordinator::GridError;
 use crate::grid::partition::PartitionError;
+use crate::persist::snapshot::SnapshotError;
+use crate::persist::wal::WalError;
 use crate::registry::RegistryError;
 
 /// Seconds a client should wait after a 503.
@@ -108,6 +110,35 @@ impl From<GridError> for ApiError {
     }
 }
 
+impl From<WalError> for ApiError {
+    fn from(e: WalError) -> ApiError {
+        match e {
+            WalError::Encode(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+            // The log cannot take the write: nothing was applied; retry later.
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<SnapshotError> for ApiError {
+    fn from(e: SnapshotError) -> ApiError {
+        match e {
+            SnapshotError::Grid(grid) => ApiError::from(grid),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "snapshot_failed",
+                format!("{other}; the write-ahead log still holds every write"),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +157,19 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["code"], "shard_overloaded");
         assert!(json["message"].as_str().unwrap().contains("retry"));
+    }
+
+    #[test]
+    fn a_failing_log_is_503_wal_unavailable() {
+        let e = ApiError::from(WalError::Unavailable {
+            reason: "write: disk full".into(),
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "wal_unavailable")
+        );
+        assert!(e.message.contains("disk full") && e.message.contains("reads keep working"));
+        assert!(e.error_response().headers().get("Retry-After").is_some());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! actor-sharded memory.
 //!
 //! Data flows one way: HTTP ([`api`]) -> [`grid::coordinator`] (split by shard) -> shard actor
-//! ([`grid::shard`]) -> [`grid::partition`]. [`build_app`] is the one place the routes are
+//! ([`grid::shard`]) -> [`grid::partition`]. Writes are logged by [`persist::wal`] before
+//! they reach the coordinator; [`persist::snapshotter`] writes snapshots from frozen copies of
+//! the partitions; [`start`] restores both. [`build_app`] is the one place the routes are
 //! assembled; the server and the tests use it alike.
 
 pub mod api;
@@ -27,6 +29,9 @@ use api::{admin, feast, native, AppState, Limits};
 use config::Settings;
 use grid::coordinator::{Coordinator, GridOptions, ShardThreads};
 use grid::partition::RowLayout;
+use persist::restore::{self, RestoreError};
+use persist::snapshotter::{Durability, Snapshotter, SnapshotterOptions};
+use persist::ViewMeta;
 use registry::Registry;
 
 /// The actix-web application: every route, the JSON 404/405 answers, the request middleware
@@ -83,18 +88,45 @@ pub fn build_app(
         .service(resource("/registry").route(web::get().to(admin::registry)))
         .service(resource("/stats").route(web::get().to(admin::stats)))
         .service(resource("/metrics").route(web::get().to(admin::metrics)))
+        .service(
+            resource("/admin/snapshot")
+                .route(web::get().to(admin::last_snapshot))
+                .route(web::post().to(admin::take_snapshot)),
+        )
+        .service(resource("/admin/digest").route(web::get().to(admin::digest)))
         .default_service(web::to(api::not_found))
 }
 
-/// A started server: the bound address, the server future, the shard threads.
+/// A started server: the bound address, the server future, the shard threads, and the
+/// durability side. Shutdown order: the server future ends (SIGTERM or SIGINT: stop
+/// accepting, drain) -> [`Durability::shutdown`] (final snapshot, log closed) -> shard threads.
 pub struct Running {
     pub addr: SocketAddr,
     pub server: Server,
     pub shard_threads: ShardThreads,
+    pub durability: Durability,
 }
 
-/// Starts the shards and binds the HTTP server. Must run inside an actix system.
-pub fn start(settings: &Settings, registry: Registry) -> std::io::Result<Running> {
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything but the HTTP server: the shared state the app is built from, the shard threads,
+/// and the durability side. Benchmarks and tests build the app in-process from it.
+pub struct Prepared {
+    pub state: web::Data<AppState>,
+    pub shard_threads: ShardThreads,
+    pub durability: Durability,
+}
+
+/// Restores the data directory, starts the shards and the snapshot scheduler. Must run
+/// inside an actix system. Blocks while restoring.
+pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, StartError> {
     let registry = Arc::new(registry);
     let options = GridOptions {
         shards: settings.shards,
@@ -102,10 +134,59 @@ pub fn start(settings: &Settings, registry: Registry) -> std::io::Result<Running
         mailbox_capacity: settings.mailbox_capacity,
         shard_timeout: settings.shard_timeout(),
     };
-    let (grid, shard_threads) = Coordinator::start(&options, RowLayout::for_registry(&registry));
+    let layouts = RowLayout::for_registry(&registry);
+    let views = ViewMeta::all(&registry);
+    let opened = restore::open(&restore::OpenOptions {
+        data_dir: &settings.data_dir,
+        views: views.clone(),
+        layouts: layouts.clone(),
+        shards: settings.shards,
+        fsync: settings.fsync_policy().map_err(std::io::Error::other)?,
+        wal_segment_bytes: settings.wal_segment_bytes,
+        recover: settings.recover,
+    })?;
+    let r = &opened.report;
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        snapshot_seq = r.snapshot_seq,
+        snapshot_rows = r.snapshot_rows,
+        wal_records = r.wal_records,
+        wal_rows = r.wal_rows,
+        skipped = r.skipped.len(),
+        snapshot_ms = r.snapshot_ms,
+        wal_ms = r.wal_ms,
+        elapsed_ms = r.elapsed_ms,
+        "restored"
+    );
+    let (grid, shard_threads) = Coordinator::start_with(&options, layouts, opened.partitions);
+    let snapshotter = Snapshotter::new(SnapshotterOptions {
+        dir: opened.dir,
+        grid: grid.clone(),
+        wal: opened.wal.clone(),
+        views,
+        keep: settings.snapshot_keep,
+        next_seq: opened.next_seq,
+        sets: opened.sets,
+        lock: opened.lock,
+    });
+    if opened.needs_snapshot {
+        // Damaged files were skipped: a fresh set makes them unnecessary.
+        let s = snapshotter.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = s.take().await {
+                tracing::error!(error = %e, "snapshot after --recover failed");
+            }
+        });
+    }
+    let durability = Durability {
+        scheduler: snapshotter.schedule(settings.snapshot_interval()),
+        snapshotter: snapshotter.clone(),
+    };
     let state = web::Data::new(AppState {
         registry,
         grid,
+        wal: opened.wal,
+        snapshotter,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
             max_entities_per_request: settings.max_entities_per_request,
@@ -113,14 +194,59 @@ pub fn start(settings: &Settings, registry: Registry) -> std::io::Result<Running
         },
         metrics: api::metrics::Metrics::new(),
     });
+    Ok(Prepared {
+        state,
+        shard_threads,
+        durability,
+    })
+}
+
+/// [`prepare`], then binds the HTTP server and handles SIGTERM and SIGINT.
+pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartError> {
+    let Prepared {
+        state,
+        shard_threads,
+        durability,
+    } = prepare(settings, registry)?;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
+        // Our own signal handling: actix's would stop the whole actix system (the shard
+        // threads included) right after draining, before the final snapshot.
+        .disable_signals()
         .bind(bind)?;
     let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown_signal().await;
+        handle.stop(true).await;
+    });
     Ok(Running {
         addr,
-        server: server.run(),
+        server,
         shard_threads,
+        durability,
     })
+}
+
+/// Resolves on SIGTERM or SIGINT; the server then stops accepting and drains.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                let ctrl_c = std::pin::pin!(actix_rt::signal::ctrl_c());
+                let term = std::pin::pin!(term.recv());
+                futures_util::future::select(ctrl_c, term).await;
+            }
+            Err(_) => {
+                let _ = actix_rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = actix_rt::signal::ctrl_c().await;
+    tracing::info!("shutdown signal: draining requests, then a final snapshot");
 }

@@ -46,9 +46,22 @@ struct ServeArgs {
     /// HTTP worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Directory for snapshots and the write-ahead log.
+    /// Directory for snapshots and the write-ahead log [default: featgrid-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// When the write-ahead log is fsynced: always, everysec or no [default: everysec].
+    #[arg(long, value_name = "POLICY")]
+    fsync: Option<String>,
+    /// Time between snapshots: seconds (300) or a duration (30s, 5m); 0 = never [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    snapshot_interval: Option<String>,
+    /// Complete snapshot sets to keep [default: 2].
+    #[arg(long, value_name = "N")]
+    snapshot_keep: Option<usize>,
+    /// Start despite a damaged snapshot or log: fall back to the previous snapshot set, skip
+    /// the damaged part of the log, log what was skipped, then write a fresh snapshot.
+    #[arg(long)]
+    recover: bool,
 }
 
 #[derive(clap::Args)]
@@ -205,6 +218,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         shard_threads: args.shard_threads,
         workers: args.workers,
         data_dir: args.data_dir,
+        fsync: args.fsync,
+        snapshot_interval: args.snapshot_interval,
+        snapshot_keep: args.snapshot_keep,
+        recover: args.recover,
     };
     let (settings, registry) =
         match Settings::load(args.config.as_deref(), std::env::vars(), &flags) {
@@ -216,13 +233,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let running = featgrid::start(&settings, registry)?;
+        let running = featgrid::start(&settings, registry).map_err(|e| e.to_string())?;
         // The one line of CLI output: tests and scripts read the bound address from it.
         println!("featgrid listening on http://{}", running.addr);
         tracing::info!(addr = %running.addr, shards = settings.shards, shard_threads = settings.shard_threads, "serving");
-        let result = running.server.await;
+        // Ends on SIGTERM or SIGINT, once in-flight requests have drained.
+        let served = running.server.await.map_err(|e| e.to_string());
+        let saved = running.durability.shutdown().await;
         running.shard_threads.stop();
-        result
+        served?;
+        let report = saved.map_err(|e| format!("final snapshot failed: {e}"))?;
+        tracing::info!(seq = report.seq, rows = report.rows, "final snapshot written; stopped");
+        Ok::<(), String>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

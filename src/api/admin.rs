@@ -1,4 +1,8 @@
-//! Operational routes: `GET /health`, `GET /registry`, `GET /stats`, `GET /metrics`.
+//! Operational routes: `GET /health`, `GET /registry`, `GET /stats`, `GET /metrics`,
+//! `POST /admin/snapshot` (write a snapshot set now; answers when it is durable),
+//! `GET /admin/snapshot` (the last one, and the write-ahead log's state), `GET /admin/digest`
+//! (an order-independent digest of every row, equal across restarts and shard counts when the
+//! contents are).
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -59,4 +63,48 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
+}
+
+/// Writes a snapshot set now; answers `{seq, rows, bytes, duration_ms, ...}` once durable.
+pub async fn take_snapshot(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = state.snapshotter.take().await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The last snapshot this process wrote (`null` before the first), the complete sets on
+/// disk (newest first, from earlier runs too) and the log's state.
+pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "last": state.snapshotter.last(),
+        "sets": state.snapshotter.sets(),
+        "wal": state.wal.stats(),
+    }))
+}
+
+/// `{rows, digest}`: the wrapping sum of a CRC-64 per row over its view name and stored
+/// bytes, computed on frozen copies off the shard threads. Copies of all shards are held
+/// at once: an admin route for tests and audits, not for a hot loop.
+pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let frozen = state.grid.freeze().await?;
+    let names: Vec<String> = state
+        .registry
+        .feature_views
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    let (rows, sum) = actix_web::rt::task::spawn_blocking(move || {
+        frozen.iter().fold((0u64, 0u64), |(rows, sum), f| {
+            let (r, s) = f.digest(&names);
+            (rows + r, sum.wrapping_add(s))
+        })
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the digest task failed: {e}"),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"rows": rows, "digest": format!("{sum:016x}")})))
 }

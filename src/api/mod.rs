@@ -3,7 +3,7 @@
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
-//! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`.
+//! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`, `/admin/snapshot`, `/admin/digest`.
 //!
 //! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
 //! value conversions are the same code, whatever the format.
@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
+use crate::persist::snapshotter::Snapshotter;
+use crate::persist::wal::Wal;
 use crate::registry::Registry;
 
 /// A columnar data frame: column name -> one value per row, in the order given.
@@ -41,6 +43,8 @@ pub struct Limits {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub grid: Coordinator,
+    pub wal: Wal,
+    pub snapshotter: Snapshotter,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
 }

@@ -7,6 +7,7 @@
 use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
+use crate::persist::wal::{self, WalError};
 use crate::registry::{FeatureView, ViewId};
 use crate::value::{encode_key_value, encode_value, Cell, ValueError};
 use actix_web::http::StatusCode;
@@ -70,7 +71,7 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, then applies them.
+/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them.
 pub async fn write_rows<C: Cell>(
     state: &AppState,
     views: &[ViewId],
@@ -152,7 +153,13 @@ pub async fn write_rows<C: Cell>(
             }
         }
     }
-    let stats = state.grid.write(per_shard).await?;
+    // Logged before it is applied and acknowledged. The ticket keeps the record pending (a
+    // snapshot cannot claim it) until the rows are in the shards' mailboxes.
+    let record = wal::encode_record(&per_shard, layouts).map_err(WalError::from)?;
+    let ticket = state.wal.append(record).await?;
+    let stats = state.grid.write(per_shard).await;
+    drop(ticket);
+    let stats = stats?;
     state.metrics.rows_written.inc_by(stats.written);
     state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
     tracing::debug!(

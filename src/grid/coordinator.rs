@@ -24,10 +24,14 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use super::partition::{
-    ApplyStats, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch, RowLayout,
+    ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
+    RowLayout,
 };
 use super::routing::Router;
-use super::shard::{Read, ShardHost, ShardStats, Stats, Write};
+use super::shard::{Freeze, Read, ShardHost, ShardStats, Stats, Write};
+
+/// Bytes of records one [`Freeze`] step copies: a few milliseconds of a shard thread.
+pub const FREEZE_STEP_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GridError {
@@ -92,16 +96,30 @@ impl Coordinator {
     /// Starts `shard_threads` arbiters, each with one [`ShardHost`] owning its shards'
     /// partitions. Must run inside an actix system; call it once, before the HTTP server starts.
     pub fn start(options: &GridOptions, layouts: Arc<[RowLayout]>) -> (Coordinator, ShardThreads) {
+        let partitions = (0..options.shards)
+            .map(|_| Partition::new(layouts.clone()))
+            .collect();
+        Coordinator::start_with(options, layouts, partitions)
+    }
+
+    /// [`Coordinator::start`] with the given partitions (index = shard; restored at start).
+    pub fn start_with(
+        options: &GridOptions,
+        layouts: Arc<[RowLayout]>,
+        partitions: Vec<Partition>,
+    ) -> (Coordinator, ShardThreads) {
+        assert_eq!(partitions.len(), options.shards, "one partition per shard");
         let threads = options.shard_threads.clamp(1, options.shards);
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let mut per_thread: Vec<Vec<(usize, Partition)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (id, partition) in partitions.into_iter().enumerate() {
+            per_thread[id % threads].push((id, partition));
+        }
         let hosts: Arc<[Addr<ShardHost>]> = arbiters
             .iter()
-            .enumerate()
-            .map(|(thread, arbiter)| {
-                let shards = (thread..options.shards)
-                    .step_by(threads)
-                    .map(|id| (id, Partition::new(layouts.clone())))
-                    .collect();
+            .zip(per_thread)
+            .map(|(arbiter, shards)| {
                 let capacity = options.mailbox_capacity;
                 ShardHost::start_in_arbiter(&arbiter.handle(), move |_| {
                     ShardHost::new(shards, capacity)
@@ -238,6 +256,39 @@ impl Coordinator {
         Ok((0..shards)
             .map(|shard| per_thread[shard % threads].next().flatten())
             .collect())
+    }
+
+    /// A copy of shard `shard`'s rows, taken in steps of about [`FREEZE_STEP_BYTES`] (see
+    /// [`Freeze`] and [`FrozenPartition`] for what the copy holds). The first step runs after
+    /// every write queued before this call.
+    pub async fn freeze_shard(&self, shard: usize) -> Result<FrozenPartition, GridError> {
+        let threads = self.threads();
+        let (thread, local) = (shard % threads, shard / threads);
+        let mut frozen = FrozenPartition::empty(self.layouts.clone());
+        loop {
+            let step = Freeze {
+                local,
+                into: frozen,
+                budget: FREEZE_STEP_BYTES,
+            };
+            let (copy, done) = self
+                .ask(thread, step)
+                .await?
+                .ok_or(GridError::ShardStopped { thread })?;
+            if done {
+                return Ok(copy);
+            }
+            frozen = copy;
+        }
+    }
+
+    /// Copies of every shard, one after the other, in shard order.
+    pub async fn freeze(&self) -> Result<Vec<FrozenPartition>, GridError> {
+        let mut frozen = Vec::with_capacity(self.router.shards());
+        for shard in 0..self.router.shards() {
+            frozen.push(self.freeze_shard(shard).await?);
+        }
+        Ok(frozen)
     }
 
     /// Every shard's statistics, in shard order.

@@ -543,5 +543,11 @@ impl Partition {
     }
 }
 
+mod frozen;
+mod portable;
+
+pub use frozen::FrozenPartition;
+pub use portable::{PortableError, PortableRow, PortableRows};
+
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,9 @@
 
 use actix::prelude::*;
 
-use super::partition::{ApplyStats, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch};
+use super::partition::{
+    ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
+};
 
 /// The partitions of the shards on one thread, and their actor.
 pub struct ShardHost {
@@ -120,6 +122,35 @@ impl Handler<Stats> for ShardHost {
             })
             .collect();
         MessageResult(stats)
+    }
+}
+
+/// One step of copying a shard's rows (by its position on this host), for a snapshot or a
+/// digest: about `budget` bytes of records are copied into `into`, which travels back with
+/// whether the copy is complete (`None`: no such shard). Steps are small so that reads queued
+/// meanwhile wait for one step at most; all the slow work on the copy runs elsewhere.
+#[derive(Message)]
+#[rtype(result = "Option<(FrozenPartition, bool)>")]
+pub struct Freeze {
+    pub local: usize,
+    pub into: FrozenPartition,
+    pub budget: usize,
+}
+
+impl Handler<Freeze> for ShardHost {
+    type Result = MessageResult<Freeze>;
+
+    fn handle(&mut self, msg: Freeze, _: &mut Self::Context) -> Self::Result {
+        let Freeze {
+            local,
+            mut into,
+            budget,
+        } = msg;
+        let Some((_, partition)) = self.shards.get(local) else {
+            return MessageResult(None);
+        };
+        let done = partition.freeze_step(&mut into, budget);
+        MessageResult(Some((into, done)))
     }
 }
 

@@ -40,6 +40,36 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecErro
         .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
+/// Bytes encoded as one length-prefixed run (serde's `bytes`), not element by element as a
+/// `Vec<u8>` would be: snapshots and log records carry megabytes of row bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Blob, D::Error> {
+        struct BlobVisitor;
+        impl<'de> serde::de::Visitor<'de> for BlobVisitor {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+        }
+        deserializer.deserialize_byte_buf(BlobVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +100,15 @@ mod tests {
         fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode::<Sample>(&bytes);
         }
+    }
+
+    #[test]
+    fn a_blob_is_its_length_then_its_bytes() {
+        let blob = Blob(vec![1, 2, 3, 250]);
+        let encoded = encode(&blob).unwrap();
+        assert_eq!(encoded, [4, 1, 2, 3, 250]);
+        assert_eq!(decode::<Blob>(&encoded).unwrap(), (blob, 5));
+        assert!(decode::<Blob>(&encoded[..3]).is_err());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Boots the real server binary on an ephemeral loopback port and talks HTTP to it.
+//! Boots the real server binary on an ephemeral loopback port and talks HTTP to it. Each
+//! server gets its own data directory (a temporary one unless the test gives one), and can
+//! be killed (`kill -9`), terminated (SIGTERM) and restarted on the same directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -13,6 +16,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_featgrid");
 pub struct Server {
     child: Child,
     url: String,
+    /// The temporary data directory, when the test did not give one.
+    _data: Option<tempfile::TempDir>,
 }
 
 /// An HTTP answer: status, parsed JSON body (Null when empty or not JSON), raw text, request id.
@@ -30,11 +35,28 @@ impl Server {
         Server::start_with(&[], &[])
     }
 
-    /// The server with extra `serve` flags and environment variables.
+    /// The server with extra `serve` flags and environment variables, on a fresh temporary
+    /// data directory.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().expect("temporary data dir");
+        let mut server = Server::start_in(data.path(), args, env);
+        server._data = Some(data);
+        server
+    }
+
+    /// The server on the data directory `dir` (kept after it stops), with extra flags.
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--data-dir",
+            ])
+            .arg(dir)
             .args(args)
             .env("FEATGRID_LOG", "warn")
             .stdout(Stdio::piped())
@@ -65,7 +87,35 @@ impl Server {
                 panic!("featgrid did not report its address within 30 s ({status})");
             }
         };
-        Server { child, url }
+        Server {
+            child,
+            url,
+            _data: None,
+        }
+    }
+
+    /// `kill -9`: no shutdown work at all.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit (at most 60 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not yet reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "featgrid did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self) -> String {
@@ -119,6 +169,54 @@ impl Server {
         let a = self.post("/push", &serde_json::json!({"push_source_name": "driver_stats_push_source", "df": df, "to": "online"}));
         assert_eq!(a.status, 200, "{}", a.text);
     }
+}
+
+/// Runs `featgrid serve` on `dir` expecting it to refuse to start: answers its exit status
+/// and standard error. Panics if it starts serving within 30 s.
+pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(args)
+        .env("FEATGRID_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start featgrid");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("featgrid started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// A fresh directory for a test's data; removed when dropped.
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let path = dir.path().join("data");
+    (dir, path)
 }
 
 fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {

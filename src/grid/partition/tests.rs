@@ -214,3 +214,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A copy taken in small steps, with writes between the steps, holds every row that
+    /// existed before the first step at that value or a newer one, and every key once.
+    #[test]
+    fn a_stepped_copy_holds_every_row_at_least_as_new(before in 1i64..200, after in proptest::collection::vec((0i64..300, 0i64..1000), 0..100), budget in 1usize..500) {
+        let (registry, layouts) = driver();
+        let mut p = Partition::new(layouts.clone());
+        for id in 0..before {
+            push(&mut p, &layouts, id, 1, NO_CREATED, 0.5, None);
+        }
+        let mut frozen = FrozenPartition::empty(layouts.clone());
+        let mut writes = after.iter();
+        while !p.freeze_step(&mut frozen, budget) {
+            if let Some(&(id, event)) = writes.next() {
+                push(&mut p, &layouts, id, event, NO_CREATED, 0.25, None);
+            }
+        }
+        let mut bytes = Vec::new();
+        frozen.encode_view(0, &mut bytes);
+        let mut keys = std::collections::HashSet::new();
+        for row in PortableRows::new(&layouts[0], &bytes) {
+            let row = row.unwrap();
+            let id = i64::from_le_bytes(row.key.try_into().unwrap());
+            prop_assert!(keys.insert(id));
+            if id < before {
+                prop_assert!(read_i64(row.value, EVENT_AT) >= 1);
+            }
+        }
+        prop_assert!((0..before).all(|id| keys.contains(&id)));
+        let _ = registry;
+    }
+}

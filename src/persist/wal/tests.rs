@@ -1,0 +1,237 @@
+//! The log's file format (torn tails, corruption, every cut) and the writer (group commit,
+//! failure and recovery, deleting covered segments).
+
+use std::fs;
+use std::sync::Arc;
+
+use super::*;
+use crate::grid::partition::{PortableRows, RowLayout, NO_CREATED};
+use crate::registry::Registry;
+
+fn layouts() -> Arc<[RowLayout]> {
+    RowLayout::for_registry(&Registry::embedded())
+}
+
+/// A record of one driver row `id` with event time `event`, on shard 0 of 1.
+fn record(layouts: &[RowLayout], id: i64, event: i64) -> Vec<u8> {
+    let mut batch = RowBatch::new(0);
+    batch.start_row(&layouts[0], &id.to_le_bytes(), event, NO_CREATED);
+    encode_record(&[vec![batch]], layouts).unwrap()
+}
+
+fn meta(first_lsn: u64) -> SegmentMeta {
+    SegmentMeta {
+        first_lsn,
+        views: crate::persist::ViewMeta::all(&Registry::embedded()),
+    }
+}
+
+/// A segment with records for ids 1..=n (lsn = id); answers its bytes and record offsets.
+fn segment(n: i64) -> (Vec<u8>, Vec<usize>) {
+    let layouts = layouts();
+    let mut bytes = encode_segment_header(&meta(1)).unwrap();
+    let mut starts = Vec::new();
+    for id in 1..=n {
+        starts.push(bytes.len());
+        let mut r = record(&layouts, id, id * 10);
+        seal(&mut r, id as u64);
+        bytes.extend_from_slice(&r);
+    }
+    (bytes, starts)
+}
+
+/// Reads a segment file; answers the ids of its rows in order.
+fn ids(path: &Path, newest: bool, recover: bool) -> Result<(Vec<i64>, SegmentRead), WalError> {
+    let layouts = layouts();
+    let mut ids = Vec::new();
+    let read = read_segment(path, newest, recover, |lsn, meta, views| {
+        assert_eq!(meta.views[0].name, "driver_hourly_stats");
+        for v in views {
+            for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
+                let row = row.unwrap();
+                let id = i64::from_le_bytes(row.key.try_into().unwrap());
+                assert_eq!(id as u64, lsn);
+                ids.push(id);
+            }
+        }
+        Ok(())
+    })?;
+    Ok((ids, read))
+}
+
+#[test]
+fn records_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_name(1));
+    let (bytes, _) = segment(3);
+    fs::write(&path, &bytes).unwrap();
+    let (found, read) = ids(&path, true, false).unwrap();
+    assert_eq!(found, [1, 2, 3]);
+    assert_eq!(
+        (read.valid_len, read.last_lsn),
+        (bytes.len() as u64, Some(3))
+    );
+    assert!(read.dropped.is_none());
+}
+
+#[test]
+fn a_cut_anywhere_in_the_last_record_keeps_every_earlier_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_name(1));
+    let (bytes, starts) = segment(3);
+    let last = starts[2];
+    for cut in last..bytes.len() {
+        fs::write(&path, &bytes[..cut]).unwrap();
+        let (found, read) = ids(&path, true, false).unwrap();
+        assert_eq!(found, [1, 2], "cut at {cut}");
+        assert_eq!(read.valid_len, last as u64, "cut at {cut}");
+        assert_eq!(read.dropped.is_some(), cut > last, "cut at {cut}");
+        // In an older segment the same cut is corruption.
+        if cut > last {
+            assert!(ids(&path, false, false).is_err(), "cut at {cut}");
+        }
+    }
+    // A cut inside the header of a new segment is a torn creation, not corruption.
+    let header_len = starts[0];
+    for cut in 0..header_len {
+        fs::write(&path, &bytes[..cut]).unwrap();
+        let (found, read) = ids(&path, true, false).unwrap();
+        assert!(found.is_empty() && read.valid_len == 0, "cut at {cut}");
+    }
+    // Zeros after the last record (a file extended but never written) are a torn tail.
+    let mut zeros = bytes.clone();
+    zeros.extend_from_slice(&[0; 100]);
+    fs::write(&path, &zeros).unwrap();
+    assert_eq!(ids(&path, true, false).unwrap().0, [1, 2, 3]);
+}
+
+#[test]
+fn a_flipped_byte_before_the_tail_refuses_naming_file_and_offset_unless_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_name(1));
+    let (bytes, starts) = segment(3);
+    for at in [starts[1] + 2, starts[1] + 10, starts[1] + RECORD_HEADER + 3] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x40;
+        fs::write(&path, &bad).unwrap();
+        let e = ids(&path, true, false).unwrap_err().to_string();
+        assert!(
+            e.contains(&segment_name(1)) && e.contains(&format!("offset {}", starts[1])),
+            "{e}"
+        );
+        let (found, read) = ids(&path, true, true).unwrap();
+        assert_eq!(found, [1]);
+        assert_eq!(read.valid_len, starts[1] as u64);
+        assert!(read.dropped.unwrap().contains("corruption"));
+    }
+    // A damaged header refuses too.
+    let mut bad = bytes.clone();
+    bad[3] ^= 1;
+    fs::write(&path, &bad).unwrap();
+    assert!(ids(&path, false, false).is_err());
+}
+
+fn open(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64, next_lsn: u64) -> Wal {
+    Wal::open(WalOptions {
+        dir: dir.to_path_buf(),
+        fsync,
+        segment_bytes,
+        views: crate::persist::ViewMeta::all(&Registry::embedded()),
+        next_lsn,
+        existing: list_segments(dir).unwrap(),
+    })
+    .unwrap()
+}
+
+/// Every row id in every segment of `dir`, in log order.
+fn all_ids(dir: &Path) -> Vec<i64> {
+    let layouts = layouts();
+    let segments = list_segments(dir).unwrap();
+    let mut ids = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        read_segment(&s.path, i + 1 == segments.len(), false, |_, _, views| {
+            for v in views {
+                for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
+                    ids.push(i64::from_le_bytes(row.unwrap().key.try_into().unwrap()));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    ids
+}
+
+#[actix_rt::test]
+async fn concurrent_appends_are_all_logged_and_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), FsyncPolicy::Always, 4096, 1);
+    let layouts = layouts();
+    let appends = (0..200).map(|id| {
+        let wal = wal.clone();
+        let r = record(&layouts, id, 1);
+        async move { wal.append(r).await.unwrap().lsn() }
+    });
+    let mut lsns = futures_util::future::join_all(appends).await;
+    lsns.sort();
+    assert_eq!(lsns, (1..=200).collect::<Vec<u64>>());
+    let stats = wal.stats();
+    assert_eq!(stats.records, 200);
+    assert!(stats.fsyncs <= stats.group_commits && stats.group_commits <= 200);
+    // Every ticket was dropped: everything is covered.
+    assert_eq!(wal.covered_lsn(), 201);
+    wal.close();
+    assert!(
+        list_segments(dir.path()).unwrap().len() > 1,
+        "4 KiB segments roll"
+    );
+    let mut found = all_ids(dir.path());
+    found.sort();
+    assert_eq!(found, (0..200).collect::<Vec<i64>>());
+}
+
+#[actix_rt::test]
+async fn a_pending_ticket_holds_coverage_and_covered_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), FsyncPolicy::No, 1, 1);
+    let layouts = layouts();
+    let held = wal.append(record(&layouts, 1, 1)).await.unwrap();
+    for id in 2..=5 {
+        wal.append(record(&layouts, id, 1)).await.unwrap();
+    }
+    assert_eq!(wal.covered_lsn(), held.lsn());
+    // Segments hold one record each (1-byte segments): the first has lsn 1.
+    assert_eq!(wal.delete_covered(wal.covered_lsn()).unwrap(), 0);
+    drop(held);
+    assert_eq!(wal.covered_lsn(), 6);
+    assert_eq!(wal.delete_covered(4).unwrap(), 3);
+    wal.close();
+    assert_eq!(all_ids(dir.path()), [4, 5]);
+}
+
+#[actix_rt::test]
+async fn a_failed_write_refuses_writes_until_the_log_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), FsyncPolicy::Everysec, 1 << 20, 1);
+    let layouts = layouts();
+    wal.append(record(&layouts, 1, 1)).await.unwrap();
+    wal.inject_write_failures(1);
+    let e = wal.append(record(&layouts, 2, 1)).await.err().unwrap();
+    assert!(e.to_string().contains("injected failure"), "{e}");
+    let stats = wal.stats();
+    assert!(!stats.healthy && stats.failures == 1);
+    // Refused at once while unhealthy.
+    assert!(matches!(
+        wal.append(record(&layouts, 3, 1)).await,
+        Err(WalError::Unavailable { .. })
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !wal.stats().healthy {
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    wal.append(record(&layouts, 4, 1)).await.unwrap();
+    wal.close();
+    // The half-written record was cut away: the log reads cleanly, without it.
+    assert_eq!(all_ids(dir.path()), [1, 4]);
+}

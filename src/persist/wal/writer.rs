@@ -1,0 +1,506 @@
+//! The log writer: one dedicated thread owns the current segment file. HTTP workers send it
+//! encoded records over a bounded crossbeam channel; it takes whatever is queued (group
+//! commit), stamps the lsns, writes the batch with one `write`, and under `fsync = always`
+//! one `fdatasync`, then answers every waiter through its oneshot. So concurrent pushes
+//! share one fsync, and a push is acknowledged only once its record is where the policy
+//! promises:
+//!
+//! - `always`: on disk (fsynced) before the answer;
+//! - `everysec`: written to the OS before the answer; a syncer thread fsyncs once a second;
+//! - `no`: written to the OS before the answer; the OS flushes when it likes.
+//!
+//! A failed write or fsync is never retried and ignored: the writer marks the log unhealthy,
+//! answers the batch with [`WalError::Unavailable`], refuses new records at once, logs and
+//! counts the failure. Once a second it tries to recover: truncate the segment back to its
+//! last good length, then start a new segment; on success the log takes writes again.
+//!
+//! A [`Ticket`] is the proof that a record is logged. Its lsn stays *pending* until the
+//! ticket is dropped, which the caller does once the rows were handed to the shards; a
+//! snapshot may only claim to cover records before the oldest pending one
+//! ([`Wal::covered_lsn`]).
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use super::{
+    encode_segment_header, seal, segment_name, FsyncPolicy, SegmentFile, SegmentMeta, WalError,
+};
+use crate::persist::atomic::{create_dir, sync_dir, Context, FileError};
+use crate::persist::ViewMeta;
+
+/// Records queued for the writer before appends are refused.
+const QUEUE: usize = 4096;
+/// Most records in one group commit.
+const MAX_GROUP: usize = 1024;
+/// How often a failed log tries to recover.
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// How to open the log.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub segment_bytes: u64,
+    /// The registry's views, indexed by view id: written in each segment's header.
+    pub views: Vec<ViewMeta>,
+    /// The lsn of the first record to write.
+    pub next_lsn: u64,
+    /// Segments already on disk (from earlier runs), oldest first.
+    pub existing: Vec<SegmentFile>,
+}
+
+/// Counters, for `GET /admin/snapshot`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WalStats {
+    pub fsync: FsyncPolicy,
+    pub healthy: bool,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub next_lsn: u64,
+    pub segments: usize,
+    pub records: u64,
+    pub group_commits: u64,
+    pub fsyncs: u64,
+}
+
+struct Sequencer {
+    next_lsn: u64,
+    pending: BTreeSet<u64>,
+}
+
+struct Shared {
+    options: WalOptions,
+    sequencer: Mutex<Sequencer>,
+    healthy: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    failures: AtomicU64,
+    records: AtomicU64,
+    group_commits: AtomicU64,
+    fsyncs: AtomicU64,
+    segments: Mutex<Vec<SegmentFile>>,
+    /// The segment being written, for the everysec syncer.
+    current: Mutex<Option<Arc<File>>>,
+    inject_failures: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
+        let reason = format!("{what}: {e}");
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::Release);
+        tracing::error!(error = %reason, failures = self.failures.load(Ordering::Relaxed), "write-ahead log failed; refusing writes until it recovers");
+        *lock(&self.last_error) = Some(reason);
+    }
+
+    fn unavailable(&self) -> WalError {
+        WalError::Unavailable {
+            reason: lock(&self.last_error)
+                .clone()
+                .unwrap_or_else(|| "the log is closed".into()),
+        }
+    }
+}
+
+/// Proof that a record is logged; keeps its lsn pending until dropped.
+pub struct Ticket {
+    lsn: u64,
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.shared.sequencer).pending.remove(&self.lsn);
+    }
+}
+
+/// Where the writer answers one append.
+type Answer = oneshot::Sender<Result<Ticket, WalError>>;
+
+enum Job {
+    Append { record: Vec<u8>, answer: Answer },
+    Close,
+}
+
+/// The log: cheap to clone; every clone talks to the one writer thread.
+#[derive(Clone)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    tx: Sender<Job>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Wal {
+    /// Creates a new segment for records from `options.next_lsn` on and starts the writer
+    /// (and, under `everysec`, the syncer).
+    pub fn open(options: WalOptions) -> Result<Wal, WalError> {
+        create_dir(&options.dir)?;
+        let shared = Arc::new(Shared {
+            sequencer: Mutex::new(Sequencer {
+                next_lsn: options.next_lsn,
+                pending: BTreeSet::new(),
+            }),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            failures: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            group_commits: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            segments: Mutex::new(options.existing.clone()),
+            current: Mutex::new(None),
+            inject_failures: AtomicU32::new(0),
+            options,
+        });
+        let (file, len) = new_segment(&shared)?;
+        let (tx, rx) = channel::bounded(QUEUE);
+        let mut writer = Writer {
+            shared: shared.clone(),
+            file,
+            len,
+            buf: Vec::new(),
+            failed_at: None,
+        };
+        let mut threads = vec![std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| FileError::new(&shared.options.dir, "start the log writer for", e))?];
+        if shared.options.fsync == FsyncPolicy::Everysec {
+            let syncer = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("wal-syncer".into())
+                    .spawn(move || sync_every_second(&syncer))
+                    .map_err(|e| {
+                        FileError::new(&shared.options.dir, "start the log syncer for", e)
+                    })?,
+            );
+        }
+        Ok(Wal {
+            shared,
+            tx,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Appends a record made by [`super::encode_record`]; answers once it is logged as the
+    /// fsync policy promises. Cancel safety: dropping the future after the record was queued
+    /// still logs it (a restore may then apply a write that was never acknowledged, which
+    /// newest-event-wins makes harmless).
+    pub async fn append(&self, record: Vec<u8>) -> Result<Ticket, WalError> {
+        if !self.shared.healthy.load(Ordering::Acquire) {
+            return Err(self.shared.unavailable());
+        }
+        let (answer, answered) = oneshot::channel();
+        match self.tx.try_send(Job::Append { record, answer }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(WalError::Unavailable {
+                    reason: format!("{QUEUE} records are queued for the disk"),
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(self.shared.unavailable()),
+        }
+        answered
+            .await
+            .map_err(|_| self.shared.unavailable())
+            .and_then(|r| r)
+    }
+
+    /// Every record with a smaller lsn has been handed to the shards (its ticket dropped).
+    pub fn covered_lsn(&self) -> u64 {
+        let s = lock(&self.shared.sequencer);
+        s.pending.first().copied().unwrap_or(s.next_lsn)
+    }
+
+    /// Deletes the segments whose records all have an lsn below `lsn` (never the one being
+    /// written), then fsyncs the directory. Blocking: call it off the actor threads.
+    pub fn delete_covered(&self, lsn: u64) -> Result<usize, WalError> {
+        let mut segments = lock(&self.shared.segments);
+        let mut deleted = 0;
+        while segments.len() >= 2 && segments[1].first_lsn <= lsn {
+            let old = segments.remove(0);
+            std::fs::remove_file(&old.path).at(&old.path, "delete the log segment")?;
+            deleted += 1;
+        }
+        drop(segments);
+        if deleted > 0 {
+            sync_dir(&self.shared.options.dir)?;
+        }
+        Ok(deleted)
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let s = &self.shared;
+        WalStats {
+            fsync: s.options.fsync,
+            healthy: s.healthy.load(Ordering::Acquire),
+            failures: s.failures.load(Ordering::Relaxed),
+            last_error: lock(&s.last_error).clone(),
+            next_lsn: lock(&s.sequencer).next_lsn,
+            segments: lock(&s.segments).len(),
+            records: s.records.load(Ordering::Relaxed),
+            group_commits: s.group_commits.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes what is queued, fsyncs (whatever the policy) and stops the threads. Blocking.
+    pub fn close(&self) {
+        let _ = self.tx.send(Job::Close);
+        for handle in lock(&self.threads).drain(..) {
+            let _ = handle.join();
+        }
+    }
+
+    /// Test hook: the next `n` writes fail as if the disk had.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u32) {
+        self.shared.inject_failures.store(n, Ordering::Release);
+    }
+}
+
+/// Creates the next segment (named by the next lsn), durable before any record goes in.
+fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError> {
+    let first_lsn = lock(&shared.sequencer).next_lsn;
+    let dir = &shared.options.dir;
+    let path = dir.join(segment_name(first_lsn));
+    let header = encode_segment_header(&SegmentMeta {
+        first_lsn,
+        views: shared.options.views.clone(),
+    })?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .at(&path, "create the log segment")?;
+    file.write_all(&header).at(&path, "write")?;
+    file.sync_all().at(&path, "fsync")?;
+    sync_dir(dir)?;
+    let file = Arc::new(file);
+    let mut segments = lock(&shared.segments);
+    segments.retain(|s| s.path != path);
+    segments.push(SegmentFile { path, first_lsn });
+    *lock(&shared.current) = Some(file.clone());
+    Ok((file, header.len() as u64))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    file: Arc<File>,
+    /// Bytes of the segment known to be whole records.
+    len: u64,
+    buf: Vec<u8>,
+    failed_at: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Job>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        loop {
+            let first = match rx.recv_timeout(RECOVER_EVERY / 4) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.try_recover();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut closing = false;
+            for job in std::iter::once(first).chain(rx.try_iter()) {
+                match job {
+                    Job::Append { record, answer } => group.push((record, answer)),
+                    Job::Close => closing = true,
+                }
+                if closing || group.len() == MAX_GROUP {
+                    break;
+                }
+            }
+            self.try_recover();
+            self.commit(&mut group);
+            if closing {
+                break;
+            }
+        }
+        if self.shared.healthy.load(Ordering::Acquire) {
+            if let Err(e) = self.file.sync_data() {
+                self.shared.fail("fsync at close", &e);
+            }
+        }
+        *lock(&self.shared.current) = None;
+        self.shared.healthy.store(false, Ordering::Release);
+    }
+
+    fn commit(&mut self, group: &mut Vec<(Vec<u8>, Answer)>) {
+        if group.is_empty() {
+            return;
+        }
+        if !self.shared.healthy.load(Ordering::Acquire) {
+            for (_, answer) in group.drain(..) {
+                let _ = answer.send(Err(self.shared.unavailable()));
+            }
+            return;
+        }
+        let n = group.len() as u64;
+        let first = {
+            let mut s = lock(&self.shared.sequencer);
+            let first = s.next_lsn;
+            s.next_lsn += n;
+            s.pending.extend(first..first + n);
+            first
+        };
+        self.buf.clear();
+        for (i, (record, _)) in group.iter_mut().enumerate() {
+            seal(record, first + i as u64);
+            self.buf.extend_from_slice(record);
+        }
+        let always = self.shared.options.fsync == FsyncPolicy::Always;
+        let result = self.write_batch(always);
+        match result {
+            Ok(()) => {
+                self.len += self.buf.len() as u64;
+                let s = &self.shared;
+                s.records.fetch_add(n, Ordering::Relaxed);
+                s.group_commits.fetch_add(1, Ordering::Relaxed);
+                if always {
+                    s.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                for (i, (_, answer)) in group.drain(..).enumerate() {
+                    let ticket = Ticket {
+                        lsn: first + i as u64,
+                        shared: s.clone(),
+                    };
+                    // A waiter that went away drops its ticket with the failed send.
+                    let _ = answer.send(Ok(ticket));
+                }
+                if self.len >= self.shared.options.segment_bytes {
+                    self.roll();
+                }
+            }
+            Err(e) => {
+                {
+                    let mut s = lock(&self.shared.sequencer);
+                    for lsn in first..first + n {
+                        s.pending.remove(&lsn);
+                    }
+                }
+                self.shared.fail(e.0, &e.1);
+                self.failed_at = Some(Instant::now());
+                for (_, answer) in group.drain(..) {
+                    let _ = answer.send(Err(self.shared.unavailable()));
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, fsync: bool) -> Result<(), (&'static str, std::io::Error)> {
+        let injected = self.shared.inject_failures.load(Ordering::Acquire);
+        if injected > 0 {
+            self.shared
+                .inject_failures
+                .store(injected - 1, Ordering::Release);
+            // Half a batch reaches the file, as a failing disk might leave it.
+            let _ = (&*self.file).write_all(&self.buf[..self.buf.len() / 2]);
+            return Err(("write", std::io::Error::other("injected failure")));
+        }
+        (&*self.file)
+            .write_all(&self.buf)
+            .map_err(|e| ("write", e))?;
+        if fsync {
+            self.file.sync_data().map_err(|e| ("fsync", e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (fsynced unless the policy is `no`) and starts a new one.
+    fn roll(&mut self) {
+        if self.shared.options.fsync != FsyncPolicy::No {
+            if let Err(e) = self.file.sync_data() {
+                self.shared.fail("fsync before rolling the segment", &e);
+                self.failed_at = Some(Instant::now());
+                return;
+            }
+        }
+        match new_segment(&self.shared) {
+            Ok((file, len)) => {
+                self.file = file;
+                self.len = len;
+            }
+            Err(e) => {
+                self.shared.fail("start a new segment", &e);
+                self.failed_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// After a failure (here or in the syncer), at most once a second: cut the segment back
+    /// to its whole records, fsync it, and continue in a new segment.
+    fn try_recover(&mut self) {
+        if self.shared.healthy.load(Ordering::Acquire) {
+            return;
+        }
+        if self
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RECOVER_EVERY)
+        {
+            return;
+        }
+        self.failed_at = Some(Instant::now());
+        let repaired = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_all());
+        if let Err(e) = repaired {
+            tracing::warn!(error = %e, "write-ahead log still failing");
+            return;
+        }
+        match new_segment(&self.shared) {
+            Ok((file, len)) => {
+                self.file = file;
+                self.len = len;
+                self.shared.healthy.store(true, Ordering::Release);
+                tracing::info!("write-ahead log recovered; accepting writes again");
+            }
+            Err(e) => tracing::warn!(error = %e, "write-ahead log still failing"),
+        }
+    }
+}
+
+/// The `everysec` syncer: fsyncs the current segment once a second until the log closes.
+fn sync_every_second(shared: &Shared) {
+    let mut next = Instant::now() + Duration::from_secs(1);
+    loop {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += Duration::from_secs(1);
+        let Some(file) = lock(&shared.current).clone() else {
+            return;
+        };
+        if !shared.healthy.load(Ordering::Acquire) {
+            continue;
+        }
+        match file.sync_data() {
+            Ok(()) => {
+                shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => shared.fail("background fsync", &e),
+        }
+    }
+}
