@@ -64,7 +64,10 @@ pub fn build_app(
                 let mut response = response.await?;
                 let status = response.status();
                 state.metrics.observe(&route, status.as_u16(), started);
-                if status.is_server_error() {
+                // 503 is backpressure (counted in the metrics); other 5xx are faults.
+                if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+                    tracing::debug!(request_id = id, route = %route, "request refused: 503");
+                } else if status.is_server_error() {
                     tracing::warn!(request_id = id, route = %route, status = status.as_u16(), "request failed");
                 }
                 response.headers_mut().insert(
