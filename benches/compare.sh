@@ -8,7 +8,10 @@
 # entity against Redis for the same rows.
 #
 #   benches/compare.sh                      # defaults below; about 4 minutes
-#   DURATION=20s MEM_ENTITIES=1000000 benches/compare.sh
+#   DURATION=20s MEM_ENTITIES=1000000 FSYNC=everysec benches/compare.sh
+#
+# FSYNC (default no) is featgrid's write-ahead-log policy for the main table; push throughput with
+# everysec and always is measured as well.
 #
 # Every server listens on 127.0.0.1 on a free port and is stopped at the end. Results (JSON, SVG
 # plots, summary.md) go to $OUT.
@@ -20,7 +23,7 @@ WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
 ENTITIES=${ENTITIES:-100000}
 MEM_ENTITIES=${MEM_ENTITIES:-1000000}
-FSYNC=${FSYNC:-}
+FSYNC=${FSYNC:-no}
 OUT=${OUT:-target/compare}
 mkdir -p "$OUT"
 
@@ -73,11 +76,11 @@ EOF
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-serve_args=(serve --bind 127.0.0.1:0)
-[ -n "$FSYNC" ] && serve_args+=(--fsync "$FSYNC")
+rm -rf "$OUT/data"
+serve() { local name=$1; shift; start "$name" "$BIN" serve --bind 127.0.0.1:0 --data-dir "$OUT/data/$name" "$@"; }
 
 echo "featgrid..." >&2
-start featgrid "$BIN" "${serve_args[@]}"
+serve featgrid --fsync "$FSYNC"
 fg=$url
 run fg-read1 --target "$fg" --entities "$ENTITIES"
 run fg-read100 --target "$fg" --entities "$ENTITIES" --no-preload --batch 100
@@ -100,8 +103,15 @@ ce_peak=$(field "$OUT/ce-read1.json" read requests_per_sec)
 run ce-read1-half --target "$ce" --entities "$ENTITIES" --no-preload --rate "$(python3 -c "print(int($ce_peak / 2))")" --connections 256
 kill "$pid"
 
+for policy in everysec always; do
+  echo "featgrid, push with --fsync $policy..." >&2
+  serve "featgrid-$policy" --fsync "$policy"
+  run "fg-push100-$policy" --target "$url" --entities "$ENTITIES" --batch 100 --workload push
+  kill "$pid"
+done
+
 echo "memory: featgrid with $MEM_ENTITIES entities..." >&2
-start featgrid-mem "$BIN" serve --bind 127.0.0.1:0 --shards 8
+serve featgrid-mem --fsync no --snapshot-interval 0
 before=$(rss_kb "$pid")
 "$BIN" bench --target "$url" --entities "$MEM_ENTITIES" --preload-batch 5000 --max-requests 1 --warmup 0s >"$OUT/mem-preload.txt"
 sleep 1
@@ -137,9 +147,9 @@ EOF
   redis=$(redis-server --version | awk '{print $3}')
 fi
 
-python3 - "$OUT" "$redis" "$redis_read1" "$redis_read100" "$redis_push100" "$fg_bytes" "$redis_bytes" "$MEM_ENTITIES" <<'EOF' | tee "$OUT/summary.md"
+python3 - "$OUT" "$redis" "$redis_read1" "$redis_read100" "$redis_push100" "$fg_bytes" "$redis_bytes" "$MEM_ENTITIES" "$FSYNC" <<'EOF' | tee "$OUT/summary.md"
 import json, sys
-out, redis, r1, r100, rpush, fg_bytes, redis_bytes, mem_entities = sys.argv[1:]
+out, redis, r1, r100, rpush, fg_bytes, redis_bytes, mem_entities, fsync = sys.argv[1:]
 def op(name, kind):
     report = json.load(open(f"{out}/{name}.json"))
     return next(o for o in report["operations"] if o["op"] == kind)
@@ -150,6 +160,8 @@ rows = [
     ("read 100 entities x 3 features", "read100", "read", r100),
     ("push 100 rows", "push100", "push", rpush),
 ]
+print(f"featgrid with --fsync {fsync}.")
+print()
 print(f"| workload (requests/s) | ceiling | featgrid JSON | ratio | featgrid native | ratio | Redis {redis} |")
 print("|---|---|---|---|---|---|---|")
 for label, key, kind, redis_rps in rows:
@@ -162,6 +174,11 @@ for label, name in [("featgrid, closed loop at peak", "fg-read1"), ("featgrid, o
                     ("ceiling, open loop at half its peak", "ce-read1-half"), ("featgrid native, closed loop", "fg-native-read1")]:
     l = op(name, "read")["latency_us"]
     print(f"| {label} | {l['p50']} | {l['p90']} | {l['p99']} | {l['p999']} | {l['max']} |")
+ce_push = rps("ce-push100", "push")
+for policy in ["everysec", "always"]:
+    fg = rps(f"fg-push100-{policy}", "push")
+    print(f"\nPush 100 rows with --fsync {policy}: {fg:,.0f} requests/s, {fg / ce_push:.2f} x the ceiling.", end="")
+print()
 half = json.load(open(f"{out}/fg-read1-half.json"))
 print()
 print(f"Open loop: featgrid at {half['setup']['rate']:,.0f} requests/s (half its peak), {half['unsent']} requests never sent.")
