@@ -39,6 +39,8 @@ pub struct Settings {
     pub snapshot_interval: toml::Value,
     pub snapshot_keep: usize,
     pub wal_segment_bytes: u64,
+    pub offline_roll_rows: usize,
+    pub offline_roll_interval: toml::Value,
     /// `--recover`: start past damaged snapshots and log segments (a flag, not a setting).
     #[serde(skip)]
     pub recover: bool,
@@ -205,6 +207,12 @@ impl Settings {
         self.fsync_policy().map_err(|p| invalid("fsync", p))?;
         crate::registry::parse_duration_value(&self.snapshot_interval)
             .map_err(|p| invalid("snapshot_interval", p))?;
+        if self.offline_roll_interval().is_zero() {
+            return Err(invalid(
+                "offline_roll_interval",
+                "must be more than 0: expected seconds (60) or a duration (\"1m\")".into(),
+            ));
+        }
         if self.wal_segment_bytes < 4096 {
             return Err(invalid(
                 "wal_segment_bytes",
@@ -216,6 +224,7 @@ impl Settings {
         }
         for (key, value) in [
             ("snapshot_keep", self.snapshot_keep),
+            ("offline_roll_rows", self.offline_roll_rows),
             ("max_body_bytes", self.max_body_bytes),
             ("max_entities_per_request", self.max_entities_per_request),
             ("max_rows_per_push", self.max_rows_per_push),
@@ -245,6 +254,10 @@ impl Settings {
     /// Time between periodic snapshots; zero: none. Validated at load.
     pub fn snapshot_interval(&self) -> Duration {
         crate::registry::parse_duration_value(&self.snapshot_interval).unwrap_or_default()
+    }
+
+    pub fn offline_roll_interval(&self) -> Duration {
+        crate::registry::parse_duration_value(&self.offline_roll_interval).unwrap_or_default()
     }
 
     pub fn shard_timeout(&self) -> Duration {

@@ -88,6 +88,16 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::persist::offline::OfflineError> for ApiError {
+    fn from(e: crate::persist::offline::OfflineError) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "offline_sink_unavailable",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<GridError> for ApiError {
     fn from(e: GridError) -> ApiError {
         let code = match &e {

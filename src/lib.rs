@@ -29,6 +29,7 @@ use api::{admin, feast, native, AppState, Limits};
 use config::Settings;
 use grid::coordinator::{Coordinator, GridOptions, ShardThreads};
 use grid::partition::RowLayout;
+use persist::offline::{self, OfflineOptions, OfflineSink};
 use persist::restore::{self, RestoreError};
 use persist::snapshotter::{Durability, Snapshotter, SnapshotterOptions};
 use persist::ViewMeta;
@@ -147,6 +148,10 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         fsync: settings.fsync_policy().map_err(std::io::Error::other)?,
         wal_segment_bytes: settings.wal_segment_bytes,
         recover: settings.recover,
+        offline_covered: offline::covered_lsns(
+            &settings.data_dir.join("offline"),
+            &registry.feature_views,
+        ),
     })?;
     let r = &opened.report;
     tracing::info!(
@@ -161,11 +166,24 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         elapsed_ms = r.elapsed_ms,
         "restored"
     );
+    let offline = OfflineSink::start(
+        OfflineOptions {
+            dir: settings.data_dir.join("offline"),
+            views: registry.feature_views.clone(),
+            layouts: layouts.clone(),
+            roll_rows: settings.offline_roll_rows,
+            roll_interval: settings.offline_roll_interval(),
+            wal: opened.wal.clone(),
+        },
+        opened.offline_backlog,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (grid, shard_threads) = Coordinator::start_with(&options, layouts, opened.partitions);
     let snapshotter = Snapshotter::new(SnapshotterOptions {
         dir: opened.dir,
         grid: grid.clone(),
         wal: opened.wal.clone(),
+        offline: offline.clone(),
         views,
         keep: settings.snapshot_keep,
         next_seq: opened.next_seq,
@@ -190,6 +208,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         grid,
         wal: opened.wal,
         snapshotter,
+        offline,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
             max_entities_per_request: settings.max_entities_per_request,

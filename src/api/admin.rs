@@ -78,6 +78,7 @@ pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
         "last": state.snapshotter.last(),
         "sets": state.snapshotter.sets(),
         "wal": state.wal.stats(),
+        "offline": state.offline.stats(),
     }))
 }
 

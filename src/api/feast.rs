@@ -15,6 +15,7 @@ use super::lookup::{echo_value, lookup, Lookup};
 use super::rows::write_rows;
 use super::{json_body, AppState, Frame};
 use crate::error::ApiError;
+use crate::persist::wal::Destination;
 use crate::registry::{FeatureRef, Registry};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
@@ -44,14 +45,18 @@ struct ReadRequest {
     full_feature_names: bool,
 }
 
-/// Checks a push's `to`: only the online store exists so far.
-pub fn check_push_mode(to: Option<&str>) -> Result<(), ApiError> {
+/// Where a push's `to` sends its rows (Feast's default is `online`).
+pub fn push_destination(to: Option<&str>) -> Result<Destination, ApiError> {
     match to.unwrap_or("online") {
-        "online" => Ok(()),
-        "offline" | "online_and_offline" => Err(ApiError::bad_request(
-            "offline_store_unavailable",
-            "this featgrid has no offline store yet: push with \"to\": \"online\"",
-        )),
+        "online" => Ok(Destination::ONLINE),
+        "offline" => Ok(Destination {
+            online: false,
+            offline: true,
+        }),
+        "online_and_offline" => Ok(Destination {
+            online: true,
+            offline: true,
+        }),
         other => Err(ApiError::bad_request(
             "invalid_push_mode",
             format!(
@@ -91,8 +96,8 @@ pub async fn push(
 ) -> Result<HttpResponse, ApiError> {
     let request: PushRequest = json_body(&req, body, state.limits.max_body_bytes).await?;
     let source = state.registry.push_source(&request.push_source_name)?;
-    check_push_mode(request.to.as_deref())?;
-    write_rows(&state, &source.views, &request.df).await?;
+    let dest = push_destination(request.to.as_deref())?;
+    write_rows(&state, &source.views, &request.df, dest).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -103,7 +108,7 @@ pub async fn write_to_online_store(
 ) -> Result<HttpResponse, ApiError> {
     let request: WriteRequest = json_body(&req, body, state.limits.max_body_bytes).await?;
     let view = state.registry.view(&request.feature_view_name)?;
-    write_rows(&state, &[view.id], &request.df).await?;
+    write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("null"))

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
+use crate::persist::offline::OfflineSink;
 use crate::persist::snapshotter::Snapshotter;
 use crate::persist::wal::Wal;
 use crate::registry::Registry;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub grid: Coordinator,
     pub wal: Wal,
     pub snapshotter: Snapshotter,
+    pub offline: OfflineSink,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
 }

@@ -13,12 +13,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::feast::{check_push_mode, resolve_features};
+use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
 use super::{read_body, AppState, Frame};
 use crate::error::ApiError;
 use crate::persist::codec;
+use crate::persist::wal::Destination;
 use crate::value::native::NativeValue;
 use crate::value::{Micros, ValueType};
 
@@ -98,16 +99,17 @@ pub async fn push(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request: NativeWrite = decode_body(&req, body, state.limits.max_body_bytes).await?;
-    let views = match &request.target {
+    let (views, dest) = match &request.target {
         WriteTarget::PushSource { name, to } => {
             let source = state.registry.push_source(name)?;
-            check_push_mode(to.as_deref())?;
-            source.views.clone()
+            (source.views.clone(), push_destination(to.as_deref())?)
         }
-        WriteTarget::FeatureView { name } => vec![state.registry.view(name)?.id],
+        WriteTarget::FeatureView { name } => {
+            (vec![state.registry.view(name)?.id], Destination::ONLINE)
+        }
     };
     let frame: Frame<NativeValue> = request.columns.into_iter().collect();
-    write_rows(&state, &views, &frame).await?;
+    write_rows(&state, &views, &frame, dest).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -7,7 +7,7 @@
 use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
-use crate::persist::wal::{self, WalError};
+use crate::persist::wal::{self, Destination, WalError};
 use crate::registry::{FeatureView, ViewId};
 use crate::value::{encode_key_value, encode_value, Cell, ValueError};
 use actix_web::http::StatusCode;
@@ -71,11 +71,13 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them.
+/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them to the
+/// online store and/or hands them to the offline sink, as `dest` says.
 pub async fn write_rows<C: Cell>(
     state: &AppState,
     views: &[ViewId],
     df: &Frame<C>,
+    dest: Destination,
 ) -> Result<(), ApiError> {
     let rows = row_count(df, "df")?;
     if rows > state.limits.max_rows_per_push {
@@ -153,11 +155,22 @@ pub async fn write_rows<C: Cell>(
             }
         }
     }
+    if dest.offline {
+        state.offline.check()?;
+    }
     // Logged before it is applied and acknowledged. The ticket keeps the record pending (a
-    // snapshot cannot claim it) until the rows are in the shards' mailboxes.
-    let record = wal::encode_record(&per_shard, layouts).map_err(WalError::from)?;
+    // snapshot cannot claim it) until the rows are in the shards' mailboxes and the sink's.
+    let views = wal::portable_views(&per_shard, layouts);
+    let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
     let ticket = state.wal.append(record).await?;
-    let stats = state.grid.write(per_shard).await;
+    if dest.offline {
+        state.offline.append(ticket.lsn(), views);
+    }
+    let stats = if dest.online {
+        state.grid.write(per_shard).await
+    } else {
+        Ok(Default::default())
+    };
     drop(ticket);
     let stats = stats?;
     state.metrics.rows_written.inc_by(stats.written);

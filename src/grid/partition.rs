@@ -251,11 +251,11 @@ impl RowBatch {
         Ok(())
     }
 
-    fn key(&self, i: usize) -> &[u8] {
+    pub fn key(&self, i: usize) -> &[u8] {
         self.rows[i].key.of(&self.data)
     }
 
-    fn row<'a>(&'a self, layout: &'a RowLayout, i: usize) -> RowRef<'a> {
+    pub fn row<'a>(&'a self, layout: &'a RowLayout, i: usize) -> RowRef<'a> {
         let r = self.rows[i];
         let value = r.value as usize;
         RowRef {

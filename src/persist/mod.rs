@@ -18,6 +18,7 @@
 pub mod atomic;
 pub mod codec;
 pub mod manifest;
+pub mod offline;
 pub mod restore;
 pub mod snapshot;
 pub mod snapshotter;

@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::atomic::{create_dir, sync_dir, Context, FileError};
 use super::manifest::{self, SetEntry};
 use super::snapshot::{read_shard, Body, Header, SnapshotError};
-use super::wal::{self, FsyncPolicy, Wal, WalError, WalOptions};
+use super::wal::{self, FsyncPolicy, RecordView, Wal, WalError, WalOptions};
 use super::{DataDir, ViewMeta};
 use crate::grid::partition::{Partition, PortableRows, RowBatch, RowLayout};
 use crate::grid::routing::Router;
@@ -49,6 +49,8 @@ pub struct OpenOptions<'a> {
     pub fsync: FsyncPolicy,
     pub wal_segment_bytes: u64,
     pub recover: bool,
+    /// Per view (index = view id): the lsn up to which its offline rows are in Parquet files.
+    pub offline_covered: Vec<u64>,
 }
 
 /// What the start found, for the log line and the caller.
@@ -78,6 +80,8 @@ pub struct Opened {
     pub report: RestoreReport,
     /// Held for the life of the process.
     pub lock: File,
+    /// Logged offline writes not yet in Parquet files, for the offline sink (view = view id).
+    pub offline_backlog: Vec<(u64, Vec<RecordView>)>,
     /// Something damaged was skipped: write a fresh set now.
     pub needs_snapshot: bool,
 }
@@ -339,9 +343,12 @@ pub fn open(o: &OpenOptions<'_>) -> Result<Opened, RestoreError> {
     }
     sets = usable;
     report.snapshot_ms = started.elapsed().as_millis() as u64;
+    let mut offline_backlog = Vec::new();
     let next_lsn = replay(
         &dir,
         from_lsn,
+        &o.offline_covered,
+        &mut offline_backlog,
         &mut target,
         &mut report,
         &mut needs_snapshot,
@@ -366,13 +373,17 @@ pub fn open(o: &OpenOptions<'_>) -> Result<Opened, RestoreError> {
         report,
         lock,
         needs_snapshot,
+        offline_backlog,
     })
 }
 
-/// Replays the log from `from_lsn`; answers the lsn for the next record.
+/// Replays the log from `from_lsn` into the partitions, and each view's offline writes after
+/// its `offline_covered` lsn into `offline_backlog`; answers the lsn for the next record.
 fn replay(
     dir: &DataDir,
     from_lsn: u64,
+    offline_covered: &[u64],
+    offline_backlog: &mut Vec<(u64, Vec<RecordView>)>,
     target: &mut Target,
     report: &mut RestoreReport,
     needs_snapshot: &mut bool,
@@ -380,6 +391,14 @@ fn replay(
     let segments = wal::list_segments(&dir.wal())?;
     let mut next_lsn = from_lsn.max(1);
     let recover = target.recover;
+    // Offline rows may need records older than the snapshot.
+    let online_from = from_lsn;
+    let from_lsn = offline_covered
+        .iter()
+        .map(|c| c + 1)
+        .min()
+        .unwrap_or(from_lsn)
+        .min(from_lsn);
     for (i, segment) in segments.iter().enumerate() {
         let newest = i + 1 == segments.len();
         next_lsn = next_lsn.max(segment.first_lsn);
@@ -391,8 +410,27 @@ fn replay(
             continue;
         }
         let mut failure = None;
-        let read = wal::read_segment(&segment.path, newest, recover, |lsn, meta, views| {
+        let read = wal::read_segment(&segment.path, newest, recover, |lsn, meta, dest, views| {
             if lsn < from_lsn || failure.is_some() {
+                return Ok(());
+            }
+            if dest.offline {
+                let pending: Vec<RecordView> = views
+                    .iter()
+                    .filter_map(|v| {
+                        let name = &meta.views.get(v.view as usize)?.name;
+                        let (id, _) = target.views.get(name.as_str())?;
+                        (lsn > offline_covered.get(*id).copied().unwrap_or(0)).then(|| RecordView {
+                            view: *id as u32,
+                            data: v.data.clone(),
+                        })
+                    })
+                    .collect();
+                if !pending.is_empty() {
+                    offline_backlog.push((lsn, pending));
+                }
+            }
+            if lsn < online_from || !dest.online {
                 return Ok(());
             }
             report.wal_records += 1;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::{create_dir, Context};
 use super::manifest::{self, SetEntry};
+use super::offline::OfflineSink;
 use super::snapshot::{file_name, write_shard, Header, SnapshotError};
 use super::wal::Wal;
 use super::{DataDir, ViewMeta};
@@ -51,6 +52,7 @@ struct Inner {
     dir: DataDir,
     grid: Coordinator,
     wal: Wal,
+    offline: OfflineSink,
     views: Arc<[ViewMeta]>,
     keep: usize,
     state: tokio::sync::Mutex<State>,
@@ -71,6 +73,7 @@ pub struct SnapshotterOptions {
     pub dir: DataDir,
     pub grid: Coordinator,
     pub wal: Wal,
+    pub offline: OfflineSink,
     pub views: Vec<ViewMeta>,
     pub keep: usize,
     pub next_seq: u64,
@@ -85,6 +88,7 @@ impl Snapshotter {
                 dir: o.dir,
                 grid: o.grid,
                 wal: o.wal,
+                offline: o.offline,
                 views: o.views.into(),
                 keep: o.keep.max(1),
                 sets: Mutex::new(o.sets.clone()),
@@ -161,6 +165,7 @@ impl Inner {
             keep: self.keep,
             sets: state.sets.clone(),
             wal: self.wal.clone(),
+            offline: self.offline.clone(),
         });
         let mut freeze = Duration::ZERO;
         let written = self.write_files(&job, &mut freeze).await;
@@ -251,6 +256,7 @@ struct SetJob {
     keep: usize,
     sets: Vec<SetEntry>,
     wal: Wal,
+    offline: OfflineSink,
 }
 
 impl SetJob {
@@ -293,6 +299,12 @@ impl SetJob {
         // The manifest is durable: what it no longer names can go.
         self.delete_unnamed_sets(&sets);
         let oldest = sets.last().map_or(0, |s| s.wal_lsn);
+        // Offline rows wait in the sink's buffers with only the log to back them: roll them
+        // into Parquet files first, and keep the log if that fails.
+        if let Err(e) = self.offline.flush() {
+            tracing::warn!(error = %e, "offline sink could not flush; keeping the log segments");
+            return Ok((sets, 0));
+        }
         let deleted = self.wal.delete_covered(oldest).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not delete covered log segments");
             0

@@ -38,7 +38,7 @@ use crate::grid::partition::{RowBatch, RowLayout};
 pub use writer::{Ticket, Wal, WalOptions, WalStats};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before a record's payload.
 pub const RECORD_HEADER: usize = 20;
 const SEGMENT_PREFIX: usize = 20;
@@ -89,8 +89,22 @@ pub struct SegmentMeta {
     pub views: Vec<ViewMeta>,
 }
 
+/// Where a logged write goes: the online store (the shards), the offline sink, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub online: bool,
+    pub offline: bool,
+}
+
+impl Destination {
+    pub const ONLINE: Destination = Destination {
+        online: true,
+        offline: false,
+    };
+}
+
 /// The rows of one view in a record.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordView {
     pub view: u32,
     pub data: Blob,
@@ -112,12 +126,8 @@ pub fn encode_segment_header(meta: &SegmentMeta) -> Result<Vec<u8>, CodecError> 
     Ok(out)
 }
 
-/// Encodes one write (per-shard batches, index = shard) as a record whose lsn is not yet
-/// stamped; the writer stamps it with [`seal`].
-pub fn encode_record(
-    per_shard: &[Vec<RowBatch>],
-    layouts: &[RowLayout],
-) -> Result<Vec<u8>, CodecError> {
+/// One write's rows (per-shard batches, index = shard) in the portable form, one entry per view.
+pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec<RecordView> {
     let mut views: Vec<RecordView> = Vec::new();
     for batch in per_shard.iter().flatten() {
         let at = match views.iter().position(|v| v.view as usize == batch.view) {
@@ -134,8 +144,14 @@ pub fn encode_record(
             batch.encode_portable(layout, &mut views[at].data.0);
         }
     }
+    views
+}
+
+/// Encodes one write as a record whose lsn is not yet stamped; the writer stamps it with
+/// [`seal`]. The payload is `(destination, views)`.
+pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>, CodecError> {
     let mut record = vec![0u8; RECORD_HEADER];
-    codec::encode_into(&views, &mut record)?;
+    codec::encode_into(&(dest, views), &mut record)?;
     let payload_len = (record.len() - RECORD_HEADER) as u32;
     let payload_crc = crc32c(&record[RECORD_HEADER..]);
     record[0..4].copy_from_slice(&payload_len.to_le_bytes());
@@ -196,14 +212,15 @@ pub struct SegmentRead {
     pub dropped: Option<String>,
 }
 
-/// Reads a segment, calling `on_record(lsn, meta, views)` for each valid record in order.
+/// Reads a segment, calling `on_record(lsn, meta, destination, views)` for each valid record
+/// in order.
 /// `newest`: this is the last segment (a torn tail is expected there). `recover`: skip the
 /// rest of a corrupt segment instead of failing.
 pub fn read_segment(
     path: &Path,
     newest: bool,
     recover: bool,
-    mut on_record: impl FnMut(u64, &SegmentMeta, Vec<RecordView>) -> Result<(), WalError>,
+    mut on_record: impl FnMut(u64, &SegmentMeta, Destination, Vec<RecordView>) -> Result<(), WalError>,
 ) -> Result<SegmentRead, WalError> {
     let bytes = fs::read(path).at(path, "read")?;
     let mut read = SegmentRead {
@@ -246,12 +263,13 @@ pub fn read_segment(
                     return Err(corrupt(at, problem));
                 }
                 let payload = &bytes[at + RECORD_HEADER..end];
-                let (views, used): (Vec<RecordView>, usize) = codec::decode(payload)
-                    .map_err(|e| corrupt(at, format!("record {lsn} does not decode: {e}")))?;
+                let ((dest, views), used): ((Destination, Vec<RecordView>), usize) =
+                    codec::decode(payload)
+                        .map_err(|e| corrupt(at, format!("record {lsn} does not decode: {e}")))?;
                 if used != payload.len() {
                     return Err(corrupt(at, format!("record {lsn} has trailing bytes")));
                 }
-                on_record(lsn, &meta, views)?;
+                on_record(lsn, &meta, dest, views)?;
                 read.records += 1;
                 read.last_lsn = Some(lsn);
                 at = end;

@@ -311,7 +311,7 @@ pub fn stored_elements(scalar: ScalarType, bytes: &[u8]) -> impl Iterator<Item =
 }
 
 /// A little-endian integer or float from stored bytes (short input reads as zero-padded).
-pub(crate) fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
+pub fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
     let n = bytes.len().min(N);
     a[..n].copy_from_slice(&bytes[..n]);

@@ -184,8 +184,6 @@ fn every_bad_input_gets_a_json_error_with_a_stable_code() {
     let mut bad_to = push(driver_row(1, 0.5));
     bad_to["to"] = json!("sideways");
     assert_error(&s.post("/push", &bad_to), 400, "invalid_push_mode");
-    bad_to["to"] = json!("offline");
-    assert_error(&s.post("/push", &bad_to), 400, "offline_store_unavailable");
     let mut missing = driver_row(1, 0.5);
     missing.as_object_mut().unwrap().remove("acc_rate");
     let a = s.post("/push", &push(missing));

@@ -7,5 +7,6 @@ mod durability;
 mod feast_api;
 mod feast_sdk;
 mod native;
+mod offline;
 mod semantics;
 mod support;

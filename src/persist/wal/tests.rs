@@ -16,7 +16,11 @@ fn layouts() -> Arc<[RowLayout]> {
 fn record(layouts: &[RowLayout], id: i64, event: i64) -> Vec<u8> {
     let mut batch = RowBatch::new(0);
     batch.start_row(&layouts[0], &id.to_le_bytes(), event, NO_CREATED);
-    encode_record(&[vec![batch]], layouts).unwrap()
+    encode_record(
+        Destination::ONLINE,
+        &portable_views(&[vec![batch]], layouts),
+    )
+    .unwrap()
 }
 
 fn meta(first_lsn: u64) -> SegmentMeta {
@@ -44,7 +48,7 @@ fn segment(n: i64) -> (Vec<u8>, Vec<usize>) {
 fn ids(path: &Path, newest: bool, recover: bool) -> Result<(Vec<i64>, SegmentRead), WalError> {
     let layouts = layouts();
     let mut ids = Vec::new();
-    let read = read_segment(path, newest, recover, |lsn, meta, views| {
+    let read = read_segment(path, newest, recover, |lsn, meta, _, views| {
         assert_eq!(meta.views[0].name, "driver_hourly_stats");
         for v in views {
             for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
@@ -149,7 +153,7 @@ fn all_ids(dir: &Path) -> Vec<i64> {
     let segments = list_segments(dir).unwrap();
     let mut ids = Vec::new();
     for (i, s) in segments.iter().enumerate() {
-        read_segment(&s.path, i + 1 == segments.len(), false, |_, _, views| {
+        read_segment(&s.path, i + 1 == segments.len(), false, |_, _, _, views| {
             for v in views {
                 for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
                     ids.push(i64::from_le_bytes(row.unwrap().key.try_into().unwrap()));

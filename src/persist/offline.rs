@@ -1,0 +1,547 @@
+//! The offline sink: rows pushed with `to: offline` or `online_and_offline` end in Parquet
+//! files under `data_dir/offline/<feature_view>/`, which pandas, pyarrow, DuckDB and Feast's
+//! `FileSource` read.
+//!
+//! A push reaches the sink only after its write-ahead-log record is written (the record says
+//! where its rows go), so an acknowledged offline row is as durable as an online one. A
+//! dedicated thread buffers rows per view and rolls a buffer into a file when it holds
+//! `offline_roll_rows` rows, when its oldest row is `offline_roll_interval` old, before a
+//! snapshot deletes log segments, and at shutdown. Each file is written whole in memory, then
+//! atomically (temporary file, fsync, rename, directory fsync): a reader never sees half a file.
+//!
+//! Files are named `<first lsn>-<covered lsn>.parquet`: every logged offline write up to the
+//! covered lsn is in this view's files. After a crash, the log is replayed into the sink from
+//! there, so no acknowledged row is lost; rows of writes that were in flight at a roll may be
+//! written twice (at-least-once; each row keeps its event and created timestamps, so duplicates
+//! are recognisable).
+//!
+//! Columns: the join keys, the event timestamp and created columns (`timestamp[us, UTC]`), and
+//! the features, typed: int32, int64, float, double, boolean, string (UTF-8), binary,
+//! timestamps, and lists of those as Parquet `LIST`s; nulls as nulls.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use parquet::basic::{LogicalType, Repetition, TimeUnit, Type as PhysicalType};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{Type, TypePtr};
+
+use super::atomic::{create_dir, write_atomic};
+use super::wal::{RecordView, Wal};
+use crate::grid::partition::{PortableRows, RowBatch, RowLayout};
+use crate::registry::{FeatureView, ViewId};
+use crate::value::{ScalarType, ValueType};
+
+mod columns;
+
+use columns::Column;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OfflineError {
+    #[error("the offline sink holds {rows} rows not yet written to Parquet (the last write failed: {last_error}); retry shortly")]
+    Backlog { rows: u64, last_error: String },
+    #[error("the offline sink has stopped")]
+    Stopped,
+    #[error("{path}: {problem}")]
+    File { path: PathBuf, problem: String },
+}
+
+pub struct OfflineOptions {
+    /// `data_dir/offline`.
+    pub dir: PathBuf,
+    pub views: Vec<FeatureView>,
+    pub layouts: Arc<[RowLayout]>,
+    pub roll_rows: usize,
+    pub roll_interval: Duration,
+    pub wal: Wal,
+}
+
+enum Command {
+    Append { lsn: u64, views: Vec<RecordView> },
+    Flush(Sender<Result<usize, OfflineError>>),
+}
+
+#[derive(Default)]
+struct Shared {
+    buffered_rows: AtomicU64,
+    files: AtomicU64,
+    rows_written: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The sink's counters, for `GET /admin/snapshot`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OfflineStats {
+    pub buffered_rows: u64,
+    pub files: u64,
+    pub rows_written: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// A handle to the sink's thread. Cheap to clone; the thread ends when every handle is gone.
+#[derive(Clone)]
+pub struct OfflineSink {
+    tx: Sender<Command>,
+    shared: Arc<Shared>,
+    backlog_limit: u64,
+}
+
+/// The covered lsn of each view's existing files (0 where a view has none).
+pub fn covered_lsns(dir: &Path, views: &[FeatureView]) -> Vec<u64> {
+    views
+        .iter()
+        .map(|v| {
+            std::fs::read_dir(dir.join(&v.name))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let (_, covered) = name.strip_suffix(".parquet")?.split_once('-')?;
+                    covered.parse::<u64>().ok()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+impl OfflineSink {
+    /// Starts the sink's thread. `backlog`: log records to re-add (replayed after a restart).
+    pub fn start(
+        options: OfflineOptions,
+        backlog: Vec<(u64, Vec<RecordView>)>,
+    ) -> Result<OfflineSink, OfflineError> {
+        create_dir(&options.dir).map_err(|e| OfflineError::File {
+            path: options.dir.clone(),
+            problem: e.to_string(),
+        })?;
+        let (tx, rx) = channel::unbounded();
+        let shared = Arc::new(Shared::default());
+        let sink = OfflineSink {
+            tx,
+            shared: shared.clone(),
+            backlog_limit: (options.roll_rows as u64).saturating_mul(10).max(100_000),
+        };
+        for (lsn, views) in backlog {
+            sink.send(lsn, views);
+        }
+        std::thread::Builder::new()
+            .name("featgrid-offline".into())
+            .spawn(move || Writer::new(options, shared).run(rx))
+            .map_err(|e| OfflineError::File {
+                path: PathBuf::from("(thread)"),
+                problem: e.to_string(),
+            })?;
+        Ok(sink)
+    }
+
+    fn send(&self, lsn: u64, views: Vec<RecordView>) {
+        let _ = self.tx.send(Command::Append { lsn, views });
+    }
+
+    /// Refuses new offline rows while too many are waiting for a failing disk.
+    pub fn check(&self) -> Result<(), OfflineError> {
+        let rows = self.shared.buffered_rows.load(Ordering::Relaxed);
+        if rows > self.backlog_limit && self.shared.failures.load(Ordering::Relaxed) > 0 {
+            let last_error = self
+                .shared
+                .last_error
+                .lock()
+                .map(|e| e.clone().unwrap_or_default())
+                .unwrap_or_default();
+            return Err(OfflineError::Backlog { rows, last_error });
+        }
+        Ok(())
+    }
+
+    /// Hands a logged write's rows (record `lsn`) to the sink.
+    pub fn append(&self, lsn: u64, views: Vec<RecordView>) {
+        self.send(lsn, views);
+    }
+
+    /// Rolls every buffer into files; answers the number of files written. Blocking.
+    pub fn flush(&self) -> Result<usize, OfflineError> {
+        let (tx, rx) = channel::bounded(1);
+        self.tx
+            .send(Command::Flush(tx))
+            .map_err(|_| OfflineError::Stopped)?;
+        rx.recv().map_err(|_| OfflineError::Stopped)?
+    }
+
+    pub fn stats(&self) -> OfflineStats {
+        OfflineStats {
+            buffered_rows: self.shared.buffered_rows.load(Ordering::Relaxed),
+            files: self.shared.files.load(Ordering::Relaxed),
+            rows_written: self.shared.rows_written.load(Ordering::Relaxed),
+            failures: self.shared.failures.load(Ordering::Relaxed),
+            last_error: self.shared.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
+
+/// One view's rows waiting for a file.
+struct Buffer {
+    batch: RowBatch,
+    first_lsn: u64,
+    last_lsn: u64,
+    since: Instant,
+}
+
+struct Writer {
+    o: OfflineOptions,
+    shared: Arc<Shared>,
+    buffers: HashMap<ViewId, Buffer>,
+}
+
+impl Writer {
+    fn new(o: OfflineOptions, shared: Arc<Shared>) -> Writer {
+        Writer {
+            o,
+            shared,
+            buffers: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let wait = self
+                .buffers
+                .values()
+                .map(|b| self.o.roll_interval.saturating_sub(b.since.elapsed()))
+                .min()
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_millis(10));
+            match rx.recv_timeout(wait) {
+                Ok(Command::Append { lsn, views }) => {
+                    for v in views {
+                        self.add(lsn, v);
+                    }
+                }
+                Ok(Command::Flush(reply)) => {
+                    let _ = reply.send(self.roll_where(|_| true));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let interval = self.o.roll_interval;
+                    let _ = self.roll_where(|b| b.since.elapsed() >= interval);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.roll_where(|_| true);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, lsn: u64, record: RecordView) {
+        let view = record.view as ViewId;
+        let Some(layout) = self.o.layouts.get(view) else {
+            return;
+        };
+        let buffer = self.buffers.entry(view).or_insert_with(|| Buffer {
+            batch: RowBatch::new(view),
+            first_lsn: lsn,
+            last_lsn: lsn,
+            since: Instant::now(),
+        });
+        let before = buffer.batch.len();
+        for row in PortableRows::new(layout, &record.data.0).flatten() {
+            buffer.batch.push_portable(layout, &row);
+        }
+        let added = (buffer.batch.len() - before) as u64;
+        self.shared
+            .buffered_rows
+            .fetch_add(added, Ordering::Relaxed);
+        buffer.first_lsn = buffer.first_lsn.min(lsn);
+        buffer.last_lsn = buffer.last_lsn.max(lsn);
+        if buffer.batch.len() >= self.o.roll_rows {
+            let roll_rows = self.o.roll_rows;
+            let _ = self.roll_where(|b| b.batch.len() >= roll_rows);
+        }
+    }
+
+    /// Writes the buffers `pick` chooses; a failed one stays buffered for the next try.
+    fn roll_where(&mut self, pick: impl Fn(&Buffer) -> bool) -> Result<usize, OfflineError> {
+        let views: Vec<ViewId> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| pick(b))
+            .map(|(v, _)| *v)
+            .collect();
+        let mut written = 0;
+        let mut first_err = None;
+        for view in views {
+            let Some(buffer) = self.buffers.remove(&view) else {
+                continue;
+            };
+            match self.write(view, &buffer) {
+                Ok(()) => {
+                    written += 1;
+                    let rows = buffer.batch.len() as u64;
+                    self.shared.buffered_rows.fetch_sub(rows, Ordering::Relaxed);
+                    self.shared.rows_written.fetch_add(rows, Ordering::Relaxed);
+                    self.shared.files.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "offline sink: writing a Parquet file failed; the rows stay buffered");
+                    self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = self.shared.last_error.lock() {
+                        *last = Some(e.to_string());
+                    }
+                    self.buffers.insert(view, buffer);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
+    }
+
+    fn write(&self, view_id: ViewId, buffer: &Buffer) -> Result<(), OfflineError> {
+        let view = &self.o.views[view_id];
+        let dir = self.o.dir.join(&view.name);
+        let file_error = |path: &Path, problem: String| OfflineError::File {
+            path: path.to_path_buf(),
+            problem,
+        };
+        create_dir(&dir).map_err(|e| file_error(&dir, e.to_string()))?;
+        // Every write below the oldest one still in flight has reached the sink.
+        let covered = buffer
+            .last_lsn
+            .min(self.o.wal.covered_lsn().saturating_sub(1))
+            .max(buffer.first_lsn.saturating_sub(1));
+        let path = dir.join(format!("{:020}-{:020}.parquet", buffer.first_lsn, covered));
+        let started = Instant::now();
+        let bytes = encode_parquet(view, &self.o.layouts[view_id], &buffer.batch)
+            .map_err(|e| file_error(&path, e))?;
+        write_atomic(&path, &bytes).map_err(|e| file_error(&path, e.to_string()))?;
+        tracing::info!(view = %view.name, rows = buffer.batch.len(), bytes = bytes.len(), elapsed_ms = started.elapsed().as_millis() as u64, file = %path.display(), "offline file written");
+        Ok(())
+    }
+}
+
+fn leaf(name: &str, scalar: ScalarType, repetition: Repetition) -> Result<TypePtr, String> {
+    let (physical, logical) = match scalar {
+        ScalarType::Int32 => (PhysicalType::INT32, None),
+        ScalarType::Int64 => (PhysicalType::INT64, None),
+        ScalarType::Float32 => (PhysicalType::FLOAT, None),
+        ScalarType::Float64 => (PhysicalType::DOUBLE, None),
+        ScalarType::Bool => (PhysicalType::BOOLEAN, None),
+        ScalarType::String => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
+        ScalarType::Bytes => (PhysicalType::BYTE_ARRAY, None),
+        ScalarType::UnixTimestamp => (
+            PhysicalType::INT64,
+            Some(LogicalType::timestamp(true, TimeUnit::MICROS)),
+        ),
+    };
+    Type::primitive_type_builder(name, physical)
+        .with_repetition(repetition)
+        .with_logical_type(logical)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+fn field_type(name: &str, ty: ValueType) -> Result<TypePtr, String> {
+    if !ty.list {
+        return leaf(name, ty.scalar, Repetition::OPTIONAL);
+    }
+    let list = Type::group_type_builder("list")
+        .with_repetition(Repetition::REPEATED)
+        .with_fields(vec![leaf("element", ty.scalar, Repetition::REQUIRED)?])
+        .build()
+        .map_err(|e| e.to_string())?;
+    Type::group_type_builder(name)
+        .with_repetition(Repetition::OPTIONAL)
+        .with_logical_type(Some(LogicalType::List))
+        .with_fields(vec![Arc::new(list)])
+        .build()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The whole Parquet file for a view's buffered rows (one row group).
+pub fn encode_parquet(
+    view: &FeatureView,
+    layout: &RowLayout,
+    batch: &RowBatch,
+) -> Result<Vec<u8>, String> {
+    let timestamp = ValueType::scalar(ScalarType::UnixTimestamp);
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for k in &view.join_keys {
+        fields.push(field_type(&k.name, k.value_type)?);
+        columns.push(Column::new(k.value_type));
+    }
+    fields.push(leaf(
+        &view.timestamp_field,
+        ScalarType::UnixTimestamp,
+        Repetition::REQUIRED,
+    )?);
+    columns.push(Column::required(ScalarType::UnixTimestamp));
+    fields.push(field_type(&view.created_timestamp_column, timestamp)?);
+    columns.push(Column::new(timestamp));
+    for f in &view.fields {
+        fields.push(field_type(&f.name, f.dtype)?);
+        columns.push(Column::new(f.dtype));
+    }
+    let schema = Type::group_type_builder("schema")
+        .with_fields(fields)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let keys = view.join_keys.len();
+    let mut order: Vec<usize> = (0..keys).collect();
+    order.sort_by(|&a, &b| view.join_keys[a].name.cmp(&view.join_keys[b].name));
+    for i in 0..batch.len() {
+        let mut rest = batch.key(i);
+        for &k in &order {
+            let width = view.join_keys[k].value_type.scalar.fixed_width();
+            let len = match width {
+                Some(w) => w,
+                None => {
+                    let (len, tail) = rest
+                        .split_first_chunk::<4>()
+                        .ok_or("a stored key is cut short")?;
+                    rest = tail;
+                    u32::from_le_bytes(*len) as usize
+                }
+            };
+            if len > rest.len() {
+                return Err("a stored key is cut short".into());
+            }
+            let (value, tail) = rest.split_at(len);
+            columns[k].push(Some(value));
+            rest = tail;
+        }
+        let row = batch.row(layout, i);
+        columns[keys].push(Some(&row.event_ts().to_le_bytes()));
+        let created = row.created_ts();
+        columns[keys + 1].push(
+            (created != crate::grid::partition::NO_CREATED).then_some(&created.to_le_bytes()[..]),
+        );
+        for f in 0..view.fields.len() {
+            columns[keys + 2 + f].push((!row.is_null(f)).then(|| row.field(f)));
+        }
+    }
+
+    let mut out = Vec::new();
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build(),
+    );
+    let mut writer =
+        SerializedFileWriter::new(&mut out, Arc::new(schema), props).map_err(|e| e.to_string())?;
+    let mut group = writer.next_row_group().map_err(|e| e.to_string())?;
+    let mut columns = columns.into_iter();
+    while let Some(mut column) = group.next_column().map_err(|e| e.to_string())? {
+        let data = columns.next().ok_or("more Parquet columns than fields")?;
+        data.write(&mut column).map_err(|e| e.to_string())?;
+        column.close().map_err(|e| e.to_string())?;
+    }
+    group.close().map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::partition::NO_CREATED;
+    use crate::registry::Registry;
+    use crate::value::{encode_key_value, encode_value};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use serde_json::json;
+
+    #[test]
+    fn every_type_lands_in_a_readable_parquet_file() {
+        let registry = Registry::parse(
+            include_str!("../../config/example_registry.toml"),
+            "example",
+        )
+        .unwrap();
+        let layouts = RowLayout::for_registry(&registry);
+        let view = registry.view("customer_profile").unwrap();
+        let layout = &layouts[view.id];
+        let values = [
+            json!(30),
+            json!(1234),
+            json!(4.5),
+            json!(99.25),
+            json!("Ada"),
+            json!("aGk="),
+            json!(true),
+            json!("2026-11-25T10:00:00Z"),
+            json!([1, 2]),
+            json!([3]),
+            json!([0.5]),
+            json!([]),
+            json!(["home", "work"]),
+            json!(["AA=="]),
+            json!([true]),
+            json!(["2026-01-01T00:00:00Z"]),
+        ];
+        let mut batch = RowBatch::new(view.id);
+        for (name, created, nulls) in [("alice", 7, false), ("bob", NO_CREATED, true)] {
+            let mut key = Vec::new();
+            encode_key_value(view.join_keys[0].value_type, &json!(name), &mut key).unwrap();
+            batch.start_row(layout, &key, 1_795_600_800_000_000, created);
+            for (i, v) in values.iter().enumerate() {
+                if !nulls || i % 2 == 0 {
+                    batch
+                        .encode_field(layout, i, |out| encode_value(view.fields[i].dtype, v, out))
+                        .unwrap();
+                }
+            }
+        }
+        let bytes = encode_parquet(view, layout, &batch).unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
+        let schema = reader.metadata().file_metadata().schema_descr();
+        assert_eq!(schema.num_columns(), 1 + 2 + 16);
+        let rows: Vec<String> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| r.unwrap().to_string())
+            .collect();
+        assert!(rows[0].contains("customer_id: \"alice\""), "{}", rows[0]);
+        assert!(
+            rows[0].contains("favourite_places: [\"home\", \"work\"]"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[0].contains("recent_fares: []"), "{}", rows[0]);
+        assert!(rows[1].contains("created: null"), "{}", rows[1]);
+        assert!(rows[1].contains("lifetime_trips: null"), "{}", rows[1]);
+    }
+
+    #[test]
+    fn covered_lsns_come_from_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::embedded();
+        let view_dir = dir.path().join("driver_hourly_stats");
+        std::fs::create_dir_all(&view_dir).unwrap();
+        for name in [
+            "00000000000000000001-00000000000000000009.parquet",
+            "00000000000000000010-00000000000000000042.parquet",
+            "junk.txt",
+        ] {
+            std::fs::write(view_dir.join(name), b"").unwrap();
+        }
+        assert_eq!(covered_lsns(dir.path(), &registry.feature_views), vec![42]);
+        assert_eq!(
+            covered_lsns(&dir.path().join("none"), &registry.feature_views),
+            vec![0]
+        );
+    }
+}
