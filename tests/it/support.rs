@@ -46,19 +46,8 @@ impl Server {
 
     /// The server on the data directory `dir` (kept after it stops), with extra flags.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(BIN);
+        let mut command = serve_command(dir, args);
         command
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(args)
-            .env("FEATGRID_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .stdin(Stdio::null());
@@ -174,18 +163,7 @@ impl Server {
 /// Runs `featgrid serve` on `dir` expecting it to refuse to start: answers its exit status
 /// and standard error. Panics if it starts serving within 30 s.
 pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(args)
-        .env("FEATGRID_LOG", "warn")
+    let mut child = serve_command(dir, args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
@@ -210,6 +188,24 @@ pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     (status, reader.join().unwrap_or_default())
+}
+
+/// `featgrid serve` on 127.0.0.1:0 with one worker, the data directory `dir` and extra flags.
+fn serve_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(args)
+        .env("FEATGRID_LOG", "warn");
+    command
 }
 
 /// A fresh directory for a test's data; removed when dropped.
