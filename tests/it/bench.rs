@@ -276,3 +276,33 @@ fn the_native_protocol_preloads_reads_and_probes_freshness() {
     );
     assert!(assert_clean(&report, "freshness") > 0);
 }
+
+#[test]
+fn several_targets_share_the_load() {
+    let (a, b) = (Server::start(), Server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench_json(
+        &[
+            "--target",
+            &a.url(),
+            "--target",
+            &b.url(),
+            "--entities",
+            "100",
+            "--workload",
+            "push",
+            "--no-preload",
+            "--warmup",
+            "0s",
+            "--max-requests",
+            "40",
+        ],
+        &dir.path().join("two.json"),
+    );
+    assert_eq!(assert_clean(&report, "push"), 40);
+    assert_eq!(report["setup"]["targets"].as_array().unwrap().len(), 2);
+    assert!(
+        driver_rows(&a) > 0 && driver_rows(&b) > 0,
+        "both nodes received pushes"
+    );
+}
