@@ -135,7 +135,7 @@ impl OfflineSink {
         }
         std::thread::Builder::new()
             .name("featgrid-offline".into())
-            .spawn(move || Writer::new(options, shared).run(rx))
+            .spawn(move || Writer::new(options, shared, rx).run())
             .map_err(|e| OfflineError::File {
                 path: PathBuf::from("(thread)"),
                 problem: e.to_string(),
@@ -199,18 +199,23 @@ struct Writer {
     o: OfflineOptions,
     shared: Arc<Shared>,
     buffers: HashMap<ViewId, Buffer>,
+    rx: Receiver<Command>,
+    /// Flushes that arrived while a roll drained the queue: answered right after it.
+    deferred: Vec<Sender<Result<usize, OfflineError>>>,
 }
 
 impl Writer {
-    fn new(o: OfflineOptions, shared: Arc<Shared>) -> Writer {
+    fn new(o: OfflineOptions, shared: Arc<Shared>, rx: Receiver<Command>) -> Writer {
         Writer {
             o,
             shared,
             buffers: HashMap::new(),
+            rx,
+            deferred: Vec::new(),
         }
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
+    fn run(mut self) {
         loop {
             let wait = self
                 .buffers
@@ -219,15 +224,17 @@ impl Writer {
                 .min()
                 .unwrap_or(Duration::from_secs(1))
                 .max(Duration::from_millis(10));
-            match rx.recv_timeout(wait) {
+            match self.rx.recv_timeout(wait) {
                 Ok(Command::Append { lsn, views }) => {
                     for v in views {
                         self.add(lsn, v);
                     }
+                    let roll_rows = self.o.roll_rows;
+                    if self.buffers.values().any(|b| b.batch.len() >= roll_rows) {
+                        let _ = self.roll_where(|b| b.batch.len() >= roll_rows);
+                    }
                 }
-                Ok(Command::Flush(reply)) => {
-                    let _ = reply.send(self.roll_where(|_| true));
-                }
+                Ok(Command::Flush(reply)) => self.deferred.push(reply),
                 Err(RecvTimeoutError::Timeout) => {
                     let interval = self.o.roll_interval;
                     let _ = self.roll_where(|b| b.since.elapsed() >= interval);
@@ -236,6 +243,27 @@ impl Writer {
                     let _ = self.roll_where(|_| true);
                     return;
                 }
+            }
+            while !self.deferred.is_empty() {
+                let replies = std::mem::take(&mut self.deferred);
+                let result = self.roll_where(|_| true);
+                for reply in replies {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        }
+    }
+
+    /// Takes in every write already queued, holding back flushes for later.
+    fn drain(&mut self) {
+        while let Ok(command) = self.rx.try_recv() {
+            match command {
+                Command::Append { lsn, views } => {
+                    for v in views {
+                        self.add(lsn, v);
+                    }
+                }
+                Command::Flush(reply) => self.deferred.push(reply),
             }
         }
     }
@@ -261,14 +289,16 @@ impl Writer {
             .fetch_add(added, Ordering::Relaxed);
         buffer.first_lsn = buffer.first_lsn.min(lsn);
         buffer.last_lsn = buffer.last_lsn.max(lsn);
-        if buffer.batch.len() >= self.o.roll_rows {
-            let roll_rows = self.o.roll_rows;
-            let _ = self.roll_where(|b| b.batch.len() >= roll_rows);
-        }
     }
 
     /// Writes the buffers `pick` chooses; a failed one stays buffered for the next try.
+    ///
+    /// Coverage: a push hands its rows to the sink before it lets go of its log ticket, so
+    /// once `watermark` (the oldest write still holding one) is read, every earlier write is in
+    /// the sink or its queue; draining the queue after reading it puts them all in the buffers.
     fn roll_where(&mut self, pick: impl Fn(&Buffer) -> bool) -> Result<usize, OfflineError> {
+        let watermark = self.o.wal.covered_lsn();
+        self.drain();
         let views: Vec<ViewId> = self
             .buffers
             .iter()
@@ -281,7 +311,7 @@ impl Writer {
             let Some(buffer) = self.buffers.remove(&view) else {
                 continue;
             };
-            match self.write(view, &buffer) {
+            match self.write(view, &buffer, watermark) {
                 Ok(()) => {
                     written += 1;
                     let rows = buffer.batch.len() as u64;
@@ -306,7 +336,7 @@ impl Writer {
         }
     }
 
-    fn write(&self, view_id: ViewId, buffer: &Buffer) -> Result<(), OfflineError> {
+    fn write(&self, view_id: ViewId, buffer: &Buffer, watermark: u64) -> Result<(), OfflineError> {
         let view = &self.o.views[view_id];
         let dir = self.o.dir.join(&view.name);
         let file_error = |path: &Path, problem: String| OfflineError::File {
@@ -314,10 +344,11 @@ impl Writer {
             problem,
         };
         create_dir(&dir).map_err(|e| file_error(&dir, e.to_string()))?;
-        // Every write below the oldest one still in flight has reached the sink.
+        // Every write below the watermark is in this file or an earlier one; later ones in this
+        // file are replayed again after a crash (at-least-once).
         let covered = buffer
             .last_lsn
-            .min(self.o.wal.covered_lsn().saturating_sub(1))
+            .min(watermark.saturating_sub(1))
             .max(buffer.first_lsn.saturating_sub(1));
         let path = dir.join(format!("{:020}-{:020}.parquet", buffer.first_lsn, covered));
         let started = Instant::now();
