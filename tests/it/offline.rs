@@ -159,3 +159,62 @@ fn acknowledged_offline_rows_survive_kill_9() {
     flush(&s);
     assert_eq!(offline_ids(&data).len(), sent.len());
 }
+
+#[test]
+fn offline_rows_pushed_during_rolls_survive_kill_9() {
+    let (_tmp, data) = data_dir();
+    // Small rolls, so files are written while pushes are in flight.
+    let s = Server::start_in(
+        &data,
+        &["--fsync", "always"],
+        &[("FEATGRID_OFFLINE_ROLL_ROWS", "7")],
+    );
+    let url = s.url();
+    let acknowledged: Vec<i64> = std::thread::scope(|scope| {
+        let pushers: Vec<_> = (0..4i64)
+            .map(|t| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let mut ok = Vec::new();
+                    for i in 0..25i64 {
+                        let id = t * 1000 + i;
+                        let df = json!({"driver_id": [id], "event_timestamp": ["2026-11-25T10:00:00Z"], "conv_rate": [0.5],
+                                        "acc_rate": [0.5], "avg_daily_trips": [id]});
+                        let body = json!({"push_source_name": "driver_stats_push_source", "df": df, "to": "offline"}).to_string();
+                        if ureq::post(&format!("{url}/push")).send_string(&body).is_ok() {
+                            ok.push(id);
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let snapshots = scope.spawn(|| {
+            for _ in 0..5 {
+                let _ = ureq::post(&format!("{url}/admin/snapshot")).send_string("{}");
+            }
+        });
+        snapshots.join().unwrap();
+        pushers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect()
+    });
+    assert_eq!(acknowledged.len(), 100);
+    assert!(
+        parquet_files(&data).len() > 3,
+        "files were rolled while pushes were in flight"
+    );
+    s.kill9();
+    let s = Server::start_in(&data, &[], &[]);
+    flush(&s);
+    let written: BTreeSet<i64> = offline_ids(&data).into_iter().collect();
+    let missing: Vec<&i64> = acknowledged
+        .iter()
+        .filter(|id| !written.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged offline rows missing after kill -9: {missing:?}"
+    );
+}
