@@ -68,8 +68,9 @@ fn feast_python() -> Option<PathBuf> {
     let venv = match std::env::var_os("FEATGRID_FEAST_VENV") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let home = std::env::var_os("HOME").expect("HOME or FEATGRID_FEAST_VENV must be set");
-            PathBuf::from(home).join(".cache/featgrid/feast-venv")
+            // Without HOME (some CI environments), the system temp dir keeps the venv instead.
+            let base = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+            base.join(".cache/featgrid/feast-venv")
         }
     };
     let python = venv.join("bin/python");
