@@ -9,38 +9,41 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::Value as Json;
 
 use super::lookup::{echo_value, lookup, Lookup};
 use super::rows::write_rows;
-use super::{json_body, AppState, Frame};
+use super::{parse_json, read_body, AppState, Frame};
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::{FeatureRef, Registry};
+use crate::value::cell::JsonCell;
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
-/// The body of `POST /push`.
+/// The body of `POST /push`; cells borrow their strings from the body.
 #[derive(Debug, Deserialize)]
-pub struct PushRequest {
+pub struct PushRequest<'a> {
     pub push_source_name: String,
-    pub df: Frame<Json>,
+    #[serde(borrow)]
+    pub df: Frame<JsonCell<'a>>,
     #[serde(default)]
     pub to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WriteRequest {
+struct WriteRequest<'a> {
     feature_view_name: String,
-    df: Frame<Json>,
+    #[serde(borrow)]
+    df: Frame<JsonCell<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ReadRequest {
+struct ReadRequest<'a> {
     #[serde(default)]
     features: Option<Vec<String>>,
     #[serde(default)]
     feature_service: Option<String>,
-    entities: Frame<Json>,
+    #[serde(borrow)]
+    entities: Frame<JsonCell<'a>>,
     #[serde(default)]
     full_feature_names: bool,
 }
@@ -94,7 +97,8 @@ pub async fn push(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: PushRequest = json_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: PushRequest = parse_json(&body)?;
     let source = state.registry.push_source(&request.push_source_name)?;
     let dest = push_destination(request.to.as_deref())?;
     write_rows(&state, &source.views, &request.df, dest).await?;
@@ -106,7 +110,8 @@ pub async fn write_to_online_store(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: WriteRequest = json_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: WriteRequest = parse_json(&body)?;
     let view = state.registry.view(&request.feature_view_name)?;
     write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
@@ -119,7 +124,8 @@ pub async fn get_online_features(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ReadRequest = json_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: ReadRequest = parse_json(&body)?;
     let refs = resolve_features(
         &state.registry,
         request.features.as_deref(),
@@ -133,7 +139,7 @@ pub async fn get_online_features(
 }
 
 /// Feast's column-major JSON: join-key columns first, then one column per feature.
-fn render(found: &Lookup<'_>, entities: &Frame<Json>) -> Result<Vec<u8>, ApiError> {
+fn render(found: &Lookup<'_>, entities: &Frame<JsonCell<'_>>) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
     let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
     out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");

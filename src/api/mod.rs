@@ -20,7 +20,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
@@ -85,15 +85,11 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
-/// Reads and parses a JSON body. Any `Content-Type` is accepted: Feast's documented curl
-/// lines send none (or a form type), and the body is JSON whatever the header says.
-pub async fn json_body<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let body = read_body(req, payload, limit).await?;
-    serde_json::from_slice(&body).map_err(|e| {
+/// Parses a JSON body read by [`read_body`], borrowing strings from it where it can. Any
+/// `Content-Type` is accepted: Feast's documented curl lines send none (or a form type), and the
+/// body is JSON whatever the header says.
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::bad_request(

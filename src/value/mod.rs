@@ -14,6 +14,7 @@
 //! ([`native`]). [`encode_value`] and [`encode_key_value`] convert either by the declared
 //! type with the same rules, rejecting anything that would be a silent truncation.
 
+pub mod cell;
 pub mod json;
 pub mod native;
 mod time;

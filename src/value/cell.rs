@@ -1,0 +1,248 @@
+//! [`JsonCell`]: one JSON value of a request's columns, parsed without allocating for strings
+//! that need no unescaping (timestamps, names, ids borrow straight from the request body).
+//! `serde_json::Value` would allocate a `String` per string cell.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
+
+use super::{Cell, Micros, ValueError};
+
+/// A JSON value from a request body. Objects are not a value featgrid stores; they are kept
+/// only as a marker, for the error message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonCell<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer above `i64::MAX`.
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    List(Vec<JsonCell<'a>>),
+    Object,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonCell<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CellVisitor(std::marker::PhantomData))
+    }
+}
+
+struct CellVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for CellVisitor<'a> {
+    type Value = JsonCell<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(JsonCell::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(JsonCell::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(JsonCell::UInt(v), JsonCell::Int))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(JsonCell::Float(v))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(JsonCell::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(JsonCell::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(JsonCell::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonCell::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonCell::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        JsonCell::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(JsonCell::List(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(JsonCell::Object)
+    }
+}
+
+impl JsonCell<'_> {
+    /// The same value as a `serde_json::Value` (objects become `{}`): one place for the
+    /// number and text rules, shared with [`Cell`] for `Value`.
+    fn to_json(&self) -> Json {
+        match self {
+            JsonCell::Null => Json::Null,
+            JsonCell::Bool(b) => Json::Bool(*b),
+            JsonCell::Int(i) => Json::from(*i),
+            JsonCell::UInt(u) => Json::from(*u),
+            JsonCell::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            JsonCell::Str(s) => Json::String(s.to_string()),
+            JsonCell::List(items) => Json::Array(items.iter().map(JsonCell::to_json).collect()),
+            JsonCell::Object => Json::Object(Default::default()),
+        }
+    }
+}
+
+impl<'a> Cell for JsonCell<'a> {
+    fn is_null(&self) -> bool {
+        matches!(self, JsonCell::Null)
+    }
+
+    fn as_integer(&self) -> Option<i64> {
+        match self {
+            JsonCell::Int(i) => Some(*i),
+            JsonCell::Float(_) | JsonCell::UInt(_) => self.to_json().as_integer(),
+            JsonCell::Str(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+    }
+
+    fn as_float(&self) -> Option<f64> {
+        match self {
+            JsonCell::Int(i) => Some(*i as f64),
+            JsonCell::UInt(u) => Some(*u as f64),
+            JsonCell::Float(f) => Some(*f),
+            JsonCell::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            JsonCell::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    fn as_text(&self, key: bool) -> Option<Cow<'_, str>> {
+        match self {
+            JsonCell::Str(s) => Some(Cow::Borrowed(s)),
+            JsonCell::Int(_) | JsonCell::UInt(_) | JsonCell::Float(_) if key => {
+                Some(Cow::Owned(self.to_json().to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
+        match self {
+            JsonCell::Str(s) => Json::String(s.to_string())
+                .as_bytes()
+                .map(|r| r.map(|b| Cow::Owned(b.into_owned()))),
+            _ => None,
+        }
+    }
+
+    fn as_timestamp(&self) -> Result<Micros, ValueError> {
+        match self {
+            JsonCell::Str(s) => {
+                super::parse_timestamp_text(s).ok_or_else(|| ValueError::BadTimestamp {
+                    got: self.describe(),
+                })
+            }
+            _ => self.to_json().as_timestamp(),
+        }
+    }
+
+    fn as_list(&self) -> Option<&[JsonCell<'a>]> {
+        match self {
+            JsonCell::List(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.to_json().describe()
+    }
+
+    fn is_nat(&self) -> bool {
+        matches!(self, JsonCell::Str(s) if s == "NaT")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cells(text: &str) -> Vec<JsonCell<'_>> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn strings_borrow_from_the_body_unless_escaped() {
+        let parsed = cells(
+            r#"["2026-11-25 10:00:00", "a\"b", 1, -2, 18446744073709551615, 2.5, true, null, [1], {"x": 1}]"#,
+        );
+        assert!(matches!(&parsed[0], JsonCell::Str(Cow::Borrowed(_))));
+        assert_eq!(parsed[1], JsonCell::Str(Cow::Owned("a\"b".into())));
+        assert_eq!(
+            parsed[2..8],
+            [
+                JsonCell::Int(1),
+                JsonCell::Int(-2),
+                JsonCell::UInt(u64::MAX),
+                JsonCell::Float(2.5),
+                JsonCell::Bool(true),
+                JsonCell::Null
+            ]
+        );
+        assert_eq!(parsed[8], JsonCell::List(vec![JsonCell::Int(1)]));
+        assert_eq!(parsed[9], JsonCell::Object);
+        // An object is never a value; its message shows it as `{}`.
+        assert_eq!(parsed[9].describe(), "{}");
+        assert!(parsed[9].as_integer().is_none() && parsed[9].as_text(true).is_none());
+    }
+
+    proptest! {
+        /// Every conversion gives what the same value as a `serde_json::Value` gives.
+        #[test]
+        fn agrees_with_serde_json_values(text in prop_oneof![
+            Just("12".to_string()), Just("12.0".to_string()), Just("2.7".to_string()), Just("-9223372036854775808".to_string()),
+            Just("18446744073709551615".to_string()), Just("1e300".to_string()), Just("\"12\"".to_string()), Just("\"abc\"".to_string()),
+            Just("\"aGk=\"".to_string()), Just("\"NaT\"".to_string()), Just("\"2026-11-25T10:00:00Z\"".to_string()), Just("true".to_string()),
+            Just("null".to_string()), Just("[1, 2]".to_string()), any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+        ]) {
+            let cell: JsonCell = serde_json::from_str(&text).unwrap();
+            let json: Json = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(cell.is_null(), Cell::is_null(&json));
+            prop_assert_eq!(cell.as_integer(), json.as_integer());
+            prop_assert_eq!(cell.as_float(), Cell::as_float(&json));
+            prop_assert_eq!(cell.as_text(true), json.as_text(true));
+            prop_assert_eq!(cell.as_text(false), json.as_text(false));
+            prop_assert_eq!(cell.as_timestamp(), json.as_timestamp());
+            prop_assert_eq!(cell.is_nat(), json.is_nat());
+            prop_assert_eq!(cell.describe(), json.describe());
+            prop_assert_eq!(cell.as_bytes().map(|r| r.map(|b| b.into_owned())), json.as_bytes().map(|r| r.map(|b| b.into_owned())));
+        }
+    }
+}
