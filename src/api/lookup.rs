@@ -4,9 +4,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use actix_web::http::StatusCode;
-
-use super::rows::{encode_key, invalid_value, key_order, row_count};
+use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::partition::{ReadBatch, ReadOutput, RowLayout, RowRef};
@@ -151,16 +149,13 @@ pub async fn lookup<'s, C: Cell>(
         .collect();
 
     let rows = row_count(entities, "entities")?;
-    if rows > state.limits.max_entities_per_request {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_entities",
-            format!(
-                "{rows} entity rows is more than the limit of {} (max_entities_per_request); split the request",
-                state.limits.max_entities_per_request
-            ),
-        ));
-    }
+    check_limit(
+        rows,
+        state.limits.max_entities_per_request,
+        "too_many_entities",
+        "entity rows",
+        "max_entities_per_request",
+    )?;
 
     // Route every (view, row) key to its shard; remember where each went.
     let router = state.grid.router();

@@ -64,6 +64,24 @@ pub fn encode_key<C: Cell>(
     Ok(())
 }
 
+/// A 413 when a request holds more `what` than the `setting` allows.
+pub fn check_limit(
+    count: usize,
+    limit: usize,
+    code: &'static str,
+    what: &str,
+    setting: &str,
+) -> Result<(), ApiError> {
+    if count <= limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        code,
+        format!("{count} {what} is more than the limit of {limit} ({setting}); split the request"),
+    ))
+}
+
 /// Indexes of a view's join keys in name order: the canonical key order.
 pub fn key_order(view: &FeatureView) -> Vec<usize> {
     let mut order: Vec<usize> = (0..view.join_keys.len()).collect();
@@ -80,16 +98,13 @@ pub async fn write_rows<C: Cell>(
     dest: Destination,
 ) -> Result<(), ApiError> {
     let rows = row_count(df, "df")?;
-    if rows > state.limits.max_rows_per_push {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_rows",
-            format!(
-                "{rows} rows is more than the limit of {} (max_rows_per_push); split the request",
-                state.limits.max_rows_per_push
-            ),
-        ));
-    }
+    check_limit(
+        rows,
+        state.limits.max_rows_per_push,
+        "too_many_rows",
+        "rows",
+        "max_rows_per_push",
+    )?;
     if rows == 0 {
         return Ok(());
     }
