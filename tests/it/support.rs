@@ -264,3 +264,15 @@ pub fn column(answer: &Value, name: &str) -> (Vec<Value>, Vec<String>, Vec<Strin
         strings("event_timestamps"),
     )
 }
+
+/// Now, to the second, as RFC 3339 UTC (`2026-11-30T09:00:00Z`): rows whose view has a TTL are
+/// stamped relative to now, so a test reads `PRESENT` on any date.
+pub fn now_rfc3339() -> String {
+    now_plus(0).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Now plus `seconds`, truncated to the second.
+pub fn now_plus(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now().timestamp() + seconds;
+    chrono::DateTime::from_timestamp(now, 0).expect("a time in range")
+}
