@@ -12,6 +12,8 @@ use super::{
 };
 
 impl Cell for Json {
+    type Item = Json;
+
     fn is_null(&self) -> bool {
         Json::is_null(self)
     }

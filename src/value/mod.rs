@@ -167,9 +167,9 @@ pub trait Cell {
     fn as_text(&self, key: bool) -> Option<std::borrow::Cow<'_, str>>;
     fn as_bytes(&self) -> Option<Result<std::borrow::Cow<'_, [u8]>, ValueError>>;
     fn as_timestamp(&self) -> Result<Micros, ValueError>;
-    fn as_list(&self) -> Option<&[Self]>
-    where
-        Self: Sized;
+    /// The element type of a list: the same form, or (native) a scalar-only type.
+    type Item: Cell;
+    fn as_list(&self) -> Option<&[Self::Item]>;
     /// A short description for error messages.
     fn describe(&self) -> String;
     /// pandas' "not a time", which the Feast SDK sends for a missing `created` value.
