@@ -264,7 +264,7 @@ pub fn read_segment(
                 }
                 let payload = &bytes[at + RECORD_HEADER..end];
                 let ((dest, views), used): ((Destination, Vec<RecordView>), usize) =
-                    codec::decode(payload)
+                    codec::decode_verified(payload)
                         .map_err(|e| corrupt(at, format!("record {lsn} does not decode: {e}")))?;
                 if used != payload.len() {
                     return Err(corrupt(at, format!("record {lsn} has trailing bytes")));
@@ -313,7 +313,7 @@ fn parse_header(bytes: &[u8]) -> Result<SegmentMeta, String> {
     if crc32c(body) != u32_at(bytes, 16) {
         return Err("header checksum mismatch".into());
     }
-    codec::decode::<SegmentMeta>(body)
+    codec::decode_verified::<SegmentMeta>(body)
         .map(|(meta, _)| meta)
         .map_err(|e| format!("the header does not decode: {e}"))
 }
