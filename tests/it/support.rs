@@ -193,15 +193,13 @@ pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
 /// `featgrid serve` on 127.0.0.1:0 with one worker, the data directory `dir` and extra flags.
 fn serve_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
+    command.args(["serve", "--bind", "127.0.0.1:0"]);
+    // One HTTP worker unless the test asks for more.
+    if !args.contains(&"--workers") {
+        command.args(["--workers", "1"]);
+    }
     command
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--data-dir",
-        ])
+        .arg("--data-dir")
         .arg(dir)
         .args(args)
         .env("FEATGRID_LOG", "warn");
