@@ -25,6 +25,7 @@ use std::ops::Range;
 pub use json::{render_json, render_str};
 pub use time::{
     format_timestamp, now_micros, parse_timestamp_text, write_timestamp, EPOCH_RFC3339,
+    MAX_TIMESTAMP, MIN_TIMESTAMP,
 };
 
 /// A timestamp in microseconds since the Unix epoch, UTC.
@@ -152,6 +153,21 @@ pub enum ValueError {
     BadTimestamp { got: String },
     #[error("list elements may not be null")]
     NullInList,
+    #[error("timestamp {got} is outside the years 1 to 9999")]
+    TimestampOutOfRange { got: String },
+}
+
+/// A value's timestamp (see [`Cell::as_timestamp`]), refused outside the years 1 to 9999:
+/// every timestamp featgrid stores can be written back as RFC 3339.
+pub fn timestamp_of<C: Cell>(value: &C) -> Result<Micros, ValueError> {
+    let micros = value.as_timestamp()?;
+    if (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(ValueError::TimestampOutOfRange {
+            got: value.describe(),
+        })
+    }
 }
 
 /// A value as a request gives it. Each accessor answers `None` when the value is not of that
@@ -282,7 +298,7 @@ fn encode_scalar<C: Cell>(
             out.extend_from_slice(value.as_text(key).ok_or_else(wrong)?.as_bytes())
         }
         ScalarType::Bytes => out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??),
-        ScalarType::UnixTimestamp => out.extend_from_slice(&value.as_timestamp()?.to_le_bytes()),
+        ScalarType::UnixTimestamp => out.extend_from_slice(&timestamp_of(value)?.to_le_bytes()),
     }
     Ok(())
 }

@@ -41,6 +41,12 @@ pub fn parse_timestamp_text(text: &str) -> Option<Micros> {
     None
 }
 
+/// The earliest time featgrid stores: 0001-01-01T00:00:00Z. Earlier and later times cannot be
+/// written as RFC 3339 (four-digit years), which Feast's clients parse.
+pub const MIN_TIMESTAMP: Micros = -62_135_596_800_000_000;
+/// The latest time featgrid stores: 9999-12-31T23:59:59.999999Z.
+pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
+
 /// The zero timestamp Feast gives join keys and missing values.
 pub const EPOCH_RFC3339: &str = "1970-01-01T00:00:00Z";
 
