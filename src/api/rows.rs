@@ -109,11 +109,14 @@ pub async fn write_rows<C: Cell>(
         return Ok(());
     }
     let router = state.grid.router();
+    // Loaded after the caller resolved `views`: ids keep their meaning across reloads, and the
+    // grid knows every view before a registry naming it is swapped in.
+    let registry = state.registry.current();
     let layouts = state.grid.layouts();
     let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
     let mut key = Vec::with_capacity(64);
     for &view_id in views {
-        let view = &state.registry.feature_views[view_id];
+        let view = &registry.feature_views[view_id];
         let layout = &layouts[view_id];
         let key_columns = view
             .join_keys
@@ -175,7 +178,7 @@ pub async fn write_rows<C: Cell>(
     }
     // Logged before it is applied and acknowledged. The ticket keeps the record pending (a
     // snapshot cannot claim it) until the rows are in the shards' mailboxes and the sink's.
-    let views = wal::portable_views(&per_shard, layouts);
+    let views = wal::portable_views(&per_shard, &layouts);
     let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
     let ticket = state.wal.append(record).await?;
     if dest.offline {

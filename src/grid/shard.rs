@@ -13,8 +13,11 @@
 
 use actix::prelude::*;
 
+use std::sync::Arc;
+
 use super::partition::{
     ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
+    RowLayout,
 };
 
 /// The partitions of the shards on one thread, and their actor.
@@ -151,6 +154,22 @@ impl Handler<Freeze> for ShardHost {
         };
         let done = partition.freeze_step(&mut into, budget);
         MessageResult(Some((into, done)))
+    }
+}
+
+/// Views were added to the registry: every partition on the host gets the new layouts (the
+/// current ones followed by the new views') and an empty table per new view.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddViews(pub Arc<[RowLayout]>);
+
+impl Handler<AddViews> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddViews, _: &mut Self::Context) {
+        for (_, partition) in &mut self.shards {
+            partition.add_views(msg.0.clone());
+        }
     }
 }
 

@@ -79,6 +79,8 @@ struct Sequencer {
 
 struct Shared {
     options: WalOptions,
+    /// The views new segments name: `options.views`, then as [`Wal::set_views`] says.
+    views: Mutex<Vec<ViewMeta>>,
     sequencer: Mutex<Sequencer>,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -136,7 +138,14 @@ impl Drop for Ticket {
 type Answer = oneshot::Sender<Result<Ticket, WalError>>;
 
 enum Job {
-    Append { record: Vec<u8>, answer: Answer },
+    Append {
+        record: Vec<u8>,
+        answer: Answer,
+    },
+    SetViews {
+        views: Vec<ViewMeta>,
+        answer: oneshot::Sender<()>,
+    },
     Close,
 }
 
@@ -167,6 +176,7 @@ impl Wal {
             segments: Mutex::new(options.existing.clone()),
             current: Mutex::new(None),
             inject_failures: AtomicU32::new(0),
+            views: Mutex::new(options.views.clone()),
             options,
         });
         let (file, len) = new_segment(&shared)?;
@@ -222,6 +232,21 @@ impl Wal {
             .await
             .map_err(|_| self.shared.unavailable())
             .and_then(|r| r)
+    }
+
+    /// Views were added to the registry: `views` (indexed by view id, the current ones first)
+    /// are named by the segments from now on. The writer closes the current segment and
+    /// starts one whose header names them; answers once it has (or, when the log is failing,
+    /// once its recovery is sure to start such a segment). Records of the new views must
+    /// wait for the answer: a segment's records may only name the views of its header.
+    pub async fn set_views(&self, views: Vec<ViewMeta>) -> Result<(), WalError> {
+        let (answer, answered) = oneshot::channel();
+        self.tx
+            .try_send(Job::SetViews { views, answer })
+            .map_err(|_| WalError::Unavailable {
+                reason: "the log writer is busy or closed; retry shortly".into(),
+            })?;
+        answered.await.map_err(|_| self.shared.unavailable())
     }
 
     /// Every record with a smaller lsn has been handed to the shards (its ticket dropped).
@@ -284,7 +309,7 @@ fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError> {
     let path = dir.join(segment_name(first_lsn));
     let header = encode_segment_header(&SegmentMeta {
         first_lsn,
-        views: shared.options.views.clone(),
+        views: lock(&shared.views).clone(),
     })?;
     let mut file = OpenOptions::new()
         .create(true)
@@ -325,17 +350,27 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut closing = false;
+            let mut set_views = None;
             for job in std::iter::once(first).chain(rx.try_iter()) {
                 match job {
                     Job::Append { record, answer } => group.push((record, answer)),
+                    Job::SetViews { views, answer } => set_views = Some((views, answer)),
                     Job::Close => closing = true,
                 }
-                if closing || group.len() == MAX_GROUP {
+                if closing || set_views.is_some() || group.len() == MAX_GROUP {
                     break;
                 }
             }
             self.try_recover();
             self.commit(&mut group);
+            if let Some((views, answer)) = set_views {
+                *lock(&self.shared.views) = views;
+                // A failing log starts its next segment (with these views) when it recovers.
+                if self.shared.healthy.load(Ordering::Acquire) {
+                    self.roll();
+                }
+                let _ = answer.send(());
+            }
             if closing {
                 break;
             }
