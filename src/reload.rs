@@ -88,11 +88,16 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
     let mut views: Vec<FeatureView> = Vec::with_capacity(current.feature_views.len());
     for old in &current.feature_views {
         let view = match fresh.view(&old.name) {
-            Ok(new) if ViewMeta::of(new) == ViewMeta::of(old) => FeatureView {
-                id: old.id,
-                retired: false,
-                ..new.clone()
-            },
+            Ok(new) if ViewMeta::of(new) == ViewMeta::of(old) => {
+                if old.retired {
+                    changes.note("feature view", |c| &mut c.added, &old.name);
+                }
+                FeatureView {
+                    id: old.id,
+                    retired: false,
+                    ..new.clone()
+                }
+            }
             Ok(new) => {
                 refused.push(format!(
                     "feature view '{}': its join keys or fields changed from {} to {}; the loaded definition is kept, since its stored rows have that form (restart with --recover to serve the new one: its rows are then dropped)",
@@ -235,8 +240,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// Checks the repo's registry file every `cache_ttl` (never when zero) and on SIGHUP, and
 /// applies it when it changed. Runs until the actix system stops.
 pub fn watch(state: web::Data<AppState>, repo: FeastRepo) -> actix_rt::task::JoinHandle<()> {
+    // Listening before the server starts: SIGHUP's default action ends the process.
+    let mut hangup = hangup_signal();
     actix_rt::spawn(async move {
-        let mut hangup = hangup_signal();
         let mut seen: Option<Vec<u8>> = None;
         let mut retry = false;
         loop {
@@ -254,8 +260,15 @@ pub fn watch(state: web::Data<AppState>, repo: FeastRepo) -> actix_rt::task::Joi
                     }
                 }
                 Ok(Some(bytes)) => {
-                    let decoded = repo.decode(&bytes);
-                    match decoded {
+                    let loaded = state.registry.current().loaded_from.version_id.clone();
+                    match repo.decode(&bytes) {
+                        // Feast writes a new version_id each time it writes the file.
+                        Ok(fresh) if loaded.is_some() && fresh.loaded_from.version_id == loaded => {
+                            if forced {
+                                tracing::info!(version_id = loaded.as_deref().unwrap_or(""), "SIGHUP: the registry file is unchanged");
+                            }
+                            seen = Some(bytes);
+                        }
                         Ok(fresh) => match apply(&state, fresh).await {
                             Ok(changes) => {
                                 let now = state.registry.current();
@@ -356,3 +369,6 @@ async fn read_settled(repo: &FeastRepo) -> std::io::Result<Option<Vec<u8>>> {
     let second = read().await?;
     Ok((!first.is_empty() && first == second).then_some(first))
 }
+
+#[cfg(test)]
+mod tests;

@@ -455,3 +455,6 @@ fn view_declaration(
         name: spec.name,
     })
 }
+
+#[cfg(test)]
+mod tests;

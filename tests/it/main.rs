@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod durability;
 mod feast_api;
+mod feast_repo;
 mod feast_sdk;
 mod native;
 mod offline;
