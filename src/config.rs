@@ -446,6 +446,64 @@ mod tests {
         );
     }
 
+    /// A Feast repo `dir/name` with an empty registry of project `shop`.
+    fn feast_repo(dir: &Path, name: &str) -> PathBuf {
+        use prost::Message as _;
+        let repo = dir.join(name);
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(
+            repo.join("feature_store.yaml"),
+            "project: shop\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 7\n",
+        )
+        .unwrap();
+        let file = crate::registry::feast::proto::Registry {
+            version_id: name.into(),
+            ..Default::default()
+        };
+        std::fs::write(repo.join("registry.db"), file.encode_to_vec()).unwrap();
+        repo
+    }
+
+    #[test]
+    fn feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = |r: &Registry| r.loaded_from.version_id.clone().unwrap();
+
+        let from_flag = feast_repo(dir.path(), "flag");
+        let flags = Overrides {
+            feast_repo: Some(from_flag.clone()),
+            ..Default::default()
+        };
+        let (s, r) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+        let repo = s.feast.unwrap();
+        assert_eq!((repo.project.as_str(), repo.cache_ttl), ("shop", Duration::from_secs(7)));
+
+        let from_env = feast_repo(dir.path(), "env");
+        let env = [(
+            "FEATGRID_FEAST_REPO".to_string(),
+            from_env.display().to_string(),
+        )];
+        let (_, r) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "env");
+
+        // In a config file, relative to the file's directory.
+        feast_repo(dir.path(), "file");
+        let config = dir.path().join("featgrid.toml");
+        std::fs::write(&config, "feast_repo = \"file\"\n").unwrap();
+        let (_, r) = Settings::load(Some(&config), [], &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "file");
+        // The flag wins over the file.
+        let (_, r) = Settings::load(Some(&config), [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+
+        std::fs::write(&config, "registry = \"r.toml\"\n").unwrap();
+        let e = Settings::load(Some(&config), [], &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feast_repo: both a TOML registry"), "{e}");
+    }
+
     #[test]
     fn registry_path_is_relative_to_the_config_file() {
         let dir = env!("CARGO_MANIFEST_DIR");

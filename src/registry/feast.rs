@@ -148,6 +148,14 @@ impl FeastRepo {
             self.registry_path.display(),
             self.project
         );
+        if bytes.is_empty() {
+            // Feast always writes a version_id; an empty file is one it is writing.
+            return Err(RegistryError::Invalid {
+                source_name,
+                key: "(file)".into(),
+                problem: "the file is empty: is `feast apply` writing it? Try again once it is done".into(),
+            });
+        }
         let file = proto::Registry::decode(bytes).map_err(|e| RegistryError::Invalid {
             source_name: source_name.clone(),
             key: "(file)".into(),

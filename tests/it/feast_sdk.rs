@@ -1,5 +1,6 @@
 //! The Feast Python SDK (0.67, `online_store: {type: remote}`) against a real featgrid:
-//! `examples/feast_sdk/run.py` writes, pushes and reads back the quickstart driver features.
+//! `examples/feast_sdk/run.py` writes, pushes and reads back the quickstart driver features,
+//! and a feature repo of its own (`tests/it/feast_repo/`) is served with `--feast-repo`.
 //!
 //! The SDK lives in a venv kept between runs (`$HOME/.cache/featgrid/feast-venv`, or
 //! `FEATGRID_FEAST_VENV`); pip runs only when `import feast` fails there. The test skips,
@@ -60,6 +61,89 @@ fn feast_sdk_round_trip() {
         "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status,
     );
+}
+
+/// A Feast feature repo unlike the embedded registry (`tests/it/feast_repo/definitions.py`:
+/// string and composite keys, float64, int32, string, bool, unix_timestamp and list features,
+/// one push source feeding two views, a feature service selecting part of a view under an
+/// alias, an on-demand view) is applied with `feast apply` and served with `--feast-repo`;
+/// `sdk_check.py` writes over HTTP and through the SDK and reads back through the SDK. A
+/// second `feast apply` adds a view, which is then served without a restart.
+#[test]
+fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let Some(python) = feast_python() else {
+        return; // feast_python said why
+    };
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/feast_repo");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    let repo_dir = repo.path();
+    let write_yaml = |url: &str| {
+        let yaml = format!(
+            "project: featgrid_it\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 1\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: {url}\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
+        );
+        std::fs::write(repo_dir.join("feature_store.yaml"), yaml).expect("write feature_store.yaml");
+    };
+    let feast_apply = || {
+        let mut apply = Command::new(python.with_file_name("feast"));
+        apply.arg("apply").current_dir(repo_dir);
+        let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
+        assert!(
+            output.status.success(),
+            "feast apply failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::copy(sources.join("definitions.py"), repo_dir.join("definitions.py")).unwrap();
+    // featgrid is not running yet: `feast apply` does not call the online store.
+    write_yaml("http://127.0.0.1:9");
+    feast_apply();
+
+    let server = crate::support::Server::start_with(
+        &["--feast-repo", repo_dir.to_str().unwrap()],
+        &[],
+    );
+    let url = server.url();
+    write_yaml(&url);
+    let not_served = &server.get("/registry").json["loaded_from"]["not_served"];
+    assert_eq!(
+        not_served,
+        &serde_json::json!(["on-demand feature view 'boosted': on-demand feature views are not served"])
+    );
+    let check = |phase: &str| {
+        let mut command = Command::new(&python);
+        command
+            .arg(sources.join("sdk_check.py"))
+            .args(["--repo", repo_dir.to_str().unwrap(), "--url", url.as_str(), "--phase", phase]);
+        let output = run(&mut command, CHECK_DEADLINE).expect("running sdk_check.py");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains(&format!("feast repo check: OK ({phase})")),
+            "the {phase} SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            output.status,
+        );
+    };
+    check("first");
+
+    std::fs::copy(sources.join("more_definitions.py"), repo_dir.join("more_definitions.py")).unwrap();
+    feast_apply();
+    // Served once featgrid's next registry check (every second here) has found it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.get("/registry").json["feature_views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "merchant_stats")
+    {
+        assert!(Instant::now() < deadline, "merchant_stats was never served");
+        thread::sleep(Duration::from_millis(100));
+    }
+    check("second");
 }
 
 /// The venv's python with feast importable, installing it when needed; `None` (after

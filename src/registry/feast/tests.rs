@@ -367,4 +367,6 @@ fn other_projects_and_bytes_that_are_not_a_registry() {
     assert!(empty.feature_views.is_empty() && empty.entities.is_empty());
     let e = r.decode(b"\xff\xff\xff not protobuf").unwrap_err().to_string();
     assert!(e.contains("not a Feast registry file"), "{e}");
+    let e = r.decode(b"").unwrap_err().to_string();
+    assert!(e.contains("the file is empty"), "{e}");
 }
