@@ -32,6 +32,8 @@ const UNREACHABLE_MARKERS: &[&str] = &[
     "ProxyError",
 ];
 
+/// `examples/feast_sdk` as its README runs it: `feast apply` in (a copy of) the example repo,
+/// featgrid serving that registry with `--feast-repo` (no TOML registry), `run.py --repo`.
 #[test]
 fn feast_sdk_round_trip() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -41,15 +43,22 @@ fn feast_sdk_round_trip() {
     let Some(python) = feast_python() else {
         return; // feast_python said why
     };
-
-    let server = crate::support::Server::start();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
+        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
+    }
+    feast_apply(&python, repo.path());
+    let server = crate::support::Server::start_with(
+        &["--feast-repo", repo.path().to_str().unwrap()],
+        &[],
+    );
     let url = server.url();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk/run.py");
+    assert_eq!(server.get("/registry").json["loaded_from"]["kind"], "feast");
+    set_online_store(repo.path(), &url);
+    let script = example.join("run.py");
     let mut check = Command::new(&python);
-    check
-        .arg(&script)
-        .args(["--url", url.as_str()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    check.arg(&script).arg("--repo").arg(repo.path());
     let output = run(&mut check, CHECK_DEADLINE)
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
     drop(server);
@@ -61,6 +70,39 @@ fn feast_sdk_round_trip() {
         "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status,
     );
+}
+
+/// `feast apply` in `repo` with the venv's feast (which does not call the online store).
+fn feast_apply(python: &Path, repo: &Path) {
+    let mut apply = Command::new(python.with_file_name("feast"));
+    apply.arg("apply").current_dir(repo);
+    let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
+    assert!(
+        output.status.success(),
+        "feast apply in {} failed ({}):\n{}",
+        repo.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Points `repo`'s `online_store.path` at `url` (the only `path:` under `online_store:`).
+fn set_online_store(repo: &Path, url: &str) {
+    let file = repo.join("feature_store.yaml");
+    let text = std::fs::read_to_string(&file).expect("read feature_store.yaml");
+    let mut in_online_store = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if !line.starts_with(' ') {
+                in_online_store = line.starts_with("online_store:");
+            } else if in_online_store && line.trim_start().starts_with("path:") {
+                return format!("  path: {url}");
+            }
+            line.to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write feature_store.yaml");
 }
 
 /// A Feast feature repo unlike the embedded registry (`tests/it/feast_repo/definitions.py`:
@@ -81,34 +123,17 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/feast_repo");
     let repo = tempfile::tempdir().expect("temporary repo");
     let repo_dir = repo.path();
-    let write_yaml = |url: &str| {
-        let yaml = format!(
-            "project: featgrid_it\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 1\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: {url}\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
-        );
-        std::fs::write(repo_dir.join("feature_store.yaml"), yaml).expect("write feature_store.yaml");
-    };
-    let feast_apply = || {
-        let mut apply = Command::new(python.with_file_name("feast"));
-        apply.arg("apply").current_dir(repo_dir);
-        let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
-        assert!(
-            output.status.success(),
-            "feast apply failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let yaml = "project: featgrid_it\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 1\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: http://127.0.0.1:6566\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n";
+    std::fs::write(repo_dir.join("feature_store.yaml"), yaml).unwrap();
     std::fs::copy(sources.join("definitions.py"), repo_dir.join("definitions.py")).unwrap();
-    // featgrid is not running yet: `feast apply` does not call the online store.
-    write_yaml("http://127.0.0.1:9");
-    feast_apply();
+    feast_apply(&python, repo_dir);
 
     let server = crate::support::Server::start_with(
         &["--feast-repo", repo_dir.to_str().unwrap()],
         &[],
     );
     let url = server.url();
-    write_yaml(&url);
+    set_online_store(repo_dir, &url);
     let not_served = &server.get("/registry").json["loaded_from"]["not_served"];
     assert_eq!(
         not_served,
@@ -131,7 +156,7 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
     check("first");
 
     std::fs::copy(sources.join("more_definitions.py"), repo_dir.join("more_definitions.py")).unwrap();
-    feast_apply();
+    feast_apply(&python, repo_dir);
     // Served once featgrid's next registry check (every second here) has found it.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server.get("/registry").json["feature_views"]
