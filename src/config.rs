@@ -477,7 +477,10 @@ mod tests {
         let (s, r) = Settings::load(None, [], &flags).unwrap();
         assert_eq!(version(&r), "flag");
         let repo = s.feast.unwrap();
-        assert_eq!((repo.project.as_str(), repo.cache_ttl), ("shop", Duration::from_secs(7)));
+        assert_eq!(
+            (repo.project.as_str(), repo.cache_ttl),
+            ("shop", Duration::from_secs(7))
+        );
 
         let from_env = feast_repo(dir.path(), "env");
         let env = [(

@@ -134,7 +134,14 @@ pub struct Prepared {
 pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, StartError> {
     let registry = Arc::new(registry);
     let from = &registry.loaded_from;
-    tracing::info!(kind = from.kind, path = from.path.as_deref().unwrap_or(""), project = from.project.as_deref().unwrap_or(""), version_id = from.version_id.as_deref().unwrap_or(""), views = registry.feature_views.len(), "registry loaded");
+    tracing::info!(
+        kind = from.kind,
+        path = from.path.as_deref().unwrap_or(""),
+        project = from.project.as_deref().unwrap_or(""),
+        version_id = from.version_id.as_deref().unwrap_or(""),
+        views = registry.feature_views.len(),
+        "registry loaded"
+    );
     if !from.not_served.is_empty() {
         tracing::warn!(not_served = ?from.not_served, "the registry declares objects featgrid does not serve");
     }

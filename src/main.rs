@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run the feature server (embedded driver quickstart registry unless --config names one
     /// or --feast-repo points at a Feast feature repo).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
@@ -198,7 +198,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
     }
 }

@@ -265,7 +265,10 @@ pub fn watch(state: web::Data<AppState>, repo: FeastRepo) -> actix_rt::task::Joi
                         // Feast writes a new version_id each time it writes the file.
                         Ok(fresh) if loaded.is_some() && fresh.loaded_from.version_id == loaded => {
                             if forced {
-                                tracing::info!(version_id = loaded.as_deref().unwrap_or(""), "SIGHUP: the registry file is unchanged");
+                                tracing::info!(
+                                    version_id = loaded.as_deref().unwrap_or(""),
+                                    "SIGHUP: the registry file is unchanged"
+                                );
                             }
                             seen = Some(bytes);
                         }

@@ -80,8 +80,8 @@ impl Lookup<'_> {
         let Some(stored) = self.row(f, row) else {
             return (Status::NotFound, None);
         };
-        let ttl = i64::try_from(self.registry.feature_views[r.view].ttl.as_micros())
-            .unwrap_or(i64::MAX);
+        let ttl =
+            i64::try_from(self.registry.feature_views[r.view].ttl.as_micros()).unwrap_or(i64::MAX);
         let status = if stored.is_null(r.field) {
             Status::NullValue
         } else if ttl > 0 && self.now.saturating_sub(stored.event_ts()) > ttl {

@@ -105,9 +105,7 @@ pub async fn push(
             let source = registry.push_source(name)?;
             (source.views.clone(), push_destination(to.as_deref())?)
         }
-        WriteTarget::FeatureView { name } => {
-            (vec![registry.view(name)?.id], Destination::ONLINE)
-        }
+        WriteTarget::FeatureView { name } => (vec![registry.view(name)?.id], Destination::ONLINE),
     };
     let frame: Frame<NativeValue> = request.columns.into_iter().collect();
     write_rows(&state, &views, &frame, dest).await?;

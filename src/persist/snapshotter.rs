@@ -167,11 +167,7 @@ impl Inner {
             seq: state.next_seq,
             shards: self.grid.router().shards(),
             wal_lsn,
-            views: self
-                .views
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            views: self.views.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             keep: self.keep,
             sets: state.sets.clone(),
             wal: self.wal.clone(),

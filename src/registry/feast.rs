@@ -76,12 +76,18 @@ impl FeastRepo {
         let text = shellexpand::env_with_context_no_errors(&text, |var| std::env::var(var).ok());
         let yaml: FeatureStoreYaml =
             serde_norway::from_str(&text).map_err(|e| invalid("(document)", e.to_string()))?;
-        let project = yaml
-            .project
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| invalid("project", "missing: Feast's project name is required".into()))?;
+        let project = yaml.project.filter(|p| !p.is_empty()).ok_or_else(|| {
+            invalid(
+                "project",
+                "missing: Feast's project name is required".into(),
+            )
+        })?;
         let (path, registry_type, store_type, ttl) = match yaml.registry {
-            None => return Err(invalid("registry", "missing: expected the registry file's path (e.g. `registry: data/registry.db`)".into())),
+            None => return Err(invalid(
+                "registry",
+                "missing: expected the registry file's path (e.g. `registry: data/registry.db`)"
+                    .into(),
+            )),
             Some(RegistryYaml::Path(path)) => (path, None, None, None),
             Some(RegistryYaml::Config {
                 path,
@@ -136,7 +142,10 @@ impl FeastRepo {
         let bytes = std::fs::read(&self.registry_path).map_err(|e| RegistryError::Invalid {
             source_name: self.registry_path.display().to_string(),
             key: "(file)".into(),
-            problem: format!("cannot read: {e}: run `feast apply` in {} first", self.dir.display()),
+            problem: format!(
+                "cannot read: {e}: run `feast apply` in {} first",
+                self.dir.display()
+            ),
         })?;
         self.decode(&bytes)
     }
@@ -153,7 +162,9 @@ impl FeastRepo {
             return Err(RegistryError::Invalid {
                 source_name,
                 key: "(file)".into(),
-                problem: "the file is empty: is `feast apply` writing it? Try again once it is done".into(),
+                problem:
+                    "the file is empty: is `feast apply` writing it? Try again once it is done"
+                        .into(),
             });
         }
         let file = proto::Registry::decode(bytes).map_err(|e| RegistryError::Invalid {
@@ -281,7 +292,9 @@ fn declarations(
             declared => declared,
         };
         let key = |k: &str| format!("entity '{}'.{k}", spec.name);
-        let used = feature_views.iter().any(|v| v.entities.contains(&spec.name));
+        let used = feature_views
+            .iter()
+            .any(|v| v.entities.contains(&spec.name));
         if feast_type == 0 && !used {
             not_served.push(format!(
                 "entity '{}': no value type, and no served feature view uses it",
@@ -424,10 +437,9 @@ fn view_declaration(
                 format!("{}s {}ns is negative", t.seconds, t.nanos),
             ))
         }
-        Some(t) if t.nanos > 0 => Some(toml::Value::String(format!(
-            "{}s {}ns",
-            t.seconds, t.nanos
-        ))),
+        Some(t) if t.nanos > 0 => {
+            Some(toml::Value::String(format!("{}s {}ns", t.seconds, t.nanos)))
+        }
         Some(t) if t.seconds > 0 => Some(toml::Value::Integer(t.seconds)),
         _ => None,
     };

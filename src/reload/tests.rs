@@ -53,7 +53,10 @@ fn ids_stay_stable_new_views_come_last_removed_ones_retire() {
     let c = B.replace("\"b\"", "\"c\"");
     let (merged, changes) = merge(&current, registry(&format!("{B}{c}")));
     assert_eq!(changes.added, ["feature view 'c'"]);
-    assert_eq!(changes.retired, ["feature view 'a'", "feature service 'activity'"]);
+    assert_eq!(
+        changes.retired,
+        ["feature view 'a'", "feature service 'activity'"]
+    );
     assert_eq!(merged.feature_views.len(), 3);
     assert_eq!(merged.view("b").unwrap().id, 1);
     assert_eq!(merged.view("c").unwrap().id, 2);
@@ -68,7 +71,10 @@ fn ids_stay_stable_new_views_come_last_removed_ones_retire() {
 
     // Back again with the same fields: the old id, serving again.
     let (again, changes) = merge(&merged, registry(&format!("{A}{B}{c}")));
-    assert_eq!(changes.added, ["feature view 'a'", "feature service 'activity'"]);
+    assert_eq!(
+        changes.added,
+        ["feature view 'a'", "feature service 'activity'"]
+    );
     assert_eq!(again.view("a").unwrap().id, 0);
     assert_eq!(again.feature_service("activity").unwrap().refs[0].view, 0);
 }
@@ -77,7 +83,10 @@ fn ids_stay_stable_new_views_come_last_removed_ones_retire() {
 fn a_view_whose_fields_changed_is_refused_and_keeps_its_definition() {
     let current = registry(&format!("{A}{B}"));
     let changed = A
-        .replace("\"int64\" }]", "\"string\" }, { name = \"z\", dtype = \"int64\" }]")
+        .replace(
+            "\"int64\" }]",
+            "\"string\" }, { name = \"z\", dtype = \"int64\" }]",
+        )
         .replace("ttl = 60", "ttl = 120");
     let mut fresh = registry(&format!("{changed}{B}"));
     // The service now reads z, which the kept definition of a does not have.
@@ -92,14 +101,20 @@ fn a_view_whose_fields_changed_is_refused_and_keeps_its_definition() {
     assert!(changes.refused[1].starts_with("feature service 'activity'"));
     let a = merged.view("a").unwrap();
     assert_eq!((a.fields.len(), a.ttl.as_secs()), (1, 60));
-    assert_eq!(merged.feature_service("activity").unwrap().features, ["a:x"]);
+    assert_eq!(
+        merged.feature_service("activity").unwrap().features,
+        ["a:x"]
+    );
     assert_eq!(merged.loaded_from.refused, changes.refused);
 }
 
 #[test]
 fn a_view_whose_fields_did_not_change_takes_its_new_settings() {
     let current = registry(&format!("{A}{B}"));
-    let (merged, changes) = merge(&current, registry(&format!("{}{B}", A.replace("ttl = 60", "ttl = 5"))));
+    let (merged, changes) = merge(
+        &current,
+        registry(&format!("{}{B}", A.replace("ttl = 60", "ttl = 5"))),
+    );
     assert!(changes.refused.is_empty());
     assert_eq!(merged.view("a").unwrap().ttl.as_secs(), 5);
 }

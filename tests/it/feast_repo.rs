@@ -111,7 +111,11 @@ fn push(server: &Server, df: Value) {
 fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
     let repo = tempfile::tempdir().unwrap();
     write_repo(repo.path(), 0); // 0: reload on SIGHUP only
-    write_registry(repo.path(), "v1", vec![view("trips", &[("count", vt::INT64)])]);
+    write_registry(
+        repo.path(),
+        "v1",
+        vec![view("trips", &[("count", vt::INT64)])],
+    );
     let (_keep, dir) = data_dir();
     let args = ["--feast-repo", repo.path().to_str().unwrap()];
     let server = Server::start_in(&dir, &args, &[]);
@@ -122,7 +126,10 @@ fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
         .as_str()
         .unwrap()
         .ends_with("data/registry.db"));
-    push(&server, json!({"rider_id": ["r1"], "count": [3], "event_timestamp": [now()]}));
+    push(
+        &server,
+        json!({"rider_id": ["r1"], "count": [3], "event_timestamp": [now()]}),
+    );
 
     // `feast apply` adds a view fed by the same push source.
     write_registry(
@@ -130,12 +137,18 @@ fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
         "v2",
         vec![
             view("trips", &[("count", vt::INT64)]),
-            view("ratings", &[("stars", vt::DOUBLE), ("badges", vt::STRING_LIST)]),
+            view(
+                "ratings",
+                &[("stars", vt::DOUBLE), ("badges", vt::STRING_LIST)],
+            ),
         ],
     );
     server.hangup();
     let registry = wait_for_version(&server, "v2");
-    assert_eq!(registry["push_sources"][0]["feature_views"], json!(["trips", "ratings"]));
+    assert_eq!(
+        registry["push_sources"][0]["feature_views"],
+        json!(["trips", "ratings"])
+    );
     push(
         &server,
         json!({"rider_id": ["r2"], "count": [5], "stars": [4.5], "badges": [["early", "kind"]], "event_timestamp": [now()]}),
@@ -149,7 +162,13 @@ fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
     let check = |answer: &Value| {
         assert_eq!(column(answer, "count").0, [json!(3), json!(5)]);
         let (stars, statuses, _) = column(answer, "stars");
-        assert_eq!((stars, statuses), (vec![Value::Null, json!(4.5)], vec!["NOT_FOUND".to_string(), "PRESENT".into()]));
+        assert_eq!(
+            (stars, statuses),
+            (
+                vec![Value::Null, json!(4.5)],
+                vec!["NOT_FOUND".to_string(), "PRESENT".into()]
+            )
+        );
         assert_eq!(column(answer, "badges").0[1], json!(["early", "kind"]));
     };
     check(&read(&server));
@@ -178,10 +197,17 @@ fn a_changed_view_is_refused_and_a_removed_one_is_unknown_after_a_timed_reload()
         ],
     );
     let server = Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
-    push(&server, json!({"rider_id": ["r1"], "count": [3], "stars": [4.0], "event_timestamp": [now()]}));
+    push(
+        &server,
+        json!({"rider_id": ["r1"], "count": [3], "stars": [4.0], "event_timestamp": [now()]}),
+    );
 
     // `count` becomes a string and `ratings` goes away; no SIGHUP: the 1 s timer finds it.
-    write_registry(repo.path(), "v2", vec![view("trips", &[("count", vt::STRING)])]);
+    write_registry(
+        repo.path(),
+        "v2",
+        vec![view("trips", &[("count", vt::STRING)])],
+    );
     let registry = wait_for_version(&server, "v2");
     let refused = registry["loaded_from"]["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{registry}");
@@ -207,7 +233,10 @@ fn a_changed_view_is_refused_and_a_removed_one_is_unknown_after_a_timed_reload()
     );
     assert_eq!(a.status, 404, "{}", a.text);
     // A push to the source now feeds trips alone (stars is an extra column, ignored).
-    push(&server, json!({"rider_id": ["r1"], "count": [4], "stars": [1.0], "event_timestamp": [now()]}));
+    push(
+        &server,
+        json!({"rider_id": ["r1"], "count": [4], "stars": [1.0], "event_timestamp": [now()]}),
+    );
     let answer = server.read(&["trips:count"], json!({"rider_id": ["r1"]}));
     assert_eq!(column(&answer, "count").0, [json!(4)]);
 }
@@ -223,7 +252,10 @@ fn registries_featgrid_cannot_serve_are_refused_at_start_by_name() {
     .unwrap();
     let (status, stderr) = refused_start(&dir, &["--feast-repo", repo.path().to_str().unwrap()]);
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("'sql' registries cannot be read by featgrid"), "{stderr}");
+    assert!(
+        stderr.contains("'sql' registries cannot be read by featgrid"),
+        "{stderr}"
+    );
 
     write_repo(repo.path(), 600);
     write_registry(
@@ -242,7 +274,12 @@ fn registries_featgrid_cannot_serve_are_refused_at_start_by_name() {
     std::fs::write(&config, "registry = \"registry.toml\"\n").unwrap();
     let (status, stderr) = refused_start(
         &dir,
-        &["--config", config.to_str().unwrap(), "--feast-repo", repo.path().to_str().unwrap()],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--feast-repo",
+            repo.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("give one"), "{stderr}");

@@ -49,10 +49,8 @@ fn feast_sdk_round_trip() {
         std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
     }
     feast_apply(&python, repo.path());
-    let server = crate::support::Server::start_with(
-        &["--feast-repo", repo.path().to_str().unwrap()],
-        &[],
-    );
+    let server =
+        crate::support::Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
     let url = server.url();
     assert_eq!(server.get("/registry").json["loaded_from"]["kind"], "feast");
     set_online_store(repo.path(), &url);
@@ -125,25 +123,34 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
     let repo_dir = repo.path();
     let yaml = "project: featgrid_it\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 1\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: http://127.0.0.1:6566\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n";
     std::fs::write(repo_dir.join("feature_store.yaml"), yaml).unwrap();
-    std::fs::copy(sources.join("definitions.py"), repo_dir.join("definitions.py")).unwrap();
+    std::fs::copy(
+        sources.join("definitions.py"),
+        repo_dir.join("definitions.py"),
+    )
+    .unwrap();
     feast_apply(&python, repo_dir);
 
-    let server = crate::support::Server::start_with(
-        &["--feast-repo", repo_dir.to_str().unwrap()],
-        &[],
-    );
+    let server =
+        crate::support::Server::start_with(&["--feast-repo", repo_dir.to_str().unwrap()], &[]);
     let url = server.url();
     set_online_store(repo_dir, &url);
     let not_served = &server.get("/registry").json["loaded_from"]["not_served"];
     assert_eq!(
         not_served,
-        &serde_json::json!(["on-demand feature view 'boosted': on-demand feature views are not served"])
+        &serde_json::json!([
+            "on-demand feature view 'boosted': on-demand feature views are not served"
+        ])
     );
     let check = |phase: &str| {
         let mut command = Command::new(&python);
-        command
-            .arg(sources.join("sdk_check.py"))
-            .args(["--repo", repo_dir.to_str().unwrap(), "--url", url.as_str(), "--phase", phase]);
+        command.arg(sources.join("sdk_check.py")).args([
+            "--repo",
+            repo_dir.to_str().unwrap(),
+            "--url",
+            url.as_str(),
+            "--phase",
+            phase,
+        ]);
         let output = run(&mut command, CHECK_DEADLINE).expect("running sdk_check.py");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -155,7 +162,11 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
     };
     check("first");
 
-    std::fs::copy(sources.join("more_definitions.py"), repo_dir.join("more_definitions.py")).unwrap();
+    std::fs::copy(
+        sources.join("more_definitions.py"),
+        repo_dir.join("more_definitions.py"),
+    )
+    .unwrap();
     feast_apply(&python, repo_dir);
     // Served once featgrid's next registry check (every second here) has found it.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -47,7 +47,8 @@ fn registries_featgrid_cannot_read_are_refused_by_name() {
         e.contains("registry.registry_type: 'sql' registries cannot be read"),
         "{e}"
     );
-    let e = yaml("project: shop\nregistry:\n  registry_type: remote\n  path: h:6570\n").unwrap_err();
+    let e =
+        yaml("project: shop\nregistry:\n  registry_type: remote\n  path: h:6570\n").unwrap_err();
     assert!(e.contains("'remote' registries cannot be read"), "{e}");
     let e = yaml("project: shop\nregistry: s3://bucket/registry.db\n").unwrap_err();
     assert!(e.contains("is a s3:// registry"), "{e}");
@@ -175,7 +176,11 @@ fn shop() -> proto::Registry {
         vec![feature("vip", vt::BOOL), feature("tags", vt::STRING_LIST)],
     );
     customer_stats.spec.as_mut().unwrap().entity_columns = vec![feature("customer_id", vt::STRING)];
-    let mut batch_only = view("store_stats", &["store"], vec![feature("rating", vt::FLOAT)]);
+    let mut batch_only = view(
+        "store_stats",
+        &["store"],
+        vec![feature("rating", vt::FLOAT)],
+    );
     batch_only.spec.as_mut().unwrap().stream_source = None;
     let mut offline = view("archive", &["store"], vec![feature("x", vt::INT64)]);
     offline.spec.as_mut().unwrap().online = false;
@@ -185,7 +190,9 @@ fn shop() -> proto::Registry {
     let mut elsewhere = view("orders", &["customer"], vec![feature("y", vt::INT64)]);
     elsewhere.spec.as_mut().unwrap().project = "other".into();
     let mut remap = projection("orders", &["amount"], "");
-    remap.join_key_map.insert("customer_id".into(), "buyer_id".into());
+    remap
+        .join_key_map
+        .insert("customer_id".into(), "buyer_id".into());
     proto::Registry {
         entities: vec![
             // No value type: taken from customer_stats' entity columns.
@@ -203,7 +210,11 @@ fn shop() -> proto::Registry {
             entityless,
             elsewhere,
         ],
-        data_sources: vec![batch_source(), push_source("orders_push"), push_source("unused_push")],
+        data_sources: vec![
+            batch_source(),
+            push_source("orders_push"),
+            push_source("unused_push"),
+        ],
         on_demand_feature_views: vec![named("orders_odfv")],
         stream_feature_views: vec![named("orders_sfv")],
         feature_services: vec![
@@ -237,7 +248,11 @@ fn a_projects_objects_become_the_registry() {
     let r = decode(&shop()).unwrap();
     let from = &r.loaded_from;
     assert_eq!(
-        (from.kind, from.project.as_deref(), from.version_id.as_deref()),
+        (
+            from.kind,
+            from.project.as_deref(),
+            from.version_id.as_deref()
+        ),
         ("feast", Some("shop"), Some("v-1"))
     );
     assert_eq!(from.last_updated.as_deref(), Some("2026-11-25T10:00:00Z"));
@@ -325,7 +340,12 @@ fn every_feast_type_featgrid_stores_maps_and_others_are_refused_by_view_and_fiel
     for (feast, ours) in cases {
         assert_eq!(value_type(feast).unwrap().to_string(), ours);
     }
-    for (unsupported, name) in [(20, "MAP"), (32, "JSON"), (23, "a set type (23)"), (0, "INVALID")] {
+    for (unsupported, name) in [
+        (20, "MAP"),
+        (32, "JSON"),
+        (23, "a set type (23)"),
+        (0, "INVALID"),
+    ] {
         let mut file = shop();
         file.feature_views[0].spec.as_mut().unwrap().features[1].value_type = unsupported;
         let e = decode(&file).unwrap_err();
@@ -347,11 +367,19 @@ fn the_toml_registrys_checks_apply_to_feast_registries() {
     let mut file = shop();
     file.feature_views[0].spec.as_mut().unwrap().features[1].name = "customer_id".into();
     let e = decode(&file).unwrap_err();
-    assert!(e.contains("'customer_id' is already a field, join key"), "{e}");
+    assert!(
+        e.contains("'customer_id' is already a field, join key"),
+        "{e}"
+    );
 
     let mut file = shop();
     file.entities[0] = entity("customer", "customer_id", 0, "shop");
-    file.feature_views[1].spec.as_mut().unwrap().entity_columns.clear();
+    file.feature_views[1]
+        .spec
+        .as_mut()
+        .unwrap()
+        .entity_columns
+        .clear();
     let e = decode(&file).unwrap_err();
     assert!(
         e.contains("entity 'customer'.value_type: no value type"),
@@ -365,7 +393,10 @@ fn other_projects_and_bytes_that_are_not_a_registry() {
     r.project = "nothing_here".into();
     let empty = r.decode(&shop().encode_to_vec()).unwrap();
     assert!(empty.feature_views.is_empty() && empty.entities.is_empty());
-    let e = r.decode(b"\xff\xff\xff not protobuf").unwrap_err().to_string();
+    let e = r
+        .decode(b"\xff\xff\xff not protobuf")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a Feast registry file"), "{e}");
     let e = r.decode(b"").unwrap_err().to_string();
     assert!(e.contains("the file is empty"), "{e}");
