@@ -74,12 +74,6 @@ pub struct Changes {
     pub refused: Vec<String>,
 }
 
-impl Changes {
-    fn note(&mut self, kind: &str, list: fn(&mut Changes) -> &mut Vec<String>, name: &str) {
-        list(self).push(format!("{kind} '{name}'"));
-    }
-}
-
 /// `fresh` (validated on its own) laid over `current`: stable ids, refused schema changes,
 /// retired views (see the module documentation).
 pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
@@ -90,7 +84,7 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
         let view = match fresh.view(&old.name) {
             Ok(new) if ViewMeta::of(new) == ViewMeta::of(old) => {
                 if old.retired {
-                    changes.note("feature view", |c| &mut c.added, &old.name);
+                    changes.added.push(format!("feature view '{}'", old.name));
                 }
                 FeatureView {
                     id: old.id,
@@ -99,8 +93,13 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
                 }
             }
             Ok(new) => {
+                let kept = if old.retired {
+                    "it was removed, and stays unserved since its stored rows have the old form"
+                } else {
+                    "the loaded definition is kept, since its stored rows have that form"
+                };
                 refused.push(format!(
-                    "feature view '{}': its join keys or fields changed from {} to {}; the loaded definition is kept, since its stored rows have that form (restart with --recover to serve the new one: its rows are then dropped)",
+                    "feature view '{}': its join keys or fields changed from {} to {}; {kept} (restart with --recover to serve the new one: its rows are then dropped)",
                     old.name,
                     ViewMeta::of(old).schema,
                     ViewMeta::of(new).schema
@@ -109,7 +108,7 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
             }
             Err(_) => {
                 if !old.retired {
-                    changes.note("feature view", |c| &mut c.retired, &old.name);
+                    changes.retired.push(format!("feature view '{}'", old.name));
                 }
                 FeatureView {
                     retired: true,
@@ -121,7 +120,7 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
     }
     for new in fresh.serving_views() {
         if current.feature_views.iter().all(|v| v.name != new.name) {
-            changes.note("feature view", |c| &mut c.added, &new.name);
+            changes.added.push(format!("feature view '{}'", new.name));
             views.push(FeatureView {
                 id: views.len(),
                 ..new.clone()
@@ -186,17 +185,19 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
     changes.refused = refused.clone();
     for s in &fresh.feature_services {
         if current.feature_service(&s.name).is_err() {
-            changes.note("feature service", |c| &mut c.added, &s.name);
+            changes.added.push(format!("feature service '{}'", s.name));
         }
     }
     for s in &current.feature_services {
         if fresh.feature_service(&s.name).is_err() {
-            changes.note("feature service", |c| &mut c.retired, &s.name);
+            changes
+                .retired
+                .push(format!("feature service '{}'", s.name));
         }
     }
     for p in &current.push_sources {
         if fresh.push_source(&p.name).is_err() {
-            changes.note("push source", |c| &mut c.retired, &p.name);
+            changes.retired.push(format!("push source '{}'", p.name));
         }
     }
 
