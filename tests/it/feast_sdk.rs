@@ -36,10 +36,6 @@ const UNREACHABLE_MARKERS: &[&str] = &[
 /// featgrid serving that registry with `--feast-repo` (no TOML registry), `run.py --repo`.
 #[test]
 fn feast_sdk_round_trip() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 not found");
-        return;
-    }
     let Some(python) = feast_python() else {
         return; // feast_python said why
     };
@@ -54,17 +50,21 @@ fn feast_sdk_round_trip() {
     let url = server.url();
     assert_eq!(server.get("/registry").json["loaded_from"]["kind"], "feast");
     set_online_store(repo.path(), &url);
-    let script = example.join("run.py");
     let mut check = Command::new(&python);
-    check.arg(&script).arg("--repo").arg(repo.path());
-    let output = run(&mut check, CHECK_DEADLINE)
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    drop(server);
+    check
+        .arg(example.join("run.py"))
+        .arg("--repo")
+        .arg(repo.path());
+    passes(&mut check, "feast sdk check: OK", &url);
+}
 
+/// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.
+fn passes(command: &mut Command, ok_line: &str, url: &str) {
+    let output = run(command, CHECK_DEADLINE).expect("running the check script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success() && stdout.contains("feast sdk check: OK"),
+        output.status.success() && stdout.contains(ok_line),
         "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status,
     );
@@ -111,10 +111,6 @@ fn set_online_store(repo: &Path, url: &str) {
 /// second `feast apply` adds a view, which is then served without a restart.
 #[test]
 fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 not found");
-        return;
-    }
     let Some(python) = feast_python() else {
         return; // feast_python said why
     };
@@ -151,13 +147,10 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
             "--phase",
             phase,
         ]);
-        let output = run(&mut command, CHECK_DEADLINE).expect("running sdk_check.py");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success() && stdout.contains(&format!("feast repo check: OK ({phase})")),
-            "the {phase} SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            output.status,
+        passes(
+            &mut command,
+            &format!("feast repo check: OK ({phase})"),
+            &url,
         );
     };
     check("first");
@@ -183,8 +176,12 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
 }
 
 /// The venv's python with feast importable, installing it when needed; `None` (after
-/// saying why) when the registry cannot be reached.
+/// saying why) without python3 or when the package registry cannot be reached.
 fn feast_python() -> Option<PathBuf> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 not found");
+        return None;
+    }
     let venv = match std::env::var_os("FEATGRID_FEAST_VENV") {
         Some(dir) => PathBuf::from(dir),
         None => {
