@@ -253,61 +253,78 @@ pub fn watch(state: web::Data<AppState>, repo: FeastRepo) -> actix_rt::task::Joi
                 (!repo.cache_ttl.is_zero()).then_some(repo.cache_ttl)
             };
             let forced = next_check(wait, &mut hangup).await;
-            retry = false;
-            match read_settled(&repo).await {
-                Ok(Some(bytes)) if seen.as_ref() == Some(&bytes) => {
-                    if forced {
-                        tracing::info!(path = %repo.registry_path.display(), "SIGHUP: the registry file is unchanged");
-                    }
-                }
-                Ok(Some(bytes)) => {
-                    let loaded = state.registry.current().loaded_from.version_id.clone();
-                    match repo.decode(&bytes) {
-                        // Feast writes a new version_id each time it writes the file.
-                        Ok(fresh) if loaded.is_some() && fresh.loaded_from.version_id == loaded => {
-                            if forced {
-                                tracing::info!(
-                                    version_id = loaded.as_deref().unwrap_or(""),
-                                    "SIGHUP: the registry file is unchanged"
-                                );
-                            }
-                            seen = Some(bytes);
-                        }
-                        Ok(fresh) => match apply(&state, fresh).await {
-                            Ok(changes) => {
-                                let now = state.registry.current();
-                                let from = &now.loaded_from;
-                                for refused in &changes.refused {
-                                    tracing::error!(%refused, "registry reload: change refused");
-                                }
-                                tracing::info!(
-                                    path = %repo.registry_path.display(),
-                                    version_id = from.version_id.as_deref().unwrap_or(""),
-                                    added = ?changes.added,
-                                    removed = ?changes.retired,
-                                    refused = changes.refused.len(),
-                                    "registry reloaded"
-                                );
-                                seen = Some(bytes);
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "registry reload failed; the loaded registry keeps serving, retrying shortly");
-                                retry = true;
-                            }
-                        },
-                        Err(e) => {
-                            tracing::error!(error = %e, "registry file refused; the loaded registry keeps serving");
-                            seen = Some(bytes);
-                        }
-                    }
-                }
-                Ok(None) => retry = true,
-                Err(e) => {
-                    tracing::warn!(path = %repo.registry_path.display(), error = %e, "cannot read the registry file; the loaded registry keeps serving");
-                }
-            }
+            retry = check(&state, &repo, &mut seen, forced).await == Check::RetrySoon;
         }
     })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Check {
+    Done,
+    RetrySoon,
+}
+
+/// One look at the registry file. `seen`: the last bytes dealt with (applied, or refused).
+async fn check(
+    state: &AppState,
+    repo: &FeastRepo,
+    seen: &mut Option<Vec<u8>>,
+    forced: bool,
+) -> Check {
+    let path = repo.registry_path.display();
+    let bytes = match read_settled(repo).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Check::RetrySoon,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot read the registry file; the loaded registry keeps serving");
+            return Check::Done;
+        }
+    };
+    let loaded = state.registry.current().loaded_from.version_id.clone();
+    let unchanged = |seen: &mut Option<Vec<u8>>, bytes: Vec<u8>| {
+        if forced {
+            tracing::info!(%path, version_id = loaded.as_deref().unwrap_or(""), "SIGHUP: the registry file is unchanged");
+        }
+        *seen = Some(bytes);
+        Check::Done
+    };
+    if seen.as_ref() == Some(&bytes) {
+        return unchanged(seen, bytes);
+    }
+    let fresh = match repo.decode(&bytes) {
+        // Feast writes a new version_id each time it writes the file.
+        Ok(fresh) if loaded.is_some() && fresh.loaded_from.version_id == loaded => {
+            return unchanged(seen, bytes)
+        }
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::error!(error = %e, "registry file refused; the loaded registry keeps serving");
+            *seen = Some(bytes);
+            return Check::Done;
+        }
+    };
+    match apply(state, fresh).await {
+        Ok(changes) => {
+            for refused in &changes.refused {
+                tracing::error!(%refused, "registry reload: change refused");
+            }
+            let now = state.registry.current();
+            tracing::info!(
+                %path,
+                version_id = now.loaded_from.version_id.as_deref().unwrap_or(""),
+                added = ?changes.added,
+                removed = ?changes.retired,
+                refused = changes.refused.len(),
+                "registry reloaded"
+            );
+            *seen = Some(bytes);
+            Check::Done
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registry reload failed; the loaded registry keeps serving, retrying shortly");
+            Check::RetrySoon
+        }
+    }
 }
 
 /// Waits `wait` (forever when `None`) or for SIGHUP; answers whether SIGHUP came.
