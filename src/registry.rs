@@ -236,7 +236,7 @@ pub struct LoadedFrom {
     /// Objects the file declares that featgrid does not serve, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_served: Vec<String>,
-    /// Changes of the last reload that were refused (the loaded definition was kept).
+    /// What the file declares but the last reload refused to apply (loaded definitions kept).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,
 }
@@ -246,7 +246,7 @@ pub struct Registry {
     pub loaded_from: LoadedFrom,
     pub entities: Vec<Entity>,
     /// Indexed by [`ViewId`]; retired views are kept (see [`FeatureView::retired`]) but not shown.
-    #[serde(serialize_with = "serving_views")]
+    #[serde(serialize_with = "without_retired")]
     pub feature_views: Vec<FeatureView>,
     pub push_sources: Vec<PushSource>,
     pub feature_services: Vec<FeatureService>,
@@ -269,7 +269,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_u64(d.as_secs())
 }
 
-fn serving_views<S: serde::Serializer>(views: &[FeatureView], s: S) -> Result<S::Ok, S::Error> {
+fn without_retired<S: serde::Serializer>(views: &[FeatureView], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(views.iter().filter(|v| !v.retired))
 }
 
