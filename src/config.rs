@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::registry::feast::FeastRepo;
 use crate::registry::{Registry, RegistryError};
 
 pub const DEFAULT_SETTINGS: &str = include_str!("../config/default.toml");
@@ -30,6 +31,11 @@ pub enum ConfigError {
 pub struct Settings {
     pub bind: String,
     pub registry: String,
+    /// A Feast feature repo to serve the registry of (exclusive with `registry`).
+    pub feast_repo: String,
+    /// The repo `feast_repo` names, once read (for the registry reloads).
+    #[serde(skip)]
+    pub feast: Option<FeastRepo>,
     pub shards: usize,
     pub shard_threads: usize,
     pub workers: usize,
@@ -55,6 +61,7 @@ pub struct Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub bind: Option<String>,
+    pub feast_repo: Option<PathBuf>,
     pub shards: Option<usize>,
     pub shard_threads: Option<usize>,
     pub workers: Option<usize>,
@@ -80,6 +87,8 @@ impl Settings {
         let mut table: toml::Table =
             toml::from_str(DEFAULT_SETTINGS).expect("embedded defaults are valid");
         let mut registry_base = PathBuf::from(".");
+        // `feast_repo` is relative to the config file when set there, else to the working directory.
+        let mut feast_repo_from_file = false;
         if let Some(path) = file {
             let name = path.display().to_string();
             let invalid = |key: &str, problem: String| ConfigError::Invalid {
@@ -102,6 +111,7 @@ impl Settings {
                 if !DURATION_KEYS.contains(&key.as_str()) {
                     check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
                 }
+                feast_repo_from_file |= key == "feast_repo";
                 table.insert(key, value);
             }
             registry_base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -127,6 +137,7 @@ impl Settings {
                     })?,
                 _ => toml::Value::String(raw),
             };
+            feast_repo_from_file &= key != "feast_repo";
             table.insert(key, value);
         }
         let mut settings: Settings =
@@ -141,6 +152,10 @@ impl Settings {
                 })?;
         if let Some(v) = &flags.bind {
             settings.bind = v.clone();
+        }
+        if let Some(v) = &flags.feast_repo {
+            settings.feast_repo = v.display().to_string();
+            feast_repo_from_file = false;
         }
         if let Some(v) = flags.shards {
             settings.shards = v;
@@ -165,10 +180,30 @@ impl Settings {
         }
         settings.recover = flags.recover;
         settings.validate()?;
-        let registry = if settings.registry.is_empty() {
-            Registry::embedded()
-        } else {
-            Registry::load(&registry_base.join(&settings.registry))?
+        let registry = match (settings.registry.is_empty(), settings.feast_repo.is_empty()) {
+            (true, true) => Registry::embedded(),
+            (false, true) => Registry::load(&registry_base.join(&settings.registry))?,
+            (true, false) => {
+                let base = if feast_repo_from_file {
+                    registry_base
+                } else {
+                    PathBuf::from(".")
+                };
+                let repo = FeastRepo::open(&base.join(&settings.feast_repo))?;
+                let registry = repo.load()?;
+                settings.feast = Some(repo);
+                registry
+            }
+            (false, false) => {
+                return Err(ConfigError::Invalid {
+                    source_name: "settings".into(),
+                    key: "feast_repo".into(),
+                    problem: format!(
+                        "both a TOML registry (registry = '{}') and a Feast feature repo (feast_repo = '{}') are given: give one",
+                        settings.registry, settings.feast_repo
+                    ),
+                })
+            }
         };
         Ok((settings, registry))
     }
@@ -409,6 +444,67 @@ mod tests {
             e.contains("snapshot_interval: 'soon' is not a duration"),
             "{e}"
         );
+    }
+
+    /// A Feast repo `dir/name` with an empty registry of project `shop`.
+    fn feast_repo(dir: &Path, name: &str) -> PathBuf {
+        use prost::Message as _;
+        let repo = dir.join(name);
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(
+            repo.join("feature_store.yaml"),
+            "project: shop\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 7\n",
+        )
+        .unwrap();
+        let file = crate::registry::feast::proto::Registry {
+            version_id: name.into(),
+            ..Default::default()
+        };
+        std::fs::write(repo.join("registry.db"), file.encode_to_vec()).unwrap();
+        repo
+    }
+
+    #[test]
+    fn feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = |r: &Registry| r.loaded_from.version_id.clone().unwrap();
+
+        let from_flag = feast_repo(dir.path(), "flag");
+        let flags = Overrides {
+            feast_repo: Some(from_flag.clone()),
+            ..Default::default()
+        };
+        let (s, r) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+        let repo = s.feast.unwrap();
+        assert_eq!(
+            (repo.project.as_str(), repo.cache_ttl),
+            ("shop", Duration::from_secs(7))
+        );
+
+        let from_env = feast_repo(dir.path(), "env");
+        let env = [(
+            "FEATGRID_FEAST_REPO".to_string(),
+            from_env.display().to_string(),
+        )];
+        let (_, r) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "env");
+
+        // In a config file, relative to the file's directory.
+        feast_repo(dir.path(), "file");
+        let config = dir.path().join("featgrid.toml");
+        std::fs::write(&config, "feast_repo = \"file\"\n").unwrap();
+        let (_, r) = Settings::load(Some(&config), [], &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "file");
+        // The flag wins over the file.
+        let (_, r) = Settings::load(Some(&config), [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+
+        std::fs::write(&config, "registry = \"r.toml\"\n").unwrap();
+        let e = Settings::load(Some(&config), [], &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feast_repo: both a TOML registry"), "{e}");
     }
 
     #[test]

@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the feature server (embedded driver quickstart registry unless --config names one).
-    Serve(ServeArgs),
+    /// Run the feature server (embedded driver quickstart registry unless --config names one
+    /// or --feast-repo points at a Feast feature repo).
+    Serve(Box<ServeArgs>),
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
@@ -34,6 +35,10 @@ struct ServeArgs {
     /// Settings file (TOML); see config/default.toml for every key.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Serve the registry of this Feast feature repo (the folder with feature_store.yaml, after
+    /// `feast apply`), reloaded when it changes; not together with a TOML registry.
+    #[arg(long, value_name = "DIR")]
+    feast_repo: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:6566]; port 0 picks a free one.
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
@@ -193,7 +198,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
     }
 }
@@ -214,6 +219,7 @@ fn bench(args: BenchArgs) -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let flags = Overrides {
         bind: args.bind,
+        feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,
         workers: args.workers,

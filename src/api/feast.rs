@@ -10,12 +10,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::lookup::{echo_value, lookup, Lookup};
+use super::lookup::{echo_value, lookup, Lookup, Selection};
 use super::rows::write_rows;
 use super::{parse_json, read_body, AppState, Frame};
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
-use crate::registry::{FeatureRef, Registry};
+use crate::registry::Registry;
 use crate::value::cell::JsonCell;
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
@@ -74,7 +74,7 @@ pub fn resolve_features(
     registry: &Registry,
     features: Option<&[String]>,
     service: Option<&str>,
-) -> Result<Vec<FeatureRef>, ApiError> {
+) -> Result<Selection, ApiError> {
     match (features, service) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "ambiguous_features",
@@ -84,11 +84,20 @@ pub fn resolve_features(
             "missing_features",
             "give \"features\": [\"view:feature\", ...] or \"feature_service\": \"name\"",
         )),
-        (Some(features), None) => Ok(features
-            .iter()
-            .map(|f| registry.resolve_ref(f))
-            .collect::<Result<_, _>>()?),
-        (None, Some(service)) => Ok(registry.feature_service(service)?.refs.clone()),
+        (Some(features), None) => Ok(Selection {
+            refs: features
+                .iter()
+                .map(|f| registry.resolve_ref(f))
+                .collect::<Result<_, _>>()?,
+            aliases: Vec::new(),
+        }),
+        (None, Some(service)) => {
+            let service = registry.feature_service(service)?;
+            Ok(Selection {
+                refs: service.refs.clone(),
+                aliases: service.aliases.clone(),
+            })
+        }
     }
 }
 
@@ -99,7 +108,8 @@ pub async fn push(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let request: PushRequest = parse_json(&body)?;
-    let source = state.registry.push_source(&request.push_source_name)?;
+    let registry = state.registry.current();
+    let source = registry.push_source(&request.push_source_name)?;
     let dest = push_destination(request.to.as_deref())?;
     write_rows(&state, &source.views, &request.df, dest).await?;
     Ok(HttpResponse::Ok().finish())
@@ -112,7 +122,8 @@ pub async fn write_to_online_store(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let request: WriteRequest = parse_json(&body)?;
-    let view = state.registry.view(&request.feature_view_name)?;
+    let registry = state.registry.current();
+    let view = registry.view(&request.feature_view_name)?;
     write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -126,12 +137,18 @@ pub async fn get_online_features(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let request: ReadRequest = parse_json(&body)?;
-    let refs = resolve_features(
-        &state.registry,
+    let selection = resolve_features(
+        &state.registry.current(),
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
-    let found = lookup(&state, refs, &request.entities, request.full_feature_names).await?;
+    let found = lookup(
+        &state,
+        selection,
+        &request.entities,
+        request.full_feature_names,
+    )
+    .await?;
     let body = render(&found, &request.entities)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

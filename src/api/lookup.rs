@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::partition::{ReadBatch, ReadOutput, RowLayout, RowRef};
-use crate::registry::{FeatureRef, FeatureView, ViewId};
+use crate::registry::{FeatureRef, Registry, ViewId};
 use crate::value::{encode_key_value, now_micros, Cell, Micros, ValueType};
 
 /// Feast's status of one value.
@@ -39,15 +40,25 @@ pub struct EchoedKey<'r> {
     pub column: usize,
 }
 
+/// The features a read asks for: references, and the view alias each is read under (empty
+/// when none has one; see [`crate::registry::FeatureService::aliases`]).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub refs: Vec<FeatureRef>,
+    pub aliases: Vec<Option<String>>,
+}
+
 /// The answer to a read, before rendering.
 pub struct Lookup<'s> {
-    /// Output names of the features (`feature` or `view__feature`), in request order.
+    /// Output names of the features (`feature`, or `view__feature` with the view's alias if
+    /// it has one), in request order.
     pub names: Vec<String>,
     pub refs: Vec<FeatureRef>,
     pub echoed: Vec<EchoedKey<'s>>,
     pub rows: usize,
-    views: &'s [FeatureView],
-    layouts: &'s [RowLayout],
+    /// The registry the request was resolved against.
+    registry: Arc<Registry>,
+    layouts: Arc<[RowLayout]>,
     view_pos: Vec<usize>,
     outputs: Vec<Option<ReadOutput>>,
     located: Vec<(u32, u32)>,
@@ -60,7 +71,7 @@ impl Lookup<'_> {
         let (shard, i) = self.located[self.view_pos[f] * self.rows + row];
         self.outputs[shard as usize]
             .as_ref()?
-            .row(self.layouts, i as usize)
+            .row(&self.layouts, i as usize)
     }
 
     /// The value's status, and the row when one is stored.
@@ -69,7 +80,8 @@ impl Lookup<'_> {
         let Some(stored) = self.row(f, row) else {
             return (Status::NotFound, None);
         };
-        let ttl = i64::try_from(self.views[r.view].ttl.as_micros()).unwrap_or(i64::MAX);
+        let ttl =
+            i64::try_from(self.registry.feature_views[r.view].ttl.as_micros()).unwrap_or(i64::MAX);
         let status = if stored.is_null(r.field) {
             Status::NullValue
         } else if ttl > 0 && self.now.saturating_sub(stored.event_ts()) > ttl {
@@ -83,7 +95,7 @@ impl Lookup<'_> {
     /// The declared type of feature `f`.
     pub fn dtype(&self, f: usize) -> ValueType {
         let r = self.refs[f];
-        self.views[r.view].fields[r.field].dtype
+        self.registry.feature_views[r.view].fields[r.field].dtype
     }
 
     /// Whether features `f` and `g` read the same stored row (same view), so share timestamps.
@@ -108,18 +120,22 @@ pub fn echo_value<'b, C: Cell>(
 /// Looks up `refs` for every entity row.
 pub async fn lookup<'s, C: Cell>(
     state: &'s AppState,
-    refs: Vec<FeatureRef>,
+    selection: Selection,
     entities: &'s Frame<C>,
     full_names: bool,
 ) -> Result<Lookup<'s>, ApiError> {
-    let views = &state.registry.feature_views[..];
+    let Selection { refs, aliases } = selection;
+    let registry = state.registry.current();
+    let views = &registry.feature_views[..];
     let names: Vec<String> = refs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let view = &views[r.view];
             let field = &view.fields[r.field].name;
             if full_names {
-                format!("{}__{}", view.name, field)
+                let alias = aliases.get(i).and_then(|a| a.as_deref());
+                format!("{}__{}", alias.unwrap_or(&view.name), field)
             } else {
                 field.clone()
             }
@@ -213,7 +229,7 @@ pub async fn lookup<'s, C: Cell>(
         refs,
         echoed,
         rows,
-        views,
+        registry,
         layouts: state.grid.layouts(),
         view_pos,
         outputs,

@@ -479,6 +479,17 @@ impl Partition {
         }
     }
 
+    /// Takes `layouts`, the current ones followed by those of views added to the registry,
+    /// with an empty table per new view. Existing views keep their layout and rows (a reload
+    /// never changes a loaded view's layout); fewer layouts than tables changes nothing.
+    pub fn add_views(&mut self, layouts: Arc<[RowLayout]>) {
+        if layouts.len() <= self.tables.len() {
+            return;
+        }
+        self.tables.resize_with(layouts.len(), Table::new);
+        self.layouts = layouts;
+    }
+
     /// Applies a batch row by row, newest event winning.
     pub fn apply(&mut self, batch: &RowBatch) -> Result<ApplyStats, PartitionError> {
         let view = batch.view;

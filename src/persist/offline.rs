@@ -62,8 +62,16 @@ pub struct OfflineOptions {
 }
 
 enum Command {
-    Append { lsn: u64, views: Vec<RecordView> },
+    Append {
+        lsn: u64,
+        views: Vec<RecordView>,
+    },
     Flush(Sender<Result<usize, OfflineError>>),
+    /// The registry changed: its views (indexed by view id) and their layouts.
+    SetViews {
+        views: Vec<FeatureView>,
+        layouts: Arc<[RowLayout]>,
+    },
 }
 
 #[derive(Default)]
@@ -167,6 +175,12 @@ impl OfflineSink {
         self.send(lsn, views);
     }
 
+    /// The registry changed (a reload): rows are written with these views' names from now on.
+    /// `views` and `layouts` are indexed by view id; a loaded view keeps its id and layout.
+    pub fn set_views(&self, views: Vec<FeatureView>, layouts: Arc<[RowLayout]>) {
+        let _ = self.tx.send(Command::SetViews { views, layouts });
+    }
+
     /// Rolls every buffer into files; answers the number of files written. Blocking.
     pub fn flush(&self) -> Result<usize, OfflineError> {
         let (tx, rx) = channel::bounded(1);
@@ -234,6 +248,7 @@ impl Writer {
                     }
                 }
                 Ok(Command::Flush(reply)) => self.deferred.push(reply),
+                Ok(Command::SetViews { views, layouts }) => self.set_views(views, layouts),
                 Err(RecvTimeoutError::Timeout) => {
                     let interval = self.o.roll_interval;
                     let _ = self.roll_where(|b| b.since.elapsed() >= interval);
@@ -263,8 +278,14 @@ impl Writer {
                     }
                 }
                 Command::Flush(reply) => self.deferred.push(reply),
+                Command::SetViews { views, layouts } => self.set_views(views, layouts),
             }
         }
+    }
+
+    fn set_views(&mut self, views: Vec<FeatureView>, layouts: Arc<[RowLayout]>) {
+        self.o.views = views;
+        self.o.layouts = layouts;
     }
 
     fn add(&mut self, lsn: u64, record: RecordView) {

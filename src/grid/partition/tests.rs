@@ -194,6 +194,29 @@ fn unknown_view_is_an_error_not_a_panic() {
     assert!(p.read(&rb).items[0].is_none());
 }
 
+#[test]
+fn views_added_by_a_reload_get_tables_and_a_copy_begun_before_covers_the_old_ones() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 1, 10, NO_CREATED, 0.5, None);
+    let mut early = FrozenPartition::empty(layouts.clone());
+    // The driver view again, as view 1.
+    let grown: Arc<[RowLayout]> = vec![layouts[0].clone(), layouts[0].clone()].into();
+    p.add_views(grown.clone());
+    let mut b = RowBatch::new(1);
+    b.start_row(&grown[1], &key(2), 20, NO_CREATED);
+    assert_eq!(p.apply(&b).unwrap().written, 1);
+    assert_eq!(p.row_counts(), [1, 1]);
+    assert_eq!(read_conv(&p, &grown, 1), Some((0.5, 10)));
+    // A copy made for one view stops there; a new one holds both.
+    assert!(p.freeze_step(&mut early, usize::MAX));
+    assert_eq!(early.row_counts(), [1]);
+    assert_eq!(p.freeze().row_counts(), [1, 1]);
+    // Fewer layouts than tables (never sent) change nothing.
+    p.add_views(layouts);
+    assert_eq!(p.row_counts(), [1, 1]);
+}
+
 proptest! {
     /// Whatever the arrival order, each key ends with its newest (event, created) write,
     /// and the last arrival among equals.
