@@ -53,6 +53,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
+    pub max_answer_bytes: usize,
     pub mailbox_capacity: usize,
     pub shard_timeout_ms: u64,
 }
@@ -263,12 +264,23 @@ impl Settings {
             ("max_body_bytes", self.max_body_bytes),
             ("max_entities_per_request", self.max_entities_per_request),
             ("max_rows_per_push", self.max_rows_per_push),
+            ("max_answer_bytes", self.max_answer_bytes),
             ("mailbox_capacity", self.mailbox_capacity),
             ("shard_timeout_ms", self.shard_timeout_ms as usize),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1".into()));
             }
+        }
+        if self.max_answer_bytes > crate::grid::partition::MAX_BATCH_BYTES {
+            return Err(invalid(
+                "max_answer_bytes",
+                format!(
+                    "{} is too large: expected at most {} (4 GiB - 1)",
+                    self.max_answer_bytes,
+                    crate::grid::partition::MAX_BATCH_BYTES
+                ),
+            ));
         }
         Ok(())
     }

@@ -227,6 +227,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_body_bytes: settings.max_body_bytes,
             max_entities_per_request: settings.max_entities_per_request,
             max_rows_per_push: settings.max_rows_per_push,
+            max_answer_bytes: settings.max_answer_bytes,
         },
         metrics: api::metrics::Metrics::new(),
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),

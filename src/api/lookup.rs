@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
 use crate::error::ApiError;
-use crate::grid::partition::{ReadBatch, ReadOutput, RowLayout, RowRef};
+use crate::grid::coordinator::GridError;
+use crate::grid::partition::{PartitionError, ReadBatch, ReadOutput, RowLayout, RowRef};
 use crate::registry::{FeatureRef, Registry, ViewId};
 use crate::value::{encode_key_value, now_micros, Cell, Micros, ValueType};
 
@@ -175,7 +176,8 @@ pub async fn lookup<'s, C: Cell>(
 
     // Route every (view, row) key to its shard; remember where each went.
     let router = state.grid.router();
-    let mut per_shard = vec![ReadBatch::default(); router.shards()];
+    let limit = state.limits.max_answer_bytes;
+    let mut per_shard = vec![ReadBatch::with_limit(limit); router.shards()];
     let mut located: Vec<(u32, u32)> = Vec::with_capacity(involved.len() * rows);
     let mut key = Vec::with_capacity(64);
     for &view_id in &involved {
@@ -207,6 +209,10 @@ pub async fn lookup<'s, C: Cell>(
         }
     }
     let outputs = state.grid.read(per_shard).await?;
+    let answer_bytes: usize = outputs.iter().flatten().map(ReadOutput::bytes).sum();
+    if answer_bytes > limit {
+        return Err(GridError::from(PartitionError::AnswerTooLarge { limit }).into());
+    }
 
     // The echoed join-key columns: those of the entities that some requested view uses.
     let echoed = entities

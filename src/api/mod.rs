@@ -36,6 +36,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
+    pub max_answer_bytes: usize,
 }
 
 /// What every handler shares: built once at start, handed to the workers by `web::Data`.

@@ -396,10 +396,10 @@ impl Coordinator {
             .collect();
         let answers = self.fan_out(work).await?;
         let threads = self.threads();
-        let mut per_thread: Vec<std::vec::IntoIter<Option<ReadOutput>>> = answers
-            .into_iter()
-            .map(|a| a.unwrap_or_default().into_iter())
-            .collect();
+        let mut per_thread = Vec::with_capacity(threads);
+        for answer in answers {
+            per_thread.push(answer.transpose()?.unwrap_or_default().into_iter());
+        }
         Ok((0..shards)
             .map(|shard| per_thread[shard % threads].next().flatten())
             .collect())

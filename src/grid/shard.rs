@@ -120,13 +120,17 @@ impl Work for Write {
 pub struct Read(pub Vec<ReadBatch>);
 
 impl Work for Read {
-    type Output = Vec<Option<ReadOutput>>;
+    type Output = Result<Vec<Option<ReadOutput>>, PartitionError>;
 
     fn run(self, host: &mut ShardHost) -> Self::Output {
         self.0
             .iter()
             .zip(&host.shards)
-            .map(|(batch, (_, partition))| (!batch.is_empty()).then(|| partition.read(batch)))
+            .map(|(batch, (_, partition))| {
+                (!batch.is_empty())
+                    .then(|| partition.read(batch))
+                    .transpose()
+            })
             .collect()
     }
 }
