@@ -111,8 +111,9 @@ struct BenchArgs {
     /// request's intended send time).
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
-    /// Client threads (each runs its own event loop and share of the connections).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Client threads (each runs its own event loop and share of the connections); 0: one per
+    /// core, so the generator is not the bottleneck (one thread tops out below the server).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
     /// Load before measuring, not recorded.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
@@ -174,7 +175,11 @@ impl BenchArgs {
             features: self.features,
             zipf: self.zipf,
             connections: self.connections,
-            threads: self.threads,
+            threads: match self.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            }
+            .min(self.connections.max(1)),
             warmup: self.warmup,
             duration: self.duration,
             max_requests: self.max_requests,
