@@ -98,6 +98,7 @@ fn start_grid(system: &actix_rt::SystemRunner) -> (Coordinator, Arc<[RowLayout]>
         shard_threads: 1,
         mailbox_capacity: 1024,
         shard_timeout: Duration::from_secs(2),
+        read_path: featgrid::grid::coordinator::ReadPath::Actor,
     };
     let (grid, _threads) = system.block_on(async { Coordinator::start(&options, layouts.clone()) });
     (grid, layouts)

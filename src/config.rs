@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_answer_bytes: usize,
     pub mailbox_capacity: usize,
     pub shard_timeout_ms: u64,
+    /// `direct` or `actor`; see [`crate::grid::coordinator::ReadPath`].
+    pub read_path: String,
 }
 
 /// Values given as command-line flags; `None` leaves the lower layers' value.
@@ -241,6 +243,7 @@ impl Settings {
             ));
         }
         self.fsync_policy().map_err(|p| invalid("fsync", p))?;
+        self.read_path().map_err(|p| invalid("read_path", p))?;
         crate::registry::parse_duration_value(&self.snapshot_interval)
             .map_err(|p| invalid("snapshot_interval", p))?;
         if self.offline_roll_interval().is_zero() {
@@ -296,6 +299,10 @@ impl Settings {
 
     pub fn fsync_policy(&self) -> Result<crate::persist::wal::FsyncPolicy, String> {
         self.fsync.parse()
+    }
+
+    pub fn read_path(&self) -> Result<crate::grid::coordinator::ReadPath, String> {
+        self.read_path.parse()
     }
 
     /// Time between periodic snapshots; zero: none. Validated at load.

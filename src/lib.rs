@@ -151,6 +151,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         shard_threads: settings.shard_threads,
         mailbox_capacity: settings.mailbox_capacity,
         shard_timeout: settings.shard_timeout(),
+        read_path: settings.read_path().map_err(std::io::Error::other)?,
     };
     let layouts = RowLayout::for_registry(&registry);
     let views = ViewMeta::all(&registry);

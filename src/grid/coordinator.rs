@@ -29,8 +29,8 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::partition::{
-    ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
-    RowLayout,
+    ApplyStats, FrozenPartition, Partition, PartitionError, PartitionView, ReadBatch, ReadOutput,
+    RowBatch, RowLayout,
 };
 use super::routing::Router;
 use super::shard::{AddViews, Freeze, Job, Read, ShardHost, ShardStats, Stall, Stats, Work, Write};
@@ -65,6 +65,30 @@ pub struct GridOptions {
     pub shard_threads: usize,
     pub mailbox_capacity: usize,
     pub shard_timeout: Duration,
+    pub read_path: ReadPath,
+}
+
+/// How reads reach a shard's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// On the caller's thread, from what the shard publishes ([`PartitionView`]): no message,
+    /// no wake-up. Views with variable-length keys or fields still go through the actor.
+    Direct,
+    /// Every read is a message to the shard actor.
+    Actor,
+}
+
+impl std::str::FromStr for ReadPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ReadPath, String> {
+        match s {
+            "direct" => Ok(ReadPath::Direct),
+            "actor" => Ok(ReadPath::Actor),
+            other => Err(format!(
+                "'{other}' is not a read path: expected direct or actor"
+            )),
+        }
+    }
 }
 
 /// Hands requests to the shard hosts. Cheap to clone.
@@ -76,6 +100,8 @@ pub struct Coordinator {
     router: Router,
     /// Indexed by view id; only ever grows ([`Coordinator::add_views`]).
     layouts: Arc<ArcSwap<Arc<[RowLayout]>>>,
+    /// Per shard: what readers may read without a message (with [`ReadPath::Direct`]).
+    views: Option<Arc<ArcSwap<Vec<PartitionView>>>>,
     capacity: usize,
     timeout: Duration,
 }
@@ -222,6 +248,10 @@ impl Coordinator {
     ) -> (Coordinator, ShardThreads) {
         assert_eq!(partitions.len(), options.shards, "one partition per shard");
         let threads = options.shard_threads.clamp(1, options.shards);
+        let views = (options.read_path == ReadPath::Direct).then(|| {
+            let views = partitions.iter().map(Partition::view).collect();
+            Arc::new(ArcSwap::from_pointee(views))
+        });
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let mut per_thread: Vec<Vec<(usize, Partition)>> =
             (0..threads).map(|_| Vec::new()).collect();
@@ -247,6 +277,7 @@ impl Coordinator {
             hosts,
             router: Router::new(options.shards),
             layouts: Arc::new(ArcSwap::from_pointee(layouts)),
+            views,
             capacity: options.mailbox_capacity,
             timeout: options.shard_timeout,
         };
@@ -271,7 +302,14 @@ impl Coordinator {
             .iter()
             .map(|_| Some(AddViews(layouts.clone())))
             .collect();
-        self.fan_out(work).await?;
+        let added = self.fan_out(work).await?;
+        if let Some(views) = &self.views {
+            let mut now = views.load().as_ref().clone();
+            for (shard, view) in added.into_iter().flatten().flatten() {
+                now[shard] = view;
+            }
+            views.store(Arc::new(now));
+        }
         self.layouts.store(Arc::new(layouts));
         Ok(())
     }
@@ -386,6 +424,42 @@ impl Coordinator {
     /// `None` where the shard had no keys.
     pub async fn read(
         &self,
+        mut per_shard: Vec<ReadBatch>,
+    ) -> Result<Vec<Option<ReadOutput>>, GridError> {
+        let mut direct: Vec<Option<ReadOutput>> = Vec::new();
+        if let Some(views) = &self.views {
+            let views = views.load();
+            direct = per_shard
+                .iter_mut()
+                .zip(views.iter())
+                .map(|(batch, view)| {
+                    if batch.is_empty() {
+                        return Ok(None);
+                    }
+                    let read = view.read(batch).transpose()?;
+                    if read.is_some() {
+                        // Served here: nothing left for the actor.
+                        *batch = ReadBatch::default();
+                    }
+                    Ok(read)
+                })
+                .collect::<Result<_, PartitionError>>()?;
+            if per_shard.iter().all(ReadBatch::is_empty) {
+                return Ok(direct);
+            }
+        }
+        let mut through_actor = self.read_through_actor(per_shard).await?;
+        for (shard, output) in direct.into_iter().enumerate() {
+            if output.is_some() {
+                through_actor[shard] = output;
+            }
+        }
+        Ok(through_actor)
+    }
+
+    /// [`Coordinator::read`] with one message per shard thread that has keys.
+    async fn read_through_actor(
+        &self,
         per_shard: Vec<ReadBatch>,
     ) -> Result<Vec<Option<ReadOutput>>, GridError> {
         let shards = per_shard.len();
@@ -474,6 +548,7 @@ mod tests {
             shard_threads: 2,
             mailbox_capacity: capacity,
             shard_timeout: Duration::from_millis(timeout_ms),
+            read_path: ReadPath::Actor,
         }
     }
 

@@ -22,8 +22,6 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashTable;
-
 use crate::registry::{FeatureView, Registry, ViewId};
 use crate::value::Micros;
 
@@ -374,50 +372,72 @@ pub enum PartitionError {
     AnswerTooLarge { limit: usize },
 }
 
+/// One view's rows in one shard. The records, their sequence numbers and the index live in
+/// a [`SharedTable`] that readers on other threads may read ([`PartitionView`]); the key
+/// arena and the variable-length values are the writer's alone (views that have them are
+/// read through the shard actor).
 struct Table {
-    index: HashTable<u32>,
-    records: Vec<u8>,
+    shared: Arc<SharedTable>,
     key_arena: Vec<u8>,
     vars: Vec<Option<Box<[u8]>>>,
     rows: u32,
 }
 
-fn record_key<'a>(layout: &RowLayout, records: &'a [u8], key_arena: &'a [u8], id: u32) -> &'a [u8] {
-    let at = id as usize * layout.record_len();
+/// A stored key: the key part of a record, or (variable-length keys) the arena bytes it
+/// points at.
+fn key_of<'a>(layout: &RowLayout, key_part: &'a [u8], key_arena: &'a [u8]) -> &'a [u8] {
     match layout.key_width {
-        Some(w) => &records[at..at + w],
+        Some(_) => key_part,
         None => {
-            let start =
-                u32::from_le_bytes(records[at..at + 4].try_into().unwrap_or_default()) as usize;
-            let len =
-                u32::from_le_bytes(records[at + 4..at + 8].try_into().unwrap_or_default()) as usize;
+            let start = u32::from_le_bytes(key_part[0..4].try_into().unwrap_or_default()) as usize;
+            let len = u32::from_le_bytes(key_part[4..8].try_into().unwrap_or_default()) as usize;
             &key_arena[start..start + len]
         }
     }
 }
 
+/// The key of record `id` in a flat array of records (a frozen copy).
+fn record_key<'a>(layout: &RowLayout, records: &'a [u8], key_arena: &'a [u8], id: u32) -> &'a [u8] {
+    let at = id as usize * layout.record_len();
+    key_of(layout, &records[at..at + layout.key_part_len()], key_arena)
+}
+
 impl Table {
-    fn new() -> Table {
+    fn new(layout: &RowLayout) -> Table {
         Table {
-            index: HashTable::new(),
-            records: Vec::new(),
+            shared: Arc::new(SharedTable::new(layout.record_len())),
             key_arena: Vec::new(),
             vars: Vec::new(),
             rows: 0,
         }
     }
 
-    fn find(&self, layout: &RowLayout, hash: u64, key: &[u8]) -> Option<u32> {
-        self.index
-            .find(hash, |&id| {
-                record_key(layout, &self.records, &self.key_arena, id) == key
-            })
-            .copied()
+    /// Calls `f` with the stored key of row `id` (the writer's copy).
+    fn with_key<R>(&self, layout: &RowLayout, id: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+        let len = layout.key_part_len();
+        let mut small = [0u8; 64];
+        let mut large = Vec::new();
+        let part = if len <= small.len() {
+            &mut small[..len]
+        } else {
+            large.resize(len, 0);
+            &mut large[..]
+        };
+        self.shared.writer_load(id, 0..len, part);
+        f(key_of(layout, part, &self.key_arena))
     }
 
-    fn value_range(layout: &RowLayout, id: u32) -> std::ops::Range<usize> {
-        let at = id as usize * layout.record_len() + layout.key_part_len();
-        at..at + layout.value_len
+    fn hash_of(&self, layout: &RowLayout, hasher: &ahash::RandomState, id: u32) -> u64 {
+        self.with_key(layout, id, |key| hasher.hash_one(key))
+    }
+
+    fn find(&self, layout: &RowLayout, hash: u64, key: &[u8]) -> Option<u32> {
+        self.shared
+            .writer_find(hash, |id| self.with_key(layout, id, |stored| stored == key))
+    }
+
+    fn value_range(layout: &RowLayout) -> std::ops::Range<usize> {
+        layout.key_part_len()..layout.record_len()
     }
 
     fn upsert(
@@ -432,11 +452,14 @@ impl Table {
         let hash = hasher.hash_one(key);
         let id = match self.find(layout, hash, key) {
             Some(id) => {
-                let stored = &self.records[Self::value_range(layout, id)];
-                let stored_order = (read_i64(stored, EVENT_AT), read_i64(stored, CREATED_AT));
+                let mut stored = [0u8; 16];
+                let at = layout.key_part_len();
+                self.shared.writer_load(id, at..at + 16, &mut stored);
+                let stored_order = (read_i64(&stored, EVENT_AT), read_i64(&stored, CREATED_AT));
                 if (incoming.event_ts(), incoming.created_ts()) < stored_order {
                     return Ok(false);
                 }
+                self.shared.overwrite(id, at, incoming.value);
                 id
             }
             None => {
@@ -444,8 +467,9 @@ impl Table {
                 if id == u32::MAX {
                     return Err(PartitionError::TableFull { view: batch.view });
                 }
+                let mut record = Vec::with_capacity(layout.record_len());
                 match layout.key_width {
-                    Some(_) => self.records.extend_from_slice(key),
+                    Some(_) => record.extend_from_slice(key),
                     None => {
                         let start = self.key_arena.len();
                         let (Ok(start32), Ok(len32)) =
@@ -457,24 +481,22 @@ impl Table {
                             return Err(PartitionError::TableFull { view: batch.view });
                         }
                         self.key_arena.extend_from_slice(key);
-                        self.records.extend_from_slice(&start32.to_le_bytes());
-                        self.records.extend_from_slice(&len32.to_le_bytes());
+                        record.extend_from_slice(&start32.to_le_bytes());
+                        record.extend_from_slice(&len32.to_le_bytes());
                     }
                 }
-                self.records
-                    .resize(self.records.len() + layout.value_len, 0);
+                record.extend_from_slice(incoming.value);
+                self.shared.write_new(id, &record);
                 self.vars
                     .resize_with(self.vars.len() + layout.var_count, || None);
                 self.rows += 1;
-                let (records, key_arena) = (&self.records, &self.key_arena);
-                self.index.insert_unique(hash, id, |&other| {
-                    hasher.hash_one(record_key(layout, records, key_arena, other))
+                let this = &*self;
+                this.shared.publish(id, hash, this.rows as usize, |other| {
+                    this.hash_of(layout, hasher, other)
                 });
                 id
             }
         };
-        let range = Self::value_range(layout, id);
-        self.records[range].copy_from_slice(incoming.value);
         let vars_at = id as usize * layout.var_count;
         for (j, slot) in layout.slots.iter().enumerate() {
             if let Slot::Var { index } = *slot {
@@ -486,10 +508,10 @@ impl Table {
     }
 
     fn bytes(&self) -> usize {
-        let index = self.index.capacity() * (std::mem::size_of::<u32>() + 1);
+        let index = self.shared.index_slots() * std::mem::size_of::<u32>();
         let vars = self.vars.capacity() * std::mem::size_of::<Option<Box<[u8]>>>()
             + self.vars.iter().flatten().map(|v| v.len()).sum::<usize>();
-        index + self.records.capacity() + self.key_arena.capacity() + vars
+        index + self.shared.chunk_bytes() + self.key_arena.capacity() + vars
     }
 }
 
@@ -502,7 +524,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(layouts: Arc<[RowLayout]>) -> Partition {
-        let tables = layouts.iter().map(|_| Table::new()).collect();
+        let tables = layouts.iter().map(Table::new).collect();
         Partition {
             layouts,
             tables,
@@ -517,7 +539,9 @@ impl Partition {
         if layouts.len() <= self.tables.len() {
             return;
         }
-        self.tables.resize_with(layouts.len(), Table::new);
+        for layout in &layouts[self.tables.len()..] {
+            self.tables.push(Table::new(layout));
+        }
         self.layouts = layouts;
     }
 
@@ -568,8 +592,9 @@ impl Partition {
             }
             let value_at = out.values.len() as u32;
             let vars_at = out.vars.len() as u32;
-            out.values
-                .extend_from_slice(&table.records[Table::value_range(layout, id)]);
+            table
+                .shared
+                .read(id, Table::value_range(layout), &mut out.values);
             for v in stored {
                 let start = out.arena.len();
                 if let Some(v) = v {
@@ -593,8 +618,87 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// What readers on other threads may read of this partition without a message (see
+    /// [`PartitionView`]).
+    pub fn view(&self) -> PartitionView {
+        PartitionView {
+            tables: self
+                .tables
+                .iter()
+                .zip(self.layouts.iter())
+                .map(|(t, layout)| layout.direct_reads().then(|| t.shared.clone()))
+                .collect(),
+            layouts: self.layouts.clone(),
+            hasher: self.hasher.clone(),
+        }
+    }
+}
+
+impl RowLayout {
+    /// Whether a view's rows can be read without the shard actor: fixed-width keys and
+    /// fields, so that a row is one record in shared memory.
+    fn direct_reads(&self) -> bool {
+        self.key_width.is_some() && self.var_count == 0
+    }
+}
+
+/// A partition as readers on other threads see it: the shared part of each table whose rows
+/// are fixed-width records ([`SharedTable`]). Reading through it sends no message and never
+/// blocks the shard actor, which stays the only writer; a row is never seen half written.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct PartitionView {
+    /// Indexed by view id; `None` where the view is read through the actor.
+    tables: Vec<Option<Arc<SharedTable>>>,
+    layouts: Arc<[RowLayout]>,
+    hasher: ahash::RandomState,
+}
+
+impl PartitionView {
+    /// Reads `batch` as [`Partition::read`] would, or `None` when one of its views must be
+    /// read through the actor (variable-length keys or fields, or a view this view predates).
+    pub fn read(&self, batch: &ReadBatch) -> Option<Result<ReadOutput, PartitionError>> {
+        if batch
+            .items
+            .iter()
+            .any(|&(view, _)| !matches!(self.tables.get(view), Some(Some(_))))
+        {
+            return None;
+        }
+        let mut out = ReadOutput {
+            items: Vec::with_capacity(batch.items.len()),
+            views: Vec::with_capacity(batch.items.len()),
+            ..ReadOutput::default()
+        };
+        for &(view, key) in &batch.items {
+            out.views.push(view);
+            let (Some(Some(table)), Some(layout)) = (self.tables.get(view), self.layouts.get(view))
+            else {
+                out.items.push(None);
+                continue;
+            };
+            let key = key.of(&batch.keys);
+            let Some(id) = table.find_key(self.hasher.hash_one(key), key) else {
+                out.items.push(None);
+                continue;
+            };
+            if out.values.len() + layout.value_len > batch.limit {
+                return Some(Err(PartitionError::AnswerTooLarge { limit: batch.limit }));
+            }
+            let value_at = out.values.len() as u32;
+            table.read(id, Table::value_range(layout), &mut out.values);
+            out.items.push(Some((value_at, 0)));
+        }
+        Some(Ok(out))
+    }
+}
+
 mod frozen;
 mod portable;
+mod shared;
+
+use shared::SharedTable;
 
 pub use frozen::FrozenPartition;
 pub use portable::{PortableError, PortableRow, PortableRows};

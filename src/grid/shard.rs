@@ -24,8 +24,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::partition::{
-    ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
-    RowLayout,
+    ApplyStats, FrozenPartition, Partition, PartitionError, PartitionView, ReadBatch, ReadOutput,
+    RowBatch, RowLayout,
 };
 
 /// The partitions of the shards on one thread, and their actor.
@@ -195,12 +195,17 @@ impl Work for Freeze {
 pub struct AddViews(pub Arc<[RowLayout]>);
 
 impl Work for AddViews {
-    type Output = ();
+    /// Each shard's new [`PartitionView`], by shard id.
+    type Output = Vec<(usize, PartitionView)>;
 
-    fn run(self, host: &mut ShardHost) {
-        for (_, partition) in &mut host.shards {
-            partition.add_views(self.0.clone());
-        }
+    fn run(self, host: &mut ShardHost) -> Self::Output {
+        host.shards
+            .iter_mut()
+            .map(|(shard, partition)| {
+                partition.add_views(self.0.clone());
+                (*shard, partition.view())
+            })
+            .collect()
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crc::{Crc, Table as CrcTable, CRC_64_XZ};
 
 use super::portable::encode_row;
-use super::{record_key, Partition, RowLayout, Table};
+use super::{record_key, Partition, RowLayout};
 
 use crate::registry::ViewId;
 
@@ -65,11 +65,13 @@ impl Partition {
             let (from, to) = (copy.rows as usize, (copy.rows + rows) as usize);
             if from == 0 {
                 // One allocation, not a growing one copied over and over on the shard thread.
-                copy.records.reserve_exact(table.records.len());
+                copy.records
+                    .reserve_exact(table.rows as usize * layout.record_len());
                 copy.vars.reserve_exact(table.vars.len());
             }
-            copy.records
-                .extend_from_slice(&table.records[from * record_len..to * record_len]);
+            for id in from..to {
+                table.shared.copy_row(id as u32, &mut copy.records);
+            }
             copy.vars
                 .extend_from_slice(&table.vars[from * layout.var_count..to * layout.var_count]);
             // The arena is append-only: its new part holds the keys of the rows just copied.
@@ -130,7 +132,8 @@ impl FrozenPartition {
 
     fn encode(layout: &RowLayout, table: &FrozenTable, id: u32, out: &mut Vec<u8>) {
         let key = record_key(layout, &table.records, &table.key_arena, id);
-        let value = &table.records[Table::value_range(layout, id)];
+        let at = id as usize * layout.record_len();
+        let value = &table.records[at + layout.key_part_len()..at + layout.record_len()];
         let vars =
             &table.vars[id as usize * layout.var_count..(id as usize + 1) * layout.var_count];
         encode_row(

@@ -13,7 +13,7 @@
 //! (the bitmap says it is null). The reader checks every length against the bytes it has and
 //! against the layout, so a damaged input is an error, never a panic.
 
-use super::{record_key, Partition, RowBatch, RowLayout, Slot, Span};
+use super::{Partition, RowBatch, RowLayout, Slot, Span};
 use crate::registry::ViewId;
 
 /// Why portable rows could not be read.
@@ -151,11 +151,10 @@ impl Partition {
         else {
             return;
         };
-        let (records, key_arena, hasher) = (&table.records, &table.key_arena, &self.hasher);
-        table.index.reserve(rows, |&id| {
-            hasher.hash_one(record_key(layout, records, key_arena, id))
+        let hasher = &self.hasher;
+        table.shared.reserve(table.rows as usize + rows, |id| {
+            table.hash_of(layout, hasher, id)
         });
-        table.records.reserve(rows * layout.record_len());
         table.vars.reserve(rows * layout.var_count);
     }
 }

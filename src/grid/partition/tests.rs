@@ -270,3 +270,111 @@ proptest! {
         let _ = registry;
     }
 }
+
+/// Writers store rows whose fields agree with each other (conv_rate and avg_daily_trips are
+/// both derived from the event time); readers on other threads, reading through the
+/// [`PartitionView`] while the rows are overwritten, must never see a mixed row, nor lose a
+/// key once it was found. `FEATGRID_STRESS_MS` sets the duration (short in CI; run it long
+/// with `FEATGRID_STRESS_MS=60000 cargo test --release --lib read_view_never_shows_a_torn_row`).
+#[test]
+fn read_view_never_shows_a_torn_row() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let run_for = std::time::Duration::from_millis(
+        std::env::var("FEATGRID_STRESS_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    );
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    const KEYS: i64 = 4096;
+    for id in 0..KEYS {
+        push(&mut p, &layouts, id, 1, NO_CREATED, 1.0, Some(-1.0));
+    }
+    let view = p.view();
+    let stop = AtomicBool::new(false);
+    let checked = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for reader in 0..2u64 {
+            let (view, layouts, stop, checked) = (view.clone(), &layouts, &stop, &checked);
+            scope.spawn(move || {
+                let mut n = 0u64;
+                let mut rng = reader.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut batch = ReadBatch::default();
+                    for _ in 0..16 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        // Some keys beyond KEYS: inserted while we read.
+                        batch.push(0, &key((rng % (KEYS as u64 * 2)) as i64));
+                    }
+                    let out = view
+                        .read(&batch)
+                        .expect("the driver view is direct")
+                        .unwrap();
+                    for i in 0..batch.len() {
+                        let Some(row) = out.row(layouts, i) else {
+                            continue;
+                        };
+                        let event = row.event_ts();
+                        let conv = f32::from_le_bytes(row.field(0).try_into().unwrap());
+                        let acc = f32::from_le_bytes(row.field(1).try_into().unwrap());
+                        let trips = i64::from_le_bytes(row.field(2).try_into().unwrap());
+                        assert_eq!(trips, event, "a torn row");
+                        assert_eq!(conv, event as f32, "a torn row");
+                        assert_eq!(acc, -(event as f32), "a torn row");
+                        n += 1;
+                    }
+                }
+                checked.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        let started = std::time::Instant::now();
+        let mut event = 1i64;
+        let mut next_new = KEYS;
+        while started.elapsed() < run_for {
+            event += 1;
+            for id in (0..KEYS).step_by(7) {
+                let e = event + id;
+                push(
+                    &mut p,
+                    &layouts,
+                    id,
+                    e,
+                    NO_CREATED,
+                    e as f64,
+                    Some(-e as f64),
+                );
+            }
+            if next_new < KEYS * 2 {
+                push(
+                    &mut p,
+                    &layouts,
+                    next_new,
+                    event,
+                    NO_CREATED,
+                    event as f64,
+                    Some(-event as f64),
+                );
+                next_new += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(checked.load(Ordering::Relaxed) > 0, "the readers read rows");
+    // Every key written is found through the view, with its newest value.
+    let mut batch = ReadBatch::default();
+    for id in 0..KEYS {
+        batch.push(0, &key(id));
+    }
+    let out = view.read(&batch).unwrap().unwrap();
+    let direct: Vec<i64> = (0..KEYS as usize)
+        .map(|i| out.row(&layouts, i).unwrap().event_ts())
+        .collect();
+    let actor = p.read(&batch).unwrap();
+    let owned: Vec<i64> = (0..KEYS as usize)
+        .map(|i| actor.row(&layouts, i).unwrap().event_ts())
+        .collect();
+    assert_eq!(direct, owned);
+}

@@ -1,0 +1,350 @@
+//! The part of a table that readers on other threads may read while the shard actor writes:
+//! fixed-width records in chunks that never move, a per-row sequence number (a seqlock), and
+//! an open-addressing index whose slots are atomics, replaced whole (and retired through
+//! `crossbeam-epoch`) when it grows. The one module with `unsafe` in the grid.
+//!
+//! One writer: the shard actor that owns the table (through [`super::Table`]); any number of
+//! readers, which never block it and never wait for it, except to retry a row that was being
+//! overwritten at that instant.
+//!
+//! - Records: chunk `k` holds `FIRST_CHUNK << k` records; a chunk is allocated zeroed (pages
+//!   are touched only when used), published with a release store and freed only when the
+//!   table is dropped, so a reader's record address stays valid. Every byte is an `AtomicU8`:
+//!   the writer stores with relaxed atomics, readers load with relaxed atomics, so there is no
+//!   data race, only possibly torn rows, which the sequence numbers catch.
+//! - Sequence numbers (Linux's seqlock, in the form Boehm gives for C++/Rust memory models):
+//!   the writer makes a row's number odd, fences, stores the bytes, makes it even with a
+//!   release store; a reader loads it (acquire), loads the bytes, fences (acquire), loads it
+//!   again, and keeps the copy only if both loads are equal and even.
+//! - A new row is written whole before its index slot is stored (release); a reader that finds
+//!   the slot (acquire) sees the whole row. Rows are never removed, and a row's key never
+//!   changes, so a key compare needs no sequence check.
+//! - The index: slots hold `row id + 1` (0: empty), linear probing, at most 3/4 full. Growing
+//!   builds a new index twice the size, publishes it, and retires the old one to the epoch
+//!   collector: a reader pinned before the swap keeps probing the old one safely; it can only
+//!   miss rows inserted after the swap, which were not acknowledged when its read began.
+
+use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+use crossbeam::epoch::{self, Atomic, Owned};
+
+/// Records in the first chunk; chunk `k` holds `FIRST_CHUNK << k`.
+const FIRST_CHUNK: usize = 1024;
+/// Chunks a table may have: enough for every `u32` row id.
+const CHUNKS: usize = 23;
+
+struct Chunk {
+    bytes: Box<[AtomicU8]>,
+    seqs: Box<[AtomicU32]>,
+}
+
+impl Chunk {
+    fn zeroed(rows: usize, record_len: usize) -> Chunk {
+        Chunk {
+            // Zeroed allocations are valid atomics, and large ones are mapped lazily: a chunk
+            // costs memory only as rows fill it.
+            bytes: Box::<[AtomicU8]>::new_zeroed_slice(rows * record_len).into_boxed_atomic(),
+            seqs: Box::<[AtomicU32]>::new_zeroed_slice(rows).into_boxed_atomic(),
+        }
+    }
+}
+
+/// `Box<[MaybeUninit<A>]>` of zeroed atomics into `Box<[A]>`.
+trait ZeroedAtomics<A> {
+    fn into_boxed_atomic(self) -> Box<[A]>;
+}
+
+macro_rules! zeroed_atomics {
+    ($($atomic:ty),*) => {$(
+        impl ZeroedAtomics<$atomic> for Box<[std::mem::MaybeUninit<$atomic>]> {
+            fn into_boxed_atomic(self) -> Box<[$atomic]> {
+                // SAFETY: the all-zero bit pattern is a valid value of this atomic integer
+                // type (its `new(0)`), and the allocation was zeroed by `new_zeroed_slice`.
+                unsafe { self.assume_init() }
+            }
+        }
+    )*};
+}
+
+zeroed_atomics!(AtomicU8, AtomicU32);
+
+/// Chunk and position within it of row `id`.
+fn locate(id: u32) -> (usize, usize) {
+    let x = id as usize / FIRST_CHUNK + 1;
+    let k = (usize::BITS - 1 - x.leading_zeros()) as usize;
+    (k, id as usize - FIRST_CHUNK * ((1 << k) - 1))
+}
+
+struct Index {
+    slots: Box<[AtomicU32]>,
+    mask: usize,
+}
+
+impl Index {
+    fn with_slots(slots: usize) -> Index {
+        let slots = slots.next_power_of_two().max(16);
+        Index {
+            slots: Box::<[AtomicU32]>::new_zeroed_slice(slots).into_boxed_atomic(),
+            mask: slots - 1,
+        }
+    }
+
+    /// The writer's insert of a row not yet in the index.
+    fn insert(&self, hash: u64, id: u32) {
+        let mut at = hash as usize & self.mask;
+        while self.slots[at].load(Ordering::Relaxed) != 0 {
+            at = (at + 1) & self.mask;
+        }
+        self.slots[at].store(id + 1, Ordering::Release);
+    }
+
+    /// The first row id on `hash`'s probe sequence for which `eq` holds.
+    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut at = hash as usize & self.mask;
+        loop {
+            match self.slots[at].load(Ordering::Acquire) {
+                0 => return None,
+                slot if eq(slot - 1) => return Some(slot - 1),
+                _ => at = (at + 1) & self.mask,
+            }
+        }
+    }
+}
+
+/// Records, sequence numbers and index of one table (see the module documentation).
+pub struct SharedTable {
+    record_len: usize,
+    chunks: [AtomicPtr<Chunk>; CHUNKS],
+    index: Atomic<Index>,
+    /// Index slots (the writer's copy of the current index size).
+    slots: std::sync::atomic::AtomicUsize,
+}
+
+impl SharedTable {
+    pub fn new(record_len: usize) -> SharedTable {
+        SharedTable {
+            record_len,
+            chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            index: Atomic::new(Index::with_slots(16)),
+            slots: std::sync::atomic::AtomicUsize::new(16),
+        }
+    }
+
+    fn chunk(&self, k: usize) -> Option<&Chunk> {
+        let chunk = self.chunks[k].load(Ordering::Acquire);
+        // SAFETY: a non-null chunk pointer came from `Box::into_raw` in `ensure_row` and is
+        // freed only in `drop`, which needs `&mut self`: it outlives this borrow.
+        unsafe { chunk.as_ref() }
+    }
+
+    /// The bytes and sequence number of row `id`, which must exist (be below the writer's
+    /// row count, or found in the index).
+    fn row(&self, id: u32) -> (&[AtomicU8], &AtomicU32) {
+        let (k, at) = locate(id);
+        let chunk = self
+            .chunk(k)
+            .expect("a row's chunk is allocated before the row");
+        let start = at * self.record_len;
+        (
+            &chunk.bytes[start..start + self.record_len],
+            &chunk.seqs[at],
+        )
+    }
+
+    // --- The writer's side: called only by the table's owner, on the shard thread. ---
+
+    /// Writes row `id` (the next one) whole; it becomes visible to readers with [`Self::publish`].
+    pub fn write_new(&self, id: u32, record: &[u8]) {
+        let (k, _) = locate(id);
+        if self.chunk(k).is_none() {
+            let chunk = Box::new(Chunk::zeroed(FIRST_CHUNK << k, self.record_len));
+            self.chunks[k].store(Box::into_raw(chunk), Ordering::Release);
+        }
+        let (bytes, _) = self.row(id);
+        for (dst, &b) in bytes.iter().zip(record) {
+            dst.store(b, Ordering::Relaxed);
+        }
+    }
+
+    /// Overwrites bytes `at..` of row `id` under its sequence number.
+    pub fn overwrite(&self, id: u32, at: usize, bytes: &[u8]) {
+        let (row, seq) = self.row(id);
+        let s = seq.load(Ordering::Relaxed);
+        seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (dst, &b) in row[at..].iter().zip(bytes) {
+            dst.store(b, Ordering::Relaxed);
+        }
+        seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The current index, for the writer: it is the only thread that replaces the index, so
+    /// what it loads cannot be retired while it uses it.
+    fn writer_index(&self) -> &Index {
+        // SAFETY: the pointer is never null (set in `new`, replaced only by `reserve` with
+        // another valid index), and only the writer, this thread, retires an index.
+        unsafe {
+            self.index
+                .load(Ordering::Acquire, epoch::unprotected())
+                .deref()
+        }
+    }
+
+    /// Adds row `id` (written with [`Self::write_new`]) to the index; `rows` is the row count
+    /// with it, `hash_of` hashes a published row's key (to move it when the index grows).
+    pub fn publish(&self, id: u32, hash: u64, rows: usize, hash_of: impl Fn(u32) -> u64) {
+        self.reserve(rows, hash_of);
+        self.writer_index().insert(hash, id);
+    }
+
+    /// Grows the index, if needed, to hold `rows` rows at most 3/4 full; `hash_of` hashes the
+    /// key of a published row.
+    pub fn reserve(&self, rows: usize, hash_of: impl Fn(u32) -> u64) {
+        let slots = self.slots.load(Ordering::Relaxed);
+        if rows * 4 <= slots * 3 {
+            return;
+        }
+        let index = Index::with_slots((rows * 4).div_ceil(3));
+        // Every published row moves (rows not yet published are in no index).
+        for slot in self.writer_index().slots.iter() {
+            let id = slot.load(Ordering::Relaxed);
+            if id != 0 {
+                index.insert(hash_of(id - 1), id - 1);
+            }
+        }
+        self.slots.store(index.slots.len(), Ordering::Relaxed);
+        let guard = epoch::pin();
+        let old = self.index.swap(Owned::new(index), Ordering::AcqRel, &guard);
+        // SAFETY: `old` is unreachable from now on (the pointer was swapped out); readers
+        // pinned before the swap may still hold it, which is what deferring waits for.
+        unsafe { guard.defer_destroy(old) };
+    }
+
+    /// The writer's lookup: the first row on `hash`'s probe sequence for which `eq` holds.
+    pub fn writer_find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.writer_index().find(hash, eq)
+    }
+
+    /// Copies bytes `range` of row `id` into `out`, for the writer (which alone stores, so
+    /// no sequence check is needed).
+    pub fn writer_load(&self, id: u32, range: std::ops::Range<usize>, out: &mut [u8]) {
+        let (row, _) = self.row(id);
+        for (o, b) in out.iter_mut().zip(&row[range]) {
+            *o = b.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The writer's copy of row `id`'s bytes. Only the writer may call it (no store can
+    /// run meanwhile); readers use [`Self::read`].
+    pub fn copy_row(&self, id: u32, out: &mut Vec<u8>) {
+        let (row, _) = self.row(id);
+        out.extend(row.iter().map(|b| b.load(Ordering::Relaxed)));
+    }
+
+    /// Index slots, for memory accounting.
+    pub fn index_slots(&self) -> usize {
+        self.slots.load(Ordering::Relaxed)
+    }
+
+    /// Bytes allocated for records and sequence numbers.
+    pub fn chunk_bytes(&self) -> usize {
+        (0..CHUNKS)
+            .filter(|&k| self.chunk(k).is_some())
+            .map(|k| (FIRST_CHUNK << k) * (self.record_len + 4))
+            .sum()
+    }
+
+    // --- Both sides. ---
+
+    /// The row whose key part (the first `key.len()` bytes of the record, for tables with
+    /// fixed-width keys) is `key`. Readers and the writer alike.
+    pub fn find_key(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let eq = |id| {
+            let (row, _) = self.row(id);
+            row[..key.len()]
+                .iter()
+                .zip(key)
+                .all(|(b, &k)| b.load(Ordering::Relaxed) == k)
+        };
+        let guard = epoch::pin();
+        // SAFETY: the pointer is never null (see `writer_index`), and the guard keeps the
+        // index it points to alive while this probes it.
+        let index = unsafe { self.index.load(Ordering::Acquire, &guard).deref() };
+        index.find(hash, eq)
+    }
+
+    /// Appends a consistent copy of bytes `range` of row `id`: never a row half overwritten.
+    pub fn read(&self, id: u32, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        let (row, seq) = self.row(id);
+        let row = &row[range];
+        let start = out.len();
+        loop {
+            let before = seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                out.extend(row.iter().map(|b| b.load(Ordering::Relaxed)));
+                fence(Ordering::Acquire);
+                if seq.load(Ordering::Relaxed) == before {
+                    return;
+                }
+                out.truncate(start);
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+impl Drop for SharedTable {
+    fn drop(&mut self) {
+        for chunk in &self.chunks {
+            let chunk = chunk.load(Ordering::Relaxed);
+            if !chunk.is_null() {
+                // SAFETY: made by `Box::into_raw` in `write_new`; `&mut self` means no reader
+                // or writer holds the table any more.
+                drop(unsafe { Box::from_raw(chunk) });
+            }
+        }
+        // SAFETY: as above, nothing else can reach the index now.
+        drop(unsafe {
+            self.index
+                .load(Ordering::Relaxed, epoch::unprotected())
+                .into_owned()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_land_in_growing_chunks_without_gaps() {
+        let mut expected_k = 0;
+        let mut expected_at = 0;
+        for id in 0..(FIRST_CHUNK as u32 * 15) {
+            assert_eq!(locate(id), (expected_k, expected_at), "row {id}");
+            expected_at += 1;
+            if expected_at == FIRST_CHUNK << expected_k {
+                expected_k += 1;
+                expected_at = 0;
+            }
+        }
+        assert_eq!(locate(u32::MAX).0, CHUNKS - 1);
+    }
+
+    #[test]
+    fn published_rows_are_found_across_index_growth() {
+        let table = SharedTable::new(16);
+        let hash = |id: u32| (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for id in 0..5000u32 {
+            let mut record = [0u8; 16];
+            record[..4].copy_from_slice(&id.to_le_bytes());
+            table.write_new(id, &record);
+            table.publish(id, hash(id), id as usize + 1, hash);
+        }
+        for id in 0..5000u32 {
+            assert_eq!(table.find_key(hash(id), &id.to_le_bytes()), Some(id));
+        }
+        assert_eq!(table.find_key(hash(9999), &9999u32.to_le_bytes()), None);
+        assert!(table.index_slots() * 3 >= 5000 * 4);
+    }
+}
