@@ -8,6 +8,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
+use super::json::{base64_bytes, float_text, shorten, timestamp_text, JsonNumber};
 use super::{Cell, Micros, ValueError};
 
 /// A JSON value from a request body. Objects are not a value featgrid stores; they are kept
@@ -95,8 +96,16 @@ impl<'de: 'a, 'a> Visitor<'de> for CellVisitor<'a> {
 }
 
 impl JsonCell<'_> {
-    /// The same value as a `serde_json::Value` (objects become `{}`): one place for the
-    /// number and text rules, shared with [`Cell`] for `Value`.
+    fn number(&self) -> Option<JsonNumber> {
+        match *self {
+            JsonCell::Int(i) => Some(JsonNumber::Int(i)),
+            JsonCell::UInt(u) => Some(JsonNumber::UInt(u)),
+            JsonCell::Float(f) => Some(JsonNumber::Float(f)),
+            _ => None,
+        }
+    }
+
+    /// The same value as a `serde_json::Value` (objects become `{}`), for messages.
     fn to_json(&self) -> Json {
         match self {
             JsonCell::Null => Json::Null,
@@ -118,20 +127,15 @@ impl<'a> Cell for JsonCell<'a> {
 
     fn as_integer(&self) -> Option<i64> {
         match self {
-            JsonCell::Int(i) => Some(*i),
-            JsonCell::Float(_) | JsonCell::UInt(_) => self.to_json().as_integer(),
             JsonCell::Str(s) => s.trim().parse::<i64>().ok(),
-            _ => None,
+            _ => self.number()?.as_integer(),
         }
     }
 
     fn as_float(&self) -> Option<f64> {
         match self {
-            JsonCell::Int(i) => Some(*i as f64),
-            JsonCell::UInt(u) => Some(*u as f64),
-            JsonCell::Float(f) => Some(*f),
-            JsonCell::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-            _ => None,
+            JsonCell::Str(s) => float_text(s),
+            _ => Some(self.number()?.as_float()),
         }
     }
 
@@ -145,30 +149,27 @@ impl<'a> Cell for JsonCell<'a> {
     fn as_text(&self, key: bool) -> Option<Cow<'_, str>> {
         match self {
             JsonCell::Str(s) => Some(Cow::Borrowed(s)),
-            JsonCell::Int(_) | JsonCell::UInt(_) | JsonCell::Float(_) if key => {
-                Some(Cow::Owned(self.to_json().to_string()))
-            }
+            _ if key => Some(Cow::Owned(self.number()?.to_string())),
             _ => None,
         }
     }
 
     fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
         match self {
-            JsonCell::Str(s) => Json::String(s.to_string())
-                .as_bytes()
-                .map(|r| r.map(|b| Cow::Owned(b.into_owned()))),
+            JsonCell::Str(s) => Some(base64_bytes(s)),
             _ => None,
         }
     }
 
     fn as_timestamp(&self) -> Result<Micros, ValueError> {
         match self {
-            JsonCell::Str(s) => {
-                super::parse_timestamp_text(s).ok_or_else(|| ValueError::BadTimestamp {
+            JsonCell::Str(s) => timestamp_text(s, || self.describe()),
+            _ => match self.number() {
+                Some(n) => n.as_timestamp(),
+                None => Err(ValueError::BadTimestamp {
                     got: self.describe(),
-                })
-            }
-            _ => self.to_json().as_timestamp(),
+                }),
+            },
         }
     }
 
@@ -180,7 +181,11 @@ impl<'a> Cell for JsonCell<'a> {
     }
 
     fn describe(&self) -> String {
-        self.to_json().describe()
+        shorten(self.to_json().to_string())
+    }
+
+    fn is_inexact_integer(&self) -> bool {
+        self.number().is_some_and(JsonNumber::is_inexact_integer)
     }
 
     fn is_nat(&self) -> bool {
@@ -227,7 +232,8 @@ mod tests {
         #[test]
         fn agrees_with_serde_json_values(text in prop_oneof![
             Just("12".to_string()), Just("12.0".to_string()), Just("2.7".to_string()), Just("-9223372036854775808".to_string()),
-            Just("18446744073709551615".to_string()), Just("1e300".to_string()), Just("\"12\"".to_string()), Just("\"abc\"".to_string()),
+            Just("18446744073709551615".to_string()), Just("1e300".to_string()),
+            Just("12345678901234567.0".to_string()), Just("-9223372036854775809".to_string()), Just("1795600800000".to_string()), Just("\"12\"".to_string()), Just("\"abc\"".to_string()),
             Just("\"aGk=\"".to_string()), Just("\"NaT\"".to_string()), Just("\"2026-11-25T10:00:00Z\"".to_string()), Just("true".to_string()),
             Just("null".to_string()), Just("[1, 2]".to_string()), any::<i64>().prop_map(|i| i.to_string()),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
@@ -241,6 +247,7 @@ mod tests {
             prop_assert_eq!(cell.as_text(false), json.as_text(false));
             prop_assert_eq!(cell.as_timestamp(), json.as_timestamp());
             prop_assert_eq!(cell.is_nat(), json.is_nat());
+            prop_assert_eq!(cell.is_inexact_integer(), json.is_inexact_integer());
             prop_assert_eq!(cell.describe(), json.describe());
             prop_assert_eq!(cell.as_bytes().map(|r| r.map(|b| b.into_owned())), json.as_bytes().map(|r| r.map(|b| b.into_owned())));
         }

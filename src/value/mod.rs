@@ -24,7 +24,8 @@ use std::ops::Range;
 
 pub use json::{render_json, render_str};
 pub use time::{
-    format_timestamp, now_micros, parse_timestamp_text, write_timestamp, EPOCH_RFC3339,
+    check_year_range, format_timestamp, now_micros, parse_timestamp_text, write_timestamp,
+    EPOCH_RFC3339, MAX_TIMESTAMP, MIN_TIMESTAMP,
 };
 
 /// A timestamp in microseconds since the Unix epoch, UTC.
@@ -146,10 +147,14 @@ pub enum ValueError {
     WrongType { expected: ValueType, got: String },
     #[error("{got} does not fit in {expected} without loss")]
     OutOfRange { expected: ValueType, got: String },
+    #[error("{got} is not an exact {expected}: a number with a fraction or exponent stands for an integer only when it is whole and within +-2^53 (9007199254740992), and an integer must fit in int64; send large integers as integer literals or strings")]
+    InexactInteger { expected: ValueType, got: String },
     #[error("invalid base64: {reason}")]
     BadBase64 { reason: String },
     #[error("invalid timestamp {got}: expected RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]' or Unix seconds")]
     BadTimestamp { got: String },
+    #[error("timestamp {got} is outside years 1 to 9999 as Unix seconds{hint}")]
+    TimestampOutOfRange { got: String, hint: String },
     #[error("list elements may not be null")]
     NullInList,
 }
@@ -158,7 +163,8 @@ pub enum ValueError {
 /// kind; the conversion rules themselves live in [`encode_value`], once for every form.
 pub trait Cell {
     fn is_null(&self) -> bool;
-    /// An integer, without loss (a JSON `12.0` or `"12"` is 12; `2.7` is not an integer).
+    /// An integer, without loss (a JSON `12.0` or `"12"` is 12; `2.7` is not an integer, nor
+    /// is `1.2345678901234568e16`: beyond 2^53 a float no longer stands for one integer).
     fn as_integer(&self) -> Option<i64>;
     fn as_float(&self) -> Option<f64>;
     fn as_bool(&self) -> Option<bool>;
@@ -172,6 +178,11 @@ pub trait Cell {
         Self: Sized;
     /// A short description for error messages.
     fn describe(&self) -> String;
+    /// A whole number that is no integer without loss (a JSON float beyond 2^53, an integer
+    /// beyond int64): not the same mistake as 2.7 or "abc", so it gets its own message.
+    fn is_inexact_integer(&self) -> bool {
+        false
+    }
     /// pandas' "not a time", which the Feast SDK sends for a missing `created` value.
     fn is_nat(&self) -> bool {
         false
@@ -253,16 +264,24 @@ fn encode_scalar<C: Cell>(
         expected: ty,
         got: value.describe(),
     };
+    let integer = || {
+        value.as_integer().ok_or_else(|| {
+            if value.is_inexact_integer() {
+                ValueError::InexactInteger {
+                    expected: ty,
+                    got: value.describe(),
+                }
+            } else {
+                wrong()
+            }
+        })
+    };
     match scalar {
         ScalarType::Int32 => {
-            let v = value.as_integer().ok_or_else(wrong)?;
-            let v = i32::try_from(v).map_err(|_| out_of_range())?;
+            let v = i32::try_from(integer()?).map_err(|_| out_of_range())?;
             out.extend_from_slice(&v.to_le_bytes());
         }
-        ScalarType::Int64 => {
-            let v = value.as_integer().ok_or_else(wrong)?;
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        ScalarType::Int64 => out.extend_from_slice(&integer()?.to_le_bytes()),
         ScalarType::Float32 => {
             let narrowed = value.as_float().ok_or_else(wrong)? as f32;
             if !narrowed.is_finite() {

@@ -10,3 +10,4 @@ mod native;
 mod offline;
 mod semantics;
 mod support;
+mod validation;

@@ -1,0 +1,88 @@
+//! Nothing accepted and silently changed (issue 12): every value is stored as sent or refused
+//! with a 400 that names the column, the row and what to send instead.
+
+use serde_json::{json, Value};
+
+use crate::support::{column, Answer, Server};
+
+/// A push to the driver quickstart's source with `df` given as raw JSON text, so that number
+/// literals reach the server exactly as written.
+fn push_text(s: &Server, df: &str) -> Answer {
+    s.post_raw(
+        "/push",
+        &format!(r#"{{"push_source_name": "driver_stats_push_source", "df": {df}}}"#),
+        None,
+    )
+}
+
+/// A driver row stamped now (the quickstart view has a 1-day TTL) with `trips` as the literal
+/// text of `avg_daily_trips`.
+fn trips_row(id: &str, trips: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    format!(
+        r#"{{"driver_id": [{id}], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [{trips}]}}"#
+    )
+}
+
+fn assert_invalid(a: &Answer, column: &str, row: usize, says: &str) {
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(a.json["code"], "invalid_value", "{}", a.text);
+    let message = a.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("column '{column}' row {row}: ")) && message.contains(says),
+        "{message}"
+    );
+}
+
+fn trips_of(s: &Server, id: Value) -> Value {
+    let read = s.read(&["driver_hourly_stats:avg_daily_trips"], json!({ "driver_id": [id] }));
+    column(&read, "avg_daily_trips").0[0].clone()
+}
+
+#[test]
+fn integers_never_pass_through_f64() {
+    let s = Server::start();
+    // Exact integer literals and whole floats within 2^53 are the integers they say.
+    for (id, trips, stored) in [
+        ("1", "9007199254740993", json!(9007199254740993i64)),
+        ("2", "9223372036854775807", json!(i64::MAX)),
+        ("3", "-9223372036854775808", json!(i64::MIN)),
+        ("4", "12.0", json!(12)),
+        ("5", "1.2e3", json!(1200)),
+        ("6", "\"12345678901234567\"", json!(12345678901234567i64)),
+    ] {
+        let a = push_text(&s, &trips_row(id, trips));
+        assert_eq!(a.status, 200, "{trips}: {}", a.text);
+        assert_eq!(trips_of(&s, json!(id.parse::<i64>().unwrap())), stored, "{trips}");
+    }
+    // What f64 would change, or what int64 cannot hold, is refused, and nothing is written.
+    for trips in [
+        "12345678901234567.0",
+        "9007199254740994.0",
+        "-9223372036854775809",
+        "9223372036854775808",
+        "1e19",
+    ] {
+        let a = push_text(&s, &trips_row("7", trips));
+        assert_invalid(&a, "avg_daily_trips", 0, "is not an exact int64");
+    }
+    assert_eq!(trips_of(&s, json!(7)), Value::Null);
+    let a = push_text(&s, &trips_row("8", "2.7"));
+    assert_invalid(&a, "avg_daily_trips", 0, "expected int64, got 2.7");
+
+    // A join key in a read goes through the same conversion: -2^63-1 is not i64::MIN.
+    let a = s.post_raw(
+        "/get-online-features",
+        r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1, -9223372036854775809]}}"#,
+        None,
+    );
+    assert_invalid(&a, "driver_id", 1, "is not an exact int64");
+    let a = s.post_raw(
+        "/get-online-features",
+        r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1, 4.0]}}"#,
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(column(&a.json, "driver_id").0, [json!(1), json!(4)]);
+    assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(9007199254740993i64), json!(12)]);
+}
