@@ -18,9 +18,12 @@ fn push_text(s: &Server, df: &str) -> Answer {
 /// A driver row stamped now (the quickstart view has a 1-day TTL) with `trips` as the literal
 /// text of `avg_daily_trips`.
 fn trips_row(id: &str, trips: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
+    row_at(id, trips, chrono::Utc::now().timestamp())
+}
+
+fn row_at(id: &str, trips: &str, event: i64) -> String {
     format!(
-        r#"{{"driver_id": [{id}], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [{trips}]}}"#
+        r#"{{"driver_id": [{id}], "event_timestamp": [{event}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [{trips}]}}"#
     )
 }
 
@@ -85,4 +88,37 @@ fn integers_never_pass_through_f64() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(column(&a.json, "driver_id").0, [json!(1), json!(4)]);
     assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(9007199254740993i64), json!(12)]);
+}
+
+#[test]
+fn numeric_timestamps_in_another_unit_are_refused_with_the_unit() {
+    let s = Server::start();
+    let now = chrono::Utc::now().timestamp();
+    let df = |event: String, created: String| {
+        format!(
+            r#"{{"driver_id": [1, 1], "event_timestamp": [{now}, {event}], "created": [null, {created}], "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5], "avg_daily_trips": [1, 2]}}"#
+        )
+    };
+    for (event, unit) in [
+        (now * 1_000, "milliseconds"),
+        (now * 1_000_000, "microseconds"),
+        (now * 1_000_000_000, "nanoseconds"),
+    ] {
+        let a = push_text(&s, &df(event.to_string(), "null".into()));
+        assert_invalid(&a, "event_timestamp", 1, &format!("looks like {unit} since the epoch"));
+    }
+    let a = push_text(&s, &df(now.to_string(), format!("{}.5", now * 1_000)));
+    assert_invalid(&a, "created", 1, "looks like milliseconds since the epoch");
+    // Nothing of those pushes was stored: a later, correct write is not skipped as older.
+    assert_eq!(trips_of(&s, json!(1)), Value::Null);
+    let a = push_text(&s, &row_at("1", "2", now));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let read = s.read(&["driver_hourly_stats:avg_daily_trips"], json!({"driver_id": [1]}));
+    let (values, statuses, stamps) = column(&read, "avg_daily_trips");
+    assert_eq!((values[0].clone(), statuses[0].as_str()), (json!(2), "PRESENT"));
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&stamps[0]).unwrap().timestamp(),
+        now
+    );
+    assert_eq!(s.get("/stats").json["skipped_older"], json!(0), "{}", s.get("/stats").text);
 }
