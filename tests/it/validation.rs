@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{column, Answer, Server};
+use crate::support::{column, refused_start, Answer, Server};
 
 /// A push to the driver quickstart's source with `df` given as raw JSON text, so that number
 /// literals reach the server exactly as written.
@@ -121,4 +121,38 @@ fn numeric_timestamps_in_another_unit_are_refused_with_the_unit() {
         now
     );
     assert_eq!(s.get("/stats").json["skipped_older"], json!(0), "{}", s.get("/stats").text);
+}
+
+/// The quickstart's entity and push source, then `views` (TOML), as a registry file.
+fn refused_registry(views: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("reg.toml");
+    std::fs::write(
+        &registry,
+        format!("[[entities]]\nname = \"driver\"\njoin_key = \"driver_id\"\nvalue_type = \"int64\"\n[[entities]]\nname = \"customer\"\njoin_key = \"customer_id\"\nvalue_type = \"string\"\n[[push_sources]]\nname = \"stats\"\n{views}"),
+    )
+    .unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(&settings, "registry = \"reg.toml\"\n").unwrap();
+    let (status, stderr) = refused_start(&dir.path().join("data"), &["--config", settings.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn registry_mistakes_are_refused_at_load_naming_file_table_and_key() {
+    let a = "[[feature_views]]\nname = \"a\"\nentities = [\"driver\"]\nsource = \"stats\"\nfields = [{ name = \"x\", dtype = \"int64\" }]\n";
+    // Column names are unique in every answer: b's feature may not be named like a's key.
+    let b = "[[feature_views]]\nname = \"b\"\nentities = [\"customer\"]\nsource = \"stats\"\nfields = [{ name = \"driver_id\", dtype = \"int64\" }]\n";
+    let e = refused_registry(&format!("{a}{b}"));
+    assert!(e.contains("reg.toml: feature_views[1].fields[0].name: feature 'driver_id' of view 'b' is named like a join key of view 'a'"), "{e}");
+    // A source that is neither a push source nor a declared batch source (a typo).
+    let e = refused_registry(&a.replace("source = \"stats\"", "source = \"stat\""));
+    assert!(e.contains("reg.toml: feature_views[0].source: feature view 'a' names source 'stat', which is neither a push source nor a batch source"), "{e}");
+    // The event time taken from a join key.
+    let e = refused_registry(&a.replace("fields", "timestamp_field = \"driver_id\"\nfields"));
+    assert!(e.contains("reg.toml: feature_views[0].timestamp_field: 'driver_id' is a join key of feature view 'a'"), "{e}");
+    // A feature service listing a feature twice.
+    let e = refused_registry(&format!("{a}[[feature_services]]\nname = \"s\"\nfeatures = [\"a\", \"a:x\"]\n"));
+    assert!(e.contains("reg.toml: feature_services[0].features[1]: feature service 's' lists 'a:x' twice (also in features[0])"), "{e}");
 }
