@@ -9,7 +9,7 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 use serde_json::Value as Json;
 
 use super::json::{base64_bytes, float_text, shorten, timestamp_text, JsonNumber};
-use super::{Cell, Micros, ValueError};
+use super::{nonfinite, Cell, Micros, ValueError};
 
 /// A JSON value from a request body. Objects are not a value featgrid stores; they are kept
 /// only as a marker, for the error message.
@@ -21,6 +21,9 @@ pub enum JsonCell<'a> {
     /// An integer above `i64::MAX`.
     UInt(u64),
     Float(f64),
+    /// Python's bare `NaN`, `Infinity` or `-Infinity`, through a marker object
+    /// ([`super::nonfinite`]).
+    NonFinite(f64),
     Str(Cow<'a, str>),
     List(Vec<JsonCell<'a>>),
     Object,
@@ -90,8 +93,17 @@ impl<'de: 'a, 'a> Visitor<'de> for CellVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cell = JsonCell::Object;
+        if let Some(key) = map.next_key::<String>()? {
+            if key == nonfinite::MARKER_KEY {
+                let token = map.next_value::<String>()?;
+                cell = nonfinite::from_text(&token).map_or(cell, JsonCell::NonFinite);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(JsonCell::Object)
+        Ok(cell)
     }
 }
 
@@ -113,6 +125,7 @@ impl JsonCell<'_> {
             JsonCell::Int(i) => Json::from(*i),
             JsonCell::UInt(u) => Json::from(*u),
             JsonCell::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            JsonCell::NonFinite(f) => Json::String(nonfinite::text_of(*f).into()),
             JsonCell::Str(s) => Json::String(s.to_string()),
             JsonCell::List(items) => Json::Array(items.iter().map(JsonCell::to_json).collect()),
             JsonCell::Object => Json::Object(Default::default()),
@@ -135,6 +148,7 @@ impl<'a> Cell for JsonCell<'a> {
     fn as_float(&self) -> Option<f64> {
         match self {
             JsonCell::Str(s) => float_text(s),
+            JsonCell::NonFinite(f) => Some(*f),
             _ => Some(self.number()?.as_float()),
         }
     }
@@ -181,7 +195,10 @@ impl<'a> Cell for JsonCell<'a> {
     }
 
     fn describe(&self) -> String {
-        shorten(self.to_json().to_string())
+        match self {
+            JsonCell::NonFinite(f) => nonfinite::text_of(*f).into(),
+            _ => shorten(self.to_json().to_string()),
+        }
     }
 
     fn is_inexact_integer(&self) -> bool {
@@ -225,6 +242,45 @@ mod tests {
         // An object is never a value; its message shows it as `{}`.
         assert_eq!(parsed[9].describe(), "{}");
         assert!(parsed[9].as_integer().is_none() && parsed[9].as_text(true).is_none());
+    }
+
+    #[test]
+    fn python_nan_and_infinity_are_floats_only_where_a_float_is_expected() {
+        use crate::value::nonfinite::mark_non_finite;
+        use crate::value::{encode_key_value, encode_value, is_missing, render_json, ValueType};
+        let body = mark_non_finite(br#"[NaN, Infinity, -Infinity, [1.5, NaN], {"x": 1}]"#).unwrap();
+        let parsed: Vec<JsonCell> = serde_json::from_slice(&body).unwrap();
+        let ty = |t: &str| ValueType::parse(t).unwrap();
+        assert!(matches!(parsed[0], JsonCell::NonFinite(f) if f.is_nan()));
+        assert_eq!(parsed[1..3], [JsonCell::NonFinite(f64::INFINITY), JsonCell::NonFinite(f64::NEG_INFINITY)]);
+        assert_eq!(parsed[4], JsonCell::Object);
+        // A scalar float NaN is a missing value (null); an infinity is stored as it is.
+        assert!(is_missing(ty("float32"), &parsed[0]) && is_missing(ty("float64"), &parsed[0]));
+        assert!(!is_missing(ty("float64"), &parsed[1]) && !is_missing(ty("int64"), &parsed[0]));
+        let stored = |t: &str, cell: &JsonCell| {
+            let mut bytes = Vec::new();
+            encode_value(ty(t), cell, &mut bytes).map(|()| {
+                let mut out = Vec::new();
+                render_json(ty(t), &bytes, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+        };
+        assert_eq!(stored("float32", &parsed[1]).unwrap(), r#""Infinity""#);
+        assert_eq!(stored("float64", &parsed[2]).unwrap(), r#""-Infinity""#);
+        assert_eq!(stored("list<float64>", &parsed[3]).unwrap(), r#"[1.5,"NaN"]"#);
+        assert_eq!(stored("list<float32>", &parsed[3]).unwrap(), r#"[1.5,"NaN"]"#);
+        // The strings answers carry are read back as the same floats.
+        let text = JsonCell::Str(Cow::Borrowed("-Infinity"));
+        assert_eq!(stored("float64", &text).unwrap(), r#""-Infinity""#);
+        // Anywhere else, a wrong value like any other.
+        for t in ["int64", "int32", "string", "bool", "bytes", "unix_timestamp", "list<int64>"] {
+            let e = stored(t, &parsed[0]).unwrap_err().to_string();
+            assert!(e.contains("got NaN") || e.contains("timestamp NaN"), "{t}: {e}");
+        }
+        let e = encode_key_value(ty("string"), &parsed[1], &mut Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), "expected string, got Infinity");
+        // A finite value too large for float32 is still refused.
+        assert!(stored("float32", &JsonCell::Float(1e300)).is_err());
     }
 
     proptest! {

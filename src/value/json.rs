@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use serde_json::Value as Json;
 
+use super::nonfinite;
 use super::time::{timestamp_from_float_seconds, timestamp_from_seconds};
 use super::{
     le, parse_timestamp_text, stored_elements, write_timestamp, Cell, Micros, ScalarType,
@@ -156,9 +157,11 @@ impl Cell for Json {
     }
 }
 
-/// A float given as text: a decimal number.
+/// A float given as text: a decimal number, or `"NaN"`, `"Infinity"`, `"-Infinity"` as
+/// answers carry them.
 pub(crate) fn float_text(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok().filter(|f| f.is_finite())
+    let text = text.trim();
+    nonfinite::from_text(text).or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()))
 }
 
 pub(crate) fn base64_bytes(text: &str) -> Result<Cow<'static, [u8]>, ValueError> {
@@ -241,7 +244,8 @@ fn render_f64(v: f64, out: &mut Vec<u8>) {
         // ryu writes 12.0 as "12.0", which is valid JSON and what Python's json writes too.
         out.extend_from_slice(text.as_bytes());
     } else {
-        out.extend_from_slice(b"null");
+        // Not JSON numbers: the strings of the protobuf JSON mapping, as Feast answers.
+        render_str(nonfinite::text_of(v), out);
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod cell;
 pub mod json;
 pub mod native;
+pub mod nonfinite;
 mod time;
 
 use std::fmt;
@@ -189,13 +190,29 @@ pub trait Cell {
     }
 }
 
-/// Appends the stored encoding of a non-null `value` of type `ty` to `out`.
+/// Whether a feature value is stored as null: null itself, or NaN for a scalar float (pandas'
+/// missing float; Feast stores it as null too, see [`nonfinite`]).
+pub fn is_missing<C: Cell>(ty: ValueType, value: &C) -> bool {
+    value.is_null()
+        || (!ty.list
+            && matches!(ty.scalar, ScalarType::Float32 | ScalarType::Float64)
+            && value.as_float().is_some_and(f64::is_nan))
+}
+
+/// Appends the stored encoding of a `value` of type `ty` that is not [`is_missing`] to `out`.
 pub fn encode_value<C: Cell>(
     ty: ValueType,
     value: &C,
     out: &mut Vec<u8>,
 ) -> Result<(), ValueError> {
     if !ty.list {
+        if is_missing(ty, value) {
+            // Stored as null by the caller, never as a value.
+            return Err(ValueError::WrongType {
+                expected: ty,
+                got: value.describe(),
+            });
+        }
         return encode_scalar(ty.scalar, value, false, out);
     }
     let items = value.as_list().ok_or_else(|| ValueError::WrongType {
@@ -283,19 +300,14 @@ fn encode_scalar<C: Cell>(
         }
         ScalarType::Int64 => out.extend_from_slice(&integer()?.to_le_bytes()),
         ScalarType::Float32 => {
-            let narrowed = value.as_float().ok_or_else(wrong)? as f32;
-            if !narrowed.is_finite() {
+            let v = value.as_float().ok_or_else(wrong)?;
+            let narrowed = v as f32;
+            if narrowed.is_infinite() && v.is_finite() {
                 return Err(out_of_range());
             }
             out.extend_from_slice(&narrowed.to_le_bytes());
         }
-        ScalarType::Float64 => {
-            let v = value
-                .as_float()
-                .filter(|v| v.is_finite())
-                .ok_or_else(wrong)?;
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        ScalarType::Float64 => out.extend_from_slice(&value.as_float().ok_or_else(wrong)?.to_le_bytes()),
         ScalarType::Bool => out.push(u8::from(value.as_bool().ok_or_else(wrong)?)),
         ScalarType::String => {
             out.extend_from_slice(value.as_text(key).ok_or_else(wrong)?.as_bytes())

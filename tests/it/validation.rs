@@ -156,3 +156,140 @@ fn registry_mistakes_are_refused_at_load_naming_file_table_and_key() {
     let e = refused_registry(&format!("{a}[[feature_services]]\nname = \"s\"\nfeatures = [\"a\", \"a:x\"]\n"));
     assert!(e.contains("reg.toml: feature_services[0].features[1]: feature service 's' lists 'a:x' twice (also in features[0])"), "{e}");
 }
+
+/// `get-online-features` with a raw JSON body.
+fn read_text(s: &Server, body: &str) -> Answer {
+    s.post_raw("/get-online-features", body, None)
+}
+
+#[test]
+fn an_empty_features_list_beside_a_feature_service_is_not_given() {
+    let s = Server::start();
+    assert_eq!(push_text(&s, &trips_row("1", "7")).status, 200);
+    // Feast's request model defaults `features` to [], so generated clients send both.
+    let a = read_text(&s, r#"{"features": [], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        a.json["metadata"]["feature_names"],
+        json!(["driver_id", "conv_rate", "acc_rate", "avg_daily_trips"])
+    );
+    assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(7)]);
+    // A list that names features beside a service is still ambiguous.
+    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:conv_rate"], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#);
+    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("ambiguous_features")), "{}", a.text);
+}
+
+#[test]
+fn python_nan_and_infinity_are_read_for_float_features_only() {
+    let s = Server::start();
+    let now = chrono::Utc::now().timestamp();
+    // What Python's json.dumps writes for a DataFrame with missing and infinite floats.
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [1, 2], "event_timestamp": [{now}, {now}], "conv_rate": [NaN, Infinity], "acc_rate": [-Infinity, 0.5], "avg_daily_trips": [1, 2]}}"#
+    ));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let read = s.read(
+        &["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+        json!({"driver_id": [1, 2]}),
+    );
+    // NaN is pandas' missing float: stored as null, as Feast stores it. Infinities are kept,
+    // and answered as Feast answers them: strings of the protobuf JSON mapping.
+    let (conv, conv_statuses, _) = column(&read, "conv_rate");
+    assert_eq!(conv, [Value::Null, json!("Infinity")]);
+    assert_eq!(conv_statuses, ["NULL_VALUE", "PRESENT"]);
+    assert_eq!(column(&read, "acc_rate").0, [json!("-Infinity"), json!(0.5)]);
+    // The strings an answer carries are read back as the same floats.
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [3], "event_timestamp": [{now}], "conv_rate": ["Infinity"], "acc_rate": ["NaN"], "avg_daily_trips": [3]}}"#
+    ));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let read = s.read(&["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], json!({"driver_id": [3]}));
+    assert_eq!(column(&read, "conv_rate").0, [json!("Infinity")]);
+    assert_eq!(column(&read, "acc_rate").1, ["NULL_VALUE"]);
+
+    // Anywhere a float is not expected, refused like any other wrong value.
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [4], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [NaN]}}"#
+    ));
+    assert_invalid(&a, "avg_daily_trips", 0, "expected int64, got NaN");
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [4], "event_timestamp": [Infinity], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [1]}}"#
+    ));
+    assert_invalid(&a, "event_timestamp", 0, "Infinity");
+    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, NaN]}}"#);
+    assert_invalid(&a, "driver_id", 1, "expected int64, got NaN");
+    let a = s.post_raw("/push", r#"{"push_source_name": "driver_stats_push_source", "df": {}, "to": NaN}"#, None);
+    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
+    assert_eq!(trips_of(&s, json!(4)), Value::Null);
+    // Inside strings they are text: a string feature would keep "NaN" as it is.
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [5], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": ["NaN"]}}"#
+    ));
+    assert_invalid(&a, "avg_daily_trips", 0, r#"expected int64, got "NaN""#);
+}
+
+#[test]
+fn entity_names_are_accepted_for_join_keys_with_one_warning() {
+    let s = Server::start_logged(&[], &[("FEATGRID_LOG", "info")]);
+    assert_eq!(push_text(&s, &trips_row("1", "7")).status, 200);
+    for _ in 0..2 {
+        // Entity `driver`, join key `driver_id`: Feast accepts it with a deprecation warning.
+        let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1, 2]}}"#);
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.json["metadata"]["feature_names"], json!(["driver_id", "avg_daily_trips"]));
+        assert_eq!(column(&a.json, "driver_id").0, [json!(1), json!(2)]);
+        assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(7), Value::Null]);
+    }
+    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": ["x"]}}"#);
+    assert_invalid(&a, "driver", 0, "expected int64");
+    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1], "driver_id": [1]}}"#);
+    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
+    // The warning is logged once, however often entity names are used. A snapshot is logged
+    // after it: once that line is in, every warning the reads gave is too.
+    assert_eq!(s.post("/admin/snapshot", &json!({})).status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s.log().contains("snapshot written") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(s.log().matches("keyed by entity name").count(), 1, "{}", s.log());
+}
+
+#[test]
+fn a_single_value_in_df_is_repeated_for_every_row() {
+    let s = Server::start();
+    let now = chrono::Utc::now().timestamp();
+    let stamp = chrono::DateTime::from_timestamp(now, 0).unwrap().format("%Y-%m-%d %H:%M:%S");
+    // Feast builds a DataFrame, which repeats a single value beside list columns.
+    let a = push_text(&s, &format!(
+        r#"{{"driver_id": [1, 2], "event_timestamp": "{stamp}", "conv_rate": 0.5, "acc_rate": [0.25, 0.75], "avg_daily_trips": [1, 2]}}"#
+    ));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let read = s.read(&["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], json!({"driver_id": [1, 2]}));
+    let (conv, _, stamps) = column(&read, "conv_rate");
+    assert_eq!(conv, [json!(0.5), json!(0.5)]);
+    assert_eq!(column(&read, "acc_rate").0, [json!(0.25), json!(0.75)]);
+    let expected = chrono::DateTime::from_timestamp(now, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(stamps, [expected.clone(), expected]);
+    // With no list at all there is no row count (pandas refuses it too).
+    let a = s.post(
+        "/write-to-online-store",
+        &json!({"feature_view_name": "driver_hourly_stats", "df": {"driver_id": 1, "event_timestamp": now, "conv_rate": 0.5, "acc_rate": 0.5, "avg_daily_trips": 1}}),
+    );
+    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
+    assert!(a.json["message"].as_str().unwrap().contains("give the columns as lists"), "{}", a.text);
+}
+
+#[test]
+fn feature_view_metadata_is_answered_when_asked_for() {
+    let s = Server::start();
+    let body = |include: bool| {
+        json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+               "entities": {"driver_id": [1]}, "include_feature_view_version_metadata": include})
+    };
+    let a = s.post("/get-online-features", &body(true));
+    assert_eq!(a.status, 200, "{}", a.text);
+    // As Feast answers a view without a version (version 0 is left out).
+    assert_eq!(a.json["metadata"]["feature_view_metadata"], json!([{"name": "driver_hourly_stats"}]));
+    let a = s.post("/get-online-features", &body(false));
+    assert_eq!(a.json["metadata"], json!({"feature_names": ["driver_id", "conv_rate", "acc_rate"]}));
+}
