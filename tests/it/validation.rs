@@ -293,3 +293,31 @@ fn feature_view_metadata_is_answered_when_asked_for() {
     let a = s.post("/get-online-features", &body(false));
     assert_eq!(a.json["metadata"], json!({"feature_names": ["driver_id", "conv_rate", "acc_rate"]}));
 }
+
+#[test]
+fn settings_take_each_source_at_its_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    // Seconds, as default.toml and the message say; the registry from the environment is
+    // relative to the working directory, not to the settings file.
+    std::fs::write(&settings, "offline_roll_interval = 60\n").unwrap();
+    let s = Server::start_with(
+        &["--config", settings.to_str().unwrap()],
+        &[("FEATGRID_REGISTRY", "config/example_registry.toml")],
+    );
+    let registry = s.get("/registry").json;
+    assert!(registry["feature_views"].as_array().unwrap().iter().any(|v| v["name"] == "customer_profile"), "{registry}");
+    drop(s);
+    // A bad environment variable is reported as one, not as an error in the settings file.
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["serve", "--config", settings.to_str().unwrap()])
+        .env("FEATGRID_SHARDS", "-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration: environment variable FEATGRID_SHARDS: shards: -1 is negative"),
+        "{stderr}"
+    );
+}
