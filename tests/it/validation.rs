@@ -321,3 +321,33 @@ fn settings_take_each_source_at_its_word() {
         "{stderr}"
     );
 }
+
+/// `featgrid bench` with `args`: (exit code, stdout, stderr).
+fn bench(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(crate::support::BIN)
+        .arg("bench")
+        .args(args)
+        .env("FEATGRID_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_load_generator_refuses_options_it_cannot_honour() {
+    let s = Server::start();
+    let url = s.url();
+    let common = ["--target", url.as_str(), "--entities", "10", "--warmup", "0", "--duration", "1"];
+    // Freshness probes run back to back: a rate would be reported but not kept.
+    let (code, stdout, stderr) = bench(&[&common[..], &["--workload", "freshness", "--rate", "10"]].concat());
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("--rate: does not apply to the freshness workload"), "{stderr}");
+    assert!(!stdout.contains("never sent"), "{stdout}");
+    // Durations the clock cannot add are refused when parsed, not a panic mid-run.
+    for option in ["--duration", "--warmup", "--probe-timeout", "--timeout"] {
+        let (code, stdout, stderr) = bench(&["--target", url.as_str(), "--no-preload", "--workload", "freshness", option, "1e19"]);
+        assert_eq!(code, Some(2), "{option}: {stdout}{stderr}");
+        assert!(stderr.contains("longer than the limit of 30 days"), "{option}: {stderr}");
+    }
+}
