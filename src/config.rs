@@ -498,7 +498,9 @@ mod tests {
             "max_rows_per_push" => s.max_rows_per_push.to_string(),
             "mailbox_capacity" => s.mailbox_capacity.to_string(),
             "shard_timeout_ms" => s.shard_timeout_ms.to_string(),
-            other => panic!("setting '{other}' has no case in every_setting_loads_from_every_source"),
+            other => {
+                panic!("setting '{other}' has no case in every_setting_loads_from_every_source")
+            }
         }
     }
 
@@ -525,22 +527,134 @@ mod tests {
         // key, good value in TOML, as an environment variable or flag, what it loads as;
         // a bad value in TOML, as a variable or flag, what its error says.
         let cases = [
-            ("bind", "\"127.0.0.1:7000\"", "127.0.0.1:7000", "127.0.0.1:7000", "\"nowhere\"", "nowhere", "'nowhere' is not an address"),
+            (
+                "bind",
+                "\"127.0.0.1:7000\"",
+                "127.0.0.1:7000",
+                "127.0.0.1:7000",
+                "\"nowhere\"",
+                "nowhere",
+                "'nowhere' is not an address",
+            ),
             ("shards", "6", "6", "6", "-1", "-1", "-1 is negative"),
-            ("shard_threads", "2", "2", "2", "0", "0", "0 is out of range"),
+            (
+                "shard_threads",
+                "2",
+                "2",
+                "2",
+                "0",
+                "0",
+                "0 is out of range",
+            ),
             ("workers", "3", "3", "3", "-1", "-1", "-1 is negative"),
-            ("data_dir", "\"elsewhere\"", "elsewhere", "elsewhere", "\"Cargo.toml\"", "Cargo.toml", "Cargo.toml is a file"),
-            ("fsync", "\"always\"", "always", "always", "\"sometimes\"", "sometimes", "'sometimes' is not an fsync policy"),
-            ("snapshot_interval", "30", "30s", "30s", "\"soon\"", "soon", "'soon' is not a duration"),
-            ("snapshot_keep", "5", "5", "5", "0", "0", "must be at least 1"),
-            ("wal_segment_bytes", "8192", "8192", "8192", "100", "100", "100 is too small"),
-            ("offline_roll_rows", "10", "10", "10", "0", "0", "must be at least 1"),
-            ("offline_roll_interval", "60", "60", "60s", "0", "0", "must be more than 0"),
-            ("max_body_bytes", "1000", "1000", "1000", "0", "0", "must be at least 1"),
-            ("max_entities_per_request", "10", "10", "10", "0", "0", "must be at least 1"),
-            ("max_rows_per_push", "10", "10", "10", "0", "0", "must be at least 1"),
-            ("mailbox_capacity", "10", "10", "10", "0", "0", "must be at least 1"),
-            ("shard_timeout_ms", "10", "10", "10", "0", "0", "must be at least 1"),
+            (
+                "data_dir",
+                "\"elsewhere\"",
+                "elsewhere",
+                "elsewhere",
+                "\"Cargo.toml\"",
+                "Cargo.toml",
+                "Cargo.toml is a file",
+            ),
+            (
+                "fsync",
+                "\"always\"",
+                "always",
+                "always",
+                "\"sometimes\"",
+                "sometimes",
+                "'sometimes' is not an fsync policy",
+            ),
+            (
+                "snapshot_interval",
+                "30",
+                "30s",
+                "30s",
+                "\"soon\"",
+                "soon",
+                "'soon' is not a duration",
+            ),
+            (
+                "snapshot_keep",
+                "5",
+                "5",
+                "5",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "wal_segment_bytes",
+                "8192",
+                "8192",
+                "8192",
+                "100",
+                "100",
+                "100 is too small",
+            ),
+            (
+                "offline_roll_rows",
+                "10",
+                "10",
+                "10",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "offline_roll_interval",
+                "60",
+                "60",
+                "60s",
+                "0",
+                "0",
+                "must be more than 0",
+            ),
+            (
+                "max_body_bytes",
+                "1000",
+                "1000",
+                "1000",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "max_entities_per_request",
+                "10",
+                "10",
+                "10",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "max_rows_per_push",
+                "10",
+                "10",
+                "10",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "mailbox_capacity",
+                "10",
+                "10",
+                "10",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
+            (
+                "shard_timeout_ms",
+                "10",
+                "10",
+                "10",
+                "0",
+                "0",
+                "must be at least 1",
+            ),
         ];
         let defaults: toml::Table = toml::from_str(DEFAULT_SETTINGS).unwrap();
         for key in defaults.keys().filter(|k| *k != "registry") {
@@ -562,12 +676,22 @@ mod tests {
             assert_eq!(effective(&s, key), loaded, "{key} from {var}");
 
             let f = file(file_bad);
-            let e = Settings::load(Some(f.path()), [], &none).unwrap_err().to_string();
+            let e = Settings::load(Some(f.path()), [], &none)
+                .unwrap_err()
+                .to_string();
             let at = format!("{}: {key}: ", f.path().display());
-            assert!(e.starts_with(&at) && e.contains(problem), "{key} from the file: {e}");
-            let e = Settings::load(None, env(bad), &none).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&at) && e.contains(problem),
+                "{key} from the file: {e}"
+            );
+            let e = Settings::load(None, env(bad), &none)
+                .unwrap_err()
+                .to_string();
             let at = format!("environment variable {var}: {key}: ");
-            assert!(e.starts_with(&at) && e.contains(problem), "{key} from {var}: {e}");
+            assert!(
+                e.starts_with(&at) && e.contains(problem),
+                "{key} from {var}: {e}"
+            );
 
             if let Some(flags) = flag(key, good) {
                 let (s, _) = Settings::load(None, [], &flags).unwrap();
@@ -576,7 +700,10 @@ mod tests {
             if let Some(flags) = flag(key, bad) {
                 let e = Settings::load(None, [], &flags).unwrap_err().to_string();
                 let at = format!("flag --{}: {key}: ", key.replace('_', "-"));
-                assert!(e.starts_with(&at) && e.contains(problem), "{key} from its flag: {e}");
+                assert!(
+                    e.starts_with(&at) && e.contains(problem),
+                    "{key} from its flag: {e}"
+                );
             }
         }
     }

@@ -5,7 +5,11 @@
 //! - `POST /get-online-features` `{features | feature_service, entities, full_feature_names}`:
 //!   Feast's column-major answer, rendered straight into one buffer.
 //!
-//! Unknown request fields are ignored, as Feast does.
+//! Unknown request fields are ignored, as Feast does. As Feast also does: a single value in
+//! `df` is repeated for every row ([`frame`]); Python's bare `NaN`/`Infinity` tokens are read
+//! for float features ([`crate::value::nonfinite`]); an empty `features` beside a
+//! `feature_service` is not given; entity names stand for join keys in `entities`
+//! ([`super::lookup`]); `include_feature_view_version_metadata` lists the views read.
 
 use std::borrow::Cow;
 

@@ -340,7 +340,10 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), MAX_DURATION);
         for long in ["1e19", "2592001", "31d", "1000000000y"] {
             let e = parse_duration(long).unwrap_err();
-            assert!(e.contains("longer than the limit of 30 days"), "{long}: {e}");
+            assert!(
+                e.contains("longer than the limit of 30 days"),
+                "{long}: {e}"
+            );
         }
     }
 

@@ -386,8 +386,13 @@ mod tests {
         assert!(!render(&r).contains("never sent"));
         r.unsent = 42;
         let svg = render(&r);
-        assert!(r.table().contains("warning: 42 scheduled requests were never sent"));
-        assert!(svg.contains("warning: 42 scheduled requests were never sent"), "{svg}");
+        assert!(r
+            .table()
+            .contains("warning: 42 scheduled requests were never sent"));
+        assert!(
+            svg.contains("warning: 42 scheduled requests were never sent"),
+            "{svg}"
+        );
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
     }
 

@@ -33,18 +33,31 @@ impl Role {
 
 /// The columns of `view` (index `i`) with their role and the registry key that declares them.
 fn columns(i: usize, view: &FeatureView) -> Vec<(&str, Role, String)> {
-    let keys = view
-        .join_keys
-        .iter()
-        .map(|k| (k.name.as_str(), Role::JoinKey, format!("feature_views[{i}].entities")));
+    let keys = view.join_keys.iter().map(|k| {
+        (
+            k.name.as_str(),
+            Role::JoinKey,
+            format!("feature_views[{i}].entities"),
+        )
+    });
     let times = [
         (&view.timestamp_field, "timestamp_field"),
         (&view.created_timestamp_column, "created_timestamp_column"),
     ]
     .into_iter()
-    .map(|(c, setting)| (c.as_str(), Role::Timestamp, format!("feature_views[{i}].{setting}")));
+    .map(|(c, setting)| {
+        (
+            c.as_str(),
+            Role::Timestamp,
+            format!("feature_views[{i}].{setting}"),
+        )
+    });
     let features = view.fields.iter().enumerate().map(|(j, f)| {
-        (f.name.as_str(), Role::Feature, format!("feature_views[{i}].fields[{j}].name"))
+        (
+            f.name.as_str(),
+            Role::Feature,
+            format!("feature_views[{i}].fields[{j}].name"),
+        )
     });
     keys.chain(times).chain(features).collect()
 }
@@ -57,7 +70,9 @@ pub(super) fn one_role_per_column(
     let mut key_owner: HashMap<&str, &str> = HashMap::new();
     for view in views {
         for k in &view.join_keys {
-            key_owner.entry(k.name.as_str()).or_insert(view.name.as_str());
+            key_owner
+                .entry(k.name.as_str())
+                .or_insert(view.name.as_str());
         }
     }
     for (i, view) in views.iter().enumerate() {
@@ -137,7 +152,8 @@ mod tests {
     }
 
     fn parse(parts: &[String]) -> Result<Registry, String> {
-        Registry::parse(&format!("{BASE}\n{}", parts.concat()), "bad.toml").map_err(|e| e.to_string())
+        Registry::parse(&format!("{BASE}\n{}", parts.concat()), "bad.toml")
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -173,14 +189,26 @@ mod tests {
     fn a_pushed_column_has_one_role() {
         let e = parse(&[
             view("a", "driver", "p", "", &["x"]),
-            view("b", "customer", "p", "timestamp_field = \"ts\"", &["event_timestamp"]),
+            view(
+                "b",
+                "customer",
+                "p",
+                "timestamp_field = \"ts\"",
+                &["event_timestamp"],
+            ),
         ])
         .unwrap_err();
         assert!(e.starts_with("bad.toml: feature_views[1].fields[0].name: push source 'p' feeds views 'a' and 'b', and its column 'event_timestamp' is a timestamp column of 'a' but a feature of 'b'"), "{e}");
         // Views not fed by one push source each read their own df.
         let r = parse(&[
             view("a", "driver", "p", "", &["x"]),
-            view("b", "customer", "files", "timestamp_field = \"ts\"", &["event_timestamp"]),
+            view(
+                "b",
+                "customer",
+                "files",
+                "timestamp_field = \"ts\"",
+                &["event_timestamp"],
+            ),
         ])
         .unwrap();
         assert_eq!(r.batch_sources[0].feature_views, ["b"]);
@@ -238,6 +266,9 @@ mod tests {
         // The same name from two views is two features (full_feature_names tells them apart).
         let service = "[[feature_services]]\nname = \"s\"\nfeatures = [\"a\", \"b\"]\n".to_string();
         let r = parse(&[views[0].clone(), views[1].clone(), service]).unwrap();
-        assert_eq!(r.feature_service("s").unwrap().features, ["a:x", "a:y", "b:x"]);
+        assert_eq!(
+            r.feature_service("s").unwrap().features,
+            ["a:x", "a:y", "b:x"]
+        );
     }
 }

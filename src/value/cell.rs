@@ -252,7 +252,13 @@ mod tests {
         let parsed: Vec<JsonCell> = serde_json::from_slice(&body).unwrap();
         let ty = |t: &str| ValueType::parse(t).unwrap();
         assert!(matches!(parsed[0], JsonCell::NonFinite(f) if f.is_nan()));
-        assert_eq!(parsed[1..3], [JsonCell::NonFinite(f64::INFINITY), JsonCell::NonFinite(f64::NEG_INFINITY)]);
+        assert_eq!(
+            parsed[1..3],
+            [
+                JsonCell::NonFinite(f64::INFINITY),
+                JsonCell::NonFinite(f64::NEG_INFINITY)
+            ]
+        );
         assert_eq!(parsed[4], JsonCell::Object);
         // A scalar float NaN is a missing value (null); an infinity is stored as it is.
         assert!(is_missing(ty("float32"), &parsed[0]) && is_missing(ty("float64"), &parsed[0]));
@@ -267,15 +273,32 @@ mod tests {
         };
         assert_eq!(stored("float32", &parsed[1]).unwrap(), r#""Infinity""#);
         assert_eq!(stored("float64", &parsed[2]).unwrap(), r#""-Infinity""#);
-        assert_eq!(stored("list<float64>", &parsed[3]).unwrap(), r#"[1.5,"NaN"]"#);
-        assert_eq!(stored("list<float32>", &parsed[3]).unwrap(), r#"[1.5,"NaN"]"#);
+        assert_eq!(
+            stored("list<float64>", &parsed[3]).unwrap(),
+            r#"[1.5,"NaN"]"#
+        );
+        assert_eq!(
+            stored("list<float32>", &parsed[3]).unwrap(),
+            r#"[1.5,"NaN"]"#
+        );
         // The strings answers carry are read back as the same floats.
         let text = JsonCell::Str(Cow::Borrowed("-Infinity"));
         assert_eq!(stored("float64", &text).unwrap(), r#""-Infinity""#);
         // Anywhere else, a wrong value like any other.
-        for t in ["int64", "int32", "string", "bool", "bytes", "unix_timestamp", "list<int64>"] {
+        for t in [
+            "int64",
+            "int32",
+            "string",
+            "bool",
+            "bytes",
+            "unix_timestamp",
+            "list<int64>",
+        ] {
             let e = stored(t, &parsed[0]).unwrap_err().to_string();
-            assert!(e.contains("got NaN") || e.contains("timestamp NaN"), "{t}: {e}");
+            assert!(
+                e.contains("got NaN") || e.contains("timestamp NaN"),
+                "{t}: {e}"
+            );
         }
         let e = encode_key_value(ty("string"), &parsed[1], &mut Vec::new()).unwrap_err();
         assert_eq!(e.to_string(), "expected string, got Infinity");

@@ -372,7 +372,10 @@ mod tests {
             (json!(1_795_600_800_000_000_000i64), "nanoseconds"),
         ] {
             let m = message(v);
-            assert!(m.contains(&format!("looks like {unit} since the epoch")), "{m}");
+            assert!(
+                m.contains(&format!("looks like {unit} since the epoch")),
+                "{m}"
+            );
         }
         let m = message(json!(1_795_600_800_000i64));
         assert!(

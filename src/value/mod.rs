@@ -307,7 +307,9 @@ fn encode_scalar<C: Cell>(
             }
             out.extend_from_slice(&narrowed.to_le_bytes());
         }
-        ScalarType::Float64 => out.extend_from_slice(&value.as_float().ok_or_else(wrong)?.to_le_bytes()),
+        ScalarType::Float64 => {
+            out.extend_from_slice(&value.as_float().ok_or_else(wrong)?.to_le_bytes())
+        }
         ScalarType::Bool => out.push(u8::from(value.as_bool().ok_or_else(wrong)?)),
         ScalarType::String => {
             out.extend_from_slice(value.as_text(key).ok_or_else(wrong)?.as_bytes())

@@ -64,9 +64,10 @@ pub fn mark_non_finite(body: &[u8]) -> Option<Vec<u8>> {
         if b == b'"' {
             in_string = true;
         } else if matches!(b, b'N' | b'I' | b'-') && starts_value(body, i) {
-            if let Some(&(token, _)) = SPELLINGS.iter().find(|(t, _)| {
-                body[i..].starts_with(t.as_bytes()) && ends_value(body, i + t.len())
-            }) {
+            if let Some(&(token, _)) = SPELLINGS
+                .iter()
+                .find(|(t, _)| body[i..].starts_with(t.as_bytes()) && ends_value(body, i + t.len()))
+            {
                 let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
                 out.extend_from_slice(&body[copied..i]);
                 out.extend_from_slice(format!("{{\"{MARKER_KEY}\":\"{token}\"}}").as_bytes());
@@ -85,7 +86,11 @@ pub fn mark_non_finite(body: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether a value may start at `i`: after whitespace, `[`, `,` or `:`.
 fn starts_value(body: &[u8], i: usize) -> bool {
-    i == 0 || matches!(body[i - 1], b'[' | b',' | b':' | b' ' | b'\t' | b'\n' | b'\r')
+    i == 0
+        || matches!(
+            body[i - 1],
+            b'[' | b',' | b':' | b' ' | b'\t' | b'\n' | b'\r'
+        )
 }
 
 /// Whether a value may end at `i`: before whitespace, `]`, `}`, `,` or the end.
@@ -113,7 +118,10 @@ mod tests {
         assert_eq!(marked("NaN").unwrap(), nan);
         // Inside strings (escaped quotes too), or part of a longer word: untouched.
         assert_eq!(marked(r#"{"a": ["NaN", "x\"NaN", "Infinity"]}"#), None);
-        assert_eq!(marked(r#"{"a": [NaNa, xNaN, Infinity1, -Infinityx]}"#), None);
+        assert_eq!(
+            marked(r#"{"a": [NaNa, xNaN, Infinity1, -Infinityx]}"#),
+            None
+        );
         assert_eq!(marked(r#"{"a": [1, 2]}"#), None);
         let m = marked(r#"{"NaN": ["\\", NaN]}"#).unwrap();
         assert_eq!(m, format!(r#"{{"NaN": ["\\", {nan}]}}"#));

@@ -31,7 +31,10 @@ pub fn timestamp_from_seconds(secs: i64) -> Result<Micros, ValueError> {
 
 /// Unix seconds with a fraction (rounded to the microsecond), refused outside years 1 to
 /// 9999 with the unit it would make sense in.
-pub fn timestamp_from_float_seconds(secs: f64, shown: impl FnOnce() -> String) -> Result<Micros, ValueError> {
+pub fn timestamp_from_float_seconds(
+    secs: f64,
+    shown: impl FnOnce() -> String,
+) -> Result<Micros, ValueError> {
     let micros = (secs * 1e6).round();
     if micros.is_finite() && micros >= MIN_TIMESTAMP as f64 && micros <= MAX_TIMESTAMP as f64 {
         Ok(micros as i64)

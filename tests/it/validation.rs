@@ -38,7 +38,10 @@ fn assert_invalid(a: &Answer, column: &str, row: usize, says: &str) {
 }
 
 fn trips_of(s: &Server, id: Value) -> Value {
-    let read = s.read(&["driver_hourly_stats:avg_daily_trips"], json!({ "driver_id": [id] }));
+    let read = s.read(
+        &["driver_hourly_stats:avg_daily_trips"],
+        json!({ "driver_id": [id] }),
+    );
     column(&read, "avg_daily_trips").0[0].clone()
 }
 
@@ -56,7 +59,11 @@ fn integers_never_pass_through_f64() {
     ] {
         let a = push_text(&s, &trips_row(id, trips));
         assert_eq!(a.status, 200, "{trips}: {}", a.text);
-        assert_eq!(trips_of(&s, json!(id.parse::<i64>().unwrap())), stored, "{trips}");
+        assert_eq!(
+            trips_of(&s, json!(id.parse::<i64>().unwrap())),
+            stored,
+            "{trips}"
+        );
     }
     // What f64 would change, or what int64 cannot hold, is refused, and nothing is written.
     for trips in [
@@ -87,7 +94,10 @@ fn integers_never_pass_through_f64() {
     );
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(column(&a.json, "driver_id").0, [json!(1), json!(4)]);
-    assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(9007199254740993i64), json!(12)]);
+    assert_eq!(
+        column(&a.json, "avg_daily_trips").0,
+        [json!(9007199254740993i64), json!(12)]
+    );
 }
 
 #[test]
@@ -105,7 +115,12 @@ fn numeric_timestamps_in_another_unit_are_refused_with_the_unit() {
         (now * 1_000_000_000, "nanoseconds"),
     ] {
         let a = push_text(&s, &df(event.to_string(), "null".into()));
-        assert_invalid(&a, "event_timestamp", 1, &format!("looks like {unit} since the epoch"));
+        assert_invalid(
+            &a,
+            "event_timestamp",
+            1,
+            &format!("looks like {unit} since the epoch"),
+        );
     }
     let a = push_text(&s, &df(now.to_string(), format!("{}.5", now * 1_000)));
     assert_invalid(&a, "created", 1, "looks like milliseconds since the epoch");
@@ -113,14 +128,27 @@ fn numeric_timestamps_in_another_unit_are_refused_with_the_unit() {
     assert_eq!(trips_of(&s, json!(1)), Value::Null);
     let a = push_text(&s, &row_at("1", "2", now));
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(&["driver_hourly_stats:avg_daily_trips"], json!({"driver_id": [1]}));
+    let read = s.read(
+        &["driver_hourly_stats:avg_daily_trips"],
+        json!({"driver_id": [1]}),
+    );
     let (values, statuses, stamps) = column(&read, "avg_daily_trips");
-    assert_eq!((values[0].clone(), statuses[0].as_str()), (json!(2), "PRESENT"));
     assert_eq!(
-        chrono::DateTime::parse_from_rfc3339(&stamps[0]).unwrap().timestamp(),
+        (values[0].clone(), statuses[0].as_str()),
+        (json!(2), "PRESENT")
+    );
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&stamps[0])
+            .unwrap()
+            .timestamp(),
         now
     );
-    assert_eq!(s.get("/stats").json["skipped_older"], json!(0), "{}", s.get("/stats").text);
+    assert_eq!(
+        s.get("/stats").json["skipped_older"],
+        json!(0),
+        "{}",
+        s.get("/stats").text
+    );
 }
 
 /// The quickstart's entity and push source, then `views` (TOML), as a registry file.
@@ -134,7 +162,10 @@ fn refused_registry(views: &str) -> String {
     .unwrap();
     let settings = dir.path().join("settings.toml");
     std::fs::write(&settings, "registry = \"reg.toml\"\n").unwrap();
-    let (status, stderr) = refused_start(&dir.path().join("data"), &["--config", settings.to_str().unwrap()]);
+    let (status, stderr) = refused_start(
+        &dir.path().join("data"),
+        &["--config", settings.to_str().unwrap()],
+    );
     assert_eq!(status.code(), Some(2), "{stderr}");
     stderr
 }
@@ -153,7 +184,9 @@ fn registry_mistakes_are_refused_at_load_naming_file_table_and_key() {
     let e = refused_registry(&a.replace("fields", "timestamp_field = \"driver_id\"\nfields"));
     assert!(e.contains("reg.toml: feature_views[0].timestamp_field: 'driver_id' is a join key of feature view 'a'"), "{e}");
     // A feature service listing a feature twice.
-    let e = refused_registry(&format!("{a}[[feature_services]]\nname = \"s\"\nfeatures = [\"a\", \"a:x\"]\n"));
+    let e = refused_registry(&format!(
+        "{a}[[feature_services]]\nname = \"s\"\nfeatures = [\"a\", \"a:x\"]\n"
+    ));
     assert!(e.contains("reg.toml: feature_services[0].features[1]: feature service 's' lists 'a:x' twice (also in features[0])"), "{e}");
 }
 
@@ -167,7 +200,10 @@ fn an_empty_features_list_beside_a_feature_service_is_not_given() {
     let s = Server::start();
     assert_eq!(push_text(&s, &trips_row("1", "7")).status, 200);
     // Feast's request model defaults `features` to [], so generated clients send both.
-    let a = read_text(&s, r#"{"features": [], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#);
+    let a = read_text(
+        &s,
+        r#"{"features": [], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#,
+    );
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(
         a.json["metadata"]["feature_names"],
@@ -175,8 +211,16 @@ fn an_empty_features_list_beside_a_feature_service_is_not_given() {
     );
     assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(7)]);
     // A list that names features beside a service is still ambiguous.
-    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:conv_rate"], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#);
-    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("ambiguous_features")), "{}", a.text);
+    let a = read_text(
+        &s,
+        r#"{"features": ["driver_hourly_stats:conv_rate"], "feature_service": "driver_activity", "entities": {"driver_id": [1]}}"#,
+    );
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (400, Some("ambiguous_features")),
+        "{}",
+        a.text
+    );
 }
 
 #[test]
@@ -184,12 +228,18 @@ fn python_nan_and_infinity_are_read_for_float_features_only() {
     let s = Server::start();
     let now = chrono::Utc::now().timestamp();
     // What Python's json.dumps writes for a DataFrame with missing and infinite floats.
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [1, 2], "event_timestamp": [{now}, {now}], "conv_rate": [NaN, Infinity], "acc_rate": [-Infinity, 0.5], "avg_daily_trips": [1, 2]}}"#
-    ));
+    let a = push_text(
+        &s,
+        &format!(
+            r#"{{"driver_id": [1, 2], "event_timestamp": [{now}, {now}], "conv_rate": [NaN, Infinity], "acc_rate": [-Infinity, 0.5], "avg_daily_trips": [1, 2]}}"#
+        ),
+    );
     assert_eq!(a.status, 200, "{}", a.text);
     let read = s.read(
-        &["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+        &[
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:acc_rate",
+        ],
         json!({"driver_id": [1, 2]}),
     );
     // NaN is pandas' missing float: stored as null, as Feast stores it. Infinities are kept,
@@ -197,34 +247,65 @@ fn python_nan_and_infinity_are_read_for_float_features_only() {
     let (conv, conv_statuses, _) = column(&read, "conv_rate");
     assert_eq!(conv, [Value::Null, json!("Infinity")]);
     assert_eq!(conv_statuses, ["NULL_VALUE", "PRESENT"]);
-    assert_eq!(column(&read, "acc_rate").0, [json!("-Infinity"), json!(0.5)]);
+    assert_eq!(
+        column(&read, "acc_rate").0,
+        [json!("-Infinity"), json!(0.5)]
+    );
     // The strings an answer carries are read back as the same floats.
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [3], "event_timestamp": [{now}], "conv_rate": ["Infinity"], "acc_rate": ["NaN"], "avg_daily_trips": [3]}}"#
-    ));
+    let a = push_text(
+        &s,
+        &format!(
+            r#"{{"driver_id": [3], "event_timestamp": [{now}], "conv_rate": ["Infinity"], "acc_rate": ["NaN"], "avg_daily_trips": [3]}}"#
+        ),
+    );
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(&["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], json!({"driver_id": [3]}));
+    let read = s.read(
+        &[
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:acc_rate",
+        ],
+        json!({"driver_id": [3]}),
+    );
     assert_eq!(column(&read, "conv_rate").0, [json!("Infinity")]);
     assert_eq!(column(&read, "acc_rate").1, ["NULL_VALUE"]);
 
     // Anywhere a float is not expected, refused like any other wrong value.
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [4], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [NaN]}}"#
-    ));
+    let a = push_text(
+        &s,
+        &format!(
+            r#"{{"driver_id": [4], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [NaN]}}"#
+        ),
+    );
     assert_invalid(&a, "avg_daily_trips", 0, "expected int64, got NaN");
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [4], "event_timestamp": [Infinity], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [1]}}"#
-    ));
+    let a = push_text(
+        &s,
+        r#"{"driver_id": [4], "event_timestamp": [Infinity], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [1]}"#,
+    );
     assert_invalid(&a, "event_timestamp", 0, "Infinity");
-    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, NaN]}}"#);
+    let a = read_text(
+        &s,
+        r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, NaN]}}"#,
+    );
     assert_invalid(&a, "driver_id", 1, "expected int64, got NaN");
-    let a = s.post_raw("/push", r#"{"push_source_name": "driver_stats_push_source", "df": {}, "to": NaN}"#, None);
-    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
+    let a = s.post_raw(
+        "/push",
+        r#"{"push_source_name": "driver_stats_push_source", "df": {}, "to": NaN}"#,
+        None,
+    );
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        a.text
+    );
     assert_eq!(trips_of(&s, json!(4)), Value::Null);
     // Inside strings they are text: a string feature would keep "NaN" as it is.
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [5], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": ["NaN"]}}"#
-    ));
+    let a = push_text(
+        &s,
+        &format!(
+            r#"{{"driver_id": [5], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": ["NaN"]}}"#
+        ),
+    );
     assert_invalid(&a, "avg_daily_trips", 0, r#"expected int64, got "NaN""#);
 }
 
@@ -234,16 +315,36 @@ fn entity_names_are_accepted_for_join_keys_with_one_warning() {
     assert_eq!(push_text(&s, &trips_row("1", "7")).status, 200);
     for _ in 0..2 {
         // Entity `driver`, join key `driver_id`: Feast accepts it with a deprecation warning.
-        let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1, 2]}}"#);
+        let a = read_text(
+            &s,
+            r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1, 2]}}"#,
+        );
         assert_eq!(a.status, 200, "{}", a.text);
-        assert_eq!(a.json["metadata"]["feature_names"], json!(["driver_id", "avg_daily_trips"]));
+        assert_eq!(
+            a.json["metadata"]["feature_names"],
+            json!(["driver_id", "avg_daily_trips"])
+        );
         assert_eq!(column(&a.json, "driver_id").0, [json!(1), json!(2)]);
-        assert_eq!(column(&a.json, "avg_daily_trips").0, [json!(7), Value::Null]);
+        assert_eq!(
+            column(&a.json, "avg_daily_trips").0,
+            [json!(7), Value::Null]
+        );
     }
-    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": ["x"]}}"#);
+    let a = read_text(
+        &s,
+        r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": ["x"]}}"#,
+    );
     assert_invalid(&a, "driver", 0, "expected int64");
-    let a = read_text(&s, r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1], "driver_id": [1]}}"#);
-    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
+    let a = read_text(
+        &s,
+        r#"{"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver": [1], "driver_id": [1]}}"#,
+    );
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        a.text
+    );
     // The warning is logged once, however often entity names are used. A snapshot is logged
     // after it: once that line is in, every warning the reads gave is too.
     assert_eq!(s.post("/admin/snapshot", &json!({})).status, 200);
@@ -251,32 +352,63 @@ fn entity_names_are_accepted_for_join_keys_with_one_warning() {
     while !s.log().contains("snapshot written") && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(s.log().matches("keyed by entity name").count(), 1, "{}", s.log());
+    assert_eq!(
+        s.log().matches("keyed by entity name").count(),
+        1,
+        "{}",
+        s.log()
+    );
 }
 
 #[test]
 fn a_single_value_in_df_is_repeated_for_every_row() {
     let s = Server::start();
     let now = chrono::Utc::now().timestamp();
-    let stamp = chrono::DateTime::from_timestamp(now, 0).unwrap().format("%Y-%m-%d %H:%M:%S");
+    let stamp = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S");
     // Feast builds a DataFrame, which repeats a single value beside list columns.
-    let a = push_text(&s, &format!(
-        r#"{{"driver_id": [1, 2], "event_timestamp": "{stamp}", "conv_rate": 0.5, "acc_rate": [0.25, 0.75], "avg_daily_trips": [1, 2]}}"#
-    ));
+    let a = push_text(
+        &s,
+        &format!(
+            r#"{{"driver_id": [1, 2], "event_timestamp": "{stamp}", "conv_rate": 0.5, "acc_rate": [0.25, 0.75], "avg_daily_trips": [1, 2]}}"#
+        ),
+    );
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(&["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], json!({"driver_id": [1, 2]}));
+    let read = s.read(
+        &[
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:acc_rate",
+        ],
+        json!({"driver_id": [1, 2]}),
+    );
     let (conv, _, stamps) = column(&read, "conv_rate");
     assert_eq!(conv, [json!(0.5), json!(0.5)]);
     assert_eq!(column(&read, "acc_rate").0, [json!(0.25), json!(0.75)]);
-    let expected = chrono::DateTime::from_timestamp(now, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let expected = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     assert_eq!(stamps, [expected.clone(), expected]);
     // With no list at all there is no row count (pandas refuses it too).
     let a = s.post(
         "/write-to-online-store",
         &json!({"feature_view_name": "driver_hourly_stats", "df": {"driver_id": 1, "event_timestamp": now, "conv_rate": 0.5, "acc_rate": 0.5, "avg_daily_trips": 1}}),
     );
-    assert_eq!((a.status, a.json["code"].as_str()), (400, Some("invalid_request")), "{}", a.text);
-    assert!(a.json["message"].as_str().unwrap().contains("give the columns as lists"), "{}", a.text);
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("give the columns as lists"),
+        "{}",
+        a.text
+    );
 }
 
 #[test]
@@ -289,9 +421,15 @@ fn feature_view_metadata_is_answered_when_asked_for() {
     let a = s.post("/get-online-features", &body(true));
     assert_eq!(a.status, 200, "{}", a.text);
     // As Feast answers a view without a version (version 0 is left out).
-    assert_eq!(a.json["metadata"]["feature_view_metadata"], json!([{"name": "driver_hourly_stats"}]));
+    assert_eq!(
+        a.json["metadata"]["feature_view_metadata"],
+        json!([{"name": "driver_hourly_stats"}])
+    );
     let a = s.post("/get-online-features", &body(false));
-    assert_eq!(a.json["metadata"], json!({"feature_names": ["driver_id", "conv_rate", "acc_rate"]}));
+    assert_eq!(
+        a.json["metadata"],
+        json!({"feature_names": ["driver_id", "conv_rate", "acc_rate"]})
+    );
 }
 
 #[test]
@@ -306,7 +444,14 @@ fn settings_take_each_source_at_its_word() {
         &[("FEATGRID_REGISTRY", "config/example_registry.toml")],
     );
     let registry = s.get("/registry").json;
-    assert!(registry["feature_views"].as_array().unwrap().iter().any(|v| v["name"] == "customer_profile"), "{registry}");
+    assert!(
+        registry["feature_views"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "customer_profile"),
+        "{registry}"
+    );
     drop(s);
     // A bad environment variable is reported as one, not as an error in the settings file.
     let out = std::process::Command::new(crate::support::BIN)
@@ -317,7 +462,9 @@ fn settings_take_each_source_at_its_word() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("invalid configuration: environment variable FEATGRID_SHARDS: shards: -1 is negative"),
+        stderr.contains(
+            "invalid configuration: environment variable FEATGRID_SHARDS: shards: -1 is negative"
+        ),
         "{stderr}"
     );
 }
@@ -338,16 +485,40 @@ fn bench(args: &[&str]) -> (Option<i32>, String, String) {
 fn the_load_generator_refuses_options_it_cannot_honour() {
     let s = Server::start();
     let url = s.url();
-    let common = ["--target", url.as_str(), "--entities", "10", "--warmup", "0", "--duration", "1"];
+    let common = [
+        "--target",
+        url.as_str(),
+        "--entities",
+        "10",
+        "--warmup",
+        "0",
+        "--duration",
+        "1",
+    ];
     // Freshness probes run back to back: a rate would be reported but not kept.
-    let (code, stdout, stderr) = bench(&[&common[..], &["--workload", "freshness", "--rate", "10"]].concat());
+    let (code, stdout, stderr) =
+        bench(&[&common[..], &["--workload", "freshness", "--rate", "10"]].concat());
     assert_eq!(code, Some(2), "{stdout}{stderr}");
-    assert!(stderr.contains("--rate: does not apply to the freshness workload"), "{stderr}");
+    assert!(
+        stderr.contains("--rate: does not apply to the freshness workload"),
+        "{stderr}"
+    );
     assert!(!stdout.contains("never sent"), "{stdout}");
     // Durations the clock cannot add are refused when parsed, not a panic mid-run.
     for option in ["--duration", "--warmup", "--probe-timeout", "--timeout"] {
-        let (code, stdout, stderr) = bench(&["--target", url.as_str(), "--no-preload", "--workload", "freshness", option, "1e19"]);
+        let (code, stdout, stderr) = bench(&[
+            "--target",
+            url.as_str(),
+            "--no-preload",
+            "--workload",
+            "freshness",
+            option,
+            "1e19",
+        ]);
         assert_eq!(code, Some(2), "{option}: {stdout}{stderr}");
-        assert!(stderr.contains("longer than the limit of 30 days"), "{option}: {stderr}");
+        assert!(
+            stderr.contains("longer than the limit of 30 days"),
+            "{option}: {stderr}"
+        );
     }
 }
