@@ -393,6 +393,12 @@ mod tests {
             Ok(-62_135_596_800_000_000)
         );
         assert!(json!(253_402_300_800i64).as_timestamp().is_err());
+        // The last second of year 9999, and the first one past it, as floats.
+        assert_eq!(
+            json!(253_402_300_799.5).as_timestamp(),
+            Ok(253_402_300_799_500_000)
+        );
+        assert!(json!(253_402_300_800.5).as_timestamp().is_err());
         assert!(json!(-62_135_596_801i64).as_timestamp().is_err());
         assert!(json!(u64::MAX).as_timestamp().is_err());
     }

@@ -26,7 +26,7 @@ use std::ops::Range;
 pub use json::{render_json, render_str};
 pub use time::{
     check_year_range, format_timestamp, now_micros, parse_timestamp_text, write_timestamp,
-    EPOCH_RFC3339, MAX_TIMESTAMP, MIN_TIMESTAMP,
+    EPOCH_RFC3339,
 };
 
 /// A timestamp in microseconds since the Unix epoch, UTC.

@@ -35,12 +35,17 @@ pub fn timestamp_from_float_seconds(
     secs: f64,
     shown: impl FnOnce() -> String,
 ) -> Result<Micros, ValueError> {
+    micros_in_range(secs).ok_or_else(|| out_of_range(shown(), secs))
+}
+
+/// Seconds as microseconds (rounded), when within years 1 to 9999.
+fn micros_in_range(secs: f64) -> Option<Micros> {
     let micros = (secs * 1e6).round();
-    if micros.is_finite() && micros >= MIN_TIMESTAMP as f64 && micros <= MAX_TIMESTAMP as f64 {
-        Ok(micros as i64)
-    } else {
-        Err(out_of_range(shown(), secs))
-    }
+    // `as` saturates, so far-off values stay out of range.
+    micros
+        .is_finite()
+        .then_some(micros as i64)
+        .and_then(check_year_range)
 }
 
 /// The error for a number of seconds outside the range, with a hint when the number reads as
@@ -52,14 +57,11 @@ fn out_of_range(got: String, secs: f64) -> ValueError {
         ("nanoseconds", 1e9),
     ];
     let hint = UNITS.iter().find_map(|&(unit, per_second)| {
-        let micros = (secs / per_second * 1e6).round();
-        let in_range = micros >= MIN_TIMESTAMP as f64 && micros <= MAX_TIMESTAMP as f64;
-        in_range.then(|| {
-            format!(
-                "; it looks like {unit} since the epoch ({}): send Unix seconds or an RFC 3339 string",
-                format_timestamp(micros as i64)
-            )
-        })
+        let micros = micros_in_range(secs / per_second)?;
+        Some(format!(
+            "; it looks like {unit} since the epoch ({}): send Unix seconds or an RFC 3339 string",
+            format_timestamp(micros)
+        ))
     });
     ValueError::TimestampOutOfRange {
         got,
