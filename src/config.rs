@@ -524,146 +524,42 @@ mod tests {
 
     #[test]
     fn every_setting_loads_from_every_source() {
-        // key, good value in TOML, as an environment variable or flag, what it loads as;
-        // a bad value in TOML, as a variable or flag, what its error says.
-        let cases = [
-            (
-                "bind",
-                "\"127.0.0.1:7000\"",
-                "127.0.0.1:7000",
-                "127.0.0.1:7000",
-                "\"nowhere\"",
-                "nowhere",
-                "'nowhere' is not an address",
-            ),
-            ("shards", "6", "6", "6", "-1", "-1", "-1 is negative"),
-            (
-                "shard_threads",
-                "2",
-                "2",
-                "2",
-                "0",
-                "0",
-                "0 is out of range",
-            ),
-            ("workers", "3", "3", "3", "-1", "-1", "-1 is negative"),
-            (
-                "data_dir",
-                "\"elsewhere\"",
-                "elsewhere",
-                "elsewhere",
-                "\"Cargo.toml\"",
-                "Cargo.toml",
-                "Cargo.toml is a file",
-            ),
-            (
-                "fsync",
-                "\"always\"",
-                "always",
-                "always",
-                "\"sometimes\"",
-                "sometimes",
-                "'sometimes' is not an fsync policy",
-            ),
-            (
-                "snapshot_interval",
-                "30",
-                "30s",
-                "30s",
-                "\"soon\"",
-                "soon",
-                "'soon' is not a duration",
-            ),
-            (
-                "snapshot_keep",
-                "5",
-                "5",
-                "5",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "wal_segment_bytes",
-                "8192",
-                "8192",
-                "8192",
-                "100",
-                "100",
-                "100 is too small",
-            ),
-            (
-                "offline_roll_rows",
-                "10",
-                "10",
-                "10",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "offline_roll_interval",
-                "60",
-                "60",
-                "60s",
-                "0",
-                "0",
-                "must be more than 0",
-            ),
-            (
-                "max_body_bytes",
-                "1000",
-                "1000",
-                "1000",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "max_entities_per_request",
-                "10",
-                "10",
-                "10",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "max_rows_per_push",
-                "10",
-                "10",
-                "10",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "mailbox_capacity",
-                "10",
-                "10",
-                "10",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-            (
-                "shard_timeout_ms",
-                "10",
-                "10",
-                "10",
-                "0",
-                "0",
-                "must be at least 1",
-            ),
-        ];
+        // key | good value in TOML | as a variable or flag | loads as | bad value in TOML | as
+        // a variable or flag | what its error says
+        const CASES: &str = r#"
+            bind | "127.0.0.1:7000" | 127.0.0.1:7000 | 127.0.0.1:7000 | "nowhere" | nowhere | 'nowhere' is not an address
+            shards | 6 | 6 | 6 | -1 | -1 | -1 is negative
+            shard_threads | 2 | 2 | 2 | 0 | 0 | 0 is out of range
+            workers | 3 | 3 | 3 | -1 | -1 | -1 is negative
+            data_dir | "elsewhere" | elsewhere | elsewhere | "Cargo.toml" | Cargo.toml | Cargo.toml is a file
+            fsync | "always" | always | always | "sometimes" | sometimes | 'sometimes' is not an fsync policy
+            snapshot_interval | 30 | 30s | 30s | "soon" | soon | 'soon' is not a duration
+            snapshot_keep | 5 | 5 | 5 | 0 | 0 | must be at least 1
+            wal_segment_bytes | 8192 | 8192 | 8192 | 100 | 100 | 100 is too small
+            offline_roll_rows | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            offline_roll_interval | 60 | 60 | 60s | 0 | 0 | must be more than 0
+            max_body_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
+            max_entities_per_request | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            max_rows_per_push | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            mailbox_capacity | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            shard_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
+        "#;
+        let cases: Vec<Vec<&str>> = CASES
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
         let defaults: toml::Table = toml::from_str(DEFAULT_SETTINGS).unwrap();
         for key in defaults.keys().filter(|k| *k != "registry") {
             assert!(
-                cases.iter().any(|c| c.0 == key),
+                cases.iter().any(|c| c[0] == key),
                 "setting '{key}' has no case here (registry: registry_path_follows_its_source)"
             );
         }
-        for (key, file_good, good, loaded, file_bad, bad, problem) in cases {
+        for case in &cases {
+            let &[key, file_good, good, loaded, file_bad, bad, problem] = case.as_slice() else {
+                panic!("a case needs 7 fields: {case:?}");
+            };
             let var = format!("FEATGRID_{}", key.to_ascii_uppercase());
             let file = |value: &str| write_config(&format!("{key} = {value}\n"));
             let env = |value: &str| [(var.clone(), value.to_string())];

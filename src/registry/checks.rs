@@ -187,30 +187,23 @@ mod tests {
 
     #[test]
     fn a_pushed_column_has_one_role() {
-        let e = parse(&[
-            view("a", "driver", "p", "", &["x"]),
-            view(
-                "b",
-                "customer",
-                "p",
-                "timestamp_field = \"ts\"",
-                &["event_timestamp"],
-            ),
-        ])
-        .unwrap_err();
+        // View b's feature `event_timestamp` is view a's event time.
+        let views = |b_source: &str| {
+            [
+                view("a", "driver", "p", "", &["x"]),
+                view(
+                    "b",
+                    "customer",
+                    b_source,
+                    "timestamp_field = \"ts\"",
+                    &["event_timestamp"],
+                ),
+            ]
+        };
+        let e = parse(&views("p")).unwrap_err();
         assert!(e.starts_with("bad.toml: feature_views[1].fields[0].name: push source 'p' feeds views 'a' and 'b', and its column 'event_timestamp' is a timestamp column of 'a' but a feature of 'b'"), "{e}");
         // Views not fed by one push source each read their own df.
-        let r = parse(&[
-            view("a", "driver", "p", "", &["x"]),
-            view(
-                "b",
-                "customer",
-                "files",
-                "timestamp_field = \"ts\"",
-                &["event_timestamp"],
-            ),
-        ])
-        .unwrap();
+        let r = parse(&views("files")).unwrap();
         assert_eq!(r.batch_sources[0].feature_views, ["b"]);
     }
 

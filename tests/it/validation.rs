@@ -190,6 +190,17 @@ fn registry_mistakes_are_refused_at_load_naming_file_table_and_key() {
     assert!(e.contains("reg.toml: feature_services[0].features[1]: feature service 's' lists 'a:x' twice (also in features[0])"), "{e}");
 }
 
+/// conv_rate and acc_rate of the drivers `ids`.
+fn rates(s: &Server, ids: Value) -> Value {
+    s.read(
+        &[
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:acc_rate",
+        ],
+        json!({ "driver_id": ids }),
+    )
+}
+
 /// `get-online-features` with a raw JSON body.
 fn read_text(s: &Server, body: &str) -> Answer {
     s.post_raw("/get-online-features", body, None)
@@ -235,13 +246,7 @@ fn python_nan_and_infinity_are_read_for_float_features_only() {
         ),
     );
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(
-        &[
-            "driver_hourly_stats:conv_rate",
-            "driver_hourly_stats:acc_rate",
-        ],
-        json!({"driver_id": [1, 2]}),
-    );
+    let read = rates(&s, json!([1, 2]));
     // NaN is pandas' missing float: stored as null, as Feast stores it. Infinities are kept,
     // and answered as Feast answers them: strings of the protobuf JSON mapping.
     let (conv, conv_statuses, _) = column(&read, "conv_rate");
@@ -259,13 +264,7 @@ fn python_nan_and_infinity_are_read_for_float_features_only() {
         ),
     );
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(
-        &[
-            "driver_hourly_stats:conv_rate",
-            "driver_hourly_stats:acc_rate",
-        ],
-        json!({"driver_id": [3]}),
-    );
+    let read = rates(&s, json!([3]));
     assert_eq!(column(&read, "conv_rate").0, [json!("Infinity")]);
     assert_eq!(column(&read, "acc_rate").1, ["NULL_VALUE"]);
 
@@ -375,13 +374,7 @@ fn a_single_value_in_df_is_repeated_for_every_row() {
         ),
     );
     assert_eq!(a.status, 200, "{}", a.text);
-    let read = s.read(
-        &[
-            "driver_hourly_stats:conv_rate",
-            "driver_hourly_stats:acc_rate",
-        ],
-        json!({"driver_id": [1, 2]}),
-    );
+    let read = rates(&s, json!([1, 2]));
     let (conv, _, stamps) = column(&read, "conv_rate");
     assert_eq!(conv, [json!(0.5), json!(0.5)]);
     assert_eq!(column(&read, "acc_rate").0, [json!(0.25), json!(0.75)]);
