@@ -158,6 +158,7 @@ pub struct FeatureView {
     #[serde(skip)]
     pub id: ViewId,
     pub name: String,
+    /// The entities' names, one per join key, in the order of `join_keys`.
     pub entities: Vec<String>,
     /// The view's join keys in declaration order.
     pub join_keys: Vec<JoinKey>,
