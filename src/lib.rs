@@ -98,6 +98,7 @@ pub fn build_app(
                 .route(web::post().to(admin::take_snapshot)),
         )
         .service(resource("/admin/digest").route(web::get().to(admin::digest)))
+        .service(resource("/admin/test/stall").route(web::post().to(admin::test_stall)))
         .default_service(web::to(api::not_found))
 }
 
@@ -215,6 +216,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_rows_per_push: settings.max_rows_per_push,
         },
         metrics: api::metrics::Metrics::new(),
+        test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
     });
     Ok(Prepared {
         state,

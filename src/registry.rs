@@ -457,7 +457,15 @@ impl Registry {
             }
             let ttl = match &decl.ttl {
                 None => Duration::ZERO,
-                Some(v) => parse_duration_value(v).map_err(|p| invalid(key("ttl"), p))?,
+                Some(v) => parse_duration_value(v)
+                    .and_then(|ttl| {
+                        if ttl > Duration::ZERO && ttl < Duration::from_micros(1) {
+                            Err(format!("{ttl:?} is below a microsecond, the resolution of event times; use 0 for no expiry"))
+                        } else {
+                            Ok(ttl)
+                        }
+                    })
+                    .map_err(|p| invalid(key("ttl"), p))?,
             };
             let id = views.len();
             if let Some(source) = &decl.source {
@@ -783,6 +791,26 @@ mod tests {
         );
         assert!(
             e.contains("feature_views[0].ttl: 'forever' is not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_ttl_below_a_microsecond_is_refused_not_taken_as_no_ttl() {
+        let e = error_of(
+            r#"
+            [[entities]]
+            name = "d"
+            value_type = "int64"
+            [[feature_views]]
+            name = "v"
+            entities = ["d"]
+            ttl = "500ns"
+            fields = [{ name = "x", dtype = "int64" }]
+            "#,
+        );
+        assert!(
+            e.contains("feature_views[0].ttl") && e.contains("below a microsecond"),
             "{e}"
         );
     }

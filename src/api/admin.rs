@@ -109,3 +109,19 @@ pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"rows": rows, "digest": format!("{sum:016x}")})))
 }
+
+/// `POST /admin/test/stall?ms=N`: holds every shard thread for N ms (at most 60 s) without
+/// waiting, so tests can fill mailboxes over HTTP. Served only when the server was started with
+/// `FEATGRID_TEST_HOOKS=1`; otherwise the route does not exist.
+pub async fn test_stall(
+    state: web::Data<AppState>,
+    query: web::Query<std::collections::HashMap<String, u64>>,
+    req: actix_web::HttpRequest,
+) -> HttpResponse {
+    if !state.test_hooks {
+        return super::not_found(req).await;
+    }
+    let ms = query.get("ms").copied().unwrap_or(1000).min(60_000);
+    state.grid.stall_all(std::time::Duration::from_millis(ms));
+    HttpResponse::Ok().json(serde_json::json!({"stalled_ms": ms}))
+}

@@ -49,6 +49,8 @@ pub struct AppState {
     pub offline: OfflineSink,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
+    /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
+    pub test_hooks: bool,
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.

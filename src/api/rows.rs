@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
 use crate::persist::wal::{self, Destination, WalError};
 use crate::registry::{FeatureView, ViewId};
-use crate::value::{encode_key_value, encode_value, is_missing, Cell, ValueError};
+use crate::value::{encode_key_value, encode_value, is_missing, timestamp_of, Cell, ValueError};
 use actix_web::http::StatusCode;
 
 /// The number of rows in a data frame: every column must have the same length.
@@ -133,14 +133,12 @@ pub async fn write_rows<C: Cell>(
         for row in 0..rows {
             key.clear();
             encode_key(view, &key_columns, &order, row, &mut key)?;
-            let event_ts = event[row]
-                .as_timestamp()
+            let event_ts = timestamp_of(&event[row])
                 .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
             let created_ts = match created.map(|c| &c[row]) {
                 None => NO_CREATED,
                 Some(v) if v.is_null() || v.is_nat() => NO_CREATED,
-                Some(v) => v
-                    .as_timestamp()
+                Some(v) => timestamp_of(v)
                     .map_err(|e| invalid_value(&view.created_timestamp_column, row, e))?,
             };
             let shard = router.shard_of_key(&key);
@@ -173,20 +171,37 @@ pub async fn write_rows<C: Cell>(
     if dest.offline {
         state.offline.check()?;
     }
-    // Logged before it is applied and acknowledged. The ticket keeps the record pending (a
-    // snapshot cannot claim it) until the rows are in the shards' mailboxes and the sink's.
+    // Mailbox places are reserved first: a full shard refuses the write (503) before anything
+    // is logged, so a refusal is never applied, live or after a replay. Then the record is
+    // logged; the log writer queues the rows on the shards and in the offline sink, in log
+    // order, and only then answers.
     let views = wal::portable_views(&per_shard, layouts);
     let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
-    let ticket = state.wal.append(record).await?;
-    if dest.offline {
-        state.offline.append(ticket.lsn(), views);
-    }
-    let stats = if dest.online {
-        state.grid.write(per_shard).await
+    let (dispatch, pending) = if dest.online {
+        let (dispatch, pending) = state.grid.prepare_write(per_shard)?;
+        (Some(dispatch), Some(pending))
     } else {
-        Ok(Default::default())
+        (None, None)
     };
-    drop(ticket);
+    let offline = dest.offline.then(|| (state.offline.clone(), views));
+    state
+        .wal
+        .append(
+            record,
+            Box::new(move |lsn| {
+                if let Some((sink, views)) = offline {
+                    sink.append(lsn, views);
+                }
+                if let Some(dispatch) = dispatch {
+                    dispatch.send();
+                }
+            }),
+        )
+        .await?;
+    let stats = match pending {
+        Some(pending) => pending.wait().await,
+        None => Ok(Default::default()),
+    };
     let stats = stats?;
     state.metrics.rows_written.inc_by(stats.written);
     state.metrics.rows_skipped_older.inc_by(stats.skipped_older);

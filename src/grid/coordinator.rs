@@ -6,15 +6,18 @@
 //! keys are grouped by shard by the caller; the coordinator groups the shards by thread, so a
 //! request costs one message per thread it touches, never one per key or per shard.
 //!
-//! Backpressure: each thread has a count of messages in flight. A send to a thread whose count
-//! has reached `mailbox_capacity` fails at once with [`GridError::Overloaded`]; a thread that
-//! does not answer within `shard_timeout` gives [`GridError::Timeout`]. Both become 503 with
-//! `Retry-After` at the HTTP layer.
+//! Backpressure: each thread has a count of jobs queued and not yet started. A request first
+//! reserves a place on every thread it touches; if one is full it is refused at once with
+//! [`GridError::Overloaded`] and nothing is queued anywhere (for a write: nothing is logged
+//! either, the caller reserves before it logs). A thread that does not answer within
+//! `shard_timeout` gives [`GridError::Timeout`]: the job stays queued and will run, so the
+//! outcome is "not known yet", and a retry is safe (newest-event-wins makes a repeated write
+//! a no-op). Both become 503 with `Retry-After` at the HTTP layer, with different codes.
 //!
-//! Cancel safety: dropping a request future (a client that hangs up) cancels the messages not
-//! yet queued; messages already queued are still applied. So a cancelled or timed-out write may
-//! be applied on some threads and not others; retrying it is safe, because newest-event-wins
-//! makes a repeated write a no-op.
+//! Cancel safety: dropping a request future (a client that hangs up) after its jobs were
+//! queued does not cancel them: every queued job runs. A write is queued by the log writer
+//! (see [`WriteDispatch`]), in log order, so the order in which a shard applies writes is the
+//! order a replay of the log applies them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,22 +25,25 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
+use tokio::sync::oneshot;
 
 use super::partition::{
     ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
     RowLayout,
 };
 use super::routing::Router;
-use super::shard::{Freeze, Read, ShardHost, ShardStats, Stats, Write};
+use super::shard::{Freeze, Job, Read, ShardHost, ShardStats, Stall, Stats, Work, Write};
 
 /// Bytes of records one [`Freeze`] step copies: a few milliseconds of a shard thread.
 pub const FREEZE_STEP_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GridError {
-    #[error("shard thread {thread} has {capacity} requests queued; retry shortly")]
+    #[error(
+        "shard thread {thread} has {capacity} requests queued; nothing was done; retry shortly"
+    )]
     Overloaded { thread: usize, capacity: usize },
-    #[error("shard thread {thread} did not answer within {timeout_ms} ms; retry shortly")]
+    #[error("shard thread {thread} did not answer within {timeout_ms} ms; the request is queued and will still be carried out; retrying is safe")]
     Timeout { thread: usize, timeout_ms: u64 },
     #[error("shard thread {thread} has stopped")]
     ShardStopped { thread: usize },
@@ -64,7 +70,8 @@ pub struct GridOptions {
 #[derive(Clone)]
 pub struct Coordinator {
     hosts: Arc<[Addr<ShardHost>]>,
-    in_flight: Arc<[AtomicUsize]>,
+    /// Per thread: jobs queued and not yet started (shared with the host, which counts down).
+    queued: Arc<[Arc<AtomicUsize>]>,
     router: Router,
     layouts: Arc<[RowLayout]>,
     capacity: usize,
@@ -83,12 +90,115 @@ impl ShardThreads {
     }
 }
 
-/// Decrements a thread's in-flight count when the send ends, however it ends.
-struct InFlight<'a>(&'a AtomicUsize);
+/// A reserved place in a thread's mailbox: given back when dropped, unless a queued job took
+/// it (the host gives it back when it starts the job).
+struct Place {
+    queued: Arc<AtomicUsize>,
+    taken: bool,
+}
 
-impl Drop for InFlight<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if !self.taken {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Queues `job` on `host` in the reserved `place`; never waits. If the host has stopped, the
+/// job is dropped and its answer channel closes (read as [`GridError::ShardStopped`]).
+fn queue<W: Work>(host: &Addr<ShardHost>, mut place: Place, job: Job<W>) {
+    // The reservation keeps the mailbox below actix's own capacity, so this never parks.
+    place.taken = host.try_send(job).is_ok();
+    drop(place);
+}
+
+/// [`queue`]s `work`; answers where its answer arrives.
+fn post<W: Work>(host: &Addr<ShardHost>, place: Place, work: W) -> oneshot::Receiver<W::Output> {
+    let (answer, answered) = oneshot::channel();
+    queue(host, place, Job { work, answer });
+    answered
+}
+
+/// Waits for one thread's answer, at most `timeout`.
+async fn wait<T>(
+    thread: usize,
+    answered: oneshot::Receiver<T>,
+    timeout: Duration,
+) -> Result<T, GridError> {
+    match actix_rt::time::timeout(timeout, answered).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err(GridError::ShardStopped { thread }),
+        Err(_) => Err(GridError::Timeout {
+            thread,
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+    }
+}
+
+/// Gathers per-thread answers (`None`: no work there): the first error, as such when one
+/// thread was involved, else as a partial failure with the counts.
+fn gather<T>(answers: Vec<Result<Option<T>, GridError>>) -> Result<Vec<Option<T>>, GridError> {
+    let threads_total = answers.iter().filter(|a| !matches!(a, Ok(None))).count();
+    let mut failed = answers.iter().filter_map(|a| a.as_ref().err());
+    if let Some(first) = failed.next() {
+        let threads_failed = 1 + failed.count();
+        return Err(if threads_total <= 1 {
+            first.clone()
+        } else {
+            GridError::InconsistentShardFailure {
+                threads_total,
+                threads_failed,
+                first_err: Box::new(first.clone()),
+            }
+        });
+    }
+    Ok(answers.into_iter().map(|a| a.ok().flatten()).collect())
+}
+
+/// A write with its mailbox places reserved, ready to be queued: [`WriteDispatch::send`]
+/// queues it without waiting. The log writer calls it right after the write's record is
+/// logged, in log order, so shards apply writes in the order a replay would. Dropped unsent,
+/// it gives its places back.
+pub struct WriteDispatch {
+    hosts: Arc<[Addr<ShardHost>]>,
+    jobs: Vec<(
+        usize,
+        Place,
+        Write,
+        oneshot::Sender<<Write as Work>::Output>,
+    )>,
+}
+
+impl WriteDispatch {
+    pub fn send(self) {
+        for (thread, place, work, answer) in self.jobs {
+            queue(&self.hosts[thread], place, Job { work, answer });
+        }
+    }
+}
+
+/// The answers of a dispatched write.
+pub struct PendingWrite {
+    answers: Vec<(usize, oneshot::Receiver<<Write as Work>::Output>)>,
+    timeout: Duration,
+}
+
+impl PendingWrite {
+    /// Waits for every thread's answer, at most the shard timeout.
+    pub async fn wait(self) -> Result<ApplyStats, GridError> {
+        let timeout = self.timeout;
+        let answers = join_all(
+            self.answers
+                .into_iter()
+                .map(|(thread, rx)| async move { wait(thread, rx, timeout).await.map(Some) }),
+        )
+        .await;
+        let mut total = ApplyStats::default();
+        for answer in gather(answers)?.into_iter().flatten() {
+            total += answer?;
+        }
+        Ok(total)
     }
 }
 
@@ -116,18 +226,22 @@ impl Coordinator {
         for (id, partition) in partitions.into_iter().enumerate() {
             per_thread[id % threads].push((id, partition));
         }
+        let queued: Arc<[Arc<AtomicUsize>]> = (0..threads)
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect();
         let hosts: Arc<[Addr<ShardHost>]> = arbiters
             .iter()
             .zip(per_thread)
-            .map(|(arbiter, shards)| {
+            .zip(queued.iter().cloned())
+            .map(|((arbiter, shards), queued)| {
                 let capacity = options.mailbox_capacity;
                 ShardHost::start_in_arbiter(&arbiter.handle(), move |_| {
-                    ShardHost::new(shards, capacity)
+                    ShardHost::new(shards, queued, capacity)
                 })
             })
             .collect();
         let coordinator = Coordinator {
-            in_flight: hosts.iter().map(|_| AtomicUsize::new(0)).collect(),
+            queued,
             hosts,
             router: Router::new(options.shards),
             layouts,
@@ -161,78 +275,94 @@ impl Coordinator {
         grouped
     }
 
-    /// Sends `msg` to thread `thread`, failing fast when it is full and after the timeout.
-    async fn ask<M>(&self, thread: usize, msg: M) -> Result<M::Result, GridError>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        ShardHost: Handler<M>,
-    {
-        let counter = &self.in_flight[thread];
-        if counter.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            counter.fetch_sub(1, Ordering::Relaxed);
+    /// Reserves a place in thread `thread`'s mailbox, or refuses at once when it is full.
+    fn reserve(&self, thread: usize) -> Result<Place, GridError> {
+        let queued = &self.queued[thread];
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            queued.fetch_sub(1, Ordering::AcqRel);
             return Err(GridError::Overloaded {
                 thread,
                 capacity: self.capacity,
             });
         }
-        let _guard = InFlight(counter);
-        match actix_rt::time::timeout(self.timeout, self.hosts[thread].send(msg)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(GridError::ShardStopped { thread }),
-            Err(_) => Err(GridError::Timeout {
-                thread,
-                timeout_ms: self.timeout.as_millis() as u64,
-            }),
-        }
+        Ok(Place {
+            queued: queued.clone(),
+            taken: false,
+        })
     }
 
-    /// Sends each thread's message (if any) concurrently and gathers the answers in thread order.
-    async fn fan_out<M, T>(&self, work: Vec<Option<M>>) -> Result<Vec<Option<T>>, GridError>
-    where
-        M: Message<Result = T> + Send + 'static,
-        T: Send + 'static,
-        ShardHost: Handler<M>,
-    {
-        let sends = work
-            .into_iter()
+    /// Runs `work` on thread `thread`: refused at once when its mailbox is full, an error after
+    /// the timeout.
+    async fn ask<W: Work>(&self, thread: usize, work: W) -> Result<W::Output, GridError> {
+        let place = self.reserve(thread)?;
+        wait(thread, post(&self.hosts[thread], place, work), self.timeout).await
+    }
+
+    /// Runs each thread's work (if any) concurrently and gathers the answers in thread order.
+    /// Every place is reserved before anything is queued: a full thread refuses the whole
+    /// request, and nothing runs.
+    async fn fan_out<W: Work>(
+        &self,
+        work: Vec<Option<W>>,
+    ) -> Result<Vec<Option<W::Output>>, GridError> {
+        let places = work
+            .iter()
             .enumerate()
-            .map(|(thread, msg)| async move {
-                match msg {
-                    Some(msg) => self.ask(thread, msg).await.map(Some),
-                    None => Ok(None),
+            .map(|(thread, w)| w.as_ref().map(|_| self.reserve(thread)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let waits = work
+            .into_iter()
+            .zip(places)
+            .enumerate()
+            .map(|(thread, (work, place))| {
+                let answered = work
+                    .zip(place)
+                    .map(|(w, p)| post(&self.hosts[thread], p, w));
+                async move {
+                    match answered {
+                        Some(rx) => wait(thread, rx, self.timeout).await.map(Some),
+                        None => Ok(None),
+                    }
                 }
             });
-        let answers = join_all(sends).await;
-        let threads_total = answers.iter().filter(|a| !matches!(a, Ok(None))).count();
-        let mut failed = answers.iter().filter_map(|a| a.as_ref().err());
-        if let Some(first) = failed.next() {
-            let threads_failed = 1 + failed.count();
-            return Err(if threads_total <= 1 {
-                first.clone()
-            } else {
-                GridError::InconsistentShardFailure {
-                    threads_total,
-                    threads_failed,
-                    first_err: Box::new(first.clone()),
-                }
-            });
-        }
-        Ok(answers.into_iter().map(|a| a.ok().flatten()).collect())
+        gather(join_all(waits).await)
     }
 
-    /// Applies per-shard batches (index = shard). All rows were validated by the caller.
-    pub async fn write(&self, per_shard: Vec<Vec<RowBatch>>) -> Result<ApplyStats, GridError> {
-        let work = self
-            .by_thread(per_shard)
-            .into_iter()
-            .map(|local| local.iter().any(|b| !b.is_empty()).then_some(Write(local)))
-            .collect();
-        let mut total = ApplyStats::default();
-        for answer in self.fan_out(work).await?.into_iter().flatten() {
-            total += answer?;
+    /// Reserves mailbox places for per-shard batches (index = shard; all rows validated by the
+    /// caller): refused at once ([`GridError::Overloaded`]) when a thread is full, before
+    /// anything is logged or queued. Answers the write to queue and where its answers arrive.
+    pub fn prepare_write(
+        &self,
+        per_shard: Vec<Vec<RowBatch>>,
+    ) -> Result<(WriteDispatch, PendingWrite), GridError> {
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        for (thread, local) in self.by_thread(per_shard).into_iter().enumerate() {
+            if !local.iter().any(|b| !b.is_empty()) {
+                continue;
+            }
+            let place = self.reserve(thread)?;
+            let (answer, answered) = oneshot::channel();
+            jobs.push((thread, place, Write(local), answer));
+            answers.push((thread, answered));
         }
-        Ok(total)
+        let dispatch = WriteDispatch {
+            hosts: self.hosts.clone(),
+            jobs,
+        };
+        let pending = PendingWrite {
+            answers,
+            timeout: self.timeout,
+        };
+        Ok((dispatch, pending))
+    }
+
+    /// Applies per-shard batches (index = shard) straight away, without the log: for tests,
+    /// benchmarks and restores.
+    pub async fn write(&self, per_shard: Vec<Vec<RowBatch>>) -> Result<ApplyStats, GridError> {
+        let (dispatch, pending) = self.prepare_write(per_shard)?;
+        dispatch.send();
+        pending.wait().await
     }
 
     /// Reads per-shard key batches (index = shard); the answer has one entry per shard,
@@ -291,6 +421,16 @@ impl Coordinator {
         Ok(frozen)
     }
 
+    /// Holds every shard thread for `duration`, without waiting: a test hook (unit tests, and
+    /// HTTP tests with `FEATGRID_TEST_HOOKS=1`) to fill mailboxes. A full thread is skipped.
+    pub fn stall_all(&self, duration: Duration) {
+        for thread in 0..self.threads() {
+            if let Ok(place) = self.reserve(thread) {
+                drop(post(&self.hosts[thread], place, Stall(duration)));
+            }
+        }
+    }
+
     /// Every shard's statistics, in shard order.
     pub async fn stats(&self) -> Result<Vec<ShardStats>, GridError> {
         let work = self.hosts.iter().map(|_| Some(Stats)).collect();
@@ -309,7 +449,6 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::shard::Stall;
     use crate::registry::Registry;
 
     fn options(capacity: usize, timeout_ms: u64) -> GridOptions {
@@ -321,33 +460,67 @@ mod tests {
         }
     }
 
+    /// A write to thread 0 of 3 shards on 2 threads (driver ids hashing there).
+    fn write_to_thread_0(
+        grid: &Coordinator,
+        layouts: &[RowLayout],
+        trips: i64,
+    ) -> Vec<Vec<RowBatch>> {
+        let router = grid.router();
+        let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+        let key = 7i64.to_le_bytes();
+        let shard = router.shard_of_key(&key);
+        assert_eq!(shard % 2, 0, "test key hashes to thread 0");
+        let mut batch = RowBatch::new(0);
+        batch.start_row(&layouts[0], &key, trips, crate::grid::partition::NO_CREATED);
+        per_shard[shard].push(batch);
+        per_shard
+    }
+
     #[actix_rt::test]
-    async fn full_mailbox_and_timeout_are_errors_not_waits() {
+    async fn a_full_mailbox_refuses_at_once_and_a_timed_out_write_is_still_applied() {
         let layouts = RowLayout::for_registry(&Registry::embedded());
-        let (grid, threads) = Coordinator::start(&options(1, 50), layouts);
-        // Hold shard 0's thread; the first stall occupies the only mailbox place.
-        let stalled = grid.clone();
-        let stall =
-            actix_rt::spawn(async move { stalled.ask(0, Stall(Duration::from_millis(300))).await });
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-        let full = grid.ask(0, Stats).await;
+        let (grid, threads) = Coordinator::start(&options(1, 50), layouts.clone());
+        // Hold thread 0: the stall is running, so it no longer counts as queued.
+        grid.stall_all(Duration::from_millis(400));
+        actix_rt::time::sleep(Duration::from_millis(30)).await;
+        // A write takes the only place, and times out: outcome unknown, still queued.
+        let timed_out = grid.write(write_to_thread_0(&grid, &layouts, 5)).await;
+        assert!(
+            matches!(timed_out, Err(GridError::Timeout { thread: 0, .. })),
+            "{timed_out:?}"
+        );
+        // The mailbox is full: refused at once, and never queued.
+        let refused = grid.prepare_write(write_to_thread_0(&grid, &layouts, 9));
         assert!(
             matches!(
-                full,
+                refused,
                 Err(GridError::Overloaded {
                     thread: 0,
                     capacity: 1
                 })
             ),
-            "{full:?}"
+            "{:?}",
+            refused.err()
         );
         assert!(matches!(
-            stall.await.unwrap(),
-            Err(GridError::Timeout { thread: 0, .. })
+            grid.ask(0, Stats).await,
+            Err(GridError::Overloaded { .. })
         ));
-        // Once the stall ends, the shard answers again.
-        actix_rt::time::sleep(Duration::from_millis(400)).await;
-        assert!(grid.ask(0, Stats).await.is_ok());
+        // Once the stall ends, the timed-out write was applied and the refused one was not.
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let mut reads = vec![ReadBatch::default(); 3];
+        let key = 7i64.to_le_bytes();
+        reads[grid.router().shard_of_key(&key)].push(0, &key);
+        let out = grid.read(reads).await.unwrap();
+        let row = out
+            .iter()
+            .flatten()
+            .next()
+            .unwrap()
+            .row(&layouts, 0)
+            .unwrap();
+        assert_eq!(row.event_ts(), 5);
         threads.stop();
     }
 

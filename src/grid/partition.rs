@@ -16,7 +16,9 @@
 //!
 //! Writes arrive as [`RowBatch`]es whose rows carry the same value part, so applying a row is
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken
-//! by the created timestamp, then by arrival (the later write wins).
+//! by the created timestamp, then by arrival (the later write wins). Writes arrive in log order
+//! (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay of the log
+//! breaks every tie the same way.
 
 use std::sync::Arc;
 

@@ -8,10 +8,20 @@
 //! of partitioning (slot ranges, statistics, snapshots). Measurements are in the README.
 //!
 //! Handlers do only in-memory work (hash lookups and copies); nothing here blocks, sleeps or
-//! touches a file. The mailbox is bounded (`set_mailbox_capacity`); the coordinator keeps its
-//! own count of messages in flight so that a full mailbox answers 503 at once.
+//! touches a file.
+//!
+//! Every message is a [`Job`]: a piece of [`Work`] and the channel its answer goes back on.
+//! The coordinator counts the jobs queued for each host (`queued`) and refuses a new one once
+//! the count reaches the mailbox capacity, before anything is queued; the host takes one off
+//! the count as it starts each job. A job is always run once queued, whether or not anyone
+//! still waits for its answer, so what was queued is what is applied (actix's own `send`
+//! would skip a message whose requester went away).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use super::partition::{
     ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
@@ -22,14 +32,21 @@ pub struct ShardHost {
     /// (shard id, its partition), for every shard placed on this thread.
     shards: Vec<(usize, Partition)>,
     skipped_older: Vec<u64>,
+    /// Jobs queued for this host and not yet started; the coordinator's count.
+    queued: Arc<AtomicUsize>,
     mailbox_capacity: usize,
 }
 
 impl ShardHost {
-    pub fn new(shards: Vec<(usize, Partition)>, mailbox_capacity: usize) -> ShardHost {
+    pub fn new(
+        shards: Vec<(usize, Partition)>,
+        queued: Arc<AtomicUsize>,
+        mailbox_capacity: usize,
+    ) -> ShardHost {
         ShardHost {
             skipped_older: vec![0; shards.len()],
             shards,
+            queued,
             mailbox_capacity,
         }
     }
@@ -39,32 +56,58 @@ impl Actor for ShardHost {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        // The coordinator's count keeps the mailbox below this, so actix never parks a sender.
+        ctx.set_mailbox_capacity(self.mailbox_capacity + 1);
         let shards: Vec<usize> = self.shards.iter().map(|s| s.0).collect();
         tracing::debug!(?shards, "shard host started");
     }
 }
 
+/// What a host can be asked to do: runs on the host's thread, with its partitions.
+pub trait Work: Send + 'static {
+    type Output: Send + 'static;
+    fn run(self, host: &mut ShardHost) -> Self::Output;
+}
+
+/// One queued piece of work and where its answer goes.
+pub struct Job<W: Work> {
+    pub work: W,
+    pub answer: oneshot::Sender<W::Output>,
+}
+
+impl<W: Work> Message for Job<W> {
+    type Result = ();
+}
+
+impl<W: Work> Handler<Job<W>> for ShardHost {
+    type Result = ();
+
+    fn handle(&mut self, job: Job<W>, _: &mut Self::Context) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let output = job.work.run(self);
+        // Nobody waiting (a timed-out or cancelled request) is fine: the work is done.
+        let _ = job.answer.send(output);
+    }
+}
+
 /// Rows to apply with newest-event-wins: per local shard (by position in the host), the
 /// batches for it (one per view). Empty lists are skipped.
-#[derive(Message)]
-#[rtype(result = "Result<ApplyStats, PartitionError>")]
 pub struct Write(pub Vec<Vec<RowBatch>>);
 
-impl Handler<Write> for ShardHost {
-    type Result = Result<ApplyStats, PartitionError>;
+impl Work for Write {
+    type Output = Result<ApplyStats, PartitionError>;
 
-    fn handle(&mut self, msg: Write, _: &mut Self::Context) -> Self::Result {
+    fn run(self, host: &mut ShardHost) -> Self::Output {
         let mut total = ApplyStats::default();
-        for (local, batches) in msg.0.iter().enumerate() {
-            let Some((_, partition)) = self.shards.get_mut(local) else {
+        for (local, batches) in self.0.iter().enumerate() {
+            let Some((_, partition)) = host.shards.get_mut(local) else {
                 continue;
             };
             let mut stats = ApplyStats::default();
             for batch in batches {
                 stats += partition.apply(batch)?;
             }
-            self.skipped_older[local] += stats.skipped_older;
+            host.skipped_older[local] += stats.skipped_older;
             total += stats;
         }
         Ok(total)
@@ -73,21 +116,17 @@ impl Handler<Write> for ShardHost {
 
 /// Keys to look up, per local shard; the answer has one output per local shard (`None`
 /// where it had no keys).
-#[derive(Message)]
-#[rtype(result = "Vec<Option<ReadOutput>>")]
 pub struct Read(pub Vec<ReadBatch>);
 
-impl Handler<Read> for ShardHost {
-    type Result = MessageResult<Read>;
+impl Work for Read {
+    type Output = Vec<Option<ReadOutput>>;
 
-    fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        let outputs = msg
-            .0
+    fn run(self, host: &mut ShardHost) -> Self::Output {
+        self.0
             .iter()
-            .zip(&self.shards)
+            .zip(&host.shards)
             .map(|(batch, (_, partition))| (!batch.is_empty()).then(|| partition.read(batch)))
-            .collect();
-        MessageResult(outputs)
+            .collect()
     }
 }
 
@@ -102,26 +141,22 @@ pub struct ShardStats {
 }
 
 /// Statistics of every shard on the host.
-#[derive(Message)]
-#[rtype(result = "Vec<ShardStats>")]
 pub struct Stats;
 
-impl Handler<Stats> for ShardHost {
-    type Result = MessageResult<Stats>;
+impl Work for Stats {
+    type Output = Vec<ShardStats>;
 
-    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        let stats = self
-            .shards
+    fn run(self, host: &mut ShardHost) -> Self::Output {
+        host.shards
             .iter()
-            .zip(&self.skipped_older)
+            .zip(&host.skipped_older)
             .map(|((shard, partition), &skipped_older)| ShardStats {
                 shard: *shard,
                 rows: partition.row_counts(),
                 memory_bytes: partition.memory_bytes(),
                 skipped_older,
             })
-            .collect();
-        MessageResult(stats)
+            .collect()
     }
 }
 
@@ -129,42 +164,35 @@ impl Handler<Stats> for ShardHost {
 /// digest: about `budget` bytes of records are copied into `into`, which travels back with
 /// whether the copy is complete (`None`: no such shard). Steps are small so that reads queued
 /// meanwhile wait for one step at most; all the slow work on the copy runs elsewhere.
-#[derive(Message)]
-#[rtype(result = "Option<(FrozenPartition, bool)>")]
 pub struct Freeze {
     pub local: usize,
     pub into: FrozenPartition,
     pub budget: usize,
 }
 
-impl Handler<Freeze> for ShardHost {
-    type Result = MessageResult<Freeze>;
+impl Work for Freeze {
+    type Output = Option<(FrozenPartition, bool)>;
 
-    fn handle(&mut self, msg: Freeze, _: &mut Self::Context) -> Self::Result {
+    fn run(self, host: &mut ShardHost) -> Self::Output {
         let Freeze {
             local,
             mut into,
             budget,
-        } = msg;
-        let Some((_, partition)) = self.shards.get(local) else {
-            return MessageResult(None);
-        };
+        } = self;
+        let (_, partition) = host.shards.get(local)?;
         let done = partition.freeze_step(&mut into, budget);
-        MessageResult(Some((into, done)))
+        Some((into, done))
     }
 }
 
-/// Test only: hold the host's thread, to fill its mailbox.
-#[cfg(test)]
-#[derive(Message)]
-#[rtype(result = "()")]
+/// Holds the host's thread for a while, to fill its mailbox: for tests (unit tests, and the
+/// HTTP tests through `FEATGRID_TEST_HOOKS`), never on a request path.
 pub struct Stall(pub std::time::Duration);
 
-#[cfg(test)]
-impl Handler<Stall> for ShardHost {
-    type Result = ();
+impl Work for Stall {
+    type Output = ();
 
-    fn handle(&mut self, msg: Stall, _: &mut Self::Context) {
-        std::thread::sleep(msg.0);
+    fn run(self, _: &mut ShardHost) {
+        std::thread::sleep(self.0);
     }
 }

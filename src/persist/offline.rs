@@ -191,7 +191,6 @@ impl OfflineSink {
 struct Buffer {
     batch: RowBatch,
     first_lsn: u64,
-    last_lsn: u64,
     since: Instant,
 }
 
@@ -276,7 +275,6 @@ impl Writer {
         let buffer = self.buffers.entry(view).or_insert_with(|| Buffer {
             batch: RowBatch::new(view),
             first_lsn: lsn,
-            last_lsn: lsn,
             since: Instant::now(),
         });
         let before = buffer.batch.len();
@@ -288,14 +286,14 @@ impl Writer {
             .buffered_rows
             .fetch_add(added, Ordering::Relaxed);
         buffer.first_lsn = buffer.first_lsn.min(lsn);
-        buffer.last_lsn = buffer.last_lsn.max(lsn);
     }
 
     /// Writes the buffers `pick` chooses; a failed one stays buffered for the next try.
     ///
-    /// Coverage: a push hands its rows to the sink before it lets go of its log ticket, so
-    /// once `watermark` (the oldest write still holding one) is read, every earlier write is in
-    /// the sink or its queue; draining the queue after reading it puts them all in the buffers.
+    /// Coverage: the log writer queues a record's offline rows here before it moves
+    /// [`Wal::covered_lsn`] past the record, so once `watermark` is read, every earlier write
+    /// is in the buffers or the queue; draining the queue after reading it puts them all in
+    /// the buffers. A write at or above the watermark may still be on its way.
     fn roll_where(&mut self, pick: impl Fn(&Buffer) -> bool) -> Result<usize, OfflineError> {
         let watermark = self.o.wal.covered_lsn();
         self.drain();
@@ -344,12 +342,10 @@ impl Writer {
             problem,
         };
         create_dir(&dir).map_err(|e| file_error(&dir, e.to_string()))?;
-        // Every write below the watermark is in this file or an earlier one; later ones in this
-        // file are replayed again after a crash (at-least-once).
-        let covered = buffer
-            .last_lsn
-            .min(watermark.saturating_sub(1))
-            .max(buffer.first_lsn.saturating_sub(1));
+        // Every write below the watermark is in this file or an earlier one, and nothing at or
+        // above it can be claimed: it may not have reached the sink yet. Rows of later writes
+        // in this file are replayed again after a crash (at-least-once).
+        let covered = watermark.saturating_sub(1);
         let path = dir.join(format!("{:020}-{:020}.parquet", buffer.first_lsn, covered));
         let started = Instant::now();
         let bytes = encode_parquet(view, &self.o.layouts[view_id], &buffer.batch)
@@ -554,6 +550,48 @@ mod tests {
         assert!(rows[0].contains("recent_fares: []"), "{}", rows[0]);
         assert!(rows[1].contains("created: null"), "{}", rows[1]);
         assert!(rows[1].contains("lifetime_trips: null"), "{}", rows[1]);
+    }
+
+    #[test]
+    fn a_file_never_claims_an_lsn_that_may_still_be_on_its_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::embedded();
+        let layouts = RowLayout::for_registry(&registry);
+        // The log has handed on every record below 5; records 5..=9 may still be in flight.
+        let wal = Wal::open(crate::persist::wal::WalOptions {
+            dir: dir.path().join("wal"),
+            fsync: crate::persist::wal::FsyncPolicy::No,
+            segment_bytes: 1 << 20,
+            views: crate::persist::ViewMeta::all(&registry),
+            next_lsn: 5,
+            existing: Vec::new(),
+        })
+        .unwrap();
+        let sink = OfflineSink::start(
+            OfflineOptions {
+                dir: dir.path().join("offline"),
+                views: registry.feature_views.clone(),
+                layouts: layouts.clone(),
+                roll_rows: 1000,
+                roll_interval: Duration::from_secs(60),
+                wal: wal.clone(),
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        let mut batch = RowBatch::new(0);
+        batch.start_row(&layouts[0], &1i64.to_le_bytes(), 1, NO_CREATED);
+        // Record 10 reaches the sink (replayed, say) before 5..=9 do.
+        sink.append(
+            10,
+            crate::persist::wal::portable_views(&[vec![batch]], &layouts),
+        );
+        assert_eq!(sink.flush().unwrap(), 1);
+        assert_eq!(
+            covered_lsns(&dir.path().join("offline"), &registry.feature_views),
+            vec![4]
+        );
+        wal.close();
     }
 
     #[test]

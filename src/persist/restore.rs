@@ -169,10 +169,25 @@ impl<'a> Target<'a> {
             Ok(())
         };
         for row in PortableRows::new(layout, data) {
-            let row = row.map_err(|e| RestoreError::Rows {
-                path: origin.to_path_buf(),
-                problem: format!("view '{}': {e}", view.name),
-            })?;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) if self.recover => {
+                    let skipped = format!(
+                        "{}: view '{}': {e}: the rest of these rows dropped",
+                        origin.display(),
+                        view.name
+                    );
+                    tracing::warn!(%skipped, "recover");
+                    self.skipped.push(skipped);
+                    break;
+                }
+                Err(e) => {
+                    return Err(RestoreError::Rows {
+                        path: origin.to_path_buf(),
+                        problem: format!("view '{}': {e}", view.name),
+                    })
+                }
+            };
             let shard = self.router.shard_of_key(row.key);
             batches[shard].push_portable(layout, &row);
             if batches[shard].data_len() >= 1 << 22 {
@@ -436,10 +451,21 @@ fn replay(
             report.wal_records += 1;
             for v in views {
                 let Some(view) = meta.views.get(v.view as usize) else {
+                    let problem = format!(
+                        "record {lsn} names view index {} that the segment header does not list",
+                        v.view
+                    );
+                    if recover {
+                        target.skipped.push(format!(
+                            "{}: {problem}: its rows dropped",
+                            segment.path.display()
+                        ));
+                        continue;
+                    }
                     return Err(WalError::Corrupt {
                         path: segment.path.clone(),
                         offset: 0,
-                        problem: format!("record {lsn} names view index {} that the segment header does not list", v.view),
+                        problem,
                     });
                 };
                 match target.load(view, &v.data.0, &segment.path) {
@@ -455,6 +481,17 @@ fn replay(
         if let Some(last) = read.last_lsn {
             next_lsn = next_lsn.max(last + 1);
         }
+        if !read.skipped.is_empty() {
+            for skipped in &read.skipped {
+                tracing::warn!(file = %segment.path.display(), %skipped, "recover");
+            }
+            target.skipped.extend(
+                read.skipped
+                    .iter()
+                    .map(|s| format!("{}: {s}", segment.path.display())),
+            );
+            *needs_snapshot = true;
+        }
         if let Some(dropped) = read.dropped {
             let what = format!("{}: {dropped}", segment.path.display());
             if dropped.starts_with("torn") {
@@ -467,7 +504,10 @@ fn replay(
             truncate(&segment.path, read.valid_len)?;
         }
     }
-    Ok(next_lsn)
+    // A Parquet file may cover records the log on disk no longer holds (under `everysec` the
+    // log can be behind a fsynced file): new records must never reuse those lsns.
+    let offline_next = offline_covered.iter().max().map_or(0, |c| c + 1);
+    Ok(next_lsn.max(offline_next))
 }
 
 /// Cuts a segment back to its valid bytes (removing it when none are), durably.

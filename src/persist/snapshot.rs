@@ -208,8 +208,8 @@ pub fn read_shard(path: &Path) -> Result<(Header, Body), SnapshotError> {
             "body checksum mismatch (stored {stored:08x}, computed {computed:08x})"
         )));
     }
-    let (body, used): (Body, usize) =
-        codec::decode(body_bytes).map_err(|e| corrupt(format!("the body does not decode: {e}")))?;
+    let (body, used): (Body, usize) = codec::decode_verified(body_bytes)
+        .map_err(|e| corrupt(format!("the body does not decode: {e}")))?;
     if used != body_bytes.len() {
         return Err(corrupt("trailing bytes after the body".into()));
     }
@@ -266,6 +266,26 @@ mod tests {
         assert_eq!(body.views[0].view.name, "driver_hourly_stats");
         let rows = PortableRows::new(&layouts[0], &body.views[0].data.0).count();
         assert_eq!(rows, 100);
+    }
+
+    #[test]
+    fn a_shard_larger_than_the_network_decode_limit_reads_back() {
+        let rows = (codec::DECODE_LIMIT / 41 + 100) as i64;
+        let (registry, layouts, f) = frozen(rows);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(3));
+        let bytes = write_shard(
+            &path,
+            &header(rows as u64),
+            7,
+            &f,
+            &ViewMeta::all(&registry),
+        )
+        .unwrap();
+        assert!(bytes as usize > codec::DECODE_LIMIT);
+        let (_, body) = read_shard(&path).unwrap();
+        let read = PortableRows::new(&layouts[0], &body.views[0].data.0).count();
+        assert_eq!(read as i64, rows);
     }
 
     #[test]

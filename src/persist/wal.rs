@@ -35,7 +35,7 @@ use super::codec::{self, Blob, CodecError};
 use super::{crc32c, ViewMeta};
 use crate::grid::partition::{RowBatch, RowLayout};
 
-pub use writer::{Ticket, Wal, WalOptions, WalStats};
+pub use writer::{OnLogged, Wal, WalOptions, WalStats};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
 pub const FORMAT_VERSION: u32 = 2;
@@ -210,6 +210,8 @@ pub struct SegmentRead {
     pub last_lsn: Option<u64>,
     /// Why bytes after `valid_len` were dropped: a torn tail, or skipped corruption.
     pub dropped: Option<String>,
+    /// Whole records (checksums good) that did not decode and were skipped (`recover`).
+    pub skipped: Vec<String>,
 }
 
 /// Reads a segment, calling `on_record(lsn, meta, destination, views)` for each valid record
@@ -230,6 +232,7 @@ pub fn read_segment(
         records: 0,
         last_lsn: None,
         dropped: None,
+        skipped: Vec::new(),
     };
     let corrupt = |offset: usize, problem: String| WalError::Corrupt {
         path: path.to_path_buf(),
@@ -263,13 +266,13 @@ pub fn read_segment(
                     return Err(corrupt(at, problem));
                 }
                 let payload = &bytes[at + RECORD_HEADER..end];
-                let ((dest, views), used): ((Destination, Vec<RecordView>), usize) =
-                    codec::decode(payload)
-                        .map_err(|e| corrupt(at, format!("record {lsn} does not decode: {e}")))?;
-                if used != payload.len() {
-                    return Err(corrupt(at, format!("record {lsn} has trailing bytes")));
+                match decode_payload(payload) {
+                    Ok((dest, views)) => on_record(lsn, &meta, dest, views)?,
+                    Err(problem) if recover => read
+                        .skipped
+                        .push(format!("offset {at}: record {lsn} skipped: {problem}")),
+                    Err(problem) => return Err(corrupt(at, format!("record {lsn} {problem}"))),
                 }
-                on_record(lsn, &meta, dest, views)?;
                 read.records += 1;
                 read.last_lsn = Some(lsn);
                 at = end;
@@ -293,6 +296,16 @@ pub fn read_segment(
     Ok(read)
 }
 
+/// A record's payload: where its rows go, and the rows per view.
+fn decode_payload(payload: &[u8]) -> Result<(Destination, Vec<RecordView>), String> {
+    let (record, used) =
+        codec::decode_verified(payload).map_err(|e| format!("does not decode: {e}"))?;
+    if used != payload.len() {
+        return Err("has trailing bytes".into());
+    }
+    Ok(record)
+}
+
 fn parse_header(bytes: &[u8]) -> Result<SegmentMeta, String> {
     if bytes.len() < SEGMENT_PREFIX {
         return Err(format!("{} bytes, shorter than the header", bytes.len()));
@@ -313,7 +326,7 @@ fn parse_header(bytes: &[u8]) -> Result<SegmentMeta, String> {
     if crc32c(body) != u32_at(bytes, 16) {
         return Err("header checksum mismatch".into());
     }
-    codec::decode::<SegmentMeta>(body)
+    codec::decode_verified::<SegmentMeta>(body)
         .map(|(meta, _)| meta)
         .map_err(|e| format!("the header does not decode: {e}"))
 }

@@ -134,6 +134,8 @@ impl JsonCell<'_> {
 }
 
 impl<'a> Cell for JsonCell<'a> {
+    type Item = JsonCell<'a>;
+
     fn is_null(&self) -> bool {
         matches!(self, JsonCell::Null)
     }

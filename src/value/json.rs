@@ -92,6 +92,8 @@ impl std::fmt::Display for JsonNumber {
 }
 
 impl Cell for Json {
+    type Item = Json;
+
     fn is_null(&self) -> bool {
         Json::is_null(self)
     }
@@ -379,7 +381,7 @@ mod tests {
         }
         let m = message(json!(1_795_600_800_000i64));
         assert!(
-            m.starts_with("timestamp 1795600800000 is outside years 1 to 9999")
+            m.starts_with("timestamp 1795600800000 is outside the years 1 to 9999 as Unix seconds")
                 && m.contains("(2026-11-25T10:00:00Z)"),
             "{m}"
         );

@@ -25,8 +25,8 @@ use std::ops::Range;
 
 pub use json::{render_json, render_str};
 pub use time::{
-    check_year_range, format_timestamp, now_micros, parse_timestamp_text, write_timestamp,
-    EPOCH_RFC3339,
+    format_timestamp, now_micros, parse_timestamp_text, write_timestamp, EPOCH_RFC3339,
+    MAX_TIMESTAMP, MIN_TIMESTAMP,
 };
 
 /// A timestamp in microseconds since the Unix epoch, UTC.
@@ -154,10 +154,25 @@ pub enum ValueError {
     BadBase64 { reason: String },
     #[error("invalid timestamp {got}: expected RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]' or Unix seconds")]
     BadTimestamp { got: String },
-    #[error("timestamp {got} is outside years 1 to 9999 as Unix seconds{hint}")]
-    TimestampOutOfRange { got: String, hint: String },
     #[error("list elements may not be null")]
     NullInList,
+    /// `hint`: for a number, what it would be in another unit.
+    #[error("timestamp {got} is outside the years 1 to 9999{hint}")]
+    TimestampOutOfRange { got: String, hint: String },
+}
+
+/// A value's timestamp (see [`Cell::as_timestamp`]), refused outside the years 1 to 9999:
+/// every timestamp featgrid stores can be written back as RFC 3339.
+pub fn timestamp_of<C: Cell>(value: &C) -> Result<Micros, ValueError> {
+    let micros = value.as_timestamp()?;
+    if (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(ValueError::TimestampOutOfRange {
+            got: value.describe(),
+            hint: String::new(),
+        })
+    }
 }
 
 /// A value as a request gives it. Each accessor answers `None` when the value is not of that
@@ -174,9 +189,9 @@ pub trait Cell {
     fn as_text(&self, key: bool) -> Option<std::borrow::Cow<'_, str>>;
     fn as_bytes(&self) -> Option<Result<std::borrow::Cow<'_, [u8]>, ValueError>>;
     fn as_timestamp(&self) -> Result<Micros, ValueError>;
-    fn as_list(&self) -> Option<&[Self]>
-    where
-        Self: Sized;
+    /// The element type of a list: the same form, or (native) a scalar-only type.
+    type Item: Cell;
+    fn as_list(&self) -> Option<&[Self::Item]>;
     /// A short description for error messages.
     fn describe(&self) -> String;
     /// A whole number that is no integer without loss (a JSON float beyond 2^53, an integer
@@ -315,7 +330,7 @@ fn encode_scalar<C: Cell>(
             out.extend_from_slice(value.as_text(key).ok_or_else(wrong)?.as_bytes())
         }
         ScalarType::Bytes => out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??),
-        ScalarType::UnixTimestamp => out.extend_from_slice(&value.as_timestamp()?.to_le_bytes()),
+        ScalarType::UnixTimestamp => out.extend_from_slice(&timestamp_of(value)?.to_le_bytes()),
     }
     Ok(())
 }

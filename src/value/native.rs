@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{le, stored_elements, Cell, Micros, ScalarType, ValueError, ValueType};
 
-/// One feature or entity value.
+/// One feature or entity value. A list holds scalars only ([`NativeScalar`]): stored types are
+/// a scalar or a list of scalars, so the wire type cannot nest, and decoding it never recurses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NativeValue {
     Null,
@@ -21,7 +22,21 @@ pub enum NativeValue {
     Bool(bool),
     /// Microseconds since the Unix epoch, UTC.
     UnixTimestamp(Micros),
-    List(Vec<NativeValue>),
+    List(Vec<NativeScalar>),
+}
+
+/// One element of a [`NativeValue::List`]: the scalar variants of [`NativeValue`], no null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NativeScalar {
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    String(String),
+    Bytes(Vec<u8>),
+    Bool(bool),
+    /// Microseconds since the Unix epoch, UTC.
+    UnixTimestamp(Micros),
 }
 
 impl NativeValue {
@@ -30,106 +45,151 @@ impl NativeValue {
         if ty.list {
             NativeValue::List(
                 stored_elements(ty.scalar, bytes)
-                    .map(|e| scalar_from_stored(ty.scalar, e))
+                    .map(|e| NativeScalar::from_stored(ty.scalar, e))
                     .collect(),
             )
         } else {
-            scalar_from_stored(ty.scalar, bytes)
+            NativeScalar::from_stored(ty.scalar, bytes).into()
         }
     }
 }
 
-fn scalar_from_stored(scalar: ScalarType, bytes: &[u8]) -> NativeValue {
-    match scalar {
-        ScalarType::Int32 => NativeValue::Int32(i32::from_le_bytes(le(bytes))),
-        ScalarType::Int64 => NativeValue::Int64(i64::from_le_bytes(le(bytes))),
-        ScalarType::Float32 => NativeValue::Float32(f32::from_le_bytes(le(bytes))),
-        ScalarType::Float64 => NativeValue::Float64(f64::from_le_bytes(le(bytes))),
-        ScalarType::String => NativeValue::String(String::from_utf8_lossy(bytes).into_owned()),
-        ScalarType::Bytes => NativeValue::Bytes(bytes.to_vec()),
-        ScalarType::Bool => NativeValue::Bool(bytes.first() == Some(&1)),
-        ScalarType::UnixTimestamp => NativeValue::UnixTimestamp(i64::from_le_bytes(le(bytes))),
+impl NativeScalar {
+    fn from_stored(scalar: ScalarType, bytes: &[u8]) -> NativeScalar {
+        match scalar {
+            ScalarType::Int32 => NativeScalar::Int32(i32::from_le_bytes(le(bytes))),
+            ScalarType::Int64 => NativeScalar::Int64(i64::from_le_bytes(le(bytes))),
+            ScalarType::Float32 => NativeScalar::Float32(f32::from_le_bytes(le(bytes))),
+            ScalarType::Float64 => NativeScalar::Float64(f64::from_le_bytes(le(bytes))),
+            ScalarType::String => NativeScalar::String(String::from_utf8_lossy(bytes).into_owned()),
+            ScalarType::Bytes => NativeScalar::Bytes(bytes.to_vec()),
+            ScalarType::Bool => NativeScalar::Bool(bytes.first() == Some(&1)),
+            ScalarType::UnixTimestamp => NativeScalar::UnixTimestamp(i64::from_le_bytes(le(bytes))),
+        }
+    }
+}
+
+impl From<NativeScalar> for NativeValue {
+    fn from(s: NativeScalar) -> NativeValue {
+        match s {
+            NativeScalar::Int32(v) => NativeValue::Int32(v),
+            NativeScalar::Int64(v) => NativeValue::Int64(v),
+            NativeScalar::Float32(v) => NativeValue::Float32(v),
+            NativeScalar::Float64(v) => NativeValue::Float64(v),
+            NativeScalar::String(v) => NativeValue::String(v),
+            NativeScalar::Bytes(v) => NativeValue::Bytes(v),
+            NativeScalar::Bool(v) => NativeValue::Bool(v),
+            NativeScalar::UnixTimestamp(v) => NativeValue::UnixTimestamp(v),
+        }
+    }
+}
+
+/// The [`Cell`] accessors of a scalar, for both enums: their scalar variants have the same
+/// names and meanings.
+macro_rules! scalar_cell_accessors {
+    ($ty:ident) => {
+        fn as_integer(&self) -> Option<i64> {
+            match *self {
+                $ty::Int32(v) => Some(v.into()),
+                $ty::Int64(v) => Some(v),
+                _ => None,
+            }
+        }
+
+        fn as_float(&self) -> Option<f64> {
+            match *self {
+                $ty::Float32(v) => Some(v.into()),
+                $ty::Float64(v) => Some(v),
+                $ty::Int32(v) => Some(v.into()),
+                $ty::Int64(v) => Some(v as f64),
+                _ => None,
+            }
+        }
+
+        fn as_bool(&self) -> Option<bool> {
+            match *self {
+                $ty::Bool(v) => Some(v),
+                _ => None,
+            }
+        }
+
+        fn as_text(&self, key: bool) -> Option<Cow<'_, str>> {
+            match self {
+                $ty::String(s) => Some(Cow::Borrowed(s)),
+                $ty::Int32(v) if key => Some(Cow::Owned(v.to_string())),
+                $ty::Int64(v) if key => Some(Cow::Owned(v.to_string())),
+                _ => None,
+            }
+        }
+
+        fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
+            match self {
+                $ty::Bytes(b) => Some(Ok(Cow::Borrowed(b))),
+                _ => None,
+            }
+        }
+
+        /// A `UnixTimestamp` in microseconds, or an integer of Unix seconds (as in JSON).
+        fn as_timestamp(&self) -> Result<Micros, ValueError> {
+            match *self {
+                $ty::UnixTimestamp(micros) => Ok(micros),
+                $ty::Int64(secs) => {
+                    secs.checked_mul(1_000_000)
+                        .ok_or_else(|| ValueError::BadTimestamp {
+                            got: self.describe(),
+                        })
+                }
+                $ty::Int32(secs) => Ok(i64::from(secs) * 1_000_000),
+                _ => Err(ValueError::BadTimestamp {
+                    got: self.describe(),
+                }),
+            }
+        }
+
+        fn describe(&self) -> String {
+            describe(self)
+        }
+    };
+}
+
+fn describe(value: &dyn std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    if text.len() > 40 {
+        format!("{}...", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
     }
 }
 
 impl Cell for NativeValue {
+    type Item = NativeScalar;
+
     fn is_null(&self) -> bool {
         matches!(self, NativeValue::Null)
     }
 
-    fn as_integer(&self) -> Option<i64> {
-        match *self {
-            NativeValue::Int32(v) => Some(v.into()),
-            NativeValue::Int64(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    fn as_float(&self) -> Option<f64> {
-        match *self {
-            NativeValue::Float32(v) => Some(v.into()),
-            NativeValue::Float64(v) => Some(v),
-            NativeValue::Int32(v) => Some(v.into()),
-            NativeValue::Int64(v) => Some(v as f64),
-            _ => None,
-        }
-    }
-
-    fn as_bool(&self) -> Option<bool> {
-        match *self {
-            NativeValue::Bool(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    fn as_text(&self, key: bool) -> Option<Cow<'_, str>> {
-        match self {
-            NativeValue::String(s) => Some(Cow::Borrowed(s)),
-            NativeValue::Int32(v) if key => Some(Cow::Owned(v.to_string())),
-            NativeValue::Int64(v) if key => Some(Cow::Owned(v.to_string())),
-            _ => None,
-        }
-    }
-
-    fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
-        match self {
-            NativeValue::Bytes(b) => Some(Ok(Cow::Borrowed(b))),
-            _ => None,
-        }
-    }
-
-    /// A `UnixTimestamp` in microseconds, or an integer of Unix seconds (as in JSON).
-    fn as_timestamp(&self) -> Result<Micros, ValueError> {
-        match *self {
-            NativeValue::UnixTimestamp(micros) => Ok(micros),
-            NativeValue::Int64(secs) => {
-                secs.checked_mul(1_000_000)
-                    .ok_or_else(|| ValueError::BadTimestamp {
-                        got: self.describe(),
-                    })
-            }
-            NativeValue::Int32(secs) => Ok(i64::from(secs) * 1_000_000),
-            _ => Err(ValueError::BadTimestamp {
-                got: self.describe(),
-            }),
-        }
-    }
-
-    fn as_list(&self) -> Option<&[NativeValue]> {
+    fn as_list(&self) -> Option<&[NativeScalar]> {
         match self {
             NativeValue::List(items) => Some(items),
             _ => None,
         }
     }
 
-    fn describe(&self) -> String {
-        let text = format!("{self:?}");
-        if text.len() > 40 {
-            format!("{}...", &text[..text.floor_char_boundary(40)])
-        } else {
-            text
-        }
+    scalar_cell_accessors!(NativeValue);
+}
+
+impl Cell for NativeScalar {
+    type Item = NativeScalar;
+
+    fn is_null(&self) -> bool {
+        false
     }
+
+    fn as_list(&self) -> Option<&[NativeScalar]> {
+        None
+    }
+
+    scalar_cell_accessors!(NativeScalar);
 }
 
 #[cfg(test)]
@@ -159,7 +219,10 @@ mod tests {
             round_trip("unix_timestamp", UnixTimestamp(-5)),
             Ok(UnixTimestamp(-5))
         );
-        let places = List(vec![String("home".into()), String("".into())]);
+        let places = List(vec![
+            NativeScalar::String("home".into()),
+            NativeScalar::String("".into()),
+        ]);
         assert_eq!(round_trip("list<string>", places.clone()), Ok(places));
         assert_eq!(round_trip("list<bool>", List(vec![])), Ok(List(vec![])));
     }
@@ -177,16 +240,16 @@ mod tests {
         ));
         assert!(round_trip("string", Int64(1)).is_err());
         assert!(round_trip("float64", Float64(f64::NAN)).is_err());
-        assert_eq!(
-            round_trip("list<int64>", List(vec![Null])),
-            Err(ValueError::NullInList)
-        );
+        assert!(matches!(
+            round_trip("list<int64>", List(vec![NativeScalar::Bool(true)])),
+            Err(ValueError::WrongType { .. })
+        ));
     }
 
     proptest! {
         #[test]
         fn int_lists_round_trip(items in proptest::collection::vec(any::<i64>(), 0..16)) {
-            let list = NativeValue::List(items.into_iter().map(NativeValue::Int64).collect());
+            let list = NativeValue::List(items.into_iter().map(NativeScalar::Int64).collect());
             prop_assert_eq!(round_trip("list<int64>", list.clone()), Ok(list));
         }
     }

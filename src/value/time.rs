@@ -9,13 +9,8 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
 use super::{Micros, ValueError};
 
-/// The first accepted instant, 0001-01-01T00:00:00Z.
-pub const MIN_TIMESTAMP: Micros = -62_135_596_800_000_000;
-/// The last accepted instant, 9999-12-31T23:59:59.999999Z: RFC 3339 has four-digit years.
-pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
-
 /// `micros` when it lies within years 1 to 9999, what RFC 3339 can print.
-pub fn check_year_range(micros: Micros) -> Option<Micros> {
+fn in_year_range(micros: Micros) -> Option<Micros> {
     (MIN_TIMESTAMP..=MAX_TIMESTAMP)
         .contains(&micros)
         .then_some(micros)
@@ -25,7 +20,7 @@ pub fn check_year_range(micros: Micros) -> Option<Micros> {
 /// sense in.
 pub fn timestamp_from_seconds(secs: i64) -> Result<Micros, ValueError> {
     secs.checked_mul(1_000_000)
-        .and_then(check_year_range)
+        .and_then(in_year_range)
         .ok_or_else(|| out_of_range(secs.to_string(), secs as f64))
 }
 
@@ -45,7 +40,7 @@ fn micros_in_range(secs: f64) -> Option<Micros> {
     micros
         .is_finite()
         .then_some(micros as i64)
-        .and_then(check_year_range)
+        .and_then(in_year_range)
 }
 
 /// The error for a number of seconds outside the range, with a hint when the number reads as
@@ -56,7 +51,7 @@ fn out_of_range(got: String, secs: f64) -> ValueError {
         ("microseconds", 1e6),
         ("nanoseconds", 1e9),
     ];
-    let hint = UNITS.iter().find_map(|&(unit, per_second)| {
+    let unit = UNITS.iter().find_map(|&(unit, per_second)| {
         let micros = micros_in_range(secs / per_second)?;
         Some(format!(
             "; it looks like {unit} since the epoch ({}): send Unix seconds or an RFC 3339 string",
@@ -65,7 +60,7 @@ fn out_of_range(got: String, secs: f64) -> ValueError {
     });
     ValueError::TimestampOutOfRange {
         got,
-        hint: hint.unwrap_or_default(),
+        hint: format!(" as Unix seconds{}", unit.unwrap_or_default()),
     }
 }
 
@@ -105,6 +100,12 @@ pub fn parse_timestamp_text(text: &str) -> Option<Micros> {
     }
     None
 }
+
+/// The earliest time featgrid stores: 0001-01-01T00:00:00Z. Earlier and later times cannot be
+/// written as RFC 3339 (four-digit years), which Feast's clients parse.
+pub const MIN_TIMESTAMP: Micros = -62_135_596_800_000_000;
+/// The latest time featgrid stores: 9999-12-31T23:59:59.999999Z.
+pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
 
 /// The zero timestamp Feast gives join keys and missing values.
 pub const EPOCH_RFC3339: &str = "1970-01-01T00:00:00Z";

@@ -2,20 +2,24 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{column, Server};
+use crate::support::{column, now_plus, now_rfc3339, Server};
 
+/// A driver row stamped now (the view's TTL is a day), in pandas' space-separated form.
 fn driver_row(id: i64, conv: f64) -> Value {
-    json!({"driver_id": [id], "event_timestamp": ["2026-11-25 10:00:00"], "created": ["2026-11-25 10:00:00"],
+    let now = now_plus(0).format("%Y-%m-%d %H:%M:%S").to_string();
+    json!({"driver_id": [id], "event_timestamp": [now], "created": [now],
            "conv_rate": [conv], "acc_rate": [0.9], "avg_daily_trips": [12]})
 }
 
 #[test]
 fn the_readme_curl_lines_work_as_shown() {
     let s = Server::start();
+    // The README stamps the row with `now=$(date -u +%Y-%m-%dT%H:%M:%SZ)`: the view's TTL is a day.
+    let now = now_rfc3339();
     // curl -d sends a form Content-Type; Feast rejects it, featgrid reads the body as JSON.
     let pushed = s.post_raw(
         "/push",
-        &json!({"push_source_name": "driver_stats_push_source", "df": driver_row(1001, 0.5), "to": "online"}).to_string(),
+        &format!(r#"{{"push_source_name":"driver_stats_push_source","df":{{"driver_id":[1001],"event_timestamp":["{now}"],"created":["{now}"],"conv_rate":[0.5],"acc_rate":[0.9],"avg_daily_trips":[12]}},"to":"online"}}"#),
         Some("application/x-www-form-urlencoded"),
     );
     assert_eq!((pushed.status, pushed.text.as_str()), (200, ""));
@@ -30,8 +34,8 @@ fn the_readme_curl_lines_work_as_shown() {
         json!({"metadata": {"feature_names": ["driver_id", "conv_rate", "avg_daily_trips"]},
                "results": [
                  {"values": [1001, 1002], "statuses": ["PRESENT", "PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"]},
-                 {"values": [0.5, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": ["2026-11-25T10:00:00Z", "1970-01-01T00:00:00Z"]},
-                 {"values": [12, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": ["2026-11-25T10:00:00Z", "1970-01-01T00:00:00Z"]}]})
+                 {"values": [0.5, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": [now, "1970-01-01T00:00:00Z"]},
+                 {"values": [12, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": [now, "1970-01-01T00:00:00Z"]}]})
     );
 }
 

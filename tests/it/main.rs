@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod consistency;
 mod durability;
 mod feast_api;
 mod feast_sdk;

@@ -168,3 +168,27 @@ fn native_errors_are_the_json_error() {
         422
     );
 }
+
+#[test]
+fn a_deeply_nested_list_is_refused_and_the_server_stays_up() {
+    let s = Server::start();
+    let write = NativeWrite {
+        target: WriteTarget::FeatureView {
+            name: "driver_hourly_stats".into(),
+        },
+        columns: vec![("conv_rate".into(), vec![Null])],
+    };
+    let mut body = codec::encode(&write).unwrap();
+    // The last byte is the Null's variant; put `List([List([... Null])])`, 100,000 levels
+    // deep, in its place: variant 9 (List), length 1, again and again.
+    assert_eq!(body.pop(), Some(0));
+    for _ in 0..100_000 {
+        body.extend_from_slice(&[9, 1]);
+    }
+    body.push(0);
+    let (status, answer) = s.post_native("/native/v1/push", &body);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    let error: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(error["code"], "malformed_body", "{error}");
+    assert_eq!(s.get("/health").status, 200, "the server survived");
+}

@@ -9,17 +9,27 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::{json, Value};
 
-use crate::support::{column, data_dir, Server};
+use crate::support::{column, data_dir, now_plus, Server};
 
-fn push(s: &Server, ids: &[i64], to: &str) {
+/// Pushes `ids` stamped `at` (created a second later).
+fn push_at(s: &Server, ids: &[i64], to: &str, at: chrono::DateTime<chrono::Utc>) {
     let n = ids.len();
-    let df = json!({"driver_id": ids, "event_timestamp": vec!["2026-11-25T10:00:00Z"; n], "created": vec!["2026-11-25 10:00:01"; n],
+    let event = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let created = (at + chrono::Duration::seconds(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let df = json!({"driver_id": ids, "event_timestamp": vec![event; n], "created": vec![created; n],
                     "conv_rate": vec![0.5; n], "acc_rate": vec![Value::Null; n], "avg_daily_trips": ids});
     let a = s.post(
         "/push",
         &json!({"push_source_name": "driver_stats_push_source", "df": df, "to": to}),
     );
     assert_eq!(a.status, 200, "{}", a.text);
+}
+
+/// Pushes `ids` stamped now: the view's TTL is a day.
+fn push(s: &Server, ids: &[i64], to: &str) {
+    push_at(s, ids, to, now_plus(0));
 }
 
 fn parquet_files(data: &Path) -> Vec<PathBuf> {
@@ -80,8 +90,9 @@ fn python_with_pyarrow() -> Option<PathBuf> {
 fn offline_rows_land_in_parquet_files_that_pyarrow_reads() {
     let (_tmp, data) = data_dir();
     let s = Server::start_in(&data, &[], &[]);
-    push(&s, &[1, 2], "offline");
-    push(&s, &[3], "online_and_offline");
+    let at = now_plus(0);
+    push_at(&s, &[1, 2], "offline", at);
+    push_at(&s, &[3], "online_and_offline", at);
     let a = s.read(
         &["driver_hourly_stats:avg_daily_trips"],
         json!({"driver_id": [1, 3]}),
@@ -125,7 +136,11 @@ for r in rows:
     assert_eq!(lines[0], "timestamp[us, tz=UTC] float");
     assert_eq!(
         lines[1],
-        "1 2026-11-25T10:00:00+00:00 2026-11-25T10:00:01+00:00 0.5 None 1"
+        format!(
+            "1 {} {} 0.5 None 1",
+            at.format("%Y-%m-%dT%H:%M:%S+00:00"),
+            (at + chrono::Duration::seconds(1)).format("%Y-%m-%dT%H:%M:%S+00:00")
+        )
     );
     assert_eq!(lines.len(), 4, "{stdout}");
 }

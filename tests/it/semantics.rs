@@ -316,3 +316,46 @@ fn composite_keys_every_type_and_one_push_feeding_two_views() {
     // ttl = 0: never outside max age, however old.
     assert!(column(&profile, "age").1.iter().all(|s| s == "PRESENT"));
 }
+
+#[test]
+fn timestamps_that_cannot_be_printed_are_refused_naming_column_and_row() {
+    let s = Server::start();
+    let t = now().to_rfc3339();
+    for (event, created, column) in [
+        (json!(9e12), json!(t), "event_timestamp"),
+        (json!(253_402_300_800i64), json!(t), "event_timestamp"),
+        (json!(-62_135_596_801i64), json!(t), "event_timestamp"),
+        (json!(t), json!(9_000_000_000_000i64), "created"),
+    ] {
+        let mut df = row(1, json!(t), json!(t), json!(0.5));
+        df["driver_id"] = json!([1, 2]);
+        for (name, v) in [("event_timestamp", &event), ("created", &created)] {
+            df[name] = json!([t, v]);
+        }
+        for name in ["conv_rate", "acc_rate", "avg_daily_trips"] {
+            df[name] = json!([1, 1]);
+        }
+        let a = s.post(
+            "/push",
+            &json!({"push_source_name": "driver_stats_push_source", "df": df}),
+        );
+        assert_eq!(a.status, 400, "{event} {created}: {}", a.text);
+        assert_eq!(a.json["code"], "invalid_value");
+        let message = a.json["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("column '{column}' row 1"))
+                && message.contains("years 1 to 9999"),
+            "{message}"
+        );
+    }
+    // Nothing was stored: the whole push is refused.
+    assert_eq!(conv_of(&s, 1).1, "NOT_FOUND");
+    // The first and last printable instants are fine.
+    for (id, event) in [
+        (5, "0001-01-01T00:00:00Z"),
+        (6, "9999-12-31T23:59:59.999999Z"),
+    ] {
+        s.push_driver(row(id, json!(event), json!(null), json!(0.5)));
+        assert_eq!(conv_of(&s, id).2, event);
+    }
+}

@@ -233,15 +233,13 @@ pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
 /// `featgrid serve` on 127.0.0.1:0 with one worker, the data directory `dir` and extra flags.
 fn serve_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
+    command.args(["serve", "--bind", "127.0.0.1:0"]);
+    // One HTTP worker unless the test asks for more.
+    if !args.contains(&"--workers") {
+        command.args(["--workers", "1"]);
+    }
     command
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--data-dir",
-        ])
+        .arg("--data-dir")
         .arg(dir)
         .args(args)
         .env("FEATGRID_LOG", "warn");
@@ -303,4 +301,16 @@ pub fn column(answer: &Value, name: &str) -> (Vec<Value>, Vec<String>, Vec<Strin
         strings("statuses"),
         strings("event_timestamps"),
     )
+}
+
+/// Now, to the second, as RFC 3339 UTC (`2026-11-30T09:00:00Z`): rows whose view has a TTL are
+/// stamped relative to now, so a test reads `PRESENT` on any date.
+pub fn now_rfc3339() -> String {
+    now_plus(0).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Now plus `seconds`, truncated to the second.
+pub fn now_plus(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now().timestamp() + seconds;
+    chrono::DateTime::from_timestamp(now, 0).expect("a time in range")
 }

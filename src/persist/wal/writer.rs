@@ -14,12 +14,16 @@
 //! counts the failure. Once a second it tries to recover: truncate the segment back to its
 //! last good length, then start a new segment; on success the log takes writes again.
 //!
-//! A [`Ticket`] is the proof that a record is logged. Its lsn stays *pending* until the
-//! ticket is dropped, which the caller does once the rows were handed to the shards; a
-//! snapshot may only claim to cover records before the oldest pending one
-//! ([`Wal::covered_lsn`]).
+//! Each record comes with what to do once it is logged (`on_logged`): the caller queues its
+//! rows on the shards and in the offline sink there. The writer runs these in lsn order,
+//! right after the write (and the fsync, under `always`) and before it answers, so
+//!
+//! - the shards apply writes in log order: a replay of the log reproduces the live state,
+//!   exact ties included (the later record wins, live and replayed);
+//! - every record below [`Wal::covered_lsn`] is in the shards' mailboxes and the sink's queue,
+//!   whether or not its requester still waits: a snapshot that notes that lsn and then
+//!   freezes the shards holds them all.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
@@ -72,14 +76,12 @@ pub struct WalStats {
     pub fsyncs: u64,
 }
 
-struct Sequencer {
-    next_lsn: u64,
-    pending: BTreeSet<u64>,
-}
-
 struct Shared {
     options: WalOptions,
-    sequencer: Mutex<Sequencer>,
+    /// The lsn the next record gets (stamped by the writer thread only).
+    next_lsn: AtomicU64,
+    /// Every record below this has been logged and handed on (`on_logged` has run).
+    covered: AtomicU64,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
     failures: AtomicU64,
@@ -114,29 +116,19 @@ impl Shared {
     }
 }
 
-/// Proof that a record is logged; keeps its lsn pending until dropped.
-pub struct Ticket {
-    lsn: u64,
-    shared: Arc<Shared>,
-}
+/// What to do with a record once it is logged, given its lsn; run on the writer thread, in
+/// lsn order, so it must only queue work elsewhere (never block).
+pub type OnLogged = Box<dyn FnOnce(u64) + Send>;
 
-impl Ticket {
-    pub fn lsn(&self) -> u64 {
-        self.lsn
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        lock(&self.shared.sequencer).pending.remove(&self.lsn);
-    }
-}
-
-/// Where the writer answers one append.
-type Answer = oneshot::Sender<Result<Ticket, WalError>>;
+/// Where the writer answers one append: the record's lsn.
+type Answer = oneshot::Sender<Result<u64, WalError>>;
 
 enum Job {
-    Append { record: Vec<u8>, answer: Answer },
+    Append {
+        record: Vec<u8>,
+        on_logged: OnLogged,
+        answer: Answer,
+    },
     Close,
 }
 
@@ -154,10 +146,8 @@ impl Wal {
     pub fn open(options: WalOptions) -> Result<Wal, WalError> {
         create_dir(&options.dir)?;
         let shared = Arc::new(Shared {
-            sequencer: Mutex::new(Sequencer {
-                next_lsn: options.next_lsn,
-                pending: BTreeSet::new(),
-            }),
+            next_lsn: AtomicU64::new(options.next_lsn),
+            covered: AtomicU64::new(options.next_lsn),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
             failures: AtomicU64::new(0),
@@ -200,16 +190,22 @@ impl Wal {
         })
     }
 
-    /// Appends a record made by [`super::encode_record`]; answers once it is logged as the
-    /// fsync policy promises. Cancel safety: dropping the future after the record was queued
-    /// still logs it (a restore may then apply a write that was never acknowledged, which
-    /// newest-event-wins makes harmless).
-    pub async fn append(&self, record: Vec<u8>) -> Result<Ticket, WalError> {
+    /// Appends a record made by [`super::encode_record`]; once it is logged as the fsync
+    /// policy promises, the writer runs `on_logged` with its lsn, then answers the lsn. If the
+    /// record cannot be logged, `on_logged` is dropped unrun. Cancel safety: dropping the
+    /// future after the record was queued still logs it and runs `on_logged`, as if the
+    /// answer had been awaited.
+    pub async fn append(&self, record: Vec<u8>, on_logged: OnLogged) -> Result<u64, WalError> {
         if !self.shared.healthy.load(Ordering::Acquire) {
             return Err(self.shared.unavailable());
         }
         let (answer, answered) = oneshot::channel();
-        match self.tx.try_send(Job::Append { record, answer }) {
+        let job = Job::Append {
+            record,
+            on_logged,
+            answer,
+        };
+        match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(WalError::Unavailable {
@@ -224,10 +220,10 @@ impl Wal {
             .and_then(|r| r)
     }
 
-    /// Every record with a smaller lsn has been handed to the shards (its ticket dropped).
+    /// Every record with a smaller lsn is logged and handed on: its rows are queued on the
+    /// shards (and in the offline sink) ahead of anything queued after this call.
     pub fn covered_lsn(&self) -> u64 {
-        let s = lock(&self.shared.sequencer);
-        s.pending.first().copied().unwrap_or(s.next_lsn)
+        self.shared.covered.load(Ordering::Acquire)
     }
 
     /// Deletes the segments whose records all have an lsn below `lsn` (never the one being
@@ -254,7 +250,7 @@ impl Wal {
             healthy: s.healthy.load(Ordering::Acquire),
             failures: s.failures.load(Ordering::Relaxed),
             last_error: lock(&s.last_error).clone(),
-            next_lsn: lock(&s.sequencer).next_lsn,
+            next_lsn: s.next_lsn.load(Ordering::Acquire),
             segments: lock(&s.segments).len(),
             records: s.records.load(Ordering::Relaxed),
             group_commits: s.group_commits.load(Ordering::Relaxed),
@@ -279,7 +275,7 @@ impl Wal {
 
 /// Creates the next segment (named by the next lsn), durable before any record goes in.
 fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError> {
-    let first_lsn = lock(&shared.sequencer).next_lsn;
+    let first_lsn = shared.next_lsn.load(Ordering::Acquire);
     let dir = &shared.options.dir;
     let path = dir.join(segment_name(first_lsn));
     let header = encode_segment_header(&SegmentMeta {
@@ -327,7 +323,11 @@ impl Writer {
             let mut closing = false;
             for job in std::iter::once(first).chain(rx.try_iter()) {
                 match job {
-                    Job::Append { record, answer } => group.push((record, answer)),
+                    Job::Append {
+                        record,
+                        on_logged,
+                        answer,
+                    } => group.push((record, on_logged, answer)),
                     Job::Close => closing = true,
                 }
                 if closing || group.len() == MAX_GROUP {
@@ -349,65 +349,53 @@ impl Writer {
         self.shared.healthy.store(false, Ordering::Release);
     }
 
-    fn commit(&mut self, group: &mut Vec<(Vec<u8>, Answer)>) {
+    fn commit(&mut self, group: &mut Vec<(Vec<u8>, OnLogged, Answer)>) {
         if group.is_empty() {
             return;
         }
-        if !self.shared.healthy.load(Ordering::Acquire) {
-            for (_, answer) in group.drain(..) {
-                let _ = answer.send(Err(self.shared.unavailable()));
+        let shared = self.shared.clone();
+        if !shared.healthy.load(Ordering::Acquire) {
+            for (_, _, answer) in group.drain(..) {
+                let _ = answer.send(Err(shared.unavailable()));
             }
             return;
         }
         let n = group.len() as u64;
-        let first = {
-            let mut s = lock(&self.shared.sequencer);
-            let first = s.next_lsn;
-            s.next_lsn += n;
-            s.pending.extend(first..first + n);
-            first
-        };
+        let first = shared.next_lsn.load(Ordering::Acquire);
         self.buf.clear();
-        for (i, (record, _)) in group.iter_mut().enumerate() {
+        for (i, (record, _, _)) in group.iter_mut().enumerate() {
             seal(record, first + i as u64);
             self.buf.extend_from_slice(record);
         }
-        let always = self.shared.options.fsync == FsyncPolicy::Always;
-        let result = self.write_batch(always);
-        match result {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                let s = &self.shared;
-                s.records.fetch_add(n, Ordering::Relaxed);
-                s.group_commits.fetch_add(1, Ordering::Relaxed);
-                if always {
-                    s.fsyncs.fetch_add(1, Ordering::Relaxed);
-                }
-                for (i, (_, answer)) in group.drain(..).enumerate() {
-                    let ticket = Ticket {
-                        lsn: first + i as u64,
-                        shared: s.clone(),
-                    };
-                    // A waiter that went away drops its ticket with the failed send.
-                    let _ = answer.send(Ok(ticket));
-                }
-                if self.len >= self.shared.options.segment_bytes {
-                    self.roll();
-                }
+        let always = shared.options.fsync == FsyncPolicy::Always;
+        if let Err(e) = self.write_batch(always) {
+            shared.fail(e.0, &e.1);
+            self.failed_at = Some(Instant::now());
+            // Unlogged: the hooks are dropped unrun, the lsns are not used.
+            for (_, _, answer) in group.drain(..) {
+                let _ = answer.send(Err(shared.unavailable()));
             }
-            Err(e) => {
-                {
-                    let mut s = lock(&self.shared.sequencer);
-                    for lsn in first..first + n {
-                        s.pending.remove(&lsn);
-                    }
-                }
-                self.shared.fail(e.0, &e.1);
-                self.failed_at = Some(Instant::now());
-                for (_, answer) in group.drain(..) {
-                    let _ = answer.send(Err(self.shared.unavailable()));
-                }
-            }
+            return;
+        }
+        self.len += self.buf.len() as u64;
+        shared.next_lsn.store(first + n, Ordering::Release);
+        shared.records.fetch_add(n, Ordering::Relaxed);
+        shared.group_commits.fetch_add(1, Ordering::Relaxed);
+        if always {
+            shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut answers = Vec::with_capacity(group.len());
+        for (i, (_, on_logged, answer)) in group.drain(..).enumerate() {
+            let lsn = first + i as u64;
+            on_logged(lsn);
+            answers.push((lsn, answer));
+        }
+        shared.covered.store(first + n, Ordering::Release);
+        for (lsn, answer) in answers {
+            let _ = answer.send(Ok(lsn));
+        }
+        if self.len >= shared.options.segment_bytes {
+            self.roll();
         }
     }
 
@@ -430,15 +418,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the current segment (fsynced unless the policy is `no`) and starts a new one.
+    /// Closes the current segment, fsynced whatever the policy (once per segment: only the
+    /// newest segment may ever hold a torn tail after a power cut), and starts a new one.
     fn roll(&mut self) {
-        if self.shared.options.fsync != FsyncPolicy::No {
-            if let Err(e) = self.file.sync_data() {
-                self.shared.fail("fsync before rolling the segment", &e);
-                self.failed_at = Some(Instant::now());
-                return;
-            }
+        if let Err(e) = self.file.sync_data() {
+            self.shared.fail("fsync before rolling the segment", &e);
+            self.failed_at = Some(Instant::now());
+            return;
         }
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         match new_segment(&self.shared) {
             Ok((file, len)) => {
                 self.file = file;
