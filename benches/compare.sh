@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The performance budget in one run, on this machine, with one load generator (`featgrid bench`)
-# and the same request bodies for every server:
+# The performance budget in one run, on this machine, with one load generator (`featgrid bench`,
+# one client thread per core) and the same request bodies for every server, every closed-loop
+# figure cross-checked with a second, independent generator (wrk, when installed:
+# `apt-get install wrk`; the script says so when it is missing):
 #   (a) featgrid (Feast JSON and the native path),
 #   (b) the ceiling: a bare actix-web handler over a plain sharded map (examples/ceiling.rs),
 #   (c) Redis, when redis-server is installed (HMGET/HSET of the same rows, with redis-benchmark),
@@ -52,6 +54,15 @@ start() {
   exit 1
 }
 
+# wrk_run NAME URL MODE: wrk -t2 -c64 with benches/wrk/feast.lua; requests/s into $OUT/wrk-NAME.txt.
+WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
+wrk_run() {
+  local name=$1 url=$2 mode=$3
+  if ! command -v wrk >/dev/null; then echo "-" >"$OUT/wrk-$name.txt"; return; fi
+  MODE=$mode ENTITIES=$ENTITIES wrk -t2 -c"$WRK_CONNECTIONS" -d"$DURATION" -s benches/wrk/feast.lua "$url" \
+    | awk '/Requests\/sec/ {print $2}' >"$OUT/wrk-$name.txt"
+}
+
 # run NAME ARGS...: one featgrid bench run, JSON and SVG into $OUT.
 run() {
   local name=$1; shift
@@ -92,6 +103,7 @@ peak=$(field "$OUT/fg-read1.json" read requests_per_sec)
 half=$(python3 -c "print(int($peak / 2))")
 run fg-read1-half --target "$fg" --entities "$ENTITIES" --no-preload --rate "$half" --connections 256
 run fg-freshness --target "$fg" --entities "$ENTITIES" --no-preload --workload freshness --connections 1
+for mode in read1 read100 push100; do wrk_run "fg-$mode" "$fg" "$mode"; done
 
 echo "ceiling..." >&2
 start ceiling "$CEILING" 127.0.0.1:0
@@ -101,6 +113,7 @@ run ce-read100 --target "$ce" --entities "$ENTITIES" --no-preload --batch 100
 run ce-push100 --target "$ce" --entities "$ENTITIES" --no-preload --batch 100 --workload push
 ce_peak=$(field "$OUT/ce-read1.json" read requests_per_sec)
 run ce-read1-half --target "$ce" --entities "$ENTITIES" --no-preload --rate "$(python3 -c "print(int($ce_peak / 2))")" --connections 256
+for mode in read1 read100 push100; do wrk_run "ce-$mode" "$ce" "$mode"; done
 kill "$pid"
 
 for policy in everysec always; do
@@ -174,6 +187,21 @@ for label, name in [("featgrid, closed loop at peak", "fg-read1"), ("featgrid, o
                     ("ceiling, open loop at half its peak", "ce-read1-half"), ("featgrid native, closed loop", "fg-native-read1")]:
     l = op(name, "read")["latency_us"]
     print(f"| {label} | {l['p50']} | {l['p90']} | {l['p99']} | {l['p999']} | {l['max']} |")
+def wrk(name):
+    text = open(f"{out}/wrk-{name}.txt").read().strip()
+    return float(text) if text not in ("", "-") else None
+print()
+print("Cross-check with wrk -t2 (requests/s; `-` when wrk is not installed):")
+print()
+print("| workload | ceiling (wrk) | featgrid (wrk) | ratio (wrk) | ratio (featgrid bench) |")
+print("|---|---|---|---|---|")
+for label, key, kind, _ in rows:
+    ce, fg = wrk(f"ce-{key}"), wrk(f"fg-{key}")
+    bench_ratio = rps(f"fg-{key}", kind) / rps(f"ce-{key}", kind)
+    if ce and fg:
+        print(f"| {label} | {ce:,.0f} | {fg:,.0f} | {fg / ce:.2f} | {bench_ratio:.2f} |")
+    else:
+        print(f"| {label} | - | - | - | {bench_ratio:.2f} |")
 ce_push = rps("ce-push100", "push")
 for policy in ["everysec", "always"]:
     fg = rps(f"fg-push100-{policy}", "push")

@@ -86,7 +86,7 @@ fn partition(c: &mut Criterion) {
         keys.push(0, &id.to_le_bytes());
     }
     group.bench_function("read_100_keys", |b| {
-        b.iter(|| black_box(p.read(black_box(&keys))))
+        b.iter(|| black_box(p.read(black_box(&keys)).unwrap()))
     });
     group.finish();
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::registry::feast::FeastRepo;
 use crate::registry::{Registry, RegistryError};
 
 pub const DEFAULT_SETTINGS: &str = include_str!("../config/default.toml");
@@ -30,6 +31,11 @@ pub enum ConfigError {
 pub struct Settings {
     pub bind: String,
     pub registry: String,
+    /// A Feast feature repo to serve the registry of (exclusive with `registry`).
+    pub feast_repo: String,
+    /// The repo `feast_repo` names, once read (for the registry reloads).
+    #[serde(skip)]
+    pub feast: Option<FeastRepo>,
     pub shards: usize,
     pub shard_threads: usize,
     pub workers: usize,
@@ -47,6 +53,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
+    pub max_answer_bytes: usize,
     pub mailbox_capacity: usize,
     pub shard_timeout_ms: u64,
 }
@@ -55,6 +62,7 @@ pub struct Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub bind: Option<String>,
+    pub feast_repo: Option<PathBuf>,
     pub shards: Option<usize>,
     pub shard_threads: Option<usize>,
     pub workers: Option<usize>,
@@ -189,6 +197,10 @@ impl Settings {
             settings.bind = v.clone();
             flag("bind", "--bind");
         }
+        if let Some(v) = &flags.feast_repo {
+            settings.feast_repo = v.display().to_string();
+            flag("feast_repo", "--feast-repo");
+        }
         if let Some(v) = flags.shards {
             settings.shards = v;
             flag("shards", "--shards");
@@ -219,16 +231,30 @@ impl Settings {
         }
         settings.recover = flags.recover;
         settings.validate(&origins)?;
-        let registry = if settings.registry.is_empty() {
-            Registry::embedded()
-        } else {
-            // Relative to the settings file when it names the registry, else to the working
-            // directory (an environment variable or flag is typed where the server starts).
-            let base = match origins.of("registry") {
-                Origin::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                _ => PathBuf::new(),
-            };
-            Registry::load(&base.join(&settings.registry))?
+        // A path is relative to the settings file when set there, else to the working
+        // directory (an environment variable or flag is typed where the server starts).
+        let base = |key: &str| match origins.of(key) {
+            Origin::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            _ => PathBuf::new(),
+        };
+        let registry = match (settings.registry.is_empty(), settings.feast_repo.is_empty()) {
+            (true, true) => Registry::embedded(),
+            (false, true) => Registry::load(&base("registry").join(&settings.registry))?,
+            (true, false) => {
+                let repo = FeastRepo::open(&base("feast_repo").join(&settings.feast_repo))?;
+                let registry = repo.load()?;
+                settings.feast = Some(repo);
+                registry
+            }
+            (false, false) => {
+                return Err(origins.invalid(
+                    "feast_repo",
+                    format!(
+                        "both a TOML registry (registry = '{}') and a Feast feature repo (feast_repo = '{}') are given: give one",
+                        settings.registry, settings.feast_repo
+                    ),
+                ))
+            }
         };
         Ok((settings, registry))
     }
@@ -288,12 +314,23 @@ impl Settings {
             ("max_body_bytes", self.max_body_bytes),
             ("max_entities_per_request", self.max_entities_per_request),
             ("max_rows_per_push", self.max_rows_per_push),
+            ("max_answer_bytes", self.max_answer_bytes),
             ("mailbox_capacity", self.mailbox_capacity),
             ("shard_timeout_ms", self.shard_timeout_ms as usize),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1".into()));
             }
+        }
+        if self.max_answer_bytes > crate::grid::partition::MAX_BATCH_BYTES {
+            return Err(invalid(
+                "max_answer_bytes",
+                format!(
+                    "{} is too large: expected at most {} (4 GiB - 1)",
+                    self.max_answer_bytes,
+                    crate::grid::partition::MAX_BATCH_BYTES
+                ),
+            ));
         }
         Ok(())
     }
@@ -496,6 +533,7 @@ mod tests {
             "max_body_bytes" => s.max_body_bytes.to_string(),
             "max_entities_per_request" => s.max_entities_per_request.to_string(),
             "max_rows_per_push" => s.max_rows_per_push.to_string(),
+            "max_answer_bytes" => s.max_answer_bytes.to_string(),
             "mailbox_capacity" => s.mailbox_capacity.to_string(),
             "shard_timeout_ms" => s.shard_timeout_ms.to_string(),
             other => {
@@ -541,6 +579,7 @@ mod tests {
             max_body_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
             max_entities_per_request | 10 | 10 | 10 | 0 | 0 | must be at least 1
             max_rows_per_push | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            max_answer_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
             mailbox_capacity | 10 | 10 | 10 | 0 | 0 | must be at least 1
             shard_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
         "#;
@@ -550,10 +589,13 @@ mod tests {
             .map(|l| l.split('|').map(str::trim).collect())
             .collect();
         let defaults: toml::Table = toml::from_str(DEFAULT_SETTINGS).unwrap();
-        for key in defaults.keys().filter(|k| *k != "registry") {
+        // The two registry paths have their own tests: registry_path_follows_its_source and
+        // feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry.
+        for key in defaults.keys() {
             assert!(
-                cases.iter().any(|c| c[0] == key),
-                "setting '{key}' has no case here (registry: registry_path_follows_its_source)"
+                matches!(key.as_str(), "registry" | "feast_repo")
+                    || cases.iter().any(|c| c[0] == key),
+                "setting '{key}' has no case here"
             );
         }
         for case in &cases {
@@ -622,6 +664,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("missing.toml: (file): cannot read"), "{e}");
+    }
+
+    /// A Feast repo `dir/name` with an empty registry of project `shop`.
+    fn feast_repo(dir: &Path, name: &str) -> PathBuf {
+        use prost::Message as _;
+        let repo = dir.join(name);
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(
+            repo.join("feature_store.yaml"),
+            "project: shop\nregistry:\n  path: registry.db\n  cache_ttl_seconds: 7\n",
+        )
+        .unwrap();
+        let file = crate::registry::feast::proto::Registry {
+            version_id: name.into(),
+            ..Default::default()
+        };
+        std::fs::write(repo.join("registry.db"), file.encode_to_vec()).unwrap();
+        repo
+    }
+
+    #[test]
+    fn feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = |r: &Registry| r.loaded_from.version_id.clone().unwrap();
+
+        let from_flag = feast_repo(dir.path(), "flag");
+        let flags = Overrides {
+            feast_repo: Some(from_flag.clone()),
+            ..Default::default()
+        };
+        let (s, r) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+        let repo = s.feast.unwrap();
+        assert_eq!(
+            (repo.project.as_str(), repo.cache_ttl),
+            ("shop", Duration::from_secs(7))
+        );
+
+        let from_env = feast_repo(dir.path(), "env");
+        let env = [(
+            "FEATGRID_FEAST_REPO".to_string(),
+            from_env.display().to_string(),
+        )];
+        let (_, r) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "env");
+
+        // In a config file, relative to the file's directory.
+        feast_repo(dir.path(), "file");
+        let config = dir.path().join("featgrid.toml");
+        std::fs::write(&config, "feast_repo = \"file\"\n").unwrap();
+        let (_, r) = Settings::load(Some(&config), [], &Overrides::default()).unwrap();
+        assert_eq!(version(&r), "file");
+        // The flag wins over the file.
+        let (_, r) = Settings::load(Some(&config), [], &flags).unwrap();
+        assert_eq!(version(&r), "flag");
+
+        std::fs::write(&config, "registry = \"r.toml\"\n").unwrap();
+        let e = Settings::load(Some(&config), [], &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feast_repo: both a TOML registry"), "{e}");
     }
 
     #[test]

@@ -112,6 +112,13 @@ impl From<GridError> for ApiError {
                     e.to_string(),
                 )
             }
+            GridError::Partition(PartitionError::AnswerTooLarge { .. }) => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "answer_too_large",
+                    e.to_string(),
+                )
+            }
             GridError::Partition(PartitionError::UnknownView { .. }) => {
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }

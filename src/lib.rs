@@ -14,6 +14,7 @@ pub mod error;
 pub mod grid;
 pub mod persist;
 pub mod registry;
+pub mod reload;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -129,10 +130,22 @@ pub struct Prepared {
     pub durability: Durability,
 }
 
-/// Restores the data directory, starts the shards and the snapshot scheduler. Must run
-/// inside an actix system. Blocks while restoring.
+/// Restores the data directory, starts the shards and the snapshot scheduler (and, serving a
+/// Feast repo, the registry watcher). Must run inside an actix system. Blocks while restoring.
 pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, StartError> {
     let registry = Arc::new(registry);
+    let from = &registry.loaded_from;
+    tracing::info!(
+        kind = from.kind,
+        path = from.path.as_deref().unwrap_or(""),
+        project = from.project.as_deref().unwrap_or(""),
+        version_id = from.version_id.as_deref().unwrap_or(""),
+        views = registry.feature_views.len(),
+        "registry loaded"
+    );
+    if !from.not_served.is_empty() {
+        tracing::warn!(not_served = ?from.not_served, "the registry declares objects featgrid does not serve");
+    }
     let options = GridOptions {
         shards: settings.shards,
         shard_threads: settings.shard_threads,
@@ -205,7 +218,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         snapshotter: snapshotter.clone(),
     };
     let state = web::Data::new(AppState {
-        registry,
+        registry: reload::LiveRegistry::new(registry),
         grid,
         wal: opened.wal,
         snapshotter,
@@ -214,10 +227,14 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_body_bytes: settings.max_body_bytes,
             max_entities_per_request: settings.max_entities_per_request,
             max_rows_per_push: settings.max_rows_per_push,
+            max_answer_bytes: settings.max_answer_bytes,
         },
         metrics: api::metrics::Metrics::new(),
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
     });
+    if let Some(repo) = settings.feast.clone() {
+        reload::watch(state.clone(), repo);
+    }
     Ok(Prepared {
         state,
         shard_threads,

@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the feature server (embedded driver quickstart registry unless --config names one).
-    Serve(ServeArgs),
+    /// Run the feature server (embedded driver quickstart registry unless --config names one
+    /// or --feast-repo points at a Feast feature repo).
+    Serve(Box<ServeArgs>),
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
@@ -34,6 +35,10 @@ struct ServeArgs {
     /// Settings file (TOML); see config/default.toml for every key.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Serve the registry of this Feast feature repo (the folder with feature_store.yaml, after
+    /// `feast apply`), reloaded when it changes; not together with a TOML registry.
+    #[arg(long, value_name = "DIR")]
+    feast_repo: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:6566]; port 0 picks a free one.
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
@@ -106,8 +111,9 @@ struct BenchArgs {
     /// request's intended send time).
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
-    /// Client threads (each runs its own event loop and share of the connections).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Client threads (each runs its own event loop and share of the connections); 0: one per
+    /// core, so the generator is not the bottleneck (one thread tops out below the server).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
     /// Load before measuring, not recorded.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
@@ -169,7 +175,11 @@ impl BenchArgs {
             features: self.features,
             zipf: self.zipf,
             connections: self.connections,
-            threads: self.threads,
+            threads: match self.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            }
+            .min(self.connections.max(1)),
             warmup: self.warmup,
             duration: self.duration,
             max_requests: self.max_requests,
@@ -193,7 +203,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
     }
 }
@@ -214,6 +224,7 @@ fn bench(args: BenchArgs) -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let flags = Overrides {
         bind: args.bind,
+        feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,
         workers: args.workers,

@@ -1,8 +1,12 @@
 //! The registry: entities, feature views, push sources and feature services.
 //!
 //! It is declared in TOML (see `config/driver_registry.toml`, the embedded default, and
-//! `config/example_registry.toml`), validated whole at start, and read-only afterwards.
-//! Everything downstream refers to views by [`ViewId`] and to features by index.
+//! `config/example_registry.toml`) or read from a Feast feature repo ([`feast`]); both are
+//! turned into the same declarations and validated whole by one function. A registry is
+//! immutable: a reload builds a new one and swaps it in ([`crate::reload`]). Everything
+//! downstream refers to views by [`ViewId`] and to features by index.
+
+pub mod feast;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -125,6 +129,10 @@ struct FeatureServiceDecl {
     features: Vec<String>,
     #[serde(default)]
     description: String,
+    /// The view alias each item of `features` is read under (Feast's `view.with_name(..)`),
+    /// index-aligned with `features`; empty when none has one (always, from TOML).
+    #[serde(skip)]
+    aliases: Vec<Option<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,6 +180,10 @@ pub struct FeatureView {
     pub created_timestamp_column: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Removed from the registry by a reload: unknown to requests, but its id (and rows) stay
+    /// until a restart, since ids index the shards' tables.
+    #[serde(skip)]
+    pub retired: bool,
 }
 
 impl FeatureView {
@@ -214,13 +226,51 @@ pub struct FeatureService {
     pub features: Vec<String>,
     #[serde(skip)]
     pub refs: Vec<FeatureRef>,
+    /// The view alias of each feature (index-aligned with `refs`): with `full_feature_names`
+    /// its column is `alias__feature`. Empty when no feature has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<Option<String>>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
+impl FeatureService {
+    /// The alias feature `i` is read under, if any.
+    pub fn alias(&self, i: usize) -> Option<&str> {
+        self.aliases.get(i).and_then(|a| a.as_deref())
+    }
+}
+
+/// Where a registry was read from, for `GET /registry` and the logs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadedFrom {
+    /// `embedded`, `toml` or `feast`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The Feast project served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Feast's `version_id` of the registry file (a new one on every `feast apply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Feast's `last_updated` of the registry file, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    /// Objects the file declares that featgrid does not serve, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_served: Vec<String>,
+    /// What the file declares but the last reload refused to apply (loaded definitions kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Registry {
+    pub loaded_from: LoadedFrom,
     pub entities: Vec<Entity>,
+    /// Indexed by [`ViewId`]; retired views are kept (see [`FeatureView::retired`]) but not shown.
+    #[serde(serialize_with = "without_retired")]
     pub feature_views: Vec<FeatureView>,
     pub push_sources: Vec<PushSource>,
     pub batch_sources: Vec<BatchSource>,
@@ -244,6 +294,10 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_u64(d.as_secs())
 }
 
+fn without_retired<S: serde::Serializer>(views: &[FeatureView], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(views.iter().filter(|v| !v.retired))
+}
+
 impl Registry {
     /// The embedded default (Feast's driver quickstart).
     pub fn embedded() -> Registry {
@@ -259,24 +313,39 @@ impl Registry {
             key: "(file)".into(),
             problem: format!("cannot read: {e}"),
         })?;
-        Registry::parse(&text, &name)
+        let mut registry = Registry::parse(&text, &name)?;
+        registry.loaded_from = LoadedFrom {
+            kind: "toml",
+            path: Some(name),
+            ..LoadedFrom::default()
+        };
+        Ok(registry)
     }
 
     /// Parses and validates registry TOML; `source_name` names it in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Registry, RegistryError> {
-        let invalid = |key: String, problem: String| RegistryError::Invalid {
-            source_name: source_name.to_string(),
-            key,
-            problem,
-        };
         let file: RegistryFile = toml::from_str(text).map_err(|e| {
             let problem = e.message().to_string();
             let at = e
                 .span()
                 .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
                 .unwrap_or_else(|| "(document)".into());
-            invalid(at, problem)
+            RegistryError::Invalid {
+                source_name: source_name.to_string(),
+                key: at,
+                problem,
+            }
         })?;
+        Registry::build(file, source_name)
+    }
+
+    /// Validates declarations, whatever they were read from; `source_name` names them in errors.
+    fn build(file: RegistryFile, source_name: &str) -> Result<Registry, RegistryError> {
+        let invalid = |key: String, problem: String| RegistryError::Invalid {
+            source_name: source_name.to_string(),
+            key,
+            problem,
+        };
 
         let mut entities = Vec::new();
         let mut join_key_types: HashMap<String, ValueType> = HashMap::new();
@@ -492,6 +561,7 @@ impl Registry {
                 timestamp_field: decl.timestamp_field,
                 created_timestamp_column: decl.created_timestamp_column,
                 description: decl.description,
+                retired: false,
             });
         }
         for (i, ps) in push_sources.iter().enumerate() {
@@ -506,15 +576,8 @@ impl Registry {
         checks::one_role_per_column(&views, &push_sources)
             .map_err(|(key, problem)| invalid(key, problem))?;
 
-        let mut registry = Registry {
-            entities,
-            feature_views: views,
-            push_sources,
-            batch_sources,
-            feature_services: Vec::new(),
-            index: Index::default(),
-        };
-        registry.rebuild_index();
+        let mut registry = Registry::from_parts(entities, views, push_sources, Vec::new());
+        registry.batch_sources = batch_sources;
 
         for (i, decl) in file.feature_services.into_iter().enumerate() {
             let key = format!("feature_services[{i}]");
@@ -529,9 +592,11 @@ impl Registry {
                     format!("feature service '{}' is declared twice", decl.name),
                 ));
             }
-            let mut refs: Vec<FeatureRef> = Vec::new();
-            // Where each feature was listed, to name both places of a duplicate.
-            let mut listed: HashMap<FeatureRef, usize> = HashMap::new();
+            let mut refs = Vec::new();
+            let mut aliases = Vec::new();
+            // Where each feature (under its alias) was listed, to name both places of a
+            // duplicate.
+            let mut listed: HashMap<(FeatureRef, Option<String>), usize> = HashMap::new();
             for (j, item) in decl.features.iter().enumerate() {
                 let resolved = if item.contains(':') {
                     registry.resolve_ref(item).map(|r| vec![r])
@@ -542,23 +607,29 @@ impl Registry {
                             .collect()
                     })
                 };
-                for r in
-                    resolved.map_err(|e| invalid(format!("{key}.features[{j}]"), e.to_string()))?
-                {
-                    if let Some(first) = listed.insert(r, j) {
+                let resolved =
+                    resolved.map_err(|e| invalid(format!("{key}.features[{j}]"), e.to_string()))?;
+                let alias = decl.aliases.get(j).cloned().flatten();
+                for &r in &resolved {
+                    if let Some(first) = listed.insert((r, alias.clone()), j) {
                         return Err(invalid(
                             format!("{key}.features[{j}]"),
                             format!("feature service '{}' lists '{}' twice (also in features[{first}]): list each feature once", decl.name, registry.ref_name(r)),
                         ));
                     }
-                    refs.push(r);
                 }
+                aliases.extend(std::iter::repeat_n(alias, resolved.len()));
+                refs.extend(resolved);
+            }
+            if aliases.iter().all(Option::is_none) {
+                aliases.clear();
             }
             let features = refs.iter().map(|r| registry.ref_name(*r)).collect();
             registry.feature_services.push(FeatureService {
                 name: decl.name,
                 features,
                 refs,
+                aliases,
                 description: decl.description,
             });
         }
@@ -566,11 +637,38 @@ impl Registry {
         Ok(registry)
     }
 
+    /// A registry of already validated parts (view ids = positions); retired views get no name.
+    pub(crate) fn from_parts(
+        entities: Vec<Entity>,
+        feature_views: Vec<FeatureView>,
+        push_sources: Vec<PushSource>,
+        feature_services: Vec<FeatureService>,
+    ) -> Registry {
+        let mut registry = Registry {
+            loaded_from: LoadedFrom {
+                kind: "embedded",
+                ..LoadedFrom::default()
+            },
+            entities,
+            feature_views,
+            push_sources,
+            batch_sources: Vec::new(),
+            feature_services,
+            index: Index::default(),
+        };
+        registry.rebuild_index();
+        registry
+    }
+
+    /// The views requests can name (not retired).
+    pub fn serving_views(&self) -> impl Iterator<Item = &FeatureView> {
+        self.feature_views.iter().filter(|v| !v.retired)
+    }
+
     fn rebuild_index(&mut self) {
         self.index = Index {
             views: self
-                .feature_views
-                .iter()
+                .serving_views()
                 .map(|v| (v.name.clone(), v.id))
                 .collect(),
             push_sources: self

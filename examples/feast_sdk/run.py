@@ -1,15 +1,20 @@
 """Feast SDK compatibility check: the Feast 0.67 Python SDK, with a remote online store
 pointed at featgrid, writes, pushes and reads back the quickstart driver features.
 
-By hand (featgrid listening on 127.0.0.1:6566):
+By hand, with featgrid serving this feature repo's own registry:
 
     python3 -m venv ~/.cache/featgrid/feast-venv
     ~/.cache/featgrid/feast-venv/bin/pip install feast==0.67.0
-    ~/.cache/featgrid/feast-venv/bin/python examples/feast_sdk/run.py --url http://127.0.0.1:6566
+    cd examples/feast_sdk
+    ~/.cache/featgrid/feast-venv/bin/feast apply          # writes data/registry.db
+    featgrid serve --feast-repo . &                      # listens on 127.0.0.1:6566
+    ~/.cache/featgrid/feast-venv/bin/python run.py --repo .
 
-It works in a temporary copy of this feature repo (registry and sample parquet land there),
-prints what get_online_features returned as JSON, and ends with "feast sdk check: OK";
-on any mismatch it says what differs and exits 1. tests/it/feast_sdk.rs runs it in CI.
+With --repo it uses that (applied) repo as it is; without, a temporary copy of this folder
+with online_store.path set to --url, applied in-process (for a featgrid on its embedded
+registry, which is the same quickstart). It prints what get_online_features returned as JSON
+and ends with "feast sdk check: OK"; on any mismatch it says what differs and exits 1.
+tests/it/feast_sdk.rs runs it in CI.
 """
 
 import argparse
@@ -107,14 +112,18 @@ def step(name: str, call):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:6566", help="featgrid base URL")
+    parser.add_argument("--url", default="http://127.0.0.1:6566", help="featgrid base URL (without --repo)")
+    parser.add_argument("--repo", type=Path, help="an applied feature repo to use as it is (its online_store.path is featgrid)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="featgrid-feast-repo-") as tmp:
-        repo = copy_repo(args.url, Path(tmp))
-        definitions = load_definitions(repo)
-        store = FeatureStore(repo_path=str(repo))
-        store.apply(definitions.ALL)  # what `feast apply` does, in-process
+        if args.repo:
+            store = FeatureStore(repo_path=str(args.repo))
+        else:
+            repo = copy_repo(args.url, Path(tmp))
+            definitions = load_definitions(repo)
+            store = FeatureStore(repo_path=str(repo))
+            store.apply(definitions.ALL)  # what `feast apply` does, in-process
 
         step("write_to_online_store", lambda: store.write_to_online_store(
             "driver_hourly_stats", driver_frame(1001, 0.5, 0.9, 12)))

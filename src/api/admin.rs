@@ -14,21 +14,22 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// The registry as loaded: entities, feature views, push sources, feature services.
+/// The registry as loaded: where from (file, Feast project and version), entities, feature
+/// views, push sources, feature services.
 pub async fn registry(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(&*state.registry)
+    HttpResponse::Ok().json(&*state.registry.current())
 }
 
 #[derive(Serialize)]
-struct ViewStats<'a> {
-    name: &'a str,
+struct ViewStats {
+    name: String,
     rows: u64,
 }
 
 #[derive(Serialize)]
-struct Stats<'a> {
+struct Stats {
     shards: usize,
-    feature_views: Vec<ViewStats<'a>>,
+    feature_views: Vec<ViewStats>,
     /// Heap bytes the partitions hold (allocated capacity).
     memory_bytes: usize,
     /// Rows skipped because a newer event was stored (not errors).
@@ -38,14 +39,17 @@ struct Stats<'a> {
 
 /// Rows and memory per view and per shard.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Loaded first: the shards know every view of a registry that was swapped in.
+    let registry = state.registry.current();
     let per_shard = state.grid.stats().await?;
-    let feature_views = state
-        .registry
-        .feature_views
-        .iter()
+    let feature_views = registry
+        .serving_views()
         .map(|v| ViewStats {
-            name: &v.name,
-            rows: per_shard.iter().map(|s| s.rows[v.id]).sum(),
+            name: v.name.clone(),
+            rows: per_shard
+                .iter()
+                .map(|s| s.rows.get(v.id).copied().unwrap_or(0))
+                .sum(),
         })
         .collect();
     let body = Stats {
@@ -89,6 +93,7 @@ pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let frozen = state.grid.freeze().await?;
     let names: Vec<String> = state
         .registry
+        .current()
         .feature_views
         .iter()
         .map(|v| v.name.clone())

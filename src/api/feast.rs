@@ -16,12 +16,12 @@ use std::borrow::Cow;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::lookup::{echo_value, lookup, Lookup};
+use super::lookup::{echo_value, lookup, Lookup, Selection};
 use super::rows::write_rows;
 use super::{parse_json, read_body, AppState, Frame};
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
-use crate::registry::{FeatureRef, Registry};
+use crate::registry::Registry;
 use crate::value::cell::JsonCell;
 use crate::value::{nonfinite, Cell};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
@@ -89,7 +89,7 @@ pub fn resolve_features(
     registry: &Registry,
     features: Option<&[String]>,
     service: Option<&str>,
-) -> Result<Vec<FeatureRef>, ApiError> {
+) -> Result<Selection, ApiError> {
     let features = features.filter(|f| !f.is_empty() || service.is_none());
     match (features, service) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
@@ -100,11 +100,20 @@ pub fn resolve_features(
             "missing_features",
             "give \"features\": [\"view:feature\", ...] or \"feature_service\": \"name\"",
         )),
-        (Some(features), None) => Ok(features
-            .iter()
-            .map(|f| registry.resolve_ref(f))
-            .collect::<Result<_, _>>()?),
-        (None, Some(service)) => Ok(registry.feature_service(service)?.refs.clone()),
+        (Some(features), None) => Ok(Selection {
+            refs: features
+                .iter()
+                .map(|f| registry.resolve_ref(f))
+                .collect::<Result<_, _>>()?,
+            aliases: Vec::new(),
+        }),
+        (None, Some(service)) => {
+            let service = registry.feature_service(service)?;
+            Ok(Selection {
+                refs: service.refs.clone(),
+                aliases: service.aliases.clone(),
+            })
+        }
     }
 }
 
@@ -144,7 +153,8 @@ pub async fn push(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let text = json_text(&body);
     let request: PushRequest = parse_json(&text)?;
-    let source = state.registry.push_source(&request.push_source_name)?;
+    let registry = state.registry.current();
+    let source = registry.push_source(&request.push_source_name)?;
     let dest = push_destination(request.to.as_deref())?;
     write_rows(&state, &source.views, &frame(request.df)?, dest).await?;
     Ok(HttpResponse::Ok().finish())
@@ -158,7 +168,8 @@ pub async fn write_to_online_store(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let text = json_text(&body);
     let request: WriteRequest = parse_json(&text)?;
-    let view = state.registry.view(&request.feature_view_name)?;
+    let registry = state.registry.current();
+    let view = registry.view(&request.feature_view_name)?;
     write_rows(&state, &[view.id], &frame(request.df)?, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -173,28 +184,37 @@ pub async fn get_online_features(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let text = json_text(&body);
     let request: ReadRequest = parse_json(&text)?;
-    let refs = resolve_features(
-        &state.registry,
+    let registry = state.registry.current();
+    let selection = resolve_features(
+        &registry,
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
-    let found = lookup(&state, refs, &request.entities, request.full_feature_names).await?;
     let views = request
         .include_feature_view_version_metadata
-        .then(|| view_names(&state.registry, &found.refs));
+        .then(|| view_names(&registry, &selection));
+    let found = lookup(
+        &state,
+        selection,
+        &request.entities,
+        request.full_feature_names,
+    )
+    .await?;
     let body = render(&found, &request.entities, views.as_deref())?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
 }
 
-/// The views `refs` read, in order of first appearance: Feast's `feature_view_metadata`.
-fn view_names<'r>(registry: &'r Registry, refs: &[FeatureRef]) -> Vec<&'r str> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in refs {
-        let name = registry.feature_views[r.view].name.as_str();
-        if !names.contains(&name) {
-            names.push(name);
+/// The views a selection reads (under their alias in a feature service, as Feast names them),
+/// in order of first appearance: Feast's `feature_view_metadata`.
+fn view_names(registry: &Registry, selection: &Selection) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, r) in selection.refs.iter().enumerate() {
+        let alias = selection.aliases.get(i).and_then(Option::as_deref);
+        let name = alias.unwrap_or(&registry.feature_views[r.view].name);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
         }
     }
     names
@@ -206,7 +226,7 @@ fn view_names<'r>(registry: &'r Registry, refs: &[FeatureRef]) -> Vec<&'r str> {
 fn render(
     found: &Lookup<'_>,
     entities: &Frame<JsonCell<'_>>,
-    views: Option<&[&str]>,
+    views: Option<&[String]>,
 ) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
     let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
@@ -214,7 +234,7 @@ fn render(
     let names = found
         .echoed
         .iter()
-        .map(|e| e.name)
+        .map(|e| e.name.as_str())
         .chain(found.names.iter().map(String::as_str));
     for (i, name) in names.enumerate() {
         if i > 0 {

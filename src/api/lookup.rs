@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
 use crate::error::ApiError;
-use crate::grid::partition::{ReadBatch, ReadOutput, RowLayout, RowRef};
-use crate::registry::{FeatureRef, FeatureView, ViewId};
+use crate::grid::coordinator::GridError;
+use crate::grid::partition::{PartitionError, ReadBatch, ReadOutput, RowLayout, RowRef};
+use crate::registry::{FeatureRef, FeatureView, Registry, ViewId};
 use crate::value::{encode_key_value, now_micros, Cell, Micros, ValueType};
 
 /// Feast's status of one value.
@@ -35,7 +36,7 @@ impl Status {
 /// A join-key column echoed at the front of the answer.
 pub struct EchoedKey<'r> {
     /// The join key: the column's name in the answer.
-    pub name: &'r str,
+    pub name: String,
     /// The column's name in the request: the join key, or the entity's name.
     pub given: &'r str,
     pub ty: ValueType,
@@ -43,15 +44,25 @@ pub struct EchoedKey<'r> {
     pub column: usize,
 }
 
+/// The features a read asks for: references, and the view alias each is read under (empty
+/// when none has one; see [`crate::registry::FeatureService::aliases`]).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub refs: Vec<FeatureRef>,
+    pub aliases: Vec<Option<String>>,
+}
+
 /// The answer to a read, before rendering.
 pub struct Lookup<'s> {
-    /// Output names of the features (`feature` or `view__feature`), in request order.
+    /// Output names of the features (`feature`, or `view__feature` with the view's alias if
+    /// it has one), in request order.
     pub names: Vec<String>,
     pub refs: Vec<FeatureRef>,
     pub echoed: Vec<EchoedKey<'s>>,
     pub rows: usize,
-    views: &'s [FeatureView],
-    layouts: &'s [RowLayout],
+    /// The registry the request was resolved against.
+    registry: Arc<Registry>,
+    layouts: Arc<[RowLayout]>,
     view_pos: Vec<usize>,
     outputs: Vec<Option<ReadOutput>>,
     located: Vec<(u32, u32)>,
@@ -64,7 +75,7 @@ impl Lookup<'_> {
         let (shard, i) = self.located[self.view_pos[f] * self.rows + row];
         self.outputs[shard as usize]
             .as_ref()?
-            .row(self.layouts, i as usize)
+            .row(&self.layouts, i as usize)
     }
 
     /// The value's status, and the row when one is stored.
@@ -73,7 +84,8 @@ impl Lookup<'_> {
         let Some(stored) = self.row(f, row) else {
             return (Status::NotFound, None);
         };
-        let ttl = i64::try_from(self.views[r.view].ttl.as_micros()).unwrap_or(i64::MAX);
+        let ttl =
+            i64::try_from(self.registry.feature_views[r.view].ttl.as_micros()).unwrap_or(i64::MAX);
         let status = if stored.is_null(r.field) {
             Status::NullValue
         } else if ttl > 0 && self.now.saturating_sub(stored.event_ts()) > ttl {
@@ -87,7 +99,7 @@ impl Lookup<'_> {
     /// The declared type of feature `f`.
     pub fn dtype(&self, f: usize) -> ValueType {
         let r = self.refs[f];
-        self.views[r.view].fields[r.field].dtype
+        self.registry.feature_views[r.view].fields[r.field].dtype
     }
 
     /// Whether features `f` and `g` read the same stored row (same view), so share timestamps.
@@ -150,18 +162,22 @@ fn key_column<'e, C>(
 /// Looks up `refs` for every entity row.
 pub async fn lookup<'s, C: Cell>(
     state: &'s AppState,
-    refs: Vec<FeatureRef>,
+    selection: Selection,
     entities: &'s Frame<C>,
     full_names: bool,
 ) -> Result<Lookup<'s>, ApiError> {
-    let views = &state.registry.feature_views[..];
+    let Selection { refs, aliases } = selection;
+    let registry = state.registry.current();
+    let views = &registry.feature_views[..];
     let names: Vec<String> = refs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let view = &views[r.view];
             let field = &view.fields[r.field].name;
             if full_names {
-                format!("{}__{}", view.name, field)
+                let alias = aliases.get(i).and_then(|a| a.as_deref());
+                format!("{}__{}", alias.unwrap_or(&view.name), field)
             } else {
                 field.clone()
             }
@@ -202,7 +218,8 @@ pub async fn lookup<'s, C: Cell>(
     // Route every (view, row) key to its shard; remember where each went. The join-key
     // columns of the views involved are echoed at the front, in the request's order.
     let router = state.grid.router();
-    let mut per_shard = vec![ReadBatch::default(); router.shards()];
+    let limit = state.limits.max_answer_bytes;
+    let mut per_shard = vec![ReadBatch::with_limit(limit); router.shards()];
     let mut located: Vec<(u32, u32)> = Vec::with_capacity(involved.len() * rows);
     let mut echoed: Vec<EchoedKey> = Vec::new();
     let mut key = Vec::with_capacity(64);
@@ -213,7 +230,7 @@ pub async fn lookup<'s, C: Cell>(
                 let (column, given, values) = key_column(entities, view, k)?;
                 if !echoed.iter().any(|e| e.column == column) {
                     echoed.push(EchoedKey {
-                        name: &view.join_keys[k].name,
+                        name: view.join_keys[k].name.clone(),
                         given,
                         ty: view.join_keys[k].value_type,
                         column,
@@ -233,6 +250,10 @@ pub async fn lookup<'s, C: Cell>(
         }
     }
     let outputs = state.grid.read(per_shard).await?;
+    let answer_bytes: usize = outputs.iter().flatten().map(ReadOutput::bytes).sum();
+    if answer_bytes > limit {
+        return Err(GridError::from(PartitionError::AnswerTooLarge { limit }).into());
+    }
     echoed.sort_by_key(|e| e.column);
 
     Ok(Lookup {
@@ -240,7 +261,7 @@ pub async fn lookup<'s, C: Cell>(
         refs,
         echoed,
         rows,
-        views,
+        registry,
         layouts: state.grid.layouts(),
         view_pos,
         outputs,

@@ -15,8 +15,6 @@ pub mod metrics;
 pub mod native;
 pub mod rows;
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
@@ -27,7 +25,7 @@ use crate::grid::coordinator::Coordinator;
 use crate::persist::offline::OfflineSink;
 use crate::persist::snapshotter::Snapshotter;
 use crate::persist::wal::Wal;
-use crate::registry::Registry;
+use crate::reload::LiveRegistry;
 
 /// A columnar data frame: column name -> one value per row, in the order given.
 pub type Frame<C> = indexmap::IndexMap<String, Vec<C>>;
@@ -38,11 +36,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
+    pub max_answer_bytes: usize,
 }
 
 /// What every handler shares: built once at start, handed to the workers by `web::Data`.
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    /// Load it once per request ([`LiveRegistry::current`]): a reload may swap it meanwhile.
+    pub registry: LiveRegistry,
     pub grid: Coordinator,
     pub wal: Wal,
     pub snapshotter: Snapshotter,

@@ -99,14 +99,13 @@ pub async fn push(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request: NativeWrite = decode_body(&req, body, state.limits.max_body_bytes).await?;
+    let registry = state.registry.current();
     let (views, dest) = match &request.target {
         WriteTarget::PushSource { name, to } => {
-            let source = state.registry.push_source(name)?;
+            let source = registry.push_source(name)?;
             (source.views.clone(), push_destination(to.as_deref())?)
         }
-        WriteTarget::FeatureView { name } => {
-            (vec![state.registry.view(name)?.id], Destination::ONLINE)
-        }
+        WriteTarget::FeatureView { name } => (vec![registry.view(name)?.id], Destination::ONLINE),
     };
     let frame: Frame<NativeValue> = request.columns.into_iter().collect();
     write_rows(&state, &views, &frame, dest).await?;
@@ -119,13 +118,13 @@ pub async fn get_online_features(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request: NativeRead = decode_body(&req, body, state.limits.max_body_bytes).await?;
-    let refs = resolve_features(
-        &state.registry,
+    let selection = resolve_features(
+        &state.registry.current(),
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
     let entities: Frame<NativeValue> = request.entities.into_iter().collect();
-    let found = lookup(&state, refs, &entities, request.full_feature_names).await?;
+    let found = lookup(&state, selection, &entities, request.full_feature_names).await?;
     let rows = found.rows;
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
     let mut results = Vec::with_capacity(feature_names.capacity());

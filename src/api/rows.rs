@@ -109,11 +109,14 @@ pub async fn write_rows<C: Cell>(
         return Ok(());
     }
     let router = state.grid.router();
+    // Loaded after the caller resolved `views`: ids keep their meaning across reloads, and the
+    // grid knows every view before a registry naming it is swapped in.
+    let registry = state.registry.current();
     let layouts = state.grid.layouts();
     let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
     let mut key = Vec::with_capacity(64);
     for &view_id in views {
-        let view = &state.registry.feature_views[view_id];
+        let view = &registry.feature_views[view_id];
         let layout = &layouts[view_id];
         let key_columns = view
             .join_keys
@@ -175,7 +178,7 @@ pub async fn write_rows<C: Cell>(
     // is logged, so a refusal is never applied, live or after a replay. Then the record is
     // logged; the log writer queues the rows on the shards and in the offline sink, in log
     // order, and only then answers.
-    let views = wal::portable_views(&per_shard, layouts);
+    let views = wal::portable_views(&per_shard, &layouts);
     let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
     let (dispatch, pending) = if dest.online {
         let (dispatch, pending) = state.grid.prepare_write(per_shard)?;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
@@ -32,7 +33,7 @@ use super::partition::{
     RowLayout,
 };
 use super::routing::Router;
-use super::shard::{Freeze, Job, Read, ShardHost, ShardStats, Stall, Stats, Work, Write};
+use super::shard::{AddViews, Freeze, Job, Read, ShardHost, ShardStats, Stall, Stats, Work, Write};
 
 /// Bytes of records one [`Freeze`] step copies: a few milliseconds of a shard thread.
 pub const FREEZE_STEP_BYTES: usize = 4 << 20;
@@ -73,7 +74,8 @@ pub struct Coordinator {
     /// Per thread: jobs queued and not yet started (shared with the host, which counts down).
     queued: Arc<[Arc<AtomicUsize>]>,
     router: Router,
-    layouts: Arc<[RowLayout]>,
+    /// Indexed by view id; only ever grows ([`Coordinator::add_views`]).
+    layouts: Arc<ArcSwap<Arc<[RowLayout]>>>,
     capacity: usize,
     timeout: Duration,
 }
@@ -244,7 +246,7 @@ impl Coordinator {
             queued,
             hosts,
             router: Router::new(options.shards),
-            layouts,
+            layouts: Arc::new(ArcSwap::from_pointee(layouts)),
             capacity: options.mailbox_capacity,
             timeout: options.shard_timeout,
         };
@@ -255,8 +257,23 @@ impl Coordinator {
         self.router
     }
 
-    pub fn layouts(&self) -> &[RowLayout] {
-        &self.layouts
+    /// The layouts of every view, indexed by view id.
+    pub fn layouts(&self) -> Arc<[RowLayout]> {
+        Arc::clone(&self.layouts.load())
+    }
+
+    /// Makes room for views added to the registry: `layouts` are the current ones followed by
+    /// the new views'. Every shard gets an empty table per new view; answers once all have.
+    /// Idempotent, so a failed call (some threads did not answer) can simply be repeated.
+    pub async fn add_views(&self, layouts: Arc<[RowLayout]>) -> Result<(), GridError> {
+        let work = self
+            .hosts
+            .iter()
+            .map(|_| Some(AddViews(layouts.clone())))
+            .collect();
+        self.fan_out(work).await?;
+        self.layouts.store(Arc::new(layouts));
+        Ok(())
     }
 
     fn threads(&self) -> usize {
@@ -379,10 +396,10 @@ impl Coordinator {
             .collect();
         let answers = self.fan_out(work).await?;
         let threads = self.threads();
-        let mut per_thread: Vec<std::vec::IntoIter<Option<ReadOutput>>> = answers
-            .into_iter()
-            .map(|a| a.unwrap_or_default().into_iter())
-            .collect();
+        let mut per_thread = Vec::with_capacity(threads);
+        for answer in answers {
+            per_thread.push(answer.transpose()?.unwrap_or_default().into_iter());
+        }
         Ok((0..shards)
             .map(|shard| per_thread[shard % threads].next().flatten())
             .collect())
@@ -394,7 +411,7 @@ impl Coordinator {
     pub async fn freeze_shard(&self, shard: usize) -> Result<FrozenPartition, GridError> {
         let threads = self.threads();
         let (thread, local) = (shard % threads, shard / threads);
-        let mut frozen = FrozenPartition::empty(self.layouts.clone());
+        let mut frozen = FrozenPartition::empty(self.layouts());
         loop {
             let step = Freeze {
                 local,

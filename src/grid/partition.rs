@@ -145,7 +145,9 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
     i64::from_le_bytes(b)
 }
 
-/// A range of an arena, kept as 32-bit offsets: a batch or read result is under 4 GiB.
+/// A range of an arena, kept as 32-bit offsets: a batch or read result is under 4 GiB
+/// ([`MAX_BATCH_BYTES`]; writers check it after every row, reads refuse an answer past their
+/// limit, the offline sink rolls its buffers long before), so an offset never truncates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
     start: u32,
@@ -154,6 +156,10 @@ pub struct Span {
 
 impl Span {
     fn new(start: usize, end: usize) -> Span {
+        debug_assert!(
+            end <= MAX_BATCH_BYTES && start <= end,
+            "span {start}..{end}"
+        );
         Span {
             start: start as u32,
             len: (end - start) as u32,
@@ -269,14 +275,32 @@ impl RowBatch {
     }
 }
 
-/// Keys to read from one shard: each a (view, canonical key) pair.
-#[derive(Debug, Clone, Default)]
+/// Keys to read from one shard: each a (view, canonical key) pair, and the most bytes the
+/// answer may hold.
+#[derive(Debug, Clone)]
 pub struct ReadBatch {
     items: Vec<(ViewId, Span)>,
     keys: Vec<u8>,
+    limit: usize,
+}
+
+impl Default for ReadBatch {
+    fn default() -> ReadBatch {
+        ReadBatch::with_limit(MAX_BATCH_BYTES)
+    }
 }
 
 impl ReadBatch {
+    /// An empty batch whose answer may hold at most `limit` bytes of rows (at most
+    /// [`MAX_BATCH_BYTES`]): a larger one is [`PartitionError::AnswerTooLarge`].
+    pub fn with_limit(limit: usize) -> ReadBatch {
+        ReadBatch {
+            items: Vec::new(),
+            keys: Vec::new(),
+            limit: limit.min(MAX_BATCH_BYTES),
+        }
+    }
+
     pub fn push(&mut self, view: ViewId, key: &[u8]) {
         let start = self.keys.len();
         self.keys.extend_from_slice(key);
@@ -304,6 +328,11 @@ pub struct ReadOutput {
 }
 
 impl ReadOutput {
+    /// Bytes of the rows it holds.
+    pub fn bytes(&self) -> usize {
+        self.values.len() + self.arena.len()
+    }
+
     /// The row for item `i` of the batch, or `None` when the key is unknown.
     pub fn row<'a>(&'a self, layouts: &'a [RowLayout], i: usize) -> Option<RowRef<'a>> {
         let (value, vars) = self.items[i]?;
@@ -341,6 +370,8 @@ pub enum PartitionError {
     UnknownView { view: ViewId },
     #[error("the table of view id {view} is full: at most 4 294 967 295 rows and 4 GiB of variable-length keys per shard")]
     TableFull { view: ViewId },
+    #[error("the answer holds more than {limit} bytes of feature values (max_answer_bytes); read fewer entities or features per request")]
+    AnswerTooLarge { limit: usize },
 }
 
 struct Table {
@@ -479,6 +510,17 @@ impl Partition {
         }
     }
 
+    /// Takes `layouts`, the current ones followed by those of views added to the registry,
+    /// with an empty table per new view. Existing views keep their layout and rows (a reload
+    /// never changes a loaded view's layout); fewer layouts than tables changes nothing.
+    pub fn add_views(&mut self, layouts: Arc<[RowLayout]>) {
+        if layouts.len() <= self.tables.len() {
+            return;
+        }
+        self.tables.resize_with(layouts.len(), Table::new);
+        self.layouts = layouts;
+    }
+
     /// Applies a batch row by row, newest event winning.
     pub fn apply(&mut self, batch: &RowBatch) -> Result<ApplyStats, PartitionError> {
         let view = batch.view;
@@ -497,8 +539,9 @@ impl Partition {
         Ok(stats)
     }
 
-    /// Looks every item of `batch` up and copies the rows found.
-    pub fn read(&self, batch: &ReadBatch) -> ReadOutput {
+    /// Looks every item of `batch` up and copies the rows found; refuses, rather than
+    /// truncates, an answer over the batch's limit.
+    pub fn read(&self, batch: &ReadBatch) -> Result<ReadOutput, PartitionError> {
         let mut out = ReadOutput {
             items: Vec::with_capacity(batch.items.len()),
             views: Vec::with_capacity(batch.items.len()),
@@ -516,12 +559,17 @@ impl Partition {
                 out.items.push(None);
                 continue;
             };
+            let stored =
+                &table.vars[id as usize * layout.var_count..(id as usize + 1) * layout.var_count];
+            let row_bytes =
+                layout.value_len + stored.iter().flatten().map(|v| v.len()).sum::<usize>();
+            if out.values.len() + out.arena.len() + row_bytes > batch.limit {
+                return Err(PartitionError::AnswerTooLarge { limit: batch.limit });
+            }
             let value_at = out.values.len() as u32;
             let vars_at = out.vars.len() as u32;
             out.values
                 .extend_from_slice(&table.records[Table::value_range(layout, id)]);
-            let stored =
-                &table.vars[id as usize * layout.var_count..(id as usize + 1) * layout.var_count];
             for v in stored {
                 let start = out.arena.len();
                 if let Some(v) = v {
@@ -531,7 +579,7 @@ impl Partition {
             }
             out.items.push(Some((value_at, vars_at)));
         }
-        out
+        Ok(out)
     }
 
     /// Rows stored for each view.

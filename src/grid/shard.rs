@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::partition::{
     ApplyStats, FrozenPartition, Partition, PartitionError, ReadBatch, ReadOutput, RowBatch,
+    RowLayout,
 };
 
 /// The partitions of the shards on one thread, and their actor.
@@ -119,13 +120,17 @@ impl Work for Write {
 pub struct Read(pub Vec<ReadBatch>);
 
 impl Work for Read {
-    type Output = Vec<Option<ReadOutput>>;
+    type Output = Result<Vec<Option<ReadOutput>>, PartitionError>;
 
     fn run(self, host: &mut ShardHost) -> Self::Output {
         self.0
             .iter()
             .zip(&host.shards)
-            .map(|(batch, (_, partition))| (!batch.is_empty()).then(|| partition.read(batch)))
+            .map(|(batch, (_, partition))| {
+                (!batch.is_empty())
+                    .then(|| partition.read(batch))
+                    .transpose()
+            })
             .collect()
     }
 }
@@ -182,6 +187,20 @@ impl Work for Freeze {
         let (_, partition) = host.shards.get(local)?;
         let done = partition.freeze_step(&mut into, budget);
         Some((into, done))
+    }
+}
+
+/// Views were added to the registry: every partition on the host gets the new layouts (the
+/// current ones followed by the new views') and an empty table per new view.
+pub struct AddViews(pub Arc<[RowLayout]>);
+
+impl Work for AddViews {
+    type Output = ();
+
+    fn run(self, host: &mut ShardHost) {
+        for (_, partition) in &mut host.shards {
+            partition.add_views(self.0.clone());
+        }
     }
 }
 

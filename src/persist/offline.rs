@@ -62,8 +62,16 @@ pub struct OfflineOptions {
 }
 
 enum Command {
-    Append { lsn: u64, views: Vec<RecordView> },
+    Append {
+        lsn: u64,
+        views: Vec<RecordView>,
+    },
     Flush(Sender<Result<usize, OfflineError>>),
+    /// The registry changed: its views (indexed by view id) and their layouts.
+    SetViews {
+        views: Vec<FeatureView>,
+        layouts: Arc<[RowLayout]>,
+    },
 }
 
 #[derive(Default)]
@@ -167,6 +175,12 @@ impl OfflineSink {
         self.send(lsn, views);
     }
 
+    /// The registry changed (a reload): rows are written with these views' names from now on.
+    /// `views` and `layouts` are indexed by view id; a loaded view keeps its id and layout.
+    pub fn set_views(&self, views: Vec<FeatureView>, layouts: Arc<[RowLayout]>) {
+        let _ = self.tx.send(Command::SetViews { views, layouts });
+    }
+
     /// Rolls every buffer into files; answers the number of files written. Blocking.
     pub fn flush(&self) -> Result<usize, OfflineError> {
         let (tx, rx) = channel::bounded(1);
@@ -187,11 +201,22 @@ impl OfflineSink {
     }
 }
 
+/// A buffer is rolled into a file once it holds this many bytes of rows, whatever the row
+/// count: a [`RowBatch`] stays far below its 4 GiB limit.
+const ROLL_BYTES: usize = 256 << 20;
+
 /// One view's rows waiting for a file.
 struct Buffer {
     batch: RowBatch,
     first_lsn: u64,
+    last_lsn: u64,
     since: Instant,
+}
+
+impl Buffer {
+    fn full(&self, roll_rows: usize) -> bool {
+        self.batch.len() >= roll_rows || self.batch.data_len() >= ROLL_BYTES
+    }
 }
 
 struct Writer {
@@ -229,11 +254,12 @@ impl Writer {
                         self.add(lsn, v);
                     }
                     let roll_rows = self.o.roll_rows;
-                    if self.buffers.values().any(|b| b.batch.len() >= roll_rows) {
-                        let _ = self.roll_where(|b| b.batch.len() >= roll_rows);
+                    if self.buffers.values().any(|b| b.full(roll_rows)) {
+                        let _ = self.roll_where(|b| b.full(roll_rows));
                     }
                 }
                 Ok(Command::Flush(reply)) => self.deferred.push(reply),
+                Ok(Command::SetViews { views, layouts }) => self.set_views(views, layouts),
                 Err(RecvTimeoutError::Timeout) => {
                     let interval = self.o.roll_interval;
                     let _ = self.roll_where(|b| b.since.elapsed() >= interval);
@@ -253,9 +279,17 @@ impl Writer {
         }
     }
 
-    /// Takes in every write already queued, holding back flushes for later.
+    /// Takes in the writes already queued, holding back flushes for later; stops early once
+    /// a buffer holds [`ROLL_BYTES`] (the rest waits for the next roll).
     fn drain(&mut self) {
-        while let Ok(command) = self.rx.try_recv() {
+        while !self
+            .buffers
+            .values()
+            .any(|b| b.batch.data_len() >= ROLL_BYTES)
+        {
+            let Ok(command) = self.rx.try_recv() else {
+                break;
+            };
             match command {
                 Command::Append { lsn, views } => {
                     for v in views {
@@ -263,8 +297,14 @@ impl Writer {
                     }
                 }
                 Command::Flush(reply) => self.deferred.push(reply),
+                Command::SetViews { views, layouts } => self.set_views(views, layouts),
             }
         }
+    }
+
+    fn set_views(&mut self, views: Vec<FeatureView>, layouts: Arc<[RowLayout]>) {
+        self.o.views = views;
+        self.o.layouts = layouts;
     }
 
     fn add(&mut self, lsn: u64, record: RecordView) {
@@ -275,6 +315,7 @@ impl Writer {
         let buffer = self.buffers.entry(view).or_insert_with(|| Buffer {
             batch: RowBatch::new(view),
             first_lsn: lsn,
+            last_lsn: lsn,
             since: Instant::now(),
         });
         let before = buffer.batch.len();
@@ -286,14 +327,16 @@ impl Writer {
             .buffered_rows
             .fetch_add(added, Ordering::Relaxed);
         buffer.first_lsn = buffer.first_lsn.min(lsn);
+        buffer.last_lsn = buffer.last_lsn.max(lsn);
     }
 
     /// Writes the buffers `pick` chooses; a failed one stays buffered for the next try.
     ///
-    /// Coverage: the log writer queues a record's offline rows here before it moves
-    /// [`Wal::covered_lsn`] past the record, so once `watermark` is read, every earlier write
-    /// is in the buffers or the queue; draining the queue after reading it puts them all in
-    /// the buffers. A write at or above the watermark may still be on its way.
+    /// Coverage: the log writer queues records here in lsn order, and before it moves
+    /// [`Wal::covered_lsn`] past them. So once a buffer holds a row of record `last_lsn`,
+    /// every earlier record has reached the sink; and a record at or above the `watermark`
+    /// read here may still be on its way. A file claims both bounds: every write of its view
+    /// up to `min(last_lsn, watermark - 1)` is in it or an earlier file.
     fn roll_where(&mut self, pick: impl Fn(&Buffer) -> bool) -> Result<usize, OfflineError> {
         let watermark = self.o.wal.covered_lsn();
         self.drain();
@@ -342,10 +385,9 @@ impl Writer {
             problem,
         };
         create_dir(&dir).map_err(|e| file_error(&dir, e.to_string()))?;
-        // Every write below the watermark is in this file or an earlier one, and nothing at or
-        // above it can be claimed: it may not have reached the sink yet. Rows of later writes
-        // in this file are replayed again after a crash (at-least-once).
-        let covered = watermark.saturating_sub(1);
+        // See `roll_where` for the two bounds. Rows of later writes in this file are replayed
+        // again after a crash (at-least-once).
+        let covered = buffer.last_lsn.min(watermark.saturating_sub(1));
         let path = dir.join(format!("{:020}-{:020}.parquet", buffer.first_lsn, covered));
         let started = Instant::now();
         let bytes = encode_parquet(view, &self.o.layouts[view_id], &buffer.batch)

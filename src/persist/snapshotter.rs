@@ -53,7 +53,8 @@ struct Inner {
     grid: Coordinator,
     wal: Wal,
     offline: OfflineSink,
-    views: Arc<[ViewMeta]>,
+    /// Indexed by view id; replaced when views are added to the registry.
+    views: Mutex<Arc<[ViewMeta]>>,
     keep: usize,
     state: tokio::sync::Mutex<State>,
     last: Mutex<Option<SnapshotReport>>,
@@ -89,7 +90,7 @@ impl Snapshotter {
                 grid: o.grid,
                 wal: o.wal,
                 offline: o.offline,
-                views: o.views.into(),
+                views: Mutex::new(o.views.into()),
                 keep: o.keep.max(1),
                 sets: Mutex::new(o.sets.clone()),
                 state: tokio::sync::Mutex::new(State {
@@ -104,6 +105,11 @@ impl Snapshotter {
 
     pub fn wal(&self) -> &Wal {
         &self.inner.wal
+    }
+
+    /// Views were added to the registry: sets from now on name `views` (indexed by view id).
+    pub fn set_views(&self, views: Vec<ViewMeta>) {
+        *self.inner.views.lock().unwrap_or_else(|p| p.into_inner()) = views.into();
     }
 
     /// The last snapshot written by this process.
@@ -161,7 +167,7 @@ impl Inner {
             seq: state.next_seq,
             shards: self.grid.router().shards(),
             wal_lsn,
-            views: self.views.clone(),
+            views: self.views.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             keep: self.keep,
             sets: state.sets.clone(),
             wal: self.wal.clone(),

@@ -1,5 +1,6 @@
 //! The Feast Python SDK (0.67, `online_store: {type: remote}`) against a real featgrid:
-//! `examples/feast_sdk/run.py` writes, pushes and reads back the quickstart driver features.
+//! `examples/feast_sdk/run.py` writes, pushes and reads back the quickstart driver features,
+//! and a feature repo of its own (`tests/it/feast_repo/`) is served with `--feast-repo`.
 //!
 //! The SDK lives in a venv kept between runs (`$HOME/.cache/featgrid/feast-venv`, or
 //! `FEATGRID_FEAST_VENV`); pip runs only when `import feast` fails there. The test skips,
@@ -31,40 +32,156 @@ const UNREACHABLE_MARKERS: &[&str] = &[
     "ProxyError",
 ];
 
+/// `examples/feast_sdk` as its README runs it: `feast apply` in (a copy of) the example repo,
+/// featgrid serving that registry with `--feast-repo` (no TOML registry), `run.py --repo`.
 #[test]
 fn feast_sdk_round_trip() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 not found");
-        return;
-    }
     let Some(python) = feast_python() else {
         return; // feast_python said why
     };
-
-    let server = crate::support::Server::start();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
+        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
+    }
+    feast_apply(&python, repo.path());
+    let server =
+        crate::support::Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
     let url = server.url();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk/run.py");
+    assert_eq!(server.get("/registry").json["loaded_from"]["kind"], "feast");
+    set_online_store(repo.path(), &url);
     let mut check = Command::new(&python);
     check
-        .arg(&script)
-        .args(["--url", url.as_str()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    let output = run(&mut check, CHECK_DEADLINE)
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    drop(server);
+        .arg(example.join("run.py"))
+        .arg("--repo")
+        .arg(repo.path());
+    passes(&mut check, "feast sdk check: OK", &url);
+}
 
+/// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.
+fn passes(command: &mut Command, ok_line: &str, url: &str) {
+    let output = run(command, CHECK_DEADLINE).expect("running the check script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success() && stdout.contains("feast sdk check: OK"),
+        output.status.success() && stdout.contains(ok_line),
         "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status,
     );
 }
 
+/// `feast apply` in `repo` with the venv's feast (which does not call the online store).
+fn feast_apply(python: &Path, repo: &Path) {
+    let mut apply = Command::new(python.with_file_name("feast"));
+    apply.arg("apply").current_dir(repo);
+    let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
+    assert!(
+        output.status.success(),
+        "feast apply in {} failed ({}):\n{}",
+        repo.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Points `repo`'s `online_store.path` at `url` (the only `path:` under `online_store:`).
+fn set_online_store(repo: &Path, url: &str) {
+    let file = repo.join("feature_store.yaml");
+    let text = std::fs::read_to_string(&file).expect("read feature_store.yaml");
+    let mut in_online_store = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if !line.starts_with(' ') {
+                in_online_store = line.starts_with("online_store:");
+            } else if in_online_store && line.trim_start().starts_with("path:") {
+                return format!("  path: {url}");
+            }
+            line.to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write feature_store.yaml");
+}
+
+/// A Feast feature repo unlike the embedded registry (`tests/it/feast_repo/definitions.py`:
+/// string and composite keys, float64, int32, string, bool, unix_timestamp and list features,
+/// one push source feeding two views, a feature service selecting part of a view under an
+/// alias, an on-demand view) is applied with `feast apply` and served with `--feast-repo`;
+/// `sdk_check.py` writes over HTTP and through the SDK and reads back through the SDK. A
+/// second `feast apply` adds a view, which is then served without a restart.
+#[test]
+fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
+    let Some(python) = feast_python() else {
+        return; // feast_python said why
+    };
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/feast_repo");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    let repo_dir = repo.path();
+    let yaml = "project: featgrid_it\nregistry:\n  path: data/registry.db\n  cache_ttl_seconds: 1\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: http://127.0.0.1:6566\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n";
+    std::fs::write(repo_dir.join("feature_store.yaml"), yaml).unwrap();
+    std::fs::copy(
+        sources.join("definitions.py"),
+        repo_dir.join("definitions.py"),
+    )
+    .unwrap();
+    feast_apply(&python, repo_dir);
+
+    let server =
+        crate::support::Server::start_with(&["--feast-repo", repo_dir.to_str().unwrap()], &[]);
+    let url = server.url();
+    set_online_store(repo_dir, &url);
+    let not_served = &server.get("/registry").json["loaded_from"]["not_served"];
+    assert_eq!(
+        not_served,
+        &serde_json::json!([
+            "on-demand feature view 'boosted': on-demand feature views are not served"
+        ])
+    );
+    let check = |phase: &str| {
+        let mut command = Command::new(&python);
+        command.arg(sources.join("sdk_check.py")).args([
+            "--repo",
+            repo_dir.to_str().unwrap(),
+            "--url",
+            url.as_str(),
+            "--phase",
+            phase,
+        ]);
+        passes(
+            &mut command,
+            &format!("feast repo check: OK ({phase})"),
+            &url,
+        );
+    };
+    check("first");
+
+    std::fs::copy(
+        sources.join("more_definitions.py"),
+        repo_dir.join("more_definitions.py"),
+    )
+    .unwrap();
+    feast_apply(&python, repo_dir);
+    // Served once featgrid's next registry check (every second here) has found it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.get("/registry").json["feature_views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "merchant_stats")
+    {
+        assert!(Instant::now() < deadline, "merchant_stats was never served");
+        thread::sleep(Duration::from_millis(100));
+    }
+    check("second");
+}
+
 /// The venv's python with feast importable, installing it when needed; `None` (after
-/// saying why) when the registry cannot be reached.
+/// saying why) without python3 or when the package registry cannot be reached.
 fn feast_python() -> Option<PathBuf> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 not found");
+        return None;
+    }
     let venv = match std::env::var_os("FEATGRID_FEAST_VENV") {
         Some(dir) => PathBuf::from(dir),
         None => {

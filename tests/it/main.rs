@@ -6,6 +6,7 @@ mod cli;
 mod consistency;
 mod durability;
 mod feast_api;
+mod feast_repo;
 mod feast_sdk;
 mod native;
 mod offline;

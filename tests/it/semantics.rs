@@ -359,3 +359,61 @@ fn timestamps_that_cannot_be_printed_are_refused_naming_column_and_row() {
         assert_eq!(conv_of(&s, id).2, event);
     }
 }
+
+#[test]
+fn an_answer_over_max_answer_bytes_is_a_413_never_truncated() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let s = Server::start_with(
+        &["--config", config],
+        &[("FEATGRID_MAX_ANSWER_BYTES", "1048576")],
+    );
+    let fields = [
+        "age",
+        "lifetime_trips",
+        "avg_rating",
+        "lifetime_spend",
+        "name",
+        "avatar",
+        "is_premium",
+        "signup_time",
+        "recent_ages",
+        "recent_trip_ids",
+        "recent_ratings",
+        "recent_fares",
+        "favourite_places",
+        "recent_receipts",
+        "recent_flags",
+        "recent_logins",
+    ];
+    // A 300 KiB name whose every byte position is recognisable.
+    let name: String = (0..300 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let mut df = json!({"customer_id": ["alice"], "event_timestamp": [now().to_rfc3339()]});
+    for f in fields {
+        df[f] = json!([null]);
+    }
+    df["name"] = json!([name]);
+    let a = s.post(
+        "/write-to-online-store",
+        &json!({"feature_view_name": "customer_profile", "df": df}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Once: 300 KiB, under the 1 MiB limit, every byte intact.
+    let one = s.read(
+        &["customer_profile:name"],
+        json!({"customer_id": ["alice"]}),
+    );
+    assert_eq!(column(&one, "name").0, [json!(name)]);
+    // Listed ten times: 3 MiB of values, refused whole.
+    let a = s.post(
+        "/get-online-features",
+        &json!({"features": ["customer_profile:name"], "entities": {"customer_id": vec!["alice"; 10]}}),
+    );
+    assert_eq!(a.status, 413, "{}", &a.text[..a.text.len().min(200)]);
+    assert_eq!(a.json["code"], "answer_too_large");
+    assert!(a.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_answer_bytes"));
+}

@@ -147,6 +147,13 @@ impl Server {
         }
     }
 
+    /// SIGHUP: a server serving a Feast repo checks its registry file at once.
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not yet reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill -HUP failed");
+    }
+
     pub fn url(&self) -> String {
         self.url.clone()
     }

@@ -50,7 +50,11 @@ impl Partition {
     /// answers whether the copy is now complete.
     pub fn freeze_step(&self, frozen: &mut FrozenPartition, budget: usize) -> bool {
         let mut spent = 0usize;
-        while let (Some(table), Some(layout)) = (
+        // Views added to the registry after the copy began are not in it: the copy covers
+        // the views it was made for (`frozen.tables`).
+        let views = frozen.tables.len().min(self.tables.len());
+        while let (true, Some(table), Some(layout)) = (
+            frozen.next_view < views,
             self.tables.get(frozen.next_view),
             self.layouts.get(frozen.next_view),
         ) {
@@ -80,7 +84,7 @@ impl Partition {
                 break;
             }
         }
-        frozen.next_view >= self.tables.len()
+        frozen.next_view >= views
     }
 }
 

@@ -285,7 +285,7 @@ mod tests {
                 .unwrap()
                 .key,
         );
-        assert!(q.read(&rb).row(&layouts, 0).is_some());
+        assert!(q.read(&rb).unwrap().row(&layouts, 0).is_some());
     }
 
     proptest! {

@@ -62,7 +62,7 @@ fn push(
 fn read_conv(p: &Partition, layouts: &[RowLayout], id: i64) -> Option<(f32, i64)> {
     let mut rb = ReadBatch::default();
     rb.push(0, &key(id));
-    let out = p.read(&rb);
+    let out = p.read(&rb).unwrap();
     let row = out.row(layouts, 0)?;
     let conv = f32::from_le_bytes(row.field(0).try_into().unwrap());
     Some((conv, row.event_ts()))
@@ -106,7 +106,7 @@ fn nulls_are_kept_per_field() {
     push(&mut p, &layouts, 7, 1, NO_CREATED, 0.5, None);
     let mut rb = ReadBatch::default();
     rb.push(0, &key(7));
-    let out = p.read(&rb);
+    let out = p.read(&rb).unwrap();
     let row = out.row(&layouts, 0).unwrap();
     assert!(!row.is_null(0));
     assert!(row.is_null(1));
@@ -161,7 +161,7 @@ fn variable_keys_and_values_round_trip() {
         encode_key_value(view.join_keys[0].value_type, &json!(name), &mut k).unwrap();
         rb.push(view.id, &k);
     }
-    let out = p.read(&rb);
+    let out = p.read(&rb).unwrap();
     let alice = out.row(&layouts, 0).unwrap();
     assert_eq!(alice.event_ts(), 3);
     let rendered: Vec<String> = (0..values.len())
@@ -191,7 +191,30 @@ fn unknown_view_is_an_error_not_a_panic() {
     );
     let mut rb = ReadBatch::default();
     rb.push(9, b"x");
-    assert!(p.read(&rb).items[0].is_none());
+    assert!(p.read(&rb).unwrap().items[0].is_none());
+}
+
+#[test]
+fn views_added_by_a_reload_get_tables_and_a_copy_begun_before_covers_the_old_ones() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 1, 10, NO_CREATED, 0.5, None);
+    let mut early = FrozenPartition::empty(layouts.clone());
+    // The driver view again, as view 1.
+    let grown: Arc<[RowLayout]> = vec![layouts[0].clone(), layouts[0].clone()].into();
+    p.add_views(grown.clone());
+    let mut b = RowBatch::new(1);
+    b.start_row(&grown[1], &key(2), 20, NO_CREATED);
+    assert_eq!(p.apply(&b).unwrap().written, 1);
+    assert_eq!(p.row_counts(), [1, 1]);
+    assert_eq!(read_conv(&p, &grown, 1), Some((0.5, 10)));
+    // A copy made for one view stops there; a new one holds both.
+    assert!(p.freeze_step(&mut early, usize::MAX));
+    assert_eq!(early.row_counts(), [1]);
+    assert_eq!(p.freeze().row_counts(), [1, 1]);
+    // Fewer layouts than tables (never sent) change nothing.
+    p.add_views(layouts);
+    assert_eq!(p.row_counts(), [1, 1]);
 }
 
 proptest! {

@@ -82,6 +82,8 @@ struct Shared {
     next_lsn: AtomicU64,
     /// Every record below this has been logged and handed on (`on_logged` has run).
     covered: AtomicU64,
+    /// The views new segments name: `options.views`, then as [`Wal::set_views`] says.
+    views: Mutex<Vec<ViewMeta>>,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
     failures: AtomicU64,
@@ -129,6 +131,10 @@ enum Job {
         on_logged: OnLogged,
         answer: Answer,
     },
+    SetViews {
+        views: Vec<ViewMeta>,
+        answer: oneshot::Sender<()>,
+    },
     Close,
 }
 
@@ -157,6 +163,7 @@ impl Wal {
             segments: Mutex::new(options.existing.clone()),
             current: Mutex::new(None),
             inject_failures: AtomicU32::new(0),
+            views: Mutex::new(options.views.clone()),
             options,
         });
         let (file, len) = new_segment(&shared)?;
@@ -220,6 +227,21 @@ impl Wal {
             .and_then(|r| r)
     }
 
+    /// Views were added to the registry: `views` (indexed by view id, the current ones first)
+    /// are named by the segments from now on. The writer closes the current segment and
+    /// starts one whose header names them; answers once it has (or, when the log is failing,
+    /// once its recovery is sure to start such a segment). Records of the new views must
+    /// wait for the answer: a segment's records may only name the views of its header.
+    pub async fn set_views(&self, views: Vec<ViewMeta>) -> Result<(), WalError> {
+        let (answer, answered) = oneshot::channel();
+        self.tx
+            .try_send(Job::SetViews { views, answer })
+            .map_err(|_| WalError::Unavailable {
+                reason: "the log writer is busy or closed; retry shortly".into(),
+            })?;
+        answered.await.map_err(|_| self.shared.unavailable())
+    }
+
     /// Every record with a smaller lsn is logged and handed on: its rows are queued on the
     /// shards (and in the offline sink) ahead of anything queued after this call.
     pub fn covered_lsn(&self) -> u64 {
@@ -280,7 +302,7 @@ fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError> {
     let path = dir.join(segment_name(first_lsn));
     let header = encode_segment_header(&SegmentMeta {
         first_lsn,
-        views: shared.options.views.clone(),
+        views: lock(&shared.views).clone(),
     })?;
     let mut file = OpenOptions::new()
         .create(true)
@@ -321,6 +343,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut closing = false;
+            let mut set_views = None;
             for job in std::iter::once(first).chain(rx.try_iter()) {
                 match job {
                     Job::Append {
@@ -328,14 +351,23 @@ impl Writer {
                         on_logged,
                         answer,
                     } => group.push((record, on_logged, answer)),
+                    Job::SetViews { views, answer } => set_views = Some((views, answer)),
                     Job::Close => closing = true,
                 }
-                if closing || group.len() == MAX_GROUP {
+                if closing || set_views.is_some() || group.len() == MAX_GROUP {
                     break;
                 }
             }
             self.try_recover();
             self.commit(&mut group);
+            if let Some((views, answer)) = set_views {
+                *lock(&self.shared.views) = views;
+                // A failing log starts its next segment (with these views) when it recovers.
+                if self.shared.healthy.load(Ordering::Acquire) {
+                    self.roll();
+                }
+                let _ = answer.send(());
+            }
             if closing {
                 break;
             }

@@ -1,0 +1,481 @@
+//! Serving from a Feast feature repo: `feature_store.yaml` names the project and the registry
+//! file that `feast apply` writes (a serialized `feast.core.Registry`, see [`proto`]); the
+//! file's objects of that project become the same declarations a TOML registry gives, and
+//! go through the same validation ([`Registry::build`]).
+//!
+//! Read: entities (name, join key, value type), feature views (name, entities, schema, ttl,
+//! online, the push source feeding them, the batch source's timestamp columns), push sources,
+//! feature services (each projection's view, feature columns and alias). Objects featgrid
+//! cannot serve (on-demand and stream feature views, feature tables, offline-only, disabled
+//! and entity-less views, services that remap join keys or use such views, push sources that
+//! feed none of the served views) are listed in [`LoadedFrom::not_served`] and logged at start.
+
+pub mod proto;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prost::Message as _;
+use serde::Deserialize;
+
+use super::{
+    EntityDecl, FeatureServiceDecl, FeatureViewDecl, FieldDecl, LoadedFrom, PushSourceDecl,
+    Registry, RegistryError, RegistryFile,
+};
+use crate::value::{ScalarType, ValueType};
+
+/// Feast's default `cache_ttl_seconds`.
+const DEFAULT_CACHE_TTL_SECONDS: u64 = 600;
+/// Feast's placeholder entity of entity-less feature views.
+const DUMMY_ENTITY: &str = "__dummy";
+
+/// A Feast feature repo as `feature_store.yaml` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeastRepo {
+    pub dir: PathBuf,
+    pub project: String,
+    /// The registry file (relative paths are resolved against the repo, as Feast does).
+    pub registry_path: PathBuf,
+    /// How often the registry file is checked for changes; zero: only on SIGHUP.
+    pub cache_ttl: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct FeatureStoreYaml {
+    project: Option<String>,
+    registry: Option<RegistryYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RegistryYaml {
+    Path(String),
+    Config {
+        #[serde(default)]
+        path: String,
+        registry_type: Option<String>,
+        registry_store_type: Option<String>,
+        cache_ttl_seconds: Option<i64>,
+    },
+}
+
+impl FeastRepo {
+    /// Reads `dir/feature_store.yaml` (with `$VAR` and `${VAR}` expanded from the environment,
+    /// as Feast does). Registries featgrid cannot read are refused, named.
+    pub fn open(dir: &Path) -> Result<FeastRepo, RegistryError> {
+        let file = dir.join("feature_store.yaml");
+        let name = file.display().to_string();
+        let invalid = |key: &str, problem: String| RegistryError::Invalid {
+            source_name: name.clone(),
+            key: key.into(),
+            problem,
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| invalid("(file)", format!("cannot read: {e}: expected a Feast feature repo (the folder where `feast apply` runs)")))?;
+        let text = shellexpand::env_with_context_no_errors(&text, |var| std::env::var(var).ok());
+        let yaml: FeatureStoreYaml =
+            serde_norway::from_str(&text).map_err(|e| invalid("(document)", e.to_string()))?;
+        let project = yaml.project.filter(|p| !p.is_empty()).ok_or_else(|| {
+            invalid(
+                "project",
+                "missing: Feast's project name is required".into(),
+            )
+        })?;
+        let (path, registry_type, store_type, ttl) = match yaml.registry {
+            None => return Err(invalid(
+                "registry",
+                "missing: expected the registry file's path (e.g. `registry: data/registry.db`)"
+                    .into(),
+            )),
+            Some(RegistryYaml::Path(path)) => (path, None, None, None),
+            Some(RegistryYaml::Config {
+                path,
+                registry_type,
+                registry_store_type,
+                cache_ttl_seconds,
+            }) => (path, registry_type, registry_store_type, cache_ttl_seconds),
+        };
+        if let Some(kind) = registry_type.filter(|t| t != "file") {
+            return Err(invalid(
+                "registry.registry_type",
+                format!("'{kind}' registries cannot be read by featgrid: expected registry_type: file (a registry file that `feast apply` writes locally)"),
+            ));
+        }
+        if let Some(store) = store_type.filter(|t| t != "FileRegistryStore" && t != "file") {
+            return Err(invalid(
+                "registry.registry_store_type",
+                format!("'{store}' cannot be read by featgrid: expected a local registry file"),
+            ));
+        }
+        if path.is_empty() {
+            return Err(invalid(
+                "registry.path",
+                "missing: expected the registry file's path".into(),
+            ));
+        }
+        if let Some((scheme, _)) = path.split_once("://") {
+            return Err(invalid(
+                "registry",
+                format!("'{path}' is a {scheme}:// registry, which featgrid cannot read: expected a local file path (copy the file next to featgrid, or use a file registry)"),
+            ));
+        }
+        let cache_ttl = match ttl {
+            None => Duration::from_secs(DEFAULT_CACHE_TTL_SECONDS),
+            Some(secs) => Duration::from_secs(u64::try_from(secs).map_err(|_| {
+                invalid(
+                    "registry.cache_ttl_seconds",
+                    format!("{secs} is negative: expected seconds, or 0 to reload only on SIGHUP"),
+                )
+            })?),
+        };
+        Ok(FeastRepo {
+            dir: dir.to_path_buf(),
+            project,
+            registry_path: dir.join(path),
+            cache_ttl,
+        })
+    }
+
+    /// Reads and decodes the registry file, and builds featgrid's registry from it.
+    pub fn load(&self) -> Result<Registry, RegistryError> {
+        let bytes = std::fs::read(&self.registry_path).map_err(|e| RegistryError::Invalid {
+            source_name: self.registry_path.display().to_string(),
+            key: "(file)".into(),
+            problem: format!(
+                "cannot read: {e}: run `feast apply` in {} first",
+                self.dir.display()
+            ),
+        })?;
+        self.decode(&bytes)
+    }
+
+    /// Builds featgrid's registry from the registry file's bytes.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Registry, RegistryError> {
+        let source_name = format!(
+            "{} (project {})",
+            self.registry_path.display(),
+            self.project
+        );
+        if bytes.is_empty() {
+            // Feast always writes a version_id; an empty file is one it is writing.
+            return Err(RegistryError::Invalid {
+                source_name,
+                key: "(file)".into(),
+                problem:
+                    "the file is empty: is `feast apply` writing it? Try again once it is done"
+                        .into(),
+            });
+        }
+        let file = proto::Registry::decode(bytes).map_err(|e| RegistryError::Invalid {
+            source_name: source_name.clone(),
+            key: "(file)".into(),
+            problem: format!("not a Feast registry file: {e}"),
+        })?;
+        let version_id = (!file.version_id.is_empty()).then(|| file.version_id.clone());
+        let last_updated = file.last_updated.and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        });
+        let (decls, not_served) = declarations(file, &self.project, &source_name)?;
+        let mut registry = Registry::build(decls, &source_name)?;
+        registry.loaded_from = LoadedFrom {
+            kind: "feast",
+            path: Some(self.registry_path.display().to_string()),
+            project: Some(self.project.clone()),
+            version_id,
+            last_updated,
+            not_served,
+            refused: Vec::new(),
+        };
+        Ok(registry)
+    }
+}
+
+/// Feast's value type as featgrid's; `None` for the types featgrid does not store.
+pub fn value_type(feast: i32) -> Option<ValueType> {
+    use proto::value_type::*;
+    let (scalar, list) = match feast {
+        BYTES => (ScalarType::Bytes, false),
+        STRING => (ScalarType::String, false),
+        INT32 => (ScalarType::Int32, false),
+        INT64 => (ScalarType::Int64, false),
+        DOUBLE => (ScalarType::Float64, false),
+        FLOAT => (ScalarType::Float32, false),
+        BOOL => (ScalarType::Bool, false),
+        UNIX_TIMESTAMP => (ScalarType::UnixTimestamp, false),
+        BYTES_LIST => (ScalarType::Bytes, true),
+        STRING_LIST => (ScalarType::String, true),
+        INT32_LIST => (ScalarType::Int32, true),
+        INT64_LIST => (ScalarType::Int64, true),
+        DOUBLE_LIST => (ScalarType::Float64, true),
+        FLOAT_LIST => (ScalarType::Float32, true),
+        BOOL_LIST => (ScalarType::Bool, true),
+        UNIX_TIMESTAMP_LIST => (ScalarType::UnixTimestamp, true),
+        _ => return None,
+    };
+    Some(ValueType { scalar, list })
+}
+
+/// The project's objects as registry declarations, and what is not served (with why).
+fn declarations(
+    file: proto::Registry,
+    project: &str,
+    source_name: &str,
+) -> Result<(RegistryFile, Vec<String>), RegistryError> {
+    let invalid = |key: String, problem: String| RegistryError::Invalid {
+        source_name: source_name.to_string(),
+        key,
+        problem,
+    };
+    let mut not_served = Vec::new();
+    let named = |objects: &[proto::Named], what: &str, not_served: &mut Vec<String>| {
+        for spec in objects.iter().filter_map(|o| o.spec.as_ref()) {
+            if spec.project == project {
+                not_served.push(format!("{what} '{}': {what}s are not served", spec.name));
+            }
+        }
+    };
+    named(
+        &file.on_demand_feature_views,
+        "on-demand feature view",
+        &mut not_served,
+    );
+    named(
+        &file.stream_feature_views,
+        "stream feature view",
+        &mut not_served,
+    );
+    named(&file.feature_tables, "feature table", &mut not_served);
+
+    // Feature views first: an entity declared without a value type takes its join key's
+    // type from a view's entity columns, as `feast apply` inferred it.
+    let mut key_types: HashMap<String, i32> = HashMap::new();
+    let mut feature_views = Vec::new();
+    for spec in file.feature_views.into_iter().filter_map(|v| v.spec) {
+        if spec.project != project {
+            continue;
+        }
+        for column in &spec.entity_columns {
+            key_types
+                .entry(column.name.clone())
+                .or_insert(column.value_type);
+        }
+        let why_not = if spec.disabled {
+            Some("disabled")
+        } else if !spec.online {
+            Some("online=False")
+        } else if spec.entities.iter().all(|e| e == DUMMY_ENTITY) {
+            Some("entity-less feature views are not served")
+        } else {
+            None
+        };
+        if let Some(why) = why_not {
+            not_served.push(format!("feature view '{}': {why}", spec.name));
+            continue;
+        }
+        feature_views.push(view_declaration(spec, &invalid)?);
+    }
+
+    let mut entities = Vec::new();
+    for spec in file.entities.into_iter().filter_map(|e| e.spec) {
+        if spec.project != project || spec.name == DUMMY_ENTITY {
+            continue;
+        }
+        let join_key = if spec.join_key.is_empty() {
+            spec.name.clone()
+        } else {
+            spec.join_key
+        };
+        let feast_type = match spec.value_type {
+            0 => key_types.get(&join_key).copied().unwrap_or(0),
+            declared => declared,
+        };
+        let key = |k: &str| format!("entity '{}'.{k}", spec.name);
+        let used = feature_views
+            .iter()
+            .any(|v| v.entities.contains(&spec.name));
+        if feast_type == 0 && !used {
+            not_served.push(format!(
+                "entity '{}': no value type, and no served feature view uses it",
+                spec.name
+            ));
+            continue;
+        }
+        if feast_type == 0 {
+            return Err(invalid(key("value_type"), format!("no value type, and no feature view gives join key '{join_key}' one: declare the entity with value_type=ValueType.<type>")));
+        }
+        let ty = value_type(feast_type).ok_or_else(|| {
+            invalid(
+                key("value_type"),
+                format!(
+                    "Feast type {} is not supported: expected {}",
+                    proto::value_type::name(feast_type),
+                    ValueType::expected()
+                ),
+            )
+        })?;
+        entities.push(EntityDecl {
+            name: spec.name,
+            join_key: Some(join_key),
+            value_type: ty.to_string(),
+            description: spec.description,
+        });
+    }
+
+    let served: HashMap<&str, &FeatureViewDecl> =
+        feature_views.iter().map(|v| (v.name.as_str(), v)).collect();
+    let mut push_sources: Vec<PushSourceDecl> = Vec::new();
+    for view in &feature_views {
+        if let Some(source) = &view.source {
+            if !push_sources.iter().any(|p| &p.name == source) {
+                let description = file
+                    .data_sources
+                    .iter()
+                    .find(|d| &d.name == source && d.project == project)
+                    .map(|d| d.description.clone())
+                    .unwrap_or_default();
+                push_sources.push(PushSourceDecl {
+                    name: source.clone(),
+                    description,
+                });
+            }
+        }
+    }
+    for source in &file.data_sources {
+        let unused = source.r#type == proto::PUSH_SOURCE
+            && source.project == project
+            && !push_sources.iter().any(|p| p.name == source.name);
+        if unused {
+            not_served.push(format!(
+                "push source '{}': feeds no feature view featgrid serves",
+                source.name
+            ));
+        }
+    }
+
+    let mut feature_services = Vec::new();
+    'services: for spec in file.feature_services.into_iter().filter_map(|s| s.spec) {
+        if spec.project != project {
+            continue;
+        }
+        let mut features = Vec::new();
+        let mut aliases = Vec::new();
+        for p in &spec.features {
+            let why_not = if !p.join_key_map.is_empty() {
+                Some(format!(
+                    "its projection of '{}' remaps join keys (join_key_map)",
+                    p.feature_view_name
+                ))
+            } else if !served.contains_key(p.feature_view_name.as_str()) {
+                Some(format!(
+                    "it reads '{}', which featgrid does not serve",
+                    p.feature_view_name
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why_not {
+                not_served.push(format!("feature service '{}': {why}", spec.name));
+                continue 'services;
+            }
+            let alias = (!p.feature_view_name_alias.is_empty()
+                && p.feature_view_name_alias != p.feature_view_name)
+                .then(|| p.feature_view_name_alias.clone());
+            if p.feature_columns.is_empty() {
+                features.push(p.feature_view_name.clone());
+                aliases.push(alias.clone());
+            }
+            for column in &p.feature_columns {
+                features.push(format!("{}:{}", p.feature_view_name, column.name));
+                aliases.push(alias.clone());
+            }
+        }
+        feature_services.push(FeatureServiceDecl {
+            name: spec.name,
+            features,
+            description: spec.description,
+            aliases,
+        });
+    }
+
+    let decls = RegistryFile {
+        entities,
+        feature_views,
+        push_sources,
+        batch_sources: Vec::new(),
+        feature_services,
+    };
+    Ok((decls, not_served))
+}
+
+/// A served feature view's declaration; a field of a type featgrid does not store is refused.
+fn view_declaration(
+    spec: proto::FeatureViewSpec,
+    invalid: &impl Fn(String, String) -> RegistryError,
+) -> Result<FeatureViewDecl, RegistryError> {
+    let mut fields = Vec::with_capacity(spec.features.len());
+    for f in &spec.features {
+        let dtype = value_type(f.value_type).ok_or_else(|| {
+            invalid(
+                format!("feature view '{}'.field '{}'", spec.name, f.name),
+                format!(
+                    "Feast type {} is not supported: expected {}",
+                    proto::value_type::name(f.value_type),
+                    ValueType::expected()
+                ),
+            )
+        })?;
+        fields.push(FieldDecl {
+            name: f.name.clone(),
+            dtype: dtype.to_string(),
+        });
+    }
+    let ttl = match spec.ttl {
+        Some(t) if t.seconds < 0 || t.nanos < 0 => {
+            return Err(invalid(
+                format!("feature view '{}'.ttl", spec.name),
+                format!("{}s {}ns is negative", t.seconds, t.nanos),
+            ))
+        }
+        Some(t) if t.nanos > 0 => {
+            Some(toml::Value::String(format!("{}s {}ns", t.seconds, t.nanos)))
+        }
+        Some(t) if t.seconds > 0 => Some(toml::Value::Integer(t.seconds)),
+        _ => None,
+    };
+    let push_source = spec
+        .stream_source
+        .as_ref()
+        .filter(|s| s.r#type == proto::PUSH_SOURCE);
+    // The timestamp columns are named by the batch source (a push source's own batch source).
+    let batch = spec
+        .batch_source
+        .as_ref()
+        .or_else(|| push_source.and_then(|p| p.batch_source.as_deref()));
+    let column = |pick: fn(&proto::DataSource) -> &String, default: &str| {
+        batch
+            .map(pick)
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    Ok(FeatureViewDecl {
+        entities: spec
+            .entities
+            .iter()
+            .filter(|e| *e != DUMMY_ENTITY)
+            .cloned()
+            .collect(),
+        fields,
+        ttl,
+        source: push_source.map(|p| p.name.clone()),
+        timestamp_field: column(|s| &s.timestamp_field, "event_timestamp"),
+        created_timestamp_column: column(|s| &s.created_timestamp_column, "created"),
+        description: spec.description,
+        name: spec.name,
+    })
+}
+
+#[cfg(test)]
+mod tests;

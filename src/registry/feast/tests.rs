@@ -1,0 +1,403 @@
+//! Registry files are built here with the same messages featgrid decodes with; that they
+//! match what Feast writes is checked against the real SDK in `tests/it/feast_repo.rs`.
+
+use std::time::Duration;
+
+use prost::Message as _;
+
+use super::proto::{self, value_type as vt};
+use super::*;
+
+fn repo(dir: &Path) -> FeastRepo {
+    FeastRepo {
+        dir: dir.to_path_buf(),
+        project: "shop".into(),
+        registry_path: dir.join("data/registry.db"),
+        cache_ttl: Duration::from_secs(600),
+    }
+}
+
+fn yaml(text: &str) -> Result<FeastRepo, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("feature_store.yaml"), text).unwrap();
+    FeastRepo::open(dir.path()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn feature_store_yaml_gives_project_registry_and_ttl() {
+    let r = yaml("project: shop\nregistry: data/registry.db\nprovider: local\n").unwrap();
+    assert_eq!(r.project, "shop");
+    assert!(r.registry_path.ends_with("data/registry.db"));
+    assert_eq!(r.cache_ttl, Duration::from_secs(600));
+
+    let r = yaml("project: shop\nregistry:\n  registry_type: file\n  path: /abs/reg.db\n  cache_ttl_seconds: 5\nonline_store:\n  type: remote\n").unwrap();
+    assert_eq!(r.registry_path, Path::new("/abs/reg.db"));
+    assert_eq!(r.cache_ttl, Duration::from_secs(5));
+
+    std::env::set_var("FEATGRID_TEST_FEAST_PROJECT", "from_env");
+    let r = yaml("project: ${FEATGRID_TEST_FEAST_PROJECT}\nregistry: r.db\n").unwrap();
+    assert_eq!(r.project, "from_env");
+}
+
+#[test]
+fn registries_featgrid_cannot_read_are_refused_by_name() {
+    let e = yaml("project: shop\nregistry:\n  registry_type: sql\n  path: postgresql://u@h/db\n")
+        .unwrap_err();
+    assert!(
+        e.contains("registry.registry_type: 'sql' registries cannot be read"),
+        "{e}"
+    );
+    let e =
+        yaml("project: shop\nregistry:\n  registry_type: remote\n  path: h:6570\n").unwrap_err();
+    assert!(e.contains("'remote' registries cannot be read"), "{e}");
+    let e = yaml("project: shop\nregistry: s3://bucket/registry.db\n").unwrap_err();
+    assert!(e.contains("is a s3:// registry"), "{e}");
+    let e = yaml("project: shop\nregistry: gs://bucket/registry.db\n").unwrap_err();
+    assert!(e.contains("is a gs:// registry"), "{e}");
+    let e = yaml("registry: r.db\n").unwrap_err();
+    assert!(e.contains("feature_store.yaml: project: missing"), "{e}");
+    let e = yaml("project: shop\n").unwrap_err();
+    assert!(e.contains("registry: missing"), "{e}");
+    let e = yaml("project: shop\nregistry:\n  path: r.db\n  cache_ttl_seconds: -1\n").unwrap_err();
+    assert!(e.contains("cache_ttl_seconds: -1 is negative"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let e = FeastRepo::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("cannot read"), "{e}");
+}
+
+fn feature(name: &str, value_type: i32) -> proto::FeatureSpec {
+    proto::FeatureSpec {
+        name: name.into(),
+        value_type,
+    }
+}
+
+fn entity(name: &str, join_key: &str, value_type: i32, project: &str) -> proto::Entity {
+    proto::Entity {
+        spec: Some(proto::EntitySpec {
+            name: name.into(),
+            join_key: join_key.into(),
+            value_type,
+            project: project.into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn batch_source() -> proto::DataSource {
+    proto::DataSource {
+        r#type: 1,
+        name: "orders_file".into(),
+        project: "shop".into(),
+        timestamp_field: "ts".into(),
+        created_timestamp_column: "".into(),
+        ..Default::default()
+    }
+}
+
+fn push_source(name: &str) -> proto::DataSource {
+    proto::DataSource {
+        r#type: proto::PUSH_SOURCE,
+        name: name.into(),
+        project: "shop".into(),
+        description: "fresh orders".into(),
+        batch_source: Some(Box::new(batch_source())),
+        ..Default::default()
+    }
+}
+
+fn view(name: &str, entities: &[&str], features: Vec<proto::FeatureSpec>) -> proto::FeatureView {
+    proto::FeatureView {
+        spec: Some(proto::FeatureViewSpec {
+            name: name.into(),
+            project: "shop".into(),
+            entities: entities.iter().map(|e| e.to_string()).collect(),
+            features,
+            online: true,
+            ttl: Some(proto::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            batch_source: Some(batch_source()),
+            stream_source: Some(push_source("orders_push")),
+            ..Default::default()
+        }),
+    }
+}
+
+fn named(name: &str) -> proto::Named {
+    proto::Named {
+        spec: Some(proto::NamedSpec {
+            name: name.into(),
+            project: "shop".into(),
+        }),
+    }
+}
+
+fn projection(view: &str, columns: &[&str], alias: &str) -> proto::FeatureViewProjection {
+    proto::FeatureViewProjection {
+        feature_view_name: view.into(),
+        feature_columns: columns.iter().map(|c| feature(c, 0)).collect(),
+        feature_view_name_alias: alias.into(),
+        ..Default::default()
+    }
+}
+
+fn service(name: &str, features: Vec<proto::FeatureViewProjection>) -> proto::FeatureService {
+    proto::FeatureService {
+        spec: Some(proto::FeatureServiceSpec {
+            name: name.into(),
+            project: "shop".into(),
+            features,
+            ..Default::default()
+        }),
+    }
+}
+
+/// A registry file with one project's worth of objects, plus another project's.
+fn shop() -> proto::Registry {
+    let mut orders = view(
+        "orders",
+        &["customer", "store"],
+        vec![
+            feature("amount", vt::DOUBLE),
+            feature("items", vt::INT32),
+            feature("note", vt::STRING),
+        ],
+    );
+    let spec = orders.spec.as_mut().unwrap();
+    spec.ttl = Some(proto::Duration {
+        seconds: 2,
+        nanos: 500_000_000,
+    });
+    let mut customer_stats = view(
+        "customer_stats",
+        &["customer"],
+        vec![feature("vip", vt::BOOL), feature("tags", vt::STRING_LIST)],
+    );
+    customer_stats.spec.as_mut().unwrap().entity_columns = vec![feature("customer_id", vt::STRING)];
+    let mut batch_only = view(
+        "store_stats",
+        &["store"],
+        vec![feature("rating", vt::FLOAT)],
+    );
+    batch_only.spec.as_mut().unwrap().stream_source = None;
+    let mut offline = view("archive", &["store"], vec![feature("x", vt::INT64)]);
+    offline.spec.as_mut().unwrap().online = false;
+    let mut disabled = view("old", &["store"], vec![feature("x", vt::INT64)]);
+    disabled.spec.as_mut().unwrap().disabled = true;
+    let entityless = view("totals", &["__dummy"], vec![feature("x", vt::INT64)]);
+    let mut elsewhere = view("orders", &["customer"], vec![feature("y", vt::INT64)]);
+    elsewhere.spec.as_mut().unwrap().project = "other".into();
+    let mut remap = projection("orders", &["amount"], "");
+    remap
+        .join_key_map
+        .insert("customer_id".into(), "buyer_id".into());
+    proto::Registry {
+        entities: vec![
+            // No value type: taken from customer_stats' entity columns.
+            entity("customer", "customer_id", 0, "shop"),
+            entity("store", "", vt::INT64, "shop"),
+            entity("__dummy", "__dummy_id", vt::STRING, "shop"),
+            entity("customer", "customer_id", vt::INT64, "other"),
+        ],
+        feature_views: vec![
+            orders,
+            customer_stats,
+            batch_only,
+            offline,
+            disabled,
+            entityless,
+            elsewhere,
+        ],
+        data_sources: vec![
+            batch_source(),
+            push_source("orders_push"),
+            push_source("unused_push"),
+        ],
+        on_demand_feature_views: vec![named("orders_odfv")],
+        stream_feature_views: vec![named("orders_sfv")],
+        feature_services: vec![
+            service(
+                "checkout",
+                vec![
+                    projection("orders", &["amount", "note"], ""),
+                    projection("customer_stats", &[], "cs"),
+                ],
+            ),
+            service("remapped", vec![remap]),
+            service("on_demand", vec![projection("orders_odfv", &["z"], "")]),
+        ],
+        version_id: "v-1".into(),
+        last_updated: Some(proto::Timestamp {
+            seconds: 1_795_600_800,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn decode(file: &proto::Registry) -> Result<Registry, String> {
+    repo(Path::new("/repo"))
+        .decode(&file.encode_to_vec())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_projects_objects_become_the_registry() {
+    let r = decode(&shop()).unwrap();
+    let from = &r.loaded_from;
+    assert_eq!(
+        (
+            from.kind,
+            from.project.as_deref(),
+            from.version_id.as_deref()
+        ),
+        ("feast", Some("shop"), Some("v-1"))
+    );
+    assert_eq!(from.last_updated.as_deref(), Some("2026-11-25T10:00:00Z"));
+    assert_eq!(from.path.as_deref(), Some("/repo/data/registry.db"));
+
+    let names: Vec<_> = r.serving_views().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["orders", "customer_stats", "store_stats"]);
+    let orders = r.view("orders").unwrap();
+    let keys: Vec<_> = orders
+        .join_keys
+        .iter()
+        .map(|k| format!("{}:{}", k.name, k.value_type))
+        .collect();
+    assert_eq!(keys, ["customer_id:string", "store:int64"]);
+    let fields: Vec<_> = orders
+        .fields
+        .iter()
+        .map(|f| format!("{}:{}", f.name, f.dtype))
+        .collect();
+    assert_eq!(fields, ["amount:float64", "items:int32", "note:string"]);
+    assert_eq!(orders.ttl, Duration::from_millis(2500));
+    assert_eq!(orders.source.as_deref(), Some("orders_push"));
+    // The batch source names the event time column; it has no created column.
+    assert_eq!(orders.timestamp_field, "ts");
+    assert_eq!(orders.created_timestamp_column, "created");
+    assert_eq!(r.view("store_stats").unwrap().source, None);
+
+    let push = r.push_source("orders_push").unwrap();
+    assert_eq!(push.feature_views, ["orders", "customer_stats"]);
+    assert_eq!(push.description, "fresh orders");
+
+    let checkout = r.feature_service("checkout").unwrap();
+    assert_eq!(
+        checkout.features,
+        [
+            "orders:amount",
+            "orders:note",
+            "customer_stats:vip",
+            "customer_stats:tags"
+        ]
+    );
+    assert_eq!(
+        (checkout.alias(0), checkout.alias(2), checkout.alias(3)),
+        (None, Some("cs"), Some("cs"))
+    );
+
+    let mut not_served = from.not_served.clone();
+    not_served.sort();
+    assert_eq!(
+        not_served,
+        [
+            "feature service 'on_demand': it reads 'orders_odfv', which featgrid does not serve",
+            "feature service 'remapped': its projection of 'orders' remaps join keys (join_key_map)",
+            "feature view 'archive': online=False",
+            "feature view 'old': disabled",
+            "feature view 'totals': entity-less feature views are not served",
+            "on-demand feature view 'orders_odfv': on-demand feature views are not served",
+            "push source 'unused_push': feeds no feature view featgrid serves",
+            "stream feature view 'orders_sfv': stream feature views are not served",
+        ]
+    );
+    assert!(r.entities.iter().all(|e| e.name != "__dummy"));
+}
+
+#[test]
+fn every_feast_type_featgrid_stores_maps_and_others_are_refused_by_view_and_field() {
+    let cases = [
+        (vt::BYTES, "bytes"),
+        (vt::STRING, "string"),
+        (vt::INT32, "int32"),
+        (vt::INT64, "int64"),
+        (vt::DOUBLE, "float64"),
+        (vt::FLOAT, "float32"),
+        (vt::BOOL, "bool"),
+        (vt::UNIX_TIMESTAMP, "unix_timestamp"),
+        (vt::BYTES_LIST, "list<bytes>"),
+        (vt::STRING_LIST, "list<string>"),
+        (vt::INT32_LIST, "list<int32>"),
+        (vt::INT64_LIST, "list<int64>"),
+        (vt::DOUBLE_LIST, "list<float64>"),
+        (vt::FLOAT_LIST, "list<float32>"),
+        (vt::BOOL_LIST, "list<bool>"),
+        (vt::UNIX_TIMESTAMP_LIST, "list<unix_timestamp>"),
+    ];
+    for (feast, ours) in cases {
+        assert_eq!(value_type(feast).unwrap().to_string(), ours);
+    }
+    for (unsupported, name) in [
+        (20, "MAP"),
+        (32, "JSON"),
+        (23, "a set type (23)"),
+        (0, "INVALID"),
+    ] {
+        let mut file = shop();
+        file.feature_views[0].spec.as_mut().unwrap().features[1].value_type = unsupported;
+        let e = decode(&file).unwrap_err();
+        assert!(
+            e.contains("feature view 'orders'.field 'items': Feast type ")
+                && e.contains(&format!("{name} is not supported")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn the_toml_registrys_checks_apply_to_feast_registries() {
+    let mut file = shop();
+    file.entities[1] = entity("store", "", vt::DOUBLE, "shop");
+    let e = decode(&file).unwrap_err();
+    assert!(e.contains("a join key cannot be float64"), "{e}");
+
+    let mut file = shop();
+    file.feature_views[0].spec.as_mut().unwrap().features[1].name = "customer_id".into();
+    let e = decode(&file).unwrap_err();
+    assert!(
+        e.contains("'customer_id' is already a field, join key"),
+        "{e}"
+    );
+
+    let mut file = shop();
+    file.entities[0] = entity("customer", "customer_id", 0, "shop");
+    file.feature_views[1]
+        .spec
+        .as_mut()
+        .unwrap()
+        .entity_columns
+        .clear();
+    let e = decode(&file).unwrap_err();
+    assert!(
+        e.contains("entity 'customer'.value_type: no value type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn other_projects_and_bytes_that_are_not_a_registry() {
+    let mut r = repo(Path::new("/repo"));
+    r.project = "nothing_here".into();
+    let empty = r.decode(&shop().encode_to_vec()).unwrap();
+    assert!(empty.feature_views.is_empty() && empty.entities.is_empty());
+    let e = r
+        .decode(b"\xff\xff\xff not protobuf")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a Feast registry file"), "{e}");
+    let e = r.decode(b"").unwrap_err().to_string();
+    assert!(e.contains("the file is empty"), "{e}");
+}
