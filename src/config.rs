@@ -75,6 +75,46 @@ pub struct Overrides {
     pub recover: bool,
 }
 
+/// Where a setting's value came from: named in every error about it, and the directory a
+/// relative `registry` path is resolved against (the file's for the file, the working
+/// directory's otherwise).
+#[derive(Debug, Clone, PartialEq)]
+enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl Origin {
+    fn describe(&self) -> String {
+        match self {
+            Origin::Default => "embedded defaults".into(),
+            Origin::File(path) => path.display().to_string(),
+            Origin::Env(var) => format!("environment variable {var}"),
+            Origin::Flag(flag) => format!("flag {flag}"),
+        }
+    }
+}
+
+/// Each setting's [`Origin`].
+#[derive(Debug, Default)]
+struct Origins(std::collections::HashMap<String, Origin>);
+
+impl Origins {
+    fn of(&self, key: &str) -> &Origin {
+        self.0.get(key).unwrap_or(&Origin::Default)
+    }
+
+    fn invalid(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError::Invalid {
+            source_name: self.of(key).describe(),
+            key: key.into(),
+            problem,
+        }
+    }
+}
+
 impl Settings {
     /// The embedded defaults alone.
     pub fn defaults() -> Settings {
@@ -87,15 +127,14 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> Result<(Settings, Registry), ConfigError> {
-        let mut table: toml::Table =
+        let defaults: toml::Table =
             toml::from_str(DEFAULT_SETTINGS).expect("embedded defaults are valid");
-        let mut registry_base = PathBuf::from(".");
-        // `feast_repo` is relative to the config file when set there, else to the working directory.
-        let mut feast_repo_from_file = false;
+        let mut table = defaults.clone();
+        let mut origins = Origins::default();
         if let Some(path) = file {
-            let name = path.display().to_string();
+            let origin = Origin::File(path.to_path_buf());
             let invalid = |key: &str, problem: String| ConfigError::Invalid {
-                source_name: name.clone(),
+                source_name: origin.describe(),
                 key: key.to_string(),
                 problem,
             };
@@ -104,43 +143,43 @@ impl Settings {
             let overlay: toml::Table = toml::from_str(&text)
                 .map_err(|e| invalid("(document)", e.message().to_string()))?;
             for (key, value) in overlay {
-                if !table.contains_key(&key) {
-                    let known: Vec<_> = table.keys().cloned().collect();
+                let Some(default) = defaults.get(&key) else {
+                    let known: Vec<_> = defaults.keys().cloned().collect();
                     return Err(invalid(
                         &key,
                         format!("unknown setting; expected one of {}", known.join(", ")),
                     ));
-                }
-                if !DURATION_KEYS.contains(&key.as_str()) {
-                    check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
-                }
-                feast_repo_from_file |= key == "feast_repo";
+                };
+                check_value(&key, default, &value).map_err(|p| invalid(&key, p))?;
+                origins.0.insert(key.clone(), origin.clone());
                 table.insert(key, value);
             }
-            registry_base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         }
         for (var, raw) in env {
             let Some(key) = var.strip_prefix("FEATGRID_") else {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            let Some(current) = table.get(&key) else {
+            let Some(default) = defaults.get(&key) else {
                 // Variables the binary does not own (e.g. FEATGRID_FEAST_VENV for the tests) are ignored.
                 continue;
             };
-            let value = match current {
+            let origin = Origin::Env(var.clone());
+            let invalid = |problem: String| ConfigError::Invalid {
+                source_name: origin.describe(),
+                key: key.clone(),
+                problem,
+            };
+            let value = match default {
                 toml::Value::Integer(_) => raw
                     .trim()
                     .parse::<i64>()
                     .map(toml::Value::Integer)
-                    .map_err(|_| ConfigError::Invalid {
-                        source_name: format!("environment variable {var}"),
-                        key: key.clone(),
-                        problem: format!("'{raw}' is not a whole number"),
-                    })?,
+                    .map_err(|_| invalid(format!("'{raw}' is not a whole number")))?,
                 _ => toml::Value::String(raw),
             };
-            feast_repo_from_file &= key != "feast_repo";
+            check_value(&key, default, &value).map_err(invalid)?;
+            origins.0.insert(key.clone(), origin);
             table.insert(key, value);
         }
         let mut settings: Settings =
@@ -153,70 +192,77 @@ impl Settings {
                     key: "(settings)".into(),
                     problem: e.message().to_string(),
                 })?;
+        let mut flag = |key: &str, name: &'static str| {
+            origins.0.insert(key.into(), Origin::Flag(name));
+        };
         if let Some(v) = &flags.bind {
             settings.bind = v.clone();
+            flag("bind", "--bind");
         }
         if let Some(v) = &flags.feast_repo {
             settings.feast_repo = v.display().to_string();
-            feast_repo_from_file = false;
+            flag("feast_repo", "--feast-repo");
         }
         if let Some(v) = flags.shards {
             settings.shards = v;
+            flag("shards", "--shards");
         }
         if let Some(v) = flags.shard_threads {
             settings.shard_threads = v;
+            flag("shard_threads", "--shard-threads");
         }
         if let Some(v) = flags.workers {
             settings.workers = v;
+            flag("workers", "--workers");
         }
         if let Some(v) = &flags.data_dir {
             settings.data_dir = v.clone();
+            flag("data_dir", "--data-dir");
         }
         if let Some(v) = &flags.fsync {
             settings.fsync = v.clone();
+            flag("fsync", "--fsync");
         }
         if let Some(v) = &flags.snapshot_interval {
             settings.snapshot_interval = toml::Value::String(v.clone());
+            flag("snapshot_interval", "--snapshot-interval");
         }
         if let Some(v) = flags.snapshot_keep {
             settings.snapshot_keep = v;
+            flag("snapshot_keep", "--snapshot-keep");
         }
         settings.recover = flags.recover;
-        settings.validate()?;
+        settings.validate(&origins)?;
+        // A path is relative to the settings file when set there, else to the working
+        // directory (an environment variable or flag is typed where the server starts).
+        let base = |key: &str| match origins.of(key) {
+            Origin::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            _ => PathBuf::new(),
+        };
         let registry = match (settings.registry.is_empty(), settings.feast_repo.is_empty()) {
             (true, true) => Registry::embedded(),
-            (false, true) => Registry::load(&registry_base.join(&settings.registry))?,
+            (false, true) => Registry::load(&base("registry").join(&settings.registry))?,
             (true, false) => {
-                let base = if feast_repo_from_file {
-                    registry_base
-                } else {
-                    PathBuf::from(".")
-                };
-                let repo = FeastRepo::open(&base.join(&settings.feast_repo))?;
+                let repo = FeastRepo::open(&base("feast_repo").join(&settings.feast_repo))?;
                 let registry = repo.load()?;
                 settings.feast = Some(repo);
                 registry
             }
             (false, false) => {
-                return Err(ConfigError::Invalid {
-                    source_name: "settings".into(),
-                    key: "feast_repo".into(),
-                    problem: format!(
+                return Err(origins.invalid(
+                    "feast_repo",
+                    format!(
                         "both a TOML registry (registry = '{}') and a Feast feature repo (feast_repo = '{}') are given: give one",
                         settings.registry, settings.feast_repo
                     ),
-                })
+                ))
             }
         };
         Ok((settings, registry))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| ConfigError::Invalid {
-            source_name: "settings".into(),
-            key: key.into(),
-            problem,
-        };
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| origins.invalid(key, problem);
         self.bind_addr().map_err(|p| invalid("bind", p))?;
         if !(1..=crate::grid::routing::SLOTS).contains(&self.shards) {
             return Err(invalid(
@@ -244,8 +290,12 @@ impl Settings {
         }
         self.fsync_policy().map_err(|p| invalid("fsync", p))?;
         self.read_path().map_err(|p| invalid("read_path", p))?;
-        crate::registry::parse_duration_value(&self.snapshot_interval)
-            .map_err(|p| invalid("snapshot_interval", p))?;
+        for (key, value) in [
+            ("snapshot_interval", &self.snapshot_interval),
+            ("offline_roll_interval", &self.offline_roll_interval),
+        ] {
+            crate::registry::parse_duration_value(value).map_err(|p| invalid(key, p))?;
+        }
         if self.offline_roll_interval().is_zero() {
             return Err(invalid(
                 "offline_roll_interval",
@@ -331,17 +381,25 @@ impl Settings {
 }
 
 /// Settings that take seconds (an integer) or a duration string.
-const DURATION_KEYS: &[&str] = &["snapshot_interval"];
+const DURATION_KEYS: &[&str] = &["snapshot_interval", "offline_roll_interval"];
 
-fn check_same_type(default: &toml::Value, given: &toml::Value) -> Result<(), String> {
-    if default.type_str() == given.type_str() {
-        Ok(())
-    } else {
-        Err(format!(
+/// Checks a value given for `key` against the default's type: a duration for the duration
+/// keys; otherwise the same TOML type, and a whole number no smaller than 0 for integers (every
+/// integer setting is a count or a size).
+fn check_value(key: &str, default: &toml::Value, given: &toml::Value) -> Result<(), String> {
+    if DURATION_KEYS.contains(&key) {
+        return crate::registry::parse_duration_value(given).map(|_| ());
+    }
+    if default.type_str() != given.type_str() {
+        return Err(format!(
             "expected {}, got {} ({given})",
             default.type_str(),
             given.type_str()
-        ))
+        ));
+    }
+    match given {
+        toml::Value::Integer(n) if *n < 0 => Err(format!("{n} is negative: expected 0 or more")),
+        _ => Ok(()),
     }
 }
 
@@ -463,6 +521,158 @@ mod tests {
             e.contains("snapshot_interval: 'soon' is not a duration"),
             "{e}"
         );
+    }
+
+    /// A setting's effective value as text; panics for a key without a case below.
+    fn effective(s: &Settings, key: &str) -> String {
+        match key {
+            "bind" => s.bind.clone(),
+            "shards" => s.shards.to_string(),
+            "shard_threads" => s.shard_threads.to_string(),
+            "workers" => s.workers.to_string(),
+            "data_dir" => s.data_dir.display().to_string(),
+            "fsync" => s.fsync.clone(),
+            "snapshot_interval" => format!("{:?}", s.snapshot_interval()),
+            "snapshot_keep" => s.snapshot_keep.to_string(),
+            "wal_segment_bytes" => s.wal_segment_bytes.to_string(),
+            "offline_roll_rows" => s.offline_roll_rows.to_string(),
+            "offline_roll_interval" => format!("{:?}", s.offline_roll_interval()),
+            "max_body_bytes" => s.max_body_bytes.to_string(),
+            "max_entities_per_request" => s.max_entities_per_request.to_string(),
+            "max_rows_per_push" => s.max_rows_per_push.to_string(),
+            "max_answer_bytes" => s.max_answer_bytes.to_string(),
+            "mailbox_capacity" => s.mailbox_capacity.to_string(),
+            "shard_timeout_ms" => s.shard_timeout_ms.to_string(),
+            "read_path" => s.read_path.clone(),
+            other => {
+                panic!("setting '{other}' has no case in every_setting_loads_from_every_source")
+            }
+        }
+    }
+
+    /// Sets the flag for `key` to `value`, when the key has a flag and `value` is of its type
+    /// (a value clap refuses never reaches the settings).
+    fn flag(key: &str, value: &str) -> Option<Overrides> {
+        let mut o = Overrides::default();
+        match key {
+            "bind" => o.bind = Some(value.into()),
+            "shards" => o.shards = Some(value.parse().ok()?),
+            "shard_threads" => o.shard_threads = Some(value.parse().ok()?),
+            "workers" => o.workers = Some(value.parse().ok()?),
+            "data_dir" => o.data_dir = Some(value.into()),
+            "fsync" => o.fsync = Some(value.into()),
+            "snapshot_interval" => o.snapshot_interval = Some(value.into()),
+            "snapshot_keep" => o.snapshot_keep = Some(value.parse().ok()?),
+            _ => return None,
+        }
+        Some(o)
+    }
+
+    #[test]
+    fn every_setting_loads_from_every_source() {
+        // key | good value in TOML | as a variable or flag | loads as | bad value in TOML | as
+        // a variable or flag | what its error says
+        const CASES: &str = r#"
+            bind | "127.0.0.1:7000" | 127.0.0.1:7000 | 127.0.0.1:7000 | "nowhere" | nowhere | 'nowhere' is not an address
+            shards | 6 | 6 | 6 | -1 | -1 | -1 is negative
+            shard_threads | 2 | 2 | 2 | 0 | 0 | 0 is out of range
+            workers | 3 | 3 | 3 | -1 | -1 | -1 is negative
+            data_dir | "elsewhere" | elsewhere | elsewhere | "Cargo.toml" | Cargo.toml | Cargo.toml is a file
+            fsync | "always" | always | always | "sometimes" | sometimes | 'sometimes' is not an fsync policy
+            snapshot_interval | 30 | 30s | 30s | "soon" | soon | 'soon' is not a duration
+            snapshot_keep | 5 | 5 | 5 | 0 | 0 | must be at least 1
+            wal_segment_bytes | 8192 | 8192 | 8192 | 100 | 100 | 100 is too small
+            offline_roll_rows | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            offline_roll_interval | 60 | 60 | 60s | 0 | 0 | must be more than 0
+            max_body_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
+            max_entities_per_request | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            max_rows_per_push | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            max_answer_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
+            mailbox_capacity | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            shard_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            read_path | "actor" | actor | actor | "sideways" | sideways | 'sideways' is not a read path
+        "#;
+        let cases: Vec<Vec<&str>> = CASES
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        let defaults: toml::Table = toml::from_str(DEFAULT_SETTINGS).unwrap();
+        // The two registry paths have their own tests: registry_path_follows_its_source and
+        // feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry.
+        for key in defaults.keys() {
+            assert!(
+                matches!(key.as_str(), "registry" | "feast_repo")
+                    || cases.iter().any(|c| c[0] == key),
+                "setting '{key}' has no case here"
+            );
+        }
+        for case in &cases {
+            let &[key, file_good, good, loaded, file_bad, bad, problem] = case.as_slice() else {
+                panic!("a case needs 7 fields: {case:?}");
+            };
+            let var = format!("FEATGRID_{}", key.to_ascii_uppercase());
+            let file = |value: &str| write_config(&format!("{key} = {value}\n"));
+            let env = |value: &str| [(var.clone(), value.to_string())];
+            let none = Overrides::default();
+
+            let f = file(file_good);
+            let (s, _) = Settings::load(Some(f.path()), [], &none).unwrap();
+            assert_eq!(effective(&s, key), loaded, "{key} from the file");
+            let (s, _) = Settings::load(None, env(good), &none).unwrap();
+            assert_eq!(effective(&s, key), loaded, "{key} from {var}");
+
+            let f = file(file_bad);
+            let e = Settings::load(Some(f.path()), [], &none)
+                .unwrap_err()
+                .to_string();
+            let at = format!("{}: {key}: ", f.path().display());
+            assert!(
+                e.starts_with(&at) && e.contains(problem),
+                "{key} from the file: {e}"
+            );
+            let e = Settings::load(None, env(bad), &none)
+                .unwrap_err()
+                .to_string();
+            let at = format!("environment variable {var}: {key}: ");
+            assert!(
+                e.starts_with(&at) && e.contains(problem),
+                "{key} from {var}: {e}"
+            );
+
+            if let Some(flags) = flag(key, good) {
+                let (s, _) = Settings::load(None, [], &flags).unwrap();
+                assert_eq!(effective(&s, key), loaded, "{key} from its flag");
+            }
+            if let Some(flags) = flag(key, bad) {
+                let e = Settings::load(None, [], &flags).unwrap_err().to_string();
+                let at = format!("flag --{}: {key}: ", key.replace('_', "-"));
+                assert!(
+                    e.starts_with(&at) && e.contains(problem),
+                    "{key} from its flag: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn registry_path_follows_its_source() {
+        // From the environment (or a flag), relative to the working directory, where the
+        // command was typed; from a settings file, relative to that file.
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("settings.toml");
+        std::fs::write(&settings, "shards = 2\n").unwrap();
+        let env = [(
+            "FEATGRID_REGISTRY".to_string(),
+            "config/example_registry.toml".to_string(),
+        )];
+        let (_, r) = Settings::load(Some(&settings), env, &Overrides::default()).unwrap();
+        assert!(r.view("customer_profile").is_ok());
+        let env = [("FEATGRID_REGISTRY".to_string(), "missing.toml".to_string())];
+        let e = Settings::load(None, env, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("missing.toml: (file): cannot read"), "{e}");
     }
 
     /// A Feast repo `dir/name` with an empty registry of project `shop`.

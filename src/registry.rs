@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::{ScalarType, ValueType};
 
+mod checks;
+
 /// The embedded default registry: Feast's `driver` quickstart.
 pub const DEFAULT_REGISTRY: &str = include_str!("../config/driver_registry.toml");
 
@@ -54,6 +56,8 @@ struct RegistryFile {
     feature_views: Vec<FeatureViewDecl>,
     #[serde(default)]
     push_sources: Vec<PushSourceDecl>,
+    #[serde(default)]
+    batch_sources: Vec<BatchSourceDecl>,
     #[serde(default)]
     feature_services: Vec<FeatureServiceDecl>,
 }
@@ -108,6 +112,16 @@ struct PushSourceDecl {
     description: String,
 }
 
+/// A source featgrid does not read (Feast's `FileSource`, `BigQuerySource`, ...): views naming
+/// it are written through `write-to-online-store` (e.g. by `feast materialize`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchSourceDecl {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FeatureServiceDecl {
@@ -152,6 +166,7 @@ pub struct FeatureView {
     #[serde(skip)]
     pub id: ViewId,
     pub name: String,
+    /// The entities' names, one per join key, in the order of `join_keys`.
     pub entities: Vec<String>,
     /// The view's join keys in declaration order.
     pub join_keys: Vec<JoinKey>,
@@ -184,6 +199,15 @@ pub struct PushSource {
     pub feature_views: Vec<String>,
     #[serde(skip)]
     pub views: Vec<ViewId>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSource {
+    pub name: String,
+    /// Names of the feature views that name this source.
+    pub feature_views: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
@@ -249,6 +273,7 @@ pub struct Registry {
     #[serde(serialize_with = "without_retired")]
     pub feature_views: Vec<FeatureView>,
     pub push_sources: Vec<PushSource>,
+    pub batch_sources: Vec<BatchSource>,
     pub feature_services: Vec<FeatureService>,
     #[serde(skip)]
     index: Index,
@@ -384,6 +409,25 @@ impl Registry {
             });
         }
 
+        let mut batch_sources: Vec<BatchSource> = Vec::new();
+        for (i, decl) in file.batch_sources.into_iter().enumerate() {
+            let key = format!("batch_sources[{i}].name");
+            check_name(&decl.name).map_err(|p| invalid(key.clone(), p))?;
+            if push_sources.iter().any(|p| p.name == decl.name)
+                || batch_sources.iter().any(|b| b.name == decl.name)
+            {
+                return Err(invalid(
+                    key,
+                    format!("source '{}' is declared twice", decl.name),
+                ));
+            }
+            batch_sources.push(BatchSource {
+                name: decl.name,
+                feature_views: Vec::new(),
+                description: decl.description,
+            });
+        }
+
         let mut views: Vec<FeatureView> = Vec::new();
         for (i, decl) in file.feature_views.into_iter().enumerate() {
             let key = |k: &str| format!("feature_views[{i}].{k}");
@@ -421,6 +465,17 @@ impl Registry {
                     name: entity.join_key.clone(),
                     value_type: join_key_types[&entity.join_key],
                 });
+            }
+            for (column, setting) in [
+                (&decl.timestamp_field, "timestamp_field"),
+                (&decl.created_timestamp_column, "created_timestamp_column"),
+            ] {
+                if join_keys.iter().any(|k| &k.name == column) {
+                    return Err(invalid(
+                        key(setting),
+                        format!("'{column}' is a join key of feature view '{}': every row's key would be read as its time; name the timestamp column", decl.name),
+                    ));
+                }
             }
             if decl.fields.is_empty() {
                 return Err(invalid(
@@ -486,8 +541,14 @@ impl Registry {
                 if let Some(ps) = push_sources.iter_mut().find(|p| &p.name == source) {
                     ps.views.push(id);
                     ps.feature_views.push(decl.name.clone());
+                } else if let Some(bs) = batch_sources.iter_mut().find(|b| &b.name == source) {
+                    bs.feature_views.push(decl.name.clone());
+                } else {
+                    return Err(invalid(
+                        key("source"),
+                        format!("feature view '{}' names source '{source}', which is neither a push source nor a batch source: declare it under [[push_sources]] (pushed to featgrid) or [[batch_sources]] (written with write-to-online-store)", decl.name),
+                    ));
                 }
-                // A source that is not a push source is a batch source: fine, nothing to wire.
             }
             views.push(FeatureView {
                 id,
@@ -512,7 +573,11 @@ impl Registry {
             }
         }
 
+        checks::one_role_per_column(&views, &push_sources)
+            .map_err(|(key, problem)| invalid(key, problem))?;
+
         let mut registry = Registry::from_parts(entities, views, push_sources, Vec::new());
+        registry.batch_sources = batch_sources;
 
         for (i, decl) in file.feature_services.into_iter().enumerate() {
             let key = format!("feature_services[{i}]");
@@ -529,6 +594,9 @@ impl Registry {
             }
             let mut refs = Vec::new();
             let mut aliases = Vec::new();
+            // Where each feature (under its alias) was listed, to name both places of a
+            // duplicate.
+            let mut listed: HashMap<(FeatureRef, Option<String>), usize> = HashMap::new();
             for (j, item) in decl.features.iter().enumerate() {
                 let resolved = if item.contains(':') {
                     registry.resolve_ref(item).map(|r| vec![r])
@@ -542,6 +610,14 @@ impl Registry {
                 let resolved =
                     resolved.map_err(|e| invalid(format!("{key}.features[{j}]"), e.to_string()))?;
                 let alias = decl.aliases.get(j).cloned().flatten();
+                for &r in &resolved {
+                    if let Some(first) = listed.insert((r, alias.clone()), j) {
+                        return Err(invalid(
+                            format!("{key}.features[{j}]"),
+                            format!("feature service '{}' lists '{}' twice (also in features[{first}]): list each feature once", decl.name, registry.ref_name(r)),
+                        ));
+                    }
+                }
                 aliases.extend(std::iter::repeat_n(alias, resolved.len()));
                 refs.extend(resolved);
             }
@@ -576,6 +652,7 @@ impl Registry {
             entities,
             feature_views,
             push_sources,
+            batch_sources: Vec::new(),
             feature_services,
             index: Index::default(),
         };

@@ -202,6 +202,7 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
     }
 
     let mut merged = Registry::from_parts(fresh.entities.clone(), views, push_sources, services);
+    merged.batch_sources = fresh.batch_sources.clone();
     merged.loaded_from = fresh.loaded_from.clone();
     merged.loaded_from.refused = refused;
     (merged, changes)

@@ -5,7 +5,13 @@
 //! - `POST /get-online-features` `{features | feature_service, entities, full_feature_names}`:
 //!   Feast's column-major answer, rendered straight into one buffer.
 //!
-//! Unknown request fields are ignored, as Feast does.
+//! Unknown request fields are ignored, as Feast does. As Feast also does: a single value in
+//! `df` is repeated for every row ([`frame`]); Python's bare `NaN`/`Infinity` tokens are read
+//! for float features ([`crate::value::nonfinite`]); an empty `features` beside a
+//! `feature_service` is not given; entity names stand for join keys in `entities`
+//! ([`super::lookup`]); `include_feature_view_version_metadata` lists the views read.
+
+use std::borrow::Cow;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -17,14 +23,19 @@ use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
 use crate::value::cell::JsonCell;
+use crate::value::{nonfinite, Cell};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
+
+/// A `df` as Feast reads it (into a pandas DataFrame): a column is a list with one value per
+/// row, or a single value that is repeated for every row ([`frame`]).
+pub type Columns<'a> = indexmap::IndexMap<String, JsonCell<'a>>;
 
 /// The body of `POST /push`; cells borrow their strings from the body.
 #[derive(Debug, Deserialize)]
 pub struct PushRequest<'a> {
     pub push_source_name: String,
     #[serde(borrow)]
-    pub df: Frame<JsonCell<'a>>,
+    pub df: Columns<'a>,
     #[serde(default)]
     pub to: Option<String>,
 }
@@ -33,7 +44,7 @@ pub struct PushRequest<'a> {
 struct WriteRequest<'a> {
     feature_view_name: String,
     #[serde(borrow)]
-    df: Frame<JsonCell<'a>>,
+    df: Columns<'a>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +57,8 @@ struct ReadRequest<'a> {
     entities: Frame<JsonCell<'a>>,
     #[serde(default)]
     full_feature_names: bool,
+    #[serde(default)]
+    include_feature_view_version_metadata: bool,
 }
 
 /// Where a push's `to` sends its rows (Feast's default is `online`).
@@ -69,12 +82,15 @@ pub fn push_destination(to: Option<&str>) -> Result<Destination, ApiError> {
     }
 }
 
-/// Resolves `features` or `feature_service` (exactly one must be given).
+/// Resolves `features` or `feature_service` (exactly one must be given). An empty `features`
+/// beside a service is not given: Feast's request model defaults `features` to `[]`, so
+/// generated clients send both.
 pub fn resolve_features(
     registry: &Registry,
     features: Option<&[String]>,
     service: Option<&str>,
 ) -> Result<Selection, ApiError> {
+    let features = features.filter(|f| !f.is_empty() || service.is_none());
     match (features, service) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "ambiguous_features",
@@ -101,17 +117,46 @@ pub fn resolve_features(
     }
 }
 
+/// The body as JSON text, with Python's bare `NaN`, `Infinity` and `-Infinity` tokens made
+/// readable as floats ([`nonfinite`]).
+fn json_text(body: &[u8]) -> Cow<'_, [u8]> {
+    nonfinite::mark_non_finite(body).map_or(Cow::Borrowed(body), Cow::Owned)
+}
+
+/// The columns as lists of one value per row: a single value beside list columns is repeated
+/// for every row, as pandas does when Feast builds its DataFrame. (Lists of different lengths
+/// are left for [`super::rows::row_count`] to refuse.)
+pub fn frame(df: Columns<'_>) -> Result<Frame<JsonCell<'_>>, ApiError> {
+    let Some(rows) = df.values().find_map(|c| c.as_list().map(<[_]>::len)) else {
+        if df.is_empty() {
+            return Ok(Frame::new());
+        }
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "every column of df is a single value: give the columns as lists, one value per row (a single value beside them is repeated for every row)",
+        ));
+    };
+    Ok(df
+        .into_iter()
+        .map(|(name, column)| match column {
+            JsonCell::List(values) => (name, values),
+            single => (name, vec![single; rows]),
+        })
+        .collect())
+}
+
 pub async fn push(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
-    let request: PushRequest = parse_json(&body)?;
+    let text = json_text(&body);
+    let request: PushRequest = parse_json(&text)?;
     let registry = state.registry.current();
     let source = registry.push_source(&request.push_source_name)?;
     let dest = push_destination(request.to.as_deref())?;
-    write_rows(&state, &source.views, &request.df, dest).await?;
+    write_rows(&state, &source.views, &frame(request.df)?, dest).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -121,10 +166,11 @@ pub async fn write_to_online_store(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
-    let request: WriteRequest = parse_json(&body)?;
+    let text = json_text(&body);
+    let request: WriteRequest = parse_json(&text)?;
     let registry = state.registry.current();
     let view = registry.view(&request.feature_view_name)?;
-    write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
+    write_rows(&state, &[view.id], &frame(request.df)?, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("null"))
@@ -136,12 +182,17 @@ pub async fn get_online_features(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
-    let request: ReadRequest = parse_json(&body)?;
+    let text = json_text(&body);
+    let request: ReadRequest = parse_json(&text)?;
+    let registry = state.registry.current();
     let selection = resolve_features(
-        &state.registry.current(),
+        &registry,
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
+    let views = request
+        .include_feature_view_version_metadata
+        .then(|| view_names(&registry, &selection));
     let found = lookup(
         &state,
         selection,
@@ -149,21 +200,41 @@ pub async fn get_online_features(
         request.full_feature_names,
     )
     .await?;
-    let body = render(&found, &request.entities)?;
+    let body = render(&found, &request.entities, views.as_deref())?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
 }
 
-/// Feast's column-major JSON: join-key columns first, then one column per feature.
-fn render(found: &Lookup<'_>, entities: &Frame<JsonCell<'_>>) -> Result<Vec<u8>, ApiError> {
+/// The views a selection reads (under their alias in a feature service, as Feast names them),
+/// in order of first appearance: Feast's `feature_view_metadata`.
+fn view_names(registry: &Registry, selection: &Selection) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, r) in selection.refs.iter().enumerate() {
+        let alias = selection.aliases.get(i).and_then(Option::as_deref);
+        let name = alias.unwrap_or(&registry.feature_views[r.view].name);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Feast's column-major JSON: join-key columns first, then one column per feature. With
+/// `views`, the metadata also lists them as Feast's `feature_view_metadata` (featgrid has no
+/// view versions: Feast leaves version 0 out, and so does featgrid).
+fn render(
+    found: &Lookup<'_>,
+    entities: &Frame<JsonCell<'_>>,
+    views: Option<&[String]>,
+) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
     let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
     out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");
     let names = found
         .echoed
         .iter()
-        .map(|e| e.name)
+        .map(|e| e.name.as_str())
         .chain(found.names.iter().map(String::as_str));
     for (i, name) in names.enumerate() {
         if i > 0 {
@@ -171,7 +242,18 @@ fn render(found: &Lookup<'_>, entities: &Frame<JsonCell<'_>>) -> Result<Vec<u8>,
         }
         render_str(name, &mut out);
     }
-    out.extend_from_slice(b"]},\"results\":[");
+    out.push(b']');
+    if let Some(views) = views {
+        out.extend_from_slice(b",\"feature_view_metadata\":[");
+        for (i, name) in views.iter().enumerate() {
+            comma(&mut out, i);
+            out.extend_from_slice(b"{\"name\":");
+            render_str(name, &mut out);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"},\"results\":[");
     let mut scratch = Vec::new();
     for (c, key) in found.echoed.iter().enumerate() {
         if c > 0 {

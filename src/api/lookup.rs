@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
 use crate::error::ApiError;
 use crate::grid::coordinator::GridError;
 use crate::grid::partition::{PartitionError, ReadBatch, ReadOutput, RowLayout, RowRef};
-use crate::registry::{FeatureRef, Registry, ViewId};
+use crate::registry::{FeatureRef, FeatureView, Registry, ViewId};
 use crate::value::{encode_key_value, now_micros, Cell, Micros, ValueType};
 
 /// Feast's status of one value.
@@ -35,7 +35,10 @@ impl Status {
 
 /// A join-key column echoed at the front of the answer.
 pub struct EchoedKey<'r> {
-    pub name: &'r str,
+    /// The join key: the column's name in the answer.
+    pub name: String,
+    /// The column's name in the request: the join key, or the entity's name.
+    pub given: &'r str,
     pub ty: ValueType,
     /// Index of the column in the request's entities.
     pub column: usize,
@@ -114,8 +117,46 @@ pub fn echo_value<'b, C: Cell>(
 ) -> Result<&'b [u8], ApiError> {
     scratch.clear();
     let range: Range<usize> =
-        encode_key_value(key.ty, value, scratch).map_err(|e| invalid_value(key.name, row, e))?;
+        encode_key_value(key.ty, value, scratch).map_err(|e| invalid_value(key.given, row, e))?;
     Ok(&scratch[range])
+}
+
+/// The request's column for join key `k` of `view`: (its index, its name, its values). By
+/// the join key; or, as Feast still accepts with a deprecation warning, by the entity's name
+/// (logged once per process).
+fn key_column<'e, C>(
+    entities: &'e Frame<C>,
+    view: &FeatureView,
+    k: usize,
+) -> Result<(usize, &'e str, &'e [C]), ApiError> {
+    static ENTITY_NAME_USED: Once = Once::new();
+    let join_key = &view.join_keys[k].name;
+    let entity = &view.entities[k];
+    let by_key = entities.get_full(join_key.as_str());
+    let by_entity = (entity != join_key)
+        .then(|| entities.get_full(entity.as_str()))
+        .flatten();
+    match (by_key, by_entity) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("entities gives both '{join_key}' and '{entity}', the name of its entity: give the join key '{join_key}' once"),
+        )),
+        (Some((i, name, values)), None) | (None, Some((i, name, values))) => {
+            if name != join_key {
+                ENTITY_NAME_USED.call_once(|| {
+                    tracing::warn!(entity = %entity, join_key = %join_key, "entities keyed by entity name instead of join key: accepted as Feast does, but deprecated there; send join keys");
+                });
+            }
+            Ok((i, name.as_str(), values.as_slice()))
+        }
+        (None, None) => Err(ApiError::bad_request(
+            "missing_join_key",
+            format!(
+                "entities has no column '{join_key}', a join key of feature view '{}'",
+                view.name
+            ),
+        )),
+    }
 }
 
 /// Looks up `refs` for every entity row.
@@ -174,28 +215,28 @@ pub async fn lookup<'s, C: Cell>(
         "max_entities_per_request",
     )?;
 
-    // Route every (view, row) key to its shard; remember where each went.
+    // Route every (view, row) key to its shard; remember where each went. The join-key
+    // columns of the views involved are echoed at the front, in the request's order.
     let router = state.grid.router();
     let limit = state.limits.max_answer_bytes;
     let mut per_shard = vec![ReadBatch::with_limit(limit); router.shards()];
     let mut located: Vec<(u32, u32)> = Vec::with_capacity(involved.len() * rows);
+    let mut echoed: Vec<EchoedKey> = Vec::new();
     let mut key = Vec::with_capacity(64);
     for &view_id in &involved {
         let view = &views[view_id];
-        let key_columns = view
-            .join_keys
-            .iter()
+        let key_columns = (0..view.join_keys.len())
             .map(|k| {
-                let values = entities.get(&k.name).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "missing_join_key",
-                        format!(
-                            "entities has no column '{}', a join key of feature view '{}'",
-                            k.name, view.name
-                        ),
-                    )
-                })?;
-                Ok((k.name.as_str(), values.as_slice()))
+                let (column, given, values) = key_column(entities, view, k)?;
+                if !echoed.iter().any(|e| e.column == column) {
+                    echoed.push(EchoedKey {
+                        name: view.join_keys[k].name.clone(),
+                        given,
+                        ty: view.join_keys[k].value_type,
+                        column,
+                    });
+                }
+                Ok((given, values))
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         let order = key_order(view);
@@ -213,22 +254,7 @@ pub async fn lookup<'s, C: Cell>(
     if answer_bytes > limit {
         return Err(GridError::from(PartitionError::AnswerTooLarge { limit }).into());
     }
-
-    // The echoed join-key columns: those of the entities that some requested view uses.
-    let echoed = entities
-        .iter()
-        .enumerate()
-        .filter_map(|(column, (name, _))| {
-            involved.iter().find_map(|&v| {
-                let k = views[v].join_keys.iter().find(|k| &k.name == name)?;
-                Some(EchoedKey {
-                    name: name.as_str(),
-                    ty: k.value_type,
-                    column,
-                })
-            })
-        })
-        .collect();
+    echoed.sort_by_key(|e| e.column);
 
     Ok(Lookup {
         names,

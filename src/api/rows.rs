@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
 use crate::persist::wal::{self, Destination, WalError};
 use crate::registry::{FeatureView, ViewId};
-use crate::value::{encode_key_value, encode_value, timestamp_of, Cell, ValueError};
+use crate::value::{encode_key_value, encode_value, is_missing, timestamp_of, Cell, ValueError};
 use actix_web::http::StatusCode;
 
 /// The number of rows in a data frame: every column must have the same length.
@@ -154,10 +154,10 @@ pub async fn write_rows<C: Cell>(
             batch.start_row(layout, &key, event_ts, created_ts);
             for (i, values) in fields.iter().enumerate() {
                 let value = &values[row];
-                if value.is_null() {
+                let field = &view.fields[i];
+                if is_missing(field.dtype, value) {
                     continue;
                 }
-                let field = &view.fields[i];
                 batch
                     .encode_field(layout, i, |out| encode_value(field.dtype, value, out))
                     .map_err(|e| invalid_value(&field.name, row, e))?;

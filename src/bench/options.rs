@@ -230,6 +230,12 @@ impl Options {
             if !(rate.is_finite() && rate > 0.0) {
                 return invalid("--rate", format!("{rate} is not a positive rate"));
             }
+            if self.workload == Workload::Freshness {
+                return invalid(
+                    "--rate",
+                    "does not apply to the freshness workload: each connection runs one probe after another (give --connections)".into(),
+                );
+            }
         }
         if let Some(s) = self.zipf {
             if !(s.is_finite() && s > 0.0) {
@@ -266,6 +272,16 @@ impl Options {
                 ),
             );
         }
+        for (option, d) in [
+            ("--warmup", self.warmup),
+            ("--duration", self.duration),
+            ("--timeout", self.timeout),
+            ("--probe-timeout", self.probe_timeout),
+        ] {
+            if let Err(problem) = within_bound(d) {
+                return invalid(option, problem);
+            }
+        }
         if self.duration.is_zero() {
             return invalid("--duration", "must be longer than 0s".into());
         }
@@ -279,14 +295,32 @@ impl Options {
     }
 }
 
-/// Parses a duration: plain seconds (`5`, `0.5`) or humantime (`30s`, `2m`, `500ms`).
+/// The longest warmup, run or timeout: 30 days. Longer is not meant, and far longer would
+/// overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Parses a duration: plain seconds (`5`, `0.5`) or humantime (`30s`, `2m`, `500ms`), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
-    if let Ok(secs) = trimmed.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("'{trimmed}' is not a duration: expected seconds >= 0"));
+    let d = match trimmed.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("'{trimmed}' is not a duration: expected seconds >= 0"))?,
+        Err(_) => crate::registry::parse_duration(trimmed)?,
+    };
+    within_bound(d).map_err(|problem| format!("'{trimmed}': {problem}"))
+}
+
+fn within_bound(d: Duration) -> Result<Duration, String> {
+    if d <= MAX_DURATION {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{:.0} s is longer than the limit of 30 days ({} s)",
+            d.as_secs_f64(),
+            MAX_DURATION.as_secs()
+        ))
     }
-    crate::registry::parse_duration(trimmed)
 }
 
 #[cfg(test)]
@@ -303,6 +337,14 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
+        assert_eq!(parse_duration("30d").unwrap(), MAX_DURATION);
+        for long in ["1e19", "2592001", "31d", "1000000000y"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(
+                e.contains("longer than the limit of 30 days"),
+                "{long}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -431,6 +473,21 @@ mod tests {
                 ..Options::default()
             },
             "--max-requests",
+        );
+        check(
+            Options {
+                workload: Workload::Freshness,
+                load: Load::Open { rate: 10.0 },
+                ..Options::default()
+            },
+            "--rate",
+        );
+        check(
+            Options {
+                probe_timeout: Duration::from_secs(u64::MAX),
+                ..Options::default()
+            },
+            "--probe-timeout",
         );
         Options::default().validate().unwrap();
     }

@@ -30,7 +30,11 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     // The setup line, wrapped to the width (about 6.5 px per character at 12 px).
     let details = wrap(&s.describe(), ((WIDTH - LEFT) / 6.5) as usize);
-    let header = HEADER + 16.0 * (details.len().max(1) - 1) as f64;
+    let warning = report
+        .unsent_warning()
+        .map(|w| wrap(&w, ((WIDTH - LEFT) / 6.5) as usize))
+        .unwrap_or_default();
+    let header = HEADER + 16.0 * (details.len().max(1) - 1 + warning.len()) as f64;
     let height = header + BLOCK * report.operations.len().max(1) as f64;
     let _ = writeln!(
         out,
@@ -47,6 +51,14 @@ pub fn render(report: &Report) -> String {
             out,
             r##"<text x="{LEFT}" y="{}" fill="#444">{}</text>"##,
             40.0 + 16.0 * i as f64,
+            escape(line)
+        );
+    }
+    for (i, line) in warning.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT}" y="{}" fill="{MAX}" font-weight="bold">{}</text>"#,
+            40.0 + 16.0 * (details.len() + i) as f64,
             escape(line)
         );
     }
@@ -365,6 +377,22 @@ mod tests {
             assert!(svg.contains(&format!(">{label}<")), "no {label}");
         }
         // Well-formed enough: every element opened is closed.
+        assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn requests_never_sent_are_on_the_plot_as_in_the_table() {
+        let mut r = report();
+        assert!(!render(&r).contains("never sent"));
+        r.unsent = 42;
+        let svg = render(&r);
+        assert!(r
+            .table()
+            .contains("warning: 42 scheduled requests were never sent"));
+        assert!(
+            svg.contains("warning: 42 scheduled requests were never sent"),
+            "{svg}"
+        );
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
     }
 

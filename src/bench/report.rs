@@ -339,14 +339,18 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "errors, {}: {}", op.op.name(), kinds.join(", "));
         }
-        if self.unsent > 0 {
-            let _ = writeln!(
-                out,
-                "warning: {} scheduled requests were never sent (every connection was busy): the latencies understate; raise --connections",
-                self.unsent
-            );
+        if let Some(warning) = self.unsent_warning() {
+            let _ = writeln!(out, "{warning}");
         }
         out
+    }
+
+    /// The warning the table and the plot carry when open-loop requests were never sent.
+    pub fn unsent_warning(&self) -> Option<String> {
+        (self.unsent > 0).then(|| format!(
+            "warning: {} scheduled requests were never sent (every connection was busy): the latencies understate; raise --connections",
+            self.unsent
+        ))
     }
 }
 

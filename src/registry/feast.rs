@@ -403,6 +403,7 @@ fn declarations(
         entities,
         feature_views,
         push_sources,
+        batch_sources: Vec::new(),
         feature_services,
     };
     Ok((decls, not_served))

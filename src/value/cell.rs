@@ -8,7 +8,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
-use super::{Cell, Micros, ValueError};
+use super::json::{base64_bytes, float_text, shorten, timestamp_text, JsonNumber};
+use super::{nonfinite, Cell, Micros, ValueError};
 
 /// A JSON value from a request body. Objects are not a value featgrid stores; they are kept
 /// only as a marker, for the error message.
@@ -20,6 +21,9 @@ pub enum JsonCell<'a> {
     /// An integer above `i64::MAX`.
     UInt(u64),
     Float(f64),
+    /// Python's bare `NaN`, `Infinity` or `-Infinity`, through a marker object
+    /// ([`super::nonfinite`]).
+    NonFinite(f64),
     Str(Cow<'a, str>),
     List(Vec<JsonCell<'a>>),
     Object,
@@ -89,14 +93,31 @@ impl<'de: 'a, 'a> Visitor<'de> for CellVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cell = JsonCell::Object;
+        if let Some(key) = map.next_key::<String>()? {
+            if key == nonfinite::MARKER_KEY {
+                let token = map.next_value::<String>()?;
+                cell = nonfinite::from_text(&token).map_or(cell, JsonCell::NonFinite);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(JsonCell::Object)
+        Ok(cell)
     }
 }
 
 impl JsonCell<'_> {
-    /// The same value as a `serde_json::Value` (objects become `{}`): one place for the
-    /// number and text rules, shared with [`Cell`] for `Value`.
+    fn number(&self) -> Option<JsonNumber> {
+        match *self {
+            JsonCell::Int(i) => Some(JsonNumber::Int(i)),
+            JsonCell::UInt(u) => Some(JsonNumber::UInt(u)),
+            JsonCell::Float(f) => Some(JsonNumber::Float(f)),
+            _ => None,
+        }
+    }
+
+    /// The same value as a `serde_json::Value` (objects become `{}`), for messages.
     fn to_json(&self) -> Json {
         match self {
             JsonCell::Null => Json::Null,
@@ -104,6 +125,7 @@ impl JsonCell<'_> {
             JsonCell::Int(i) => Json::from(*i),
             JsonCell::UInt(u) => Json::from(*u),
             JsonCell::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            JsonCell::NonFinite(f) => Json::String(nonfinite::text_of(*f).into()),
             JsonCell::Str(s) => Json::String(s.to_string()),
             JsonCell::List(items) => Json::Array(items.iter().map(JsonCell::to_json).collect()),
             JsonCell::Object => Json::Object(Default::default()),
@@ -120,20 +142,16 @@ impl<'a> Cell for JsonCell<'a> {
 
     fn as_integer(&self) -> Option<i64> {
         match self {
-            JsonCell::Int(i) => Some(*i),
-            JsonCell::Float(_) | JsonCell::UInt(_) => self.to_json().as_integer(),
             JsonCell::Str(s) => s.trim().parse::<i64>().ok(),
-            _ => None,
+            _ => self.number()?.as_integer(),
         }
     }
 
     fn as_float(&self) -> Option<f64> {
         match self {
-            JsonCell::Int(i) => Some(*i as f64),
-            JsonCell::UInt(u) => Some(*u as f64),
-            JsonCell::Float(f) => Some(*f),
-            JsonCell::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-            _ => None,
+            JsonCell::Str(s) => float_text(s),
+            JsonCell::NonFinite(f) => Some(*f),
+            _ => Some(self.number()?.as_float()),
         }
     }
 
@@ -147,30 +165,27 @@ impl<'a> Cell for JsonCell<'a> {
     fn as_text(&self, key: bool) -> Option<Cow<'_, str>> {
         match self {
             JsonCell::Str(s) => Some(Cow::Borrowed(s)),
-            JsonCell::Int(_) | JsonCell::UInt(_) | JsonCell::Float(_) if key => {
-                Some(Cow::Owned(self.to_json().to_string()))
-            }
+            _ if key => Some(Cow::Owned(self.number()?.to_string())),
             _ => None,
         }
     }
 
     fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
         match self {
-            JsonCell::Str(s) => Json::String(s.to_string())
-                .as_bytes()
-                .map(|r| r.map(|b| Cow::Owned(b.into_owned()))),
+            JsonCell::Str(s) => Some(base64_bytes(s)),
             _ => None,
         }
     }
 
     fn as_timestamp(&self) -> Result<Micros, ValueError> {
         match self {
-            JsonCell::Str(s) => {
-                super::parse_timestamp_text(s).ok_or_else(|| ValueError::BadTimestamp {
+            JsonCell::Str(s) => timestamp_text(s, || self.describe()),
+            _ => match self.number() {
+                Some(n) => n.as_timestamp(),
+                None => Err(ValueError::BadTimestamp {
                     got: self.describe(),
-                })
-            }
-            _ => self.to_json().as_timestamp(),
+                }),
+            },
         }
     }
 
@@ -182,7 +197,14 @@ impl<'a> Cell for JsonCell<'a> {
     }
 
     fn describe(&self) -> String {
-        self.to_json().describe()
+        match self {
+            JsonCell::NonFinite(f) => nonfinite::text_of(*f).into(),
+            _ => shorten(self.to_json().to_string()),
+        }
+    }
+
+    fn is_inexact_integer(&self) -> bool {
+        self.number().is_some_and(JsonNumber::is_inexact_integer)
     }
 
     fn is_nat(&self) -> bool {
@@ -224,12 +246,75 @@ mod tests {
         assert!(parsed[9].as_integer().is_none() && parsed[9].as_text(true).is_none());
     }
 
+    #[test]
+    fn python_nan_and_infinity_are_floats_only_where_a_float_is_expected() {
+        use crate::value::nonfinite::mark_non_finite;
+        use crate::value::{encode_key_value, encode_value, is_missing, render_json, ValueType};
+        let body = mark_non_finite(br#"[NaN, Infinity, -Infinity, [1.5, NaN], {"x": 1}]"#).unwrap();
+        let parsed: Vec<JsonCell> = serde_json::from_slice(&body).unwrap();
+        let ty = |t: &str| ValueType::parse(t).unwrap();
+        assert!(matches!(parsed[0], JsonCell::NonFinite(f) if f.is_nan()));
+        assert_eq!(
+            parsed[1..3],
+            [
+                JsonCell::NonFinite(f64::INFINITY),
+                JsonCell::NonFinite(f64::NEG_INFINITY)
+            ]
+        );
+        assert_eq!(parsed[4], JsonCell::Object);
+        // A scalar float NaN is a missing value (null); an infinity is stored as it is.
+        assert!(is_missing(ty("float32"), &parsed[0]) && is_missing(ty("float64"), &parsed[0]));
+        assert!(!is_missing(ty("float64"), &parsed[1]) && !is_missing(ty("int64"), &parsed[0]));
+        let stored = |t: &str, cell: &JsonCell| {
+            let mut bytes = Vec::new();
+            encode_value(ty(t), cell, &mut bytes).map(|()| {
+                let mut out = Vec::new();
+                render_json(ty(t), &bytes, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+        };
+        assert_eq!(stored("float32", &parsed[1]).unwrap(), r#""Infinity""#);
+        assert_eq!(stored("float64", &parsed[2]).unwrap(), r#""-Infinity""#);
+        assert_eq!(
+            stored("list<float64>", &parsed[3]).unwrap(),
+            r#"[1.5,"NaN"]"#
+        );
+        assert_eq!(
+            stored("list<float32>", &parsed[3]).unwrap(),
+            r#"[1.5,"NaN"]"#
+        );
+        // The strings answers carry are read back as the same floats.
+        let text = JsonCell::Str(Cow::Borrowed("-Infinity"));
+        assert_eq!(stored("float64", &text).unwrap(), r#""-Infinity""#);
+        // Anywhere else, a wrong value like any other.
+        for t in [
+            "int64",
+            "int32",
+            "string",
+            "bool",
+            "bytes",
+            "unix_timestamp",
+            "list<int64>",
+        ] {
+            let e = stored(t, &parsed[0]).unwrap_err().to_string();
+            assert!(
+                e.contains("got NaN") || e.contains("timestamp NaN"),
+                "{t}: {e}"
+            );
+        }
+        let e = encode_key_value(ty("string"), &parsed[1], &mut Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), "expected string, got Infinity");
+        // A finite value too large for float32 is still refused.
+        assert!(stored("float32", &JsonCell::Float(1e300)).is_err());
+    }
+
     proptest! {
         /// Every conversion gives what the same value as a `serde_json::Value` gives.
         #[test]
         fn agrees_with_serde_json_values(text in prop_oneof![
             Just("12".to_string()), Just("12.0".to_string()), Just("2.7".to_string()), Just("-9223372036854775808".to_string()),
-            Just("18446744073709551615".to_string()), Just("1e300".to_string()), Just("\"12\"".to_string()), Just("\"abc\"".to_string()),
+            Just("18446744073709551615".to_string()), Just("1e300".to_string()),
+            Just("12345678901234567.0".to_string()), Just("-9223372036854775809".to_string()), Just("1795600800000".to_string()), Just("\"12\"".to_string()), Just("\"abc\"".to_string()),
             Just("\"aGk=\"".to_string()), Just("\"NaT\"".to_string()), Just("\"2026-11-25T10:00:00Z\"".to_string()), Just("true".to_string()),
             Just("null".to_string()), Just("[1, 2]".to_string()), any::<i64>().prop_map(|i| i.to_string()),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
@@ -243,6 +328,7 @@ mod tests {
             prop_assert_eq!(cell.as_text(false), json.as_text(false));
             prop_assert_eq!(cell.as_timestamp(), json.as_timestamp());
             prop_assert_eq!(cell.is_nat(), json.is_nat());
+            prop_assert_eq!(cell.is_inexact_integer(), json.is_inexact_integer());
             prop_assert_eq!(cell.describe(), json.describe());
             prop_assert_eq!(cell.as_bytes().map(|r| r.map(|b| b.into_owned())), json.as_bytes().map(|r| r.map(|b| b.into_owned())));
         }

@@ -6,10 +6,90 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use serde_json::Value as Json;
 
+use super::nonfinite;
+use super::time::{timestamp_from_float_seconds, timestamp_from_seconds};
 use super::{
     le, parse_timestamp_text, stored_elements, write_timestamp, Cell, Micros, ScalarType,
     ValueError, ValueType,
 };
+
+/// A JSON number as the parser gives it: an integer literal exactly (as i64, or u64 above
+/// `i64::MAX`), anything with a fraction or exponent (or an integer beyond u64) as f64. The
+/// number rules live here, once for [`serde_json::Value`] and for the borrowed
+/// [`super::cell::JsonCell`]: an integer never passes through f64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JsonNumber {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+}
+
+/// Beyond this magnitude not every integer is a float64, so a float literal no longer stands
+/// for one exact integer.
+const EXACT_FLOAT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+
+impl JsonNumber {
+    /// The integer, without loss: integer literals within i64, and float literals that are
+    /// whole and within +-2^53 (pandas writes an int column with a null as `12.0`).
+    pub fn as_integer(self) -> Option<i64> {
+        match self {
+            JsonNumber::Int(i) => Some(i),
+            JsonNumber::UInt(_) => None,
+            JsonNumber::Float(f) => {
+                (f.fract() == 0.0 && f.abs() <= EXACT_FLOAT_INTEGERS).then_some(f as i64)
+            }
+        }
+    }
+
+    /// Whole, but not an integer without loss (see [`Cell::is_inexact_integer`]).
+    pub fn is_inexact_integer(self) -> bool {
+        self.as_integer().is_none() && self.as_float().fract() == 0.0
+    }
+
+    pub fn as_float(self) -> f64 {
+        match self {
+            JsonNumber::Int(i) => i as f64,
+            JsonNumber::UInt(u) => u as f64,
+            JsonNumber::Float(f) => f,
+        }
+    }
+
+    /// Unix seconds (fractions allowed), within years 1 to 9999.
+    pub fn as_timestamp(self) -> Result<Micros, ValueError> {
+        match self {
+            JsonNumber::Int(secs) => timestamp_from_seconds(secs),
+            JsonNumber::UInt(_) | JsonNumber::Float(_) => {
+                timestamp_from_float_seconds(self.as_float(), || self.to_string())
+            }
+        }
+    }
+}
+
+impl From<&serde_json::Number> for JsonNumber {
+    fn from(n: &serde_json::Number) -> JsonNumber {
+        if let Some(i) = n.as_i64() {
+            JsonNumber::Int(i)
+        } else if let Some(u) = n.as_u64() {
+            JsonNumber::UInt(u)
+        } else {
+            JsonNumber::Float(n.as_f64().unwrap_or(f64::NAN))
+        }
+    }
+}
+
+impl std::fmt::Display for JsonNumber {
+    /// The number as JSON text (serde_json's formatting: `12.0`, `1.2345678901234568e16`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            JsonNumber::Int(i) => write!(f, "{i}"),
+            JsonNumber::UInt(u) => write!(f, "{u}"),
+            JsonNumber::Float(v) => match serde_json::Number::from_f64(v) {
+                Some(n) => write!(f, "{n}"),
+                None => write!(f, "{v}"),
+            },
+        }
+    }
+}
 
 impl Cell for Json {
     type Item = Json;
@@ -20,15 +100,7 @@ impl Cell for Json {
 
     fn as_integer(&self) -> Option<i64> {
         match self {
-            Json::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    return Some(i);
-                }
-                let f = n.as_f64()?;
-                // pandas turns an int column with a null into floats (12.0): accept exact integers.
-                let in_range = f >= -(2f64.powi(63)) && f < 2f64.powi(63);
-                (f.fract() == 0.0 && in_range).then_some(f as i64)
-            }
+            Json::Number(n) => JsonNumber::from(n).as_integer(),
             Json::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         }
@@ -36,8 +108,8 @@ impl Cell for Json {
 
     fn as_float(&self) -> Option<f64> {
         match self {
-            Json::Number(n) => n.as_f64(),
-            Json::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            Json::Number(n) => Some(JsonNumber::from(n).as_float()),
+            Json::String(s) => float_text(s),
             _ => None,
         }
     }
@@ -55,38 +127,18 @@ impl Cell for Json {
     }
 
     fn as_bytes(&self) -> Option<Result<Cow<'_, [u8]>, ValueError>> {
-        let text = self.as_str()?;
-        Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map(Cow::Owned)
-                .map_err(|e| ValueError::BadBase64 {
-                    reason: e.to_string(),
-                }),
-        )
+        self.as_str().map(base64_bytes)
     }
 
     /// RFC 3339 or `YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]` text, or a number of Unix seconds
     /// (fractions allowed).
     fn as_timestamp(&self) -> Result<Micros, ValueError> {
-        let bad = || ValueError::BadTimestamp {
-            got: self.describe(),
-        };
         match self {
-            Json::Number(n) => {
-                if let Some(secs) = n.as_i64() {
-                    secs.checked_mul(1_000_000).ok_or_else(bad)
-                } else {
-                    let micros = (n.as_f64().ok_or_else(bad)? * 1e6).round();
-                    if micros.is_finite() && micros.abs() < 9.2e18 {
-                        Ok(micros as i64)
-                    } else {
-                        Err(bad())
-                    }
-                }
-            }
-            Json::String(s) => parse_timestamp_text(s).ok_or_else(bad),
-            _ => Err(bad()),
+            Json::Number(n) => JsonNumber::from(n).as_timestamp(),
+            Json::String(s) => timestamp_text(s, || self.describe()),
+            _ => Err(ValueError::BadTimestamp {
+                got: self.describe(),
+            }),
         }
     }
 
@@ -94,17 +146,48 @@ impl Cell for Json {
         self.as_array().map(Vec::as_slice)
     }
 
+    fn is_inexact_integer(&self) -> bool {
+        matches!(self, Json::Number(n) if JsonNumber::from(n).is_inexact_integer())
+    }
+
     fn is_nat(&self) -> bool {
         self.as_str() == Some("NaT")
     }
 
     fn describe(&self) -> String {
-        let text = self.to_string();
-        if text.len() > 40 {
-            format!("{}...", &text[..text.floor_char_boundary(40)])
-        } else {
-            text
-        }
+        shorten(self.to_string())
+    }
+}
+
+/// A float given as text: a decimal number, or `"NaN"`, `"Infinity"`, `"-Infinity"` as
+/// answers carry them.
+pub(crate) fn float_text(text: &str) -> Option<f64> {
+    let text = text.trim();
+    nonfinite::from_text(text).or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()))
+}
+
+pub(crate) fn base64_bytes(text: &str) -> Result<Cow<'static, [u8]>, ValueError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map(Cow::Owned)
+        .map_err(|e| ValueError::BadBase64 {
+            reason: e.to_string(),
+        })
+}
+
+pub(crate) fn timestamp_text(
+    text: &str,
+    describe: impl FnOnce() -> String,
+) -> Result<Micros, ValueError> {
+    parse_timestamp_text(text).ok_or_else(|| ValueError::BadTimestamp { got: describe() })
+}
+
+/// At most 40 bytes of a value's JSON text, for error messages.
+pub(crate) fn shorten(text: String) -> String {
+    if text.len() > 40 {
+        format!("{}...", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
     }
 }
 
@@ -163,7 +246,8 @@ fn render_f64(v: f64, out: &mut Vec<u8>) {
         // ryu writes 12.0 as "12.0", which is valid JSON and what Python's json writes too.
         out.extend_from_slice(text.as_bytes());
     } else {
-        out.extend_from_slice(b"null");
+        // Not JSON numbers: the strings of the protobuf JSON mapping, as Feast answers.
+        render_str(nonfinite::text_of(v), out);
     }
 }
 
@@ -243,6 +327,82 @@ mod tests {
             encode("string", json!(12)).is_err(),
             "a number is a string only for join keys"
         );
+    }
+
+    #[test]
+    fn integers_never_pass_through_f64() {
+        let parsed = |text: &str| serde_json::from_str::<Json>(text).unwrap();
+        for (text, stored) in [
+            ("9007199254740993", "9007199254740993"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("12.0", "12"),
+            ("1e3", "1000"),
+            ("-9007199254740992.0", "-9007199254740992"),
+        ] {
+            assert_eq!(round_trip("int64", parsed(text)), stored, "{text}");
+        }
+        for text in [
+            "12345678901234567.0",
+            "9007199254740994.0",
+            "-9223372036854775809",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1e19",
+        ] {
+            assert!(
+                matches!(
+                    encode("int64", parsed(text)),
+                    Err(ValueError::InexactInteger { .. })
+                ),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            encode("int32", parsed("4294967296.0")),
+            Err(ValueError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn numeric_timestamps_in_another_unit_name_the_unit() {
+        let message = |v: Json| v.as_timestamp().unwrap_err().to_string();
+        for (v, unit) in [
+            (json!(1_795_600_800_000i64), "milliseconds"),
+            (json!(1_795_600_800_000.5), "milliseconds"),
+            (json!(-1_795_600_800_000i64), "milliseconds"),
+            (json!(1_795_600_800_000_000i64), "microseconds"),
+            (json!(1_795_600_800_000_000_000i64), "nanoseconds"),
+        ] {
+            let m = message(v);
+            assert!(
+                m.contains(&format!("looks like {unit} since the epoch")),
+                "{m}"
+            );
+        }
+        let m = message(json!(1_795_600_800_000i64));
+        assert!(
+            m.starts_with("timestamp 1795600800000 is outside the years 1 to 9999 as Unix seconds")
+                && m.contains("(2026-11-25T10:00:00Z)"),
+            "{m}"
+        );
+        assert!(!message(json!(1e300)).contains("looks like"));
+        assert_eq!(
+            json!(253_402_300_799i64).as_timestamp(),
+            Ok(253_402_300_799_000_000)
+        );
+        assert_eq!(
+            json!(-62_135_596_800i64).as_timestamp(),
+            Ok(-62_135_596_800_000_000)
+        );
+        assert!(json!(253_402_300_800i64).as_timestamp().is_err());
+        // The last second of year 9999, and the first one past it, as floats.
+        assert_eq!(
+            json!(253_402_300_799.5).as_timestamp(),
+            Ok(253_402_300_799_500_000)
+        );
+        assert!(json!(253_402_300_800.5).as_timestamp().is_err());
+        assert!(json!(-62_135_596_801i64).as_timestamp().is_err());
+        assert!(json!(u64::MAX).as_timestamp().is_err());
     }
 
     #[test]

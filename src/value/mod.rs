@@ -17,6 +17,7 @@
 pub mod cell;
 pub mod json;
 pub mod native;
+pub mod nonfinite;
 mod time;
 
 use std::fmt;
@@ -147,14 +148,17 @@ pub enum ValueError {
     WrongType { expected: ValueType, got: String },
     #[error("{got} does not fit in {expected} without loss")]
     OutOfRange { expected: ValueType, got: String },
+    #[error("{got} is not an exact {expected}: a number with a fraction or exponent stands for an integer only when it is whole and within +-2^53 (9007199254740992), and an integer must fit in int64; send large integers as integer literals or strings")]
+    InexactInteger { expected: ValueType, got: String },
     #[error("invalid base64: {reason}")]
     BadBase64 { reason: String },
     #[error("invalid timestamp {got}: expected RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]' or Unix seconds")]
     BadTimestamp { got: String },
     #[error("list elements may not be null")]
     NullInList,
-    #[error("timestamp {got} is outside the years 1 to 9999")]
-    TimestampOutOfRange { got: String },
+    /// `hint`: for a number, what it would be in another unit.
+    #[error("timestamp {got} is outside the years 1 to 9999{hint}")]
+    TimestampOutOfRange { got: String, hint: String },
 }
 
 /// A value's timestamp (see [`Cell::as_timestamp`]), refused outside the years 1 to 9999:
@@ -166,6 +170,7 @@ pub fn timestamp_of<C: Cell>(value: &C) -> Result<Micros, ValueError> {
     } else {
         Err(ValueError::TimestampOutOfRange {
             got: value.describe(),
+            hint: String::new(),
         })
     }
 }
@@ -174,7 +179,8 @@ pub fn timestamp_of<C: Cell>(value: &C) -> Result<Micros, ValueError> {
 /// kind; the conversion rules themselves live in [`encode_value`], once for every form.
 pub trait Cell {
     fn is_null(&self) -> bool;
-    /// An integer, without loss (a JSON `12.0` or `"12"` is 12; `2.7` is not an integer).
+    /// An integer, without loss (a JSON `12.0` or `"12"` is 12; `2.7` is not an integer, nor
+    /// is `1.2345678901234568e16`: beyond 2^53 a float no longer stands for one integer).
     fn as_integer(&self) -> Option<i64>;
     fn as_float(&self) -> Option<f64>;
     fn as_bool(&self) -> Option<bool>;
@@ -188,19 +194,40 @@ pub trait Cell {
     fn as_list(&self) -> Option<&[Self::Item]>;
     /// A short description for error messages.
     fn describe(&self) -> String;
+    /// A whole number that is no integer without loss (a JSON float beyond 2^53, an integer
+    /// beyond int64): not the same mistake as 2.7 or "abc", so it gets its own message.
+    fn is_inexact_integer(&self) -> bool {
+        false
+    }
     /// pandas' "not a time", which the Feast SDK sends for a missing `created` value.
     fn is_nat(&self) -> bool {
         false
     }
 }
 
-/// Appends the stored encoding of a non-null `value` of type `ty` to `out`.
+/// Whether a feature value is stored as null: null itself, or NaN for a scalar float (pandas'
+/// missing float; Feast stores it as null too, see [`nonfinite`]).
+pub fn is_missing<C: Cell>(ty: ValueType, value: &C) -> bool {
+    value.is_null()
+        || (!ty.list
+            && matches!(ty.scalar, ScalarType::Float32 | ScalarType::Float64)
+            && value.as_float().is_some_and(f64::is_nan))
+}
+
+/// Appends the stored encoding of a `value` of type `ty` that is not [`is_missing`] to `out`.
 pub fn encode_value<C: Cell>(
     ty: ValueType,
     value: &C,
     out: &mut Vec<u8>,
 ) -> Result<(), ValueError> {
     if !ty.list {
+        if is_missing(ty, value) {
+            // Stored as null by the caller, never as a value.
+            return Err(ValueError::WrongType {
+                expected: ty,
+                got: value.describe(),
+            });
+        }
         return encode_scalar(ty.scalar, value, false, out);
     }
     let items = value.as_list().ok_or_else(|| ValueError::WrongType {
@@ -269,29 +296,34 @@ fn encode_scalar<C: Cell>(
         expected: ty,
         got: value.describe(),
     };
+    let integer = || {
+        value.as_integer().ok_or_else(|| {
+            if value.is_inexact_integer() {
+                ValueError::InexactInteger {
+                    expected: ty,
+                    got: value.describe(),
+                }
+            } else {
+                wrong()
+            }
+        })
+    };
     match scalar {
         ScalarType::Int32 => {
-            let v = value.as_integer().ok_or_else(wrong)?;
-            let v = i32::try_from(v).map_err(|_| out_of_range())?;
+            let v = i32::try_from(integer()?).map_err(|_| out_of_range())?;
             out.extend_from_slice(&v.to_le_bytes());
         }
-        ScalarType::Int64 => {
-            let v = value.as_integer().ok_or_else(wrong)?;
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        ScalarType::Int64 => out.extend_from_slice(&integer()?.to_le_bytes()),
         ScalarType::Float32 => {
-            let narrowed = value.as_float().ok_or_else(wrong)? as f32;
-            if !narrowed.is_finite() {
+            let v = value.as_float().ok_or_else(wrong)?;
+            let narrowed = v as f32;
+            if narrowed.is_infinite() && v.is_finite() {
                 return Err(out_of_range());
             }
             out.extend_from_slice(&narrowed.to_le_bytes());
         }
         ScalarType::Float64 => {
-            let v = value
-                .as_float()
-                .filter(|v| v.is_finite())
-                .ok_or_else(wrong)?;
-            out.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&value.as_float().ok_or_else(wrong)?.to_le_bytes())
         }
         ScalarType::Bool => out.push(u8::from(value.as_bool().ok_or_else(wrong)?)),
         ScalarType::String => {

@@ -1,8 +1,68 @@
-//! Timestamps: parsing the forms requests use, and RFC 3339 text without allocation.
+//! Timestamps: parsing the forms requests use, the range featgrid accepts, and RFC 3339 text
+//! without allocation.
+//!
+//! A number is Unix seconds. A number outside years 1 to 9999 is refused, and the error says
+//! which unit it would make sense in: pandas' `to_json` writes milliseconds, and other tools
+//! microseconds or nanoseconds.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
-use super::Micros;
+use super::{Micros, ValueError};
+
+/// `micros` when it lies within years 1 to 9999, what RFC 3339 can print.
+fn in_year_range(micros: Micros) -> Option<Micros> {
+    (MIN_TIMESTAMP..=MAX_TIMESTAMP)
+        .contains(&micros)
+        .then_some(micros)
+}
+
+/// A whole number of Unix seconds, refused outside years 1 to 9999 with the unit it would make
+/// sense in.
+pub fn timestamp_from_seconds(secs: i64) -> Result<Micros, ValueError> {
+    secs.checked_mul(1_000_000)
+        .and_then(in_year_range)
+        .ok_or_else(|| out_of_range(secs.to_string(), secs as f64))
+}
+
+/// Unix seconds with a fraction (rounded to the microsecond), refused outside years 1 to
+/// 9999 with the unit it would make sense in.
+pub fn timestamp_from_float_seconds(
+    secs: f64,
+    shown: impl FnOnce() -> String,
+) -> Result<Micros, ValueError> {
+    micros_in_range(secs).ok_or_else(|| out_of_range(shown(), secs))
+}
+
+/// Seconds as microseconds (rounded), when within years 1 to 9999.
+fn micros_in_range(secs: f64) -> Option<Micros> {
+    let micros = (secs * 1e6).round();
+    // `as` saturates, so far-off values stay out of range.
+    micros
+        .is_finite()
+        .then_some(micros as i64)
+        .and_then(in_year_range)
+}
+
+/// The error for a number of seconds outside the range, with a hint when the number reads as
+/// a date in milliseconds, microseconds or nanoseconds.
+fn out_of_range(got: String, secs: f64) -> ValueError {
+    const UNITS: [(&str, f64); 3] = [
+        ("milliseconds", 1e3),
+        ("microseconds", 1e6),
+        ("nanoseconds", 1e9),
+    ];
+    let unit = UNITS.iter().find_map(|&(unit, per_second)| {
+        let micros = micros_in_range(secs / per_second)?;
+        Some(format!(
+            "; it looks like {unit} since the epoch ({}): send Unix seconds or an RFC 3339 string",
+            format_timestamp(micros)
+        ))
+    });
+    ValueError::TimestampOutOfRange {
+        got,
+        hint: format!(" as Unix seconds{}", unit.unwrap_or_default()),
+    }
+}
 
 /// Parses RFC 3339 or `YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]` (`T` or a space between date and
 /// time; no offset means UTC) into microseconds since the epoch.

@@ -12,3 +12,4 @@ mod native;
 mod offline;
 mod semantics;
 mod support;
+mod validation;

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,6 +18,8 @@ pub struct Server {
     url: String,
     /// The temporary data directory, when the test did not give one.
     _data: Option<tempfile::TempDir>,
+    /// Its standard error, when the test collects it ([`Server::start_logged`]).
+    log: Option<Arc<Mutex<String>>>,
 }
 
 /// An HTTP answer: status, parsed JSON body (Null when empty or not JSON), raw text, request id.
@@ -44,17 +46,54 @@ impl Server {
         server
     }
 
+    /// The server with extra flags and environment variables, its standard error (the log,
+    /// at `FEATGRID_LOG=warn` unless `env` says otherwise) collected for [`Server::log`].
+    pub fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().expect("temporary data dir");
+        let mut server = Server::launch(data.path(), args, env, true);
+        server._data = Some(data);
+        server
+    }
+
+    /// What the server has logged so far (empty unless started with [`Server::start_logged`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|log| log.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     /// The server on the data directory `dir` (kept after it stops), with extra flags.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(dir, args, env, false)
+    }
+
+    fn launch(dir: &Path, args: &[&str], env: &[(&str, &str)], collect_log: bool) -> Server {
         let mut command = serve_command(dir, args);
         command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if collect_log {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("start featgrid");
+        let log = child.stderr.take().map(|stderr| {
+            let log = Arc::new(Mutex::new(String::new()));
+            let collected = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = collected.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+            log
+        });
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -80,6 +119,7 @@ impl Server {
             child,
             url,
             _data: None,
+            log,
         }
     }
 
