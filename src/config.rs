@@ -49,6 +49,13 @@ pub struct Settings {
     pub max_rows_per_push: usize,
     pub mailbox_capacity: usize,
     pub shard_timeout_ms: u64,
+    /// Security (README "Security"); paths from the `--config` file are relative to it.
+    pub auth_tokens: String,
+    pub metrics_require_auth: bool,
+    pub error_format: String,
+    /// `--insecure`: serve a non-loopback address without credentials (a flag, not a setting).
+    #[serde(skip)]
+    pub insecure: bool,
 }
 
 /// Values given as command-line flags; `None` leaves the lower layers' value.
@@ -63,6 +70,8 @@ pub struct Overrides {
     pub snapshot_interval: Option<String>,
     pub snapshot_keep: Option<usize>,
     pub recover: bool,
+    pub auth_tokens: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 impl Settings {
@@ -105,6 +114,13 @@ impl Settings {
                 table.insert(key, value);
             }
             registry_base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            for key in FILE_PATH_KEYS {
+                if let Some(toml::Value::String(p)) = table.get_mut(*key) {
+                    if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                        *p = registry_base.join(&*p).display().to_string();
+                    }
+                }
+            }
         }
         for (var, raw) in env {
             let Some(key) = var.strip_prefix("FEATGRID_") else {
@@ -125,6 +141,17 @@ impl Settings {
                         key: key.clone(),
                         problem: format!("'{raw}' is not a whole number"),
                     })?,
+                toml::Value::Boolean(_) => match raw.trim() {
+                    "true" | "1" => toml::Value::Boolean(true),
+                    "false" | "0" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            source_name: format!("environment variable {var}"),
+                            key: key.clone(),
+                            problem: format!("'{raw}' is not true or false"),
+                        })
+                    }
+                },
                 _ => toml::Value::String(raw),
             };
             table.insert(key, value);
@@ -164,6 +191,10 @@ impl Settings {
             settings.snapshot_keep = v;
         }
         settings.recover = flags.recover;
+        if let Some(v) = &flags.auth_tokens {
+            settings.auth_tokens = v.display().to_string();
+        }
+        settings.insecure = flags.insecure;
         settings.validate()?;
         let registry = if settings.registry.is_empty() {
             Registry::embedded()
@@ -179,7 +210,18 @@ impl Settings {
             key: key.into(),
             problem,
         };
-        self.bind_addr().map_err(|p| invalid("bind", p))?;
+        let bind = self.bind_addr().map_err(|p| invalid("bind", p))?;
+        crate::auth::check_exposure(bind, self.auth_configured(), self.insecure)
+            .map_err(|p| invalid("bind", p))?;
+        if !["featgrid", "feast"].contains(&self.error_format.as_str()) {
+            return Err(invalid(
+                "error_format",
+                format!(
+                    "'{}': expected \"featgrid\" or \"feast\"",
+                    self.error_format
+                ),
+            ));
+        }
         if !(1..=crate::grid::routing::SLOTS).contains(&self.shards) {
             return Err(invalid(
                 "shards",
@@ -247,6 +289,18 @@ impl Settings {
         })
     }
 
+    /// Whether any credential source is configured.
+    pub fn auth_configured(&self) -> bool {
+        !self.auth_tokens.is_empty()
+    }
+
+    pub fn auth_options(&self) -> crate::auth::AuthOptions {
+        crate::auth::AuthOptions {
+            tokens_file: (!self.auth_tokens.is_empty()).then(|| PathBuf::from(&self.auth_tokens)),
+            metrics_require_auth: self.metrics_require_auth,
+        }
+    }
+
     pub fn fsync_policy(&self) -> Result<crate::persist::wal::FsyncPolicy, String> {
         self.fsync.parse()
     }
@@ -275,6 +329,9 @@ impl Settings {
         }
     }
 }
+
+/// Settings naming files: relative ones in the `--config` file are relative to its directory.
+const FILE_PATH_KEYS: &[&str] = &["auth_tokens"];
 
 /// Settings that take seconds (an integer) or a duration string.
 const DURATION_KEYS: &[&str] = &["snapshot_interval"];

@@ -8,6 +8,7 @@
 //! assembled; the server and the tests use it alike.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod error;
@@ -22,10 +23,12 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::Service as _;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tracing::Instrument as _;
 
 use api::{admin, feast, native, AppState, Limits};
+use auth::{Auth, Need, Scope};
 use config::Settings;
 use grid::coordinator::{Coordinator, GridOptions, ShardThreads};
 use grid::partition::RowLayout;
@@ -36,7 +39,7 @@ use persist::ViewMeta;
 use registry::Registry;
 
 /// The actix-web application: every route, the JSON 404/405 answers, the request middleware
-/// (span with request id, metrics).
+/// (span with request id, metrics), and on each route the scope it needs ([`auth::require`]).
 pub fn build_app(
     state: web::Data<AppState>,
 ) -> App<
@@ -51,6 +54,12 @@ pub fn build_app(
     let metrics_state = state.clone();
     let resource =
         |path: &str| web::resource(path).default_service(web::to(api::method_not_allowed));
+    let guarded = |path: &str, need: Need| {
+        resource(path).wrap(from_fn(move |req, next| auth::require(need, req, next)))
+    };
+    let read = Need::Scope(Scope::Read);
+    let write = Need::Scope(Scope::Write);
+    let admin = Need::Scope(Scope::Admin);
     App::new()
         .app_data(state)
         .wrap_fn(move |req, service| {
@@ -59,6 +68,7 @@ pub fn build_app(
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+            let feast_errors = error::wants_feast_errors(req.headers(), state.feast_errors);
             let span = tracing::info_span!("request", id, method = %req.method(), route = %route);
             let response = service.call(req).instrument(span);
             async move {
@@ -75,29 +85,36 @@ pub fn build_app(
                     actix_web::http::header::HeaderName::from_static("x-request-id"),
                     actix_web::http::header::HeaderValue::from(id),
                 );
-                Ok(response)
+                Ok(if feast_errors {
+                    error::to_feast_error(response)
+                } else {
+                    response.map_into_left_body()
+                })
             }
         })
-        .service(resource("/push").route(web::post().to(feast::push)))
+        .service(guarded("/push", write).route(web::post().to(feast::push)))
         .service(
-            resource("/write-to-online-store").route(web::post().to(feast::write_to_online_store)),
+            guarded("/write-to-online-store", write)
+                .route(web::post().to(feast::write_to_online_store)),
         )
-        .service(resource("/get-online-features").route(web::post().to(feast::get_online_features)))
-        .service(resource("/native/v1/push").route(web::post().to(native::push)))
         .service(
-            resource("/native/v1/get-online-features")
+            guarded("/get-online-features", read).route(web::post().to(feast::get_online_features)),
+        )
+        .service(guarded("/native/v1/push", write).route(web::post().to(native::push)))
+        .service(
+            guarded("/native/v1/get-online-features", read)
                 .route(web::post().to(native::get_online_features)),
         )
         .service(resource("/health").route(web::get().to(admin::health)))
-        .service(resource("/registry").route(web::get().to(admin::registry)))
-        .service(resource("/stats").route(web::get().to(admin::stats)))
-        .service(resource("/metrics").route(web::get().to(admin::metrics)))
+        .service(guarded("/registry", admin).route(web::get().to(admin::registry)))
+        .service(guarded("/stats", admin).route(web::get().to(admin::stats)))
+        .service(guarded("/metrics", Need::Metrics).route(web::get().to(admin::metrics)))
         .service(
-            resource("/admin/snapshot")
+            guarded("/admin/snapshot", admin)
                 .route(web::get().to(admin::last_snapshot))
                 .route(web::post().to(admin::take_snapshot)),
         )
-        .service(resource("/admin/digest").route(web::get().to(admin::digest)))
+        .service(guarded("/admin/digest", admin).route(web::get().to(admin::digest)))
         .default_service(web::to(api::not_found))
 }
 
@@ -116,6 +133,8 @@ pub struct Running {
 pub enum StartError {
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -132,6 +151,7 @@ pub struct Prepared {
 /// inside an actix system. Blocks while restoring.
 pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, StartError> {
     let registry = Arc::new(registry);
+    let auth = Auth::load(settings.auth_options())?;
     let options = GridOptions {
         shards: settings.shards,
         shard_threads: settings.shard_threads,
@@ -215,6 +235,8 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_rows_per_push: settings.max_rows_per_push,
         },
         metrics: api::metrics::Metrics::new(),
+        auth,
+        feast_errors: settings.error_format == "feast",
     });
     Ok(Prepared {
         state,
@@ -231,6 +253,7 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         durability,
     } = prepare(settings, registry)?;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
+    let reload_state = state.clone();
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
         // Our own signal handling: actix's would stop the whole actix system (the shard
@@ -244,12 +267,40 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         shutdown_signal().await;
         handle.stop(true).await;
     });
+    reload_on_hangup(reload_state);
     Ok(Running {
         addr,
         server,
         shard_threads,
         durability,
     })
+}
+
+/// On every SIGHUP, re-reads the credentials (token file). A bad file is logged and the
+/// credentials in force stay. The handler is installed before this returns, so a SIGHUP
+/// after the server reports its address never takes the default action (exit).
+fn reload_on_hangup(state: web::Data<AppState>) {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: credentials reload only on restart");
+            return;
+        };
+        actix_rt::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match state.auth.reload() {
+                    Ok(tokens) => tracing::info!(tokens, "SIGHUP: credentials reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: credentials not reloaded; the previous ones stay in force"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Resolves on SIGTERM or SIGINT; the server then stops accepting and drains.

@@ -27,6 +27,29 @@ enum Command {
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
+    /// Manage bearer tokens for the token file (`auth_tokens`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token and the `[[token]]` lines to paste into the token file.
+    New {
+        /// Name shown in logs and metrics (never the secret).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: read, write, admin.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
+        scopes: Vec<featgrid::auth::Scope>,
+        /// Comma-separated feature views the token is limited to [default: all].
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<featgrid::auth::Scope, String> {
+    s.trim().parse()
 }
 
 #[derive(clap::Args)]
@@ -62,6 +85,12 @@ struct ServeArgs {
     /// the damaged part of the log, log what was skipped, then write a fresh snapshot.
     #[arg(long)]
     recover: bool,
+    /// Token file (TOML `[[token]]` entries); every route but /health then needs a token.
+    #[arg(long, value_name = "FILE")]
+    auth_tokens: Option<PathBuf>,
+    /// Serve a non-loopback address without any credentials configured.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(clap::Args)]
@@ -195,6 +224,30 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench(*args),
+        Command::Token(command) => token(command),
+    }
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    let TokenCommand::New {
+        name,
+        scopes,
+        views,
+    } = command;
+    match featgrid::auth::tokens::new_token() {
+        Ok((token, hash)) => {
+            println!("token (give it to the client; it is not stored anywhere):\n{token}\n");
+            println!("add to the token file (auth_tokens), then send SIGHUP or restart:\n");
+            print!(
+                "{}",
+                featgrid::auth::tokens::file_entry(&name, &hash, &scopes, &views)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid token: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -222,6 +275,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         snapshot_interval: args.snapshot_interval,
         snapshot_keep: args.snapshot_keep,
         recover: args.recover,
+        auth_tokens: args.auth_tokens,
+        insecure: args.insecure,
     };
     let (settings, registry) =
         match Settings::load(args.config.as_deref(), std::env::vars(), &flags) {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::lookup::{echo_value, lookup, Lookup};
 use super::rows::write_rows;
 use super::{parse_json, read_body, AppState, Frame};
+use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::{FeatureRef, Registry};
@@ -100,6 +101,7 @@ pub async fn push(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let request: PushRequest = parse_json(&body)?;
     let source = state.registry.push_source(&request.push_source_name)?;
+    check_views(&req, &state.registry, source.views.iter().copied())?;
     let dest = push_destination(request.to.as_deref())?;
     write_rows(&state, &source.views, &request.df, dest).await?;
     Ok(HttpResponse::Ok().finish())
@@ -113,6 +115,7 @@ pub async fn write_to_online_store(
     let body = read_body(&req, body, state.limits.max_body_bytes).await?;
     let request: WriteRequest = parse_json(&body)?;
     let view = state.registry.view(&request.feature_view_name)?;
+    check_views(&req, &state.registry, [view.id])?;
     write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -131,6 +134,7 @@ pub async fn get_online_features(
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
+    check_views(&req, &state.registry, refs.iter().map(|r| r.view))?;
     let found = lookup(&state, refs, &request.entities, request.full_feature_names).await?;
     let body = render(&found, &request.entities)?;
     Ok(HttpResponse::Ok()

@@ -49,6 +49,9 @@ pub struct AppState {
     pub offline: OfflineSink,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
+    pub auth: crate::auth::Auth,
+    /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.
+    pub feast_errors: bool,
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.

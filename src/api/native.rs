@@ -17,6 +17,7 @@ use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
 use super::{read_body, AppState, Frame};
+use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::codec;
 use crate::persist::wal::Destination;
@@ -108,6 +109,7 @@ pub async fn push(
             (vec![state.registry.view(name)?.id], Destination::ONLINE)
         }
     };
+    check_views(&req, &state.registry, views.iter().copied())?;
     let frame: Frame<NativeValue> = request.columns.into_iter().collect();
     write_rows(&state, &views, &frame, dest).await?;
     Ok(HttpResponse::Ok().finish())
@@ -124,6 +126,7 @@ pub async fn get_online_features(
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
+    check_views(&req, &state.registry, refs.iter().map(|r| r.view))?;
     let entities: Frame<NativeValue> = request.entities.into_iter().collect();
     let found = lookup(&state, refs, &entities, request.full_feature_names).await?;
     let rows = found.rows;

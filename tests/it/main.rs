@@ -1,6 +1,7 @@
 //! The one integration-test binary (one binary links faster than many). Every test starts
 //! the real `featgrid` binary on 127.0.0.1:0 through [`support::Server`] and speaks HTTP to it.
 
+mod auth;
 mod bench;
 mod cli;
 mod durability;

@@ -46,10 +46,23 @@ impl Server {
 
     /// The server on the data directory `dir` (kept after it stops), with extra flags.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(dir, args, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with`], with the server's standard error (its log) written to `log`.
+    pub fn start_logging(args: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
+        let data = tempfile::tempdir().expect("temporary data dir");
+        let file = std::fs::File::create(log).expect("create the log file");
+        let mut server = Server::spawn(data.path(), args, env, Stdio::from(file));
+        server._data = Some(data);
+        server
+    }
+
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut command = serve_command(dir, args);
         command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
@@ -109,6 +122,29 @@ impl Server {
 
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Any request: method, path, extra headers, optional body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let mut request = ureq::request(method, &format!("{}{path}", self.url));
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        answer(match body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        })
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Answer {
@@ -190,18 +226,16 @@ pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
     (status, reader.join().unwrap_or_default())
 }
 
-/// `featgrid serve` on 127.0.0.1:0 with one worker, the data directory `dir` and extra flags.
+/// `featgrid serve` on 127.0.0.1:0 (unless `args` has a `--bind`) with one worker, the data
+/// directory `dir` and extra flags.
 fn serve_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
+    command.arg("serve");
+    if !args.contains(&"--bind") {
+        command.args(["--bind", "127.0.0.1:0"]);
+    }
     command
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--data-dir",
-        ])
+        .args(["--workers", "1", "--data-dir"])
         .arg(dir)
         .args(args)
         .env("FEATGRID_LOG", "warn");
