@@ -33,31 +33,72 @@ const UNREACHABLE_MARKERS: &[&str] = &[
 
 #[test]
 fn feast_sdk_round_trip() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let server = crate::support::Server::start();
+    run_sdk_script(&python, "run.py", &server, &[], &[], "feast sdk check: OK");
+}
+
+/// `error_format = "feast"`: the SDK raises FeatureViewNotFoundException,
+/// FeatureServiceNotFoundException, PushSourceNotFoundException (and FeastError for errors
+/// Feast has no class for), as against Feast's own server.
+#[test]
+fn feast_sdk_raises_its_own_exceptions_with_error_format_feast() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let server = crate::support::Server::start_with(&[], &[("FEATGRID_ERROR_FORMAT", "feast")]);
+    run_sdk_script(
+        &python,
+        "errors.py",
+        &server,
+        &[],
+        &[],
+        "feast sdk errors: OK",
+    );
+}
+
+/// The venv's python with feast importable; `None` (after saying why) when the test must skip.
+pub fn sdk_python() -> Option<PathBuf> {
     if Command::new("python3").arg("--version").output().is_err() {
         eprintln!("skipped: python3 not found");
-        return;
+        return None;
     }
-    let Some(python) = feast_python() else {
-        return; // feast_python said why
-    };
+    feast_python()
+}
 
-    let server = crate::support::Server::start();
+/// Runs `examples/feast_sdk/<script> --url <server> <args>` with `env`; panics with its output
+/// unless it succeeds and prints `ok_line`.
+pub fn run_sdk_script(
+    python: &Path,
+    script: &str,
+    server: &crate::support::Server,
+    args: &[&str],
+    env: &[(&str, &str)],
+    ok_line: &str,
+) {
     let url = server.url();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk/run.py");
-    let mut check = Command::new(&python);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/feast_sdk")
+        .join(script);
+    let mut check = Command::new(python);
     check
         .arg(&script)
         .args(["--url", url.as_str()])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        check.env(k, v);
+    }
     let output = run(&mut check, CHECK_DEADLINE)
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    drop(server);
-
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success() && stdout.contains("feast sdk check: OK"),
-        "the Feast SDK check against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status.success() && stdout.contains(ok_line),
+        "{} against {url} failed ({}).\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        script.display(),
         output.status,
     );
 }

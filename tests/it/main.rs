@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod cli;
 mod durability;
+mod error_format;
 mod feast_api;
 mod feast_sdk;
 mod native;
