@@ -53,6 +53,15 @@ pub struct Settings {
     pub auth_tokens: String,
     pub metrics_require_auth: bool,
     pub error_format: String,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub keep_alive_secs: u64,
+    pub max_connections: usize,
+    pub max_read_body_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_answer_bytes: usize,
+    /// Bytes (an integer) or a size string; see [`Settings::max_memory`].
+    pub max_memory: toml::Value,
     /// `--insecure`: serve a non-loopback address without credentials (a flag, not a setting).
     #[serde(skip)]
     pub insecure: bool,
@@ -72,6 +81,7 @@ pub struct Overrides {
     pub recover: bool,
     pub auth_tokens: Option<PathBuf>,
     pub insecure: bool,
+    pub max_memory: Option<String>,
 }
 
 impl Settings {
@@ -108,7 +118,7 @@ impl Settings {
                         format!("unknown setting; expected one of {}", known.join(", ")),
                     ));
                 }
-                if !DURATION_KEYS.contains(&key.as_str()) {
+                if !DURATION_KEYS.contains(&key.as_str()) && key != "max_memory" {
                     check_same_type(&table[&key], &value).map_err(|p| invalid(&key, p))?;
                 }
                 table.insert(key, value);
@@ -195,6 +205,9 @@ impl Settings {
             settings.auth_tokens = v.display().to_string();
         }
         settings.insecure = flags.insecure;
+        if let Some(v) = &flags.max_memory {
+            settings.max_memory = toml::Value::String(v.clone());
+        }
         settings.validate()?;
         let registry = if settings.registry.is_empty() {
             Registry::embedded()
@@ -264,7 +277,14 @@ impl Settings {
                 ),
             ));
         }
+        parse_bytes(&self.max_memory).map_err(|p| invalid("max_memory", p))?;
         for (key, value) in [
+            ("header_timeout_ms", self.header_timeout_ms as usize),
+            ("body_timeout_ms", self.body_timeout_ms as usize),
+            ("max_connections", self.max_connections),
+            ("max_read_body_bytes", self.max_read_body_bytes),
+            ("max_value_bytes", self.max_value_bytes),
+            ("max_answer_bytes", self.max_answer_bytes),
             ("snapshot_keep", self.snapshot_keep),
             ("offline_roll_rows", self.offline_roll_rows),
             ("max_body_bytes", self.max_body_bytes),
@@ -287,6 +307,11 @@ impl Settings {
                 self.bind
             )
         })
+    }
+
+    /// The memory ceiling in bytes; 0: none. Validated at load.
+    pub fn max_memory(&self) -> usize {
+        parse_bytes(&self.max_memory).unwrap_or_default()
     }
 
     /// Whether any credential source is configured.
@@ -335,6 +360,35 @@ const FILE_PATH_KEYS: &[&str] = &["auth_tokens"];
 
 /// Settings that take seconds (an integer) or a duration string.
 const DURATION_KEYS: &[&str] = &["snapshot_interval"];
+
+/// Bytes: an integer, or a number with a unit (`B`, `KiB`/`K`, `MiB`/`M`, `GiB`/`G`, `TiB`/`T`;
+/// powers of 1024).
+pub fn parse_bytes(value: &toml::Value) -> Result<usize, String> {
+    let bad = || {
+        format!(
+            "'{value}' is not a size: expected bytes (1073741824) or a size (\"1GiB\", \"512MiB\")"
+        )
+    };
+    match value {
+        toml::Value::Integer(n) => usize::try_from(*n).map_err(|_| bad()),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (number, unit) = s.split_at(split);
+            let number: usize = number.parse().map_err(|_| bad())?;
+            let shift = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 0,
+                "k" | "kb" | "kib" => 10,
+                "m" | "mb" | "mib" => 20,
+                "g" | "gb" | "gib" => 30,
+                "t" | "tb" | "tib" => 40,
+                _ => return Err(bad()),
+            };
+            number.checked_mul(1usize << shift).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
 
 fn check_same_type(default: &toml::Value, given: &toml::Value) -> Result<(), String> {
     if default.type_str() == given.type_str() {
@@ -466,6 +520,37 @@ mod tests {
             e.contains("snapshot_interval: 'soon' is not a duration"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_bad_ones_are_refused() {
+        let v = |s: &str| toml::Value::String(s.into());
+        assert_eq!(parse_bytes(&toml::Value::Integer(4096)), Ok(4096));
+        assert_eq!(parse_bytes(&v("0")), Ok(0));
+        assert_eq!(parse_bytes(&v("512MiB")), Ok(512 << 20));
+        assert_eq!(parse_bytes(&v("4 GiB")), Ok(4 << 30));
+        assert_eq!(parse_bytes(&v("2k")), Ok(2048));
+        for bad in [
+            "lots",
+            "1.5GiB",
+            "-1",
+            "5 parsecs",
+            "99999999999999999999TiB",
+        ] {
+            assert!(
+                parse_bytes(&v(bad)).unwrap_err().contains("is not a size"),
+                "{bad}"
+            );
+        }
+        let flags = Overrides {
+            max_memory: Some("1GiB".into()),
+            ..Default::default()
+        };
+        let (s, _) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(s.max_memory(), 1 << 30);
+        let env = [("FEATGRID_MAX_MEMORY".to_string(), "64MiB".to_string())];
+        let (s, _) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(s.max_memory(), 64 << 20);
     }
 
     #[test]

@@ -199,6 +199,8 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
     )
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (grid, shard_threads) = Coordinator::start_with(&options, layouts, opened.partitions);
+    let memory = Arc::new(api::memory::MemoryGuard::new(settings.max_memory()));
+    api::memory::MemoryGuard::start_sampling(memory.clone(), grid.clone());
     let snapshotter = Snapshotter::new(SnapshotterOptions {
         dir: opened.dir,
         grid: grid.clone(),
@@ -231,9 +233,14 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         offline,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
+            max_read_body_bytes: settings.max_read_body_bytes,
+            body_timeout: std::time::Duration::from_millis(settings.body_timeout_ms),
             max_entities_per_request: settings.max_entities_per_request,
             max_rows_per_push: settings.max_rows_per_push,
+            max_value_bytes: settings.max_value_bytes,
+            max_answer_bytes: settings.max_answer_bytes,
         },
+        memory,
         metrics: api::metrics::Metrics::new(),
         auth,
         feast_errors: settings.error_format == "feast",
@@ -256,6 +263,9 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
     let reload_state = state.clone();
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
+        .client_request_timeout(std::time::Duration::from_millis(settings.header_timeout_ms))
+        .keep_alive(std::time::Duration::from_secs(settings.keep_alive_secs))
+        .max_connections(settings.max_connections)
         // Our own signal handling: actix's would stop the whole actix system (the shard
         // threads included) right after draining, before the final snapshot.
         .disable_signals()

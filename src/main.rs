@@ -91,6 +91,9 @@ struct ServeArgs {
     /// Serve a non-loopback address without any credentials configured.
     #[arg(long)]
     insecure: bool,
+    /// Memory ceiling of the store: bytes or a size (4GiB, 512MiB); writes past it answer 507 [default: none].
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -277,6 +280,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         recover: args.recover,
         auth_tokens: args.auth_tokens,
         insecure: args.insecure,
+        max_memory: args.max_memory,
     };
     let (settings, registry) =
         match Settings::load(args.config.as_deref(), std::env::vars(), &flags) {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::lookup::{echo_value, lookup, Lookup};
 use super::rows::write_rows;
-use super::{parse_json, read_body, AppState, Frame};
+use super::{check_answer_size, parse_json, read_body, AppState, BodyKind, Frame, Limits};
 use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
@@ -98,7 +98,7 @@ pub async fn push(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let request: PushRequest = parse_json(&body)?;
     let source = state.registry.push_source(&request.push_source_name)?;
     check_views(&req, &state.registry, source.views.iter().copied())?;
@@ -112,7 +112,7 @@ pub async fn write_to_online_store(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let request: WriteRequest = parse_json(&body)?;
     let view = state.registry.view(&request.feature_view_name)?;
     check_views(&req, &state.registry, [view.id])?;
@@ -127,7 +127,7 @@ pub async fn get_online_features(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Read).await?;
     let request: ReadRequest = parse_json(&body)?;
     let refs = resolve_features(
         &state.registry,
@@ -136,14 +136,18 @@ pub async fn get_online_features(
     )?;
     check_views(&req, &state.registry, refs.iter().map(|r| r.view))?;
     let found = lookup(&state, refs, &request.entities, request.full_feature_names).await?;
-    let body = render(&found, &request.entities)?;
+    let body = render(&found, &request.entities, &state.limits)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
 }
 
 /// Feast's column-major JSON: join-key columns first, then one column per feature.
-fn render(found: &Lookup<'_>, entities: &Frame<JsonCell<'_>>) -> Result<Vec<u8>, ApiError> {
+fn render(
+    found: &Lookup<'_>,
+    entities: &Frame<JsonCell<'_>>,
+    limits: &Limits,
+) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
     let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
     out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");
@@ -225,6 +229,7 @@ fn render(found: &Lookup<'_>, entities: &Frame<JsonCell<'_>>) -> Result<Vec<u8>,
             quoted(&mut out, &ts_text[start..end]);
         }
         out.extend_from_slice(b"]}");
+        check_answer_size(out.len(), limits)?;
     }
     out.extend_from_slice(b"]}");
     Ok(out)

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
-use super::{read_body, AppState, Frame};
+use super::{check_answer_size, read_body, AppState, BodyKind, Frame};
 use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::codec;
@@ -70,9 +70,10 @@ pub struct NativeAnswer {
 async fn decode_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: web::Payload,
-    limit: usize,
+    state: &AppState,
+    kind: BodyKind,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(req, body, limit).await?;
+    let bytes = read_body(req, body, &state.limits, kind).await?;
     let (value, used) = codec::decode(&bytes).map_err(|e| {
         ApiError::bad_request(
             "malformed_body",
@@ -99,7 +100,7 @@ pub async fn push(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: NativeWrite = decode_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: NativeWrite = decode_body(&req, body, &state, BodyKind::Write).await?;
     let (views, dest) = match &request.target {
         WriteTarget::PushSource { name, to } => {
             let source = state.registry.push_source(name)?;
@@ -120,7 +121,7 @@ pub async fn get_online_features(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: NativeRead = decode_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: NativeRead = decode_body(&req, body, &state, BodyKind::Read).await?;
     let refs = resolve_features(
         &state.registry,
         request.features.as_deref(),
@@ -133,6 +134,8 @@ pub async fn get_online_features(
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
     let mut results = Vec::with_capacity(feature_names.capacity());
     let mut scratch = Vec::new();
+    // Encoded size so far, roughly: a value's stored bytes plus a few bytes of framing.
+    let mut answer_bytes = 0usize;
     for key in &found.echoed {
         feature_names.push(key.name.to_string());
         let values = entities[key.column]
@@ -166,10 +169,15 @@ pub async fn get_online_features(
                 .event_timestamps
                 .push(stored.map_or(0, |s| s.event_ts()));
             column.values.push(match stored {
-                Some(s) if !s.is_null(field) => NativeValue::from_stored(dtype, s.field(field)),
+                Some(s) if !s.is_null(field) => {
+                    answer_bytes += s.field(field).len();
+                    NativeValue::from_stored(dtype, s.field(field))
+                }
                 _ => NativeValue::Null,
             });
         }
+        answer_bytes += rows * 16;
+        check_answer_size(answer_bytes, &state.limits)?;
         results.push(column);
     }
     feature_names.extend(found.names.iter().cloned());

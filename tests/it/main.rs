@@ -8,6 +8,7 @@ mod durability;
 mod error_format;
 mod feast_api;
 mod feast_sdk;
+mod limits;
 mod native;
 mod offline;
 mod semantics;
