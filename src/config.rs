@@ -53,6 +53,8 @@ pub struct Settings {
     pub auth_tokens: String,
     pub metrics_require_auth: bool,
     pub error_format: String,
+    pub tls_cert: String,
+    pub tls_key: String,
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub keep_alive_secs: u64,
@@ -82,6 +84,8 @@ pub struct Overrides {
     pub auth_tokens: Option<PathBuf>,
     pub insecure: bool,
     pub max_memory: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -205,6 +209,12 @@ impl Settings {
             settings.auth_tokens = v.display().to_string();
         }
         settings.insecure = flags.insecure;
+        if let Some(v) = &flags.tls_cert {
+            settings.tls_cert = v.display().to_string();
+        }
+        if let Some(v) = &flags.tls_key {
+            settings.tls_key = v.display().to_string();
+        }
         if let Some(v) = &flags.max_memory {
             settings.max_memory = toml::Value::String(v.clone());
         }
@@ -278,6 +288,16 @@ impl Settings {
             ));
         }
         parse_bytes(&self.max_memory).map_err(|p| invalid("max_memory", p))?;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(invalid(
+                if self.tls_cert.is_empty() {
+                    "tls_cert"
+                } else {
+                    "tls_key"
+                },
+                "TLS needs both tls_cert and tls_key (--tls-cert, --tls-key)".into(),
+            ));
+        }
         for (key, value) in [
             ("header_timeout_ms", self.header_timeout_ms as usize),
             ("body_timeout_ms", self.body_timeout_ms as usize),
@@ -312,6 +332,12 @@ impl Settings {
     /// The memory ceiling in bytes; 0: none. Validated at load.
     pub fn max_memory(&self) -> usize {
         parse_bytes(&self.max_memory).unwrap_or_default()
+    }
+
+    /// The TLS certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        (!self.tls_cert.is_empty())
+            .then(|| (PathBuf::from(&self.tls_cert), PathBuf::from(&self.tls_key)))
     }
 
     /// Whether any credential source is configured.
@@ -356,7 +382,7 @@ impl Settings {
 }
 
 /// Settings naming files: relative ones in the `--config` file are relative to its directory.
-const FILE_PATH_KEYS: &[&str] = &["auth_tokens"];
+const FILE_PATH_KEYS: &[&str] = &["auth_tokens", "tls_cert", "tls_key"];
 
 /// Settings that take seconds (an integer) or a duration string.
 const DURATION_KEYS: &[&str] = &["snapshot_interval"];

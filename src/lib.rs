@@ -15,6 +15,7 @@ pub mod error;
 pub mod grid;
 pub mod persist;
 pub mod registry;
+pub mod tls;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ pub fn build_app(
 /// accepting, drain) -> [`Durability::shutdown`] (final snapshot, log closed) -> shard threads.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Whether the server speaks HTTPS.
+    pub tls: bool,
     pub server: Server,
     pub shard_threads: ShardThreads,
     pub durability: Durability,
@@ -135,6 +138,8 @@ pub enum StartError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -260,7 +265,11 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         durability,
     } = prepare(settings, registry)?;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
-    let reload_state = state.clone();
+    let certificate = match settings.tls_files() {
+        Some((cert, key)) => Some(Arc::new(tls::ReloadableCert::load(&cert, &key)?)),
+        None => None,
+    };
+    reload_on_hangup(state.clone(), certificate.clone());
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
         .client_request_timeout(std::time::Duration::from_millis(settings.header_timeout_ms))
@@ -268,8 +277,11 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         .max_connections(settings.max_connections)
         // Our own signal handling: actix's would stop the whole actix system (the shard
         // threads included) right after draining, before the final snapshot.
-        .disable_signals()
-        .bind(bind)?;
+        .disable_signals();
+    let server = match &certificate {
+        Some(certificate) => server.bind_rustls_0_23(bind, certificate.server_config()?)?,
+        None => server.bind(bind)?,
+    };
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
@@ -277,24 +289,27 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         shutdown_signal().await;
         handle.stop(true).await;
     });
-    reload_on_hangup(reload_state);
     Ok(Running {
         addr,
+        tls: certificate.is_some(),
         server,
         shard_threads,
         durability,
     })
 }
 
-/// On every SIGHUP, re-reads the credentials (token file). A bad file is logged and the
-/// credentials in force stay. The handler is installed before this returns, so a SIGHUP
-/// after the server reports its address never takes the default action (exit).
-fn reload_on_hangup(state: web::Data<AppState>) {
+/// On every SIGHUP, re-reads the credentials (token file) and the TLS certificate and key. A
+/// bad file is logged and what is in force stays. The handler is installed before this
+/// returns, so a SIGHUP after the server reports its address never takes the default action
+/// (exit).
+fn reload_on_hangup(state: web::Data<AppState>, certificate: Option<Arc<tls::ReloadableCert>>) {
     #[cfg(unix)]
     {
         use actix_rt::signal::unix::{signal, SignalKind};
         let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: credentials reload only on restart");
+            tracing::warn!(
+                "cannot listen for SIGHUP: credentials and certificates reload only on restart"
+            );
             return;
         };
         actix_rt::spawn(async move {
@@ -306,11 +321,19 @@ fn reload_on_hangup(state: web::Data<AppState>) {
                         "SIGHUP: credentials not reloaded; the previous ones stay in force"
                     ),
                 }
+                match certificate.as_ref().map(|c| c.reload()) {
+                    None => {}
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS certificate not reloaded; the previous one stays in force"
+                    ),
+                }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = state;
+    let _ = (state, certificate);
 }
 
 /// Resolves on SIGTERM or SIGINT; the server then stops accepting and drains.

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the feature server (embedded driver quickstart registry unless --config names one).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
@@ -94,6 +94,12 @@ struct ServeArgs {
     /// Memory ceiling of the store: bytes or a size (4GiB, 512MiB); writes past it answer 507 [default: none].
     #[arg(long, value_name = "SIZE")]
     max_memory: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -162,6 +168,9 @@ struct BenchArgs {
     /// Random seed for key choice and values.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// PEM certificate(s) to trust for https:// targets (the server's own, or its CA).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -208,6 +217,7 @@ impl BenchArgs {
             timeout: self.timeout,
             probe_timeout: self.probe_timeout,
             seed: self.seed,
+            ca_cert: self.ca_cert,
             json: self.json,
             plot: self.plot,
             progress: std::io::stderr().is_terminal(),
@@ -225,7 +235,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
         Command::Token(command) => token(command),
     }
@@ -281,6 +291,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         auth_tokens: args.auth_tokens,
         insecure: args.insecure,
         max_memory: args.max_memory,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let (settings, registry) =
         match Settings::load(args.config.as_deref(), std::env::vars(), &flags) {
@@ -294,7 +306,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let result = system.block_on(async move {
         let running = featgrid::start(&settings, registry).map_err(|e| e.to_string())?;
         // The one line of CLI output: tests and scripts read the bound address from it.
-        println!("featgrid listening on http://{}", running.addr);
+        let scheme = if running.tls { "https" } else { "http" };
+        println!("featgrid listening on {scheme}://{}", running.addr);
         tracing::info!(addr = %running.addr, shards = settings.shards, shard_threads = settings.shard_threads, "serving");
         // Ends on SIGTERM or SIGINT, once in-flight requests have drained.
         let served = running.server.await.map_err(|e| e.to_string());

@@ -13,3 +13,4 @@ mod native;
 mod offline;
 mod semantics;
 mod support;
+mod tls;
