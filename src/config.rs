@@ -51,6 +51,10 @@ pub struct Settings {
     pub shard_timeout_ms: u64,
     /// Security (README "Security"); paths from the `--config` file are relative to it.
     pub auth_tokens: String,
+    pub auth_jwt_keys: String,
+    pub auth_jwt_issuer: String,
+    pub auth_jwt_audience: String,
+    pub auth_jwt_scopes_claim: String,
     pub metrics_require_auth: bool,
     pub error_format: String,
     pub tls_cert: String,
@@ -342,12 +346,20 @@ impl Settings {
 
     /// Whether any credential source is configured.
     pub fn auth_configured(&self) -> bool {
-        !self.auth_tokens.is_empty()
+        !self.auth_tokens.is_empty() || !self.auth_jwt_keys.is_empty()
     }
 
     pub fn auth_options(&self) -> crate::auth::AuthOptions {
         crate::auth::AuthOptions {
             tokens_file: (!self.auth_tokens.is_empty()).then(|| PathBuf::from(&self.auth_tokens)),
+            jwt: (!self.auth_jwt_keys.is_empty()).then(|| {
+                crate::auth::jwt::options(
+                    Path::new(&self.auth_jwt_keys),
+                    &self.auth_jwt_issuer,
+                    &self.auth_jwt_audience,
+                    &self.auth_jwt_scopes_claim,
+                )
+            }),
             metrics_require_auth: self.metrics_require_auth,
         }
     }
@@ -382,7 +394,7 @@ impl Settings {
 }
 
 /// Settings naming files: relative ones in the `--config` file are relative to its directory.
-const FILE_PATH_KEYS: &[&str] = &["auth_tokens", "tls_cert", "tls_key"];
+const FILE_PATH_KEYS: &[&str] = &["auth_tokens", "auth_jwt_keys", "tls_cert", "tls_key"];
 
 /// Settings that take seconds (an integer) or a duration string.
 const DURATION_KEYS: &[&str] = &["snapshot_interval"];

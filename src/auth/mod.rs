@@ -1,5 +1,6 @@
 //! Who may read and write. A request names itself with `Authorization: Bearer <token>`: a
-//! token from the token file ([`tokens`]). Each route needs one scope:
+//! token from the token file ([`tokens`]) or a JWT signed by a configured key ([`jwt`]). Each
+//! route needs one scope:
 //!
 //! | scope | routes |
 //! |---|---|
@@ -9,7 +10,7 @@
 //!
 //! `/health` is always open. A missing or unknown token answers 401, a token without the
 //! scope (or, for a token limited to some feature views, a request touching another view)
-//! 403. With no token file configured every request is let through ([`Auth::enabled`]),
+//! 403. With neither tokens nor JWT keys configured every request is let through ([`Auth::enabled`]),
 //! and [`check_exposure`] then keeps the server on loopback unless `--insecure` is given.
 //!
 //! The route check is a middleware on each resource ([`require`], applied in
@@ -17,6 +18,7 @@
 //! the view check runs in the handlers once they know the views ([`check_views`]). Secrets
 //! never reach logs, errors or metrics: only a token's name does.
 
+pub mod jwt;
 pub mod tokens;
 
 use std::collections::HashSet;
@@ -33,6 +35,7 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use crate::api::AppState;
 use crate::error::ApiError;
 use crate::registry::{Registry, ViewId};
+use jwt::{JwtKeyError, JwtOptions, JwtVerifier};
 use tokens::{TokenFileError, TokenTable};
 
 /// What a token may do.
@@ -109,12 +112,15 @@ pub enum Need {
 pub enum AuthError {
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
+    #[error(transparent)]
+    JwtKeys(#[from] JwtKeyError),
 }
 
 /// Where credentials come from.
 #[derive(Debug, Clone, Default)]
 pub struct AuthOptions {
     pub tokens_file: Option<PathBuf>,
+    pub jwt: Option<JwtOptions>,
     pub metrics_require_auth: bool,
 }
 
@@ -122,37 +128,34 @@ pub struct AuthOptions {
 pub struct Auth {
     options: AuthOptions,
     tokens: RwLock<Arc<TokenTable>>,
+    jwt: RwLock<Option<Arc<JwtVerifier>>>,
 }
 
 impl Auth {
     /// Loads the configured credentials; an unreadable or invalid file refuses the start.
     pub fn load(options: AuthOptions) -> Result<Auth, AuthError> {
         let tokens = load_tokens(options.tokens_file.as_deref())?;
+        let jwt = load_jwt(options.jwt.as_ref())?;
         Ok(Auth {
             options,
             tokens: RwLock::new(Arc::new(tokens)),
+            jwt: RwLock::new(jwt),
         })
-    }
-
-    /// No credentials: every request is let through.
-    pub fn disabled() -> Auth {
-        Auth {
-            options: AuthOptions::default(),
-            tokens: RwLock::new(Arc::default()),
-        }
     }
 
     /// Whether any credential source is configured (then every guarded route needs one).
     pub fn enabled(&self) -> bool {
-        self.options.tokens_file.is_some()
+        self.options.tokens_file.is_some() || self.options.jwt.is_some()
     }
 
-    /// Re-reads the token file. On failure the credentials in force stay, and the error
-    /// (which names the file and entry, never a secret) is returned for the log.
+    /// Re-reads the token file and the JWT keys. On failure the credentials in force stay,
+    /// and the error (which names the file and entry, never a secret) is returned for the log.
     pub fn reload(&self) -> Result<usize, AuthError> {
         let tokens = load_tokens(self.options.tokens_file.as_deref())?;
+        let jwt = load_jwt(self.options.jwt.as_ref())?;
         let count = tokens.len();
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
+        *self.jwt.write().unwrap_or_else(|e| e.into_inner()) = jwt;
         Ok(count)
     }
 
@@ -171,17 +174,7 @@ impl Auth {
             return Ok(None);
         }
         let token = bearer(authorization)?;
-        let tokens = self
-            .tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(principal) = tokens.find(token) else {
-            tracing::info!("request refused: unknown token");
-            return Err(unauthorized(
-                "the bearer token is not valid (unknown, revoked or expired)",
-            ));
-        };
+        let principal = self.identify(token)?;
         if !principal.scopes.has(scope) {
             tracing::info!(token = %principal.name, scope = scope.as_str(), "request refused: missing scope");
             return Err(forbidden(format!(
@@ -190,8 +183,40 @@ impl Auth {
                 scope.as_str()
             )));
         }
-        Ok(Some(principal.clone()))
+        Ok(Some(principal))
     }
+
+    /// The principal behind a token: the token file's entry, or a verified JWT.
+    fn identify(&self, token: &str) -> Result<Arc<Principal>, ApiError> {
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(principal) = tokens.find(token) {
+            return Ok(principal.clone());
+        }
+        let jwt = self.jwt.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match jwt {
+            Some(verifier) if jwt::looks_like_jwt(token) => verifier.verify(token).map_err(|why| {
+                tracing::info!(reason = %why, "request refused: JWT not accepted");
+                unauthorized(format!("Invalid or expired access token: {why}"))
+            }),
+            _ => {
+                tracing::info!("request refused: unknown token");
+                Err(unauthorized(
+                    "the bearer token is not valid (unknown, revoked or expired)",
+                ))
+            }
+        }
+    }
+}
+
+fn load_jwt(options: Option<&JwtOptions>) -> Result<Option<Arc<JwtVerifier>>, AuthError> {
+    Ok(match options {
+        Some(options) => Some(Arc::new(JwtVerifier::load(options)?)),
+        None => None,
+    })
 }
 
 fn load_tokens(path: Option<&Path>) -> Result<TokenTable, AuthError> {
@@ -292,7 +317,7 @@ pub fn check_exposure(
         return Ok(());
     }
     Err(format!(
-        "{bind} is not a loopback address and no credentials are configured (auth_tokens): \
+        "{bind} is not a loopback address and no credentials are configured (auth_tokens, auth_jwt_keys): \
          anyone who can reach it could read and write every feature. Configure tokens \
          (`featgrid token new`), bind 127.0.0.1, or start with --insecure to serve without authentication"
     ))
