@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use super::lookup::{echo_value, lookup, Lookup};
 use super::rows::write_rows;
-use super::{check_answer_size, parse_json, read_body, AppState, BodyKind, Frame, Limits};
+use super::{
+    check_answer_size, parse_json, read_body, unique_columns, AppState, BodyKind, Frame, Limits,
+};
 use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
@@ -24,7 +26,7 @@ use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 #[derive(Debug, Deserialize)]
 pub struct PushRequest<'a> {
     pub push_source_name: String,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     pub df: Frame<JsonCell<'a>>,
     #[serde(default)]
     pub to: Option<String>,
@@ -33,7 +35,7 @@ pub struct PushRequest<'a> {
 #[derive(Debug, Deserialize)]
 struct WriteRequest<'a> {
     feature_view_name: String,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     df: Frame<JsonCell<'a>>,
 }
 
@@ -43,7 +45,7 @@ struct ReadRequest<'a> {
     features: Option<Vec<String>>,
     #[serde(default)]
     feature_service: Option<String>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     entities: Frame<JsonCell<'a>>,
     #[serde(default)]
     full_feature_names: bool,

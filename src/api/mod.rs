@@ -33,6 +33,53 @@ use crate::registry::Registry;
 /// A columnar data frame: column name -> one value per row, in the order given.
 pub type Frame<C> = indexmap::IndexMap<String, Vec<C>>;
 
+/// Deserializes a JSON frame (`df`, `entities`), refusing a column given twice: JSON allows it,
+/// but which copy would be meant is a guess.
+pub fn unique_columns<'de, D, C>(deserializer: D) -> Result<Frame<C>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    C: Deserialize<'de>,
+{
+    struct Columns<C>(std::marker::PhantomData<C>);
+    impl<'de, C: Deserialize<'de>> serde::de::Visitor<'de> for Columns<C> {
+        type Value = Frame<C>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of columns, each a list of values")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Frame<C>, A::Error> {
+            let mut frame = Frame::with_capacity(map.size_hint().unwrap_or(0).min(256));
+            while let Some(name) = map.next_key::<String>()? {
+                if frame.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "column '{name}' is given twice"
+                    )));
+                }
+                let values = map.next_value()?;
+                frame.insert(name, values);
+            }
+            Ok(frame)
+        }
+    }
+    deserializer.deserialize_map(Columns(std::marker::PhantomData))
+}
+
+/// A frame from named columns (the native path), refusing a column given twice.
+pub fn frame_of<C>(columns: Vec<(String, Vec<C>)>) -> Result<Frame<C>, ApiError> {
+    let mut frame = Frame::with_capacity(columns.len());
+    for (name, values) in columns {
+        if frame.contains_key(&name) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("column '{name}' is given twice"),
+            ));
+        }
+        frame.insert(name, values);
+    }
+    Ok(frame)
+}
+
 /// Request limits, from the settings (README "Limits").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
-use super::{check_answer_size, read_body, AppState, BodyKind, Frame};
+use super::{check_answer_size, frame_of, read_body, AppState, BodyKind};
 use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::codec;
@@ -111,7 +111,7 @@ pub async fn push(
         }
     };
     check_views(&req, &state.registry, views.iter().copied())?;
-    let frame: Frame<NativeValue> = request.columns.into_iter().collect();
+    let frame = frame_of(request.columns)?;
     write_rows(&state, &views, &frame, dest).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -128,7 +128,7 @@ pub async fn get_online_features(
         request.feature_service.as_deref(),
     )?;
     check_views(&req, &state.registry, refs.iter().map(|r| r.view))?;
-    let entities: Frame<NativeValue> = request.entities.into_iter().collect();
+    let entities = frame_of(request.entities)?;
     let found = lookup(&state, refs, &entities, request.full_feature_names).await?;
     let rows = found.rows;
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
 use crate::persist::wal::{self, Destination, WalError};
 use crate::registry::{FeatureView, ViewId};
-use crate::value::{encode_key_value, encode_value, Cell, ValueError};
+use crate::value::{encode_key_value, encode_value, in_feast_range, Cell, ValueError};
 use actix_web::http::StatusCode;
 
 /// The number of rows in a data frame: every column must have the same length.
@@ -154,12 +154,14 @@ pub async fn write_rows<C: Cell>(
             check_value_size(key.len(), "entity key", row, state)?;
             let event_ts = event[row]
                 .as_timestamp()
+                .and_then(in_feast_range)
                 .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
             let created_ts = match created.map(|c| &c[row]) {
                 None => NO_CREATED,
                 Some(v) if v.is_null() || v.is_nat() => NO_CREATED,
                 Some(v) => v
                     .as_timestamp()
+                    .and_then(in_feast_range)
                     .map_err(|e| invalid_value(&view.created_timestamp_column, row, e))?,
             };
             let shard = router.shard_of_key(&key);

@@ -23,8 +23,9 @@ impl Cell for Json {
                     return Some(i);
                 }
                 let f = n.as_f64()?;
-                // pandas turns an int column with a null into floats (12.0): accept exact integers.
-                let in_range = f >= -(2f64.powi(63)) && f < 2f64.powi(63);
+                // pandas turns an int column with a null into floats (12.0): accept exact integers,
+                // up to 2^53 (past it a float's text may name another integer than it holds).
+                let in_range = f.abs() <= 2f64.powi(53);
                 (f.fract() == 0.0 && in_range).then_some(f as i64)
             }
             Json::String(s) => s.trim().parse::<i64>().ok(),

@@ -24,7 +24,8 @@ use std::ops::Range;
 
 pub use json::{render_json, render_str};
 pub use time::{
-    format_timestamp, now_micros, parse_timestamp_text, write_timestamp, EPOCH_RFC3339,
+    format_timestamp, in_feast_range, now_micros, parse_timestamp_text, write_timestamp,
+    EPOCH_RFC3339,
 };
 
 /// A timestamp in microseconds since the Unix epoch, UTC.
@@ -152,6 +153,8 @@ pub enum ValueError {
     BadTimestamp { got: String },
     #[error("list elements may not be null")]
     NullInList,
+    #[error("timestamp {got} is outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z, the range Feast can store")]
+    TimestampOutOfRange { got: String },
 }
 
 /// A value as a request gives it. Each accessor answers `None` when the value is not of that
@@ -282,7 +285,10 @@ fn encode_scalar<C: Cell>(
             out.extend_from_slice(value.as_text(key).ok_or_else(wrong)?.as_bytes())
         }
         ScalarType::Bytes => out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??),
-        ScalarType::UnixTimestamp => out.extend_from_slice(&value.as_timestamp()?.to_le_bytes()),
+        ScalarType::UnixTimestamp => {
+            let micros = time::in_feast_range(value.as_timestamp()?)?;
+            out.extend_from_slice(&micros.to_le_bytes())
+        }
     }
     Ok(())
 }

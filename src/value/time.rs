@@ -4,6 +4,24 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
 use super::Micros;
 
+/// 0001-01-01T00:00:00Z: the earliest timestamp Feast (protobuf `Timestamp`) can hold.
+pub const MIN_TIMESTAMP: Micros = -62_135_596_800_000_000;
+/// 9999-12-31T23:59:59.999999Z: the latest.
+pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
+
+/// `micros` when Feast could store it, otherwise why not (a year 0 or year 10000 date).
+pub fn in_feast_range(micros: Micros) -> Result<Micros, super::ValueError> {
+    if (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(super::ValueError::TimestampOutOfRange {
+            got: DateTime::from_timestamp_micros(micros)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                .unwrap_or_else(|| format!("{micros} µs after the epoch")),
+        })
+    }
+}
+
 /// Parses RFC 3339 or `YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]` (`T` or a space between date and
 /// time; no offset means UTC) into microseconds since the epoch.
 pub fn parse_timestamp_text(text: &str) -> Option<Micros> {

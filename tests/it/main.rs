@@ -11,6 +11,7 @@ mod feast_sdk;
 mod limits;
 mod native;
 mod offline;
+mod robustness;
 mod semantics;
 mod support;
 mod tls;
