@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::grid::coordinator::Coordinator;
 
 /// The ceiling and the running estimate of the store's size.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryGuard {
     /// Bytes; 0: no ceiling.
     limit: usize,

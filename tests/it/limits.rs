@@ -127,24 +127,7 @@ fn a_string_past_max_value_bytes_is_refused_and_nothing_is_written() {
         &["--config", config],
         &[("FEATGRID_MAX_VALUE_BYTES", "1000")],
     );
-    let features = [
-        "age",
-        "lifetime_trips",
-        "avg_rating",
-        "lifetime_spend",
-        "name",
-        "avatar",
-        "is_premium",
-        "signup_time",
-        "recent_ages",
-        "recent_trip_ids",
-        "recent_ratings",
-        "recent_fares",
-        "favourite_places",
-        "recent_receipts",
-        "recent_flags",
-        "recent_logins",
-    ];
+    let features = crate::support::CUSTOMER_PROFILE_FIELDS;
     let write = |name: Value, id: &str| {
         let mut df = serde_json::Map::new();
         df.insert("customer_id".into(), json!([id]));

@@ -12,6 +12,26 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_featgrid");
 
+/// The fields of `customer_profile` in `config/example_registry.toml`, one of every type.
+pub const CUSTOMER_PROFILE_FIELDS: [&str; 16] = [
+    "age",
+    "lifetime_trips",
+    "avg_rating",
+    "lifetime_spend",
+    "name",
+    "avatar",
+    "is_premium",
+    "signup_time",
+    "recent_ages",
+    "recent_trip_ids",
+    "recent_ratings",
+    "recent_fares",
+    "favourite_places",
+    "recent_receipts",
+    "recent_flags",
+    "recent_logins",
+];
+
 /// A running `featgrid serve`; killed when dropped.
 pub struct Server {
     child: Child,
