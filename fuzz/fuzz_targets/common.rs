@@ -34,7 +34,10 @@ fn value_types() -> Vec<featgrid::value::ValueType> {
 fn scratch_dir() -> &'static std::path::Path {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("featgrid-fuzz-{}", std::process::id()));
+        // Memory-backed where there is one: the file targets write a file per input.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let dir = base.join(format!("featgrid-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the scratch dir");
         dir
     })
