@@ -36,7 +36,11 @@ fn scratch_dir() -> &'static std::path::Path {
     DIR.get_or_init(|| {
         // Memory-backed where there is one: the file targets write a file per input.
         let shm = std::path::Path::new("/dev/shm");
-        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let dir = base.join(format!("featgrid-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the scratch dir");
         dir

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
                     let mut json = Vec::new();
                     render_json(ty, &stored, &mut json);
                     if let Err(e) = serde_json::from_slice::<serde_json::Value>(&json) {
-                        panic!("{ty:?} rendered invalid JSON {:?}: {e}", String::from_utf8_lossy(&json));
+                        panic!(
+                            "{ty:?} rendered invalid JSON {:?}: {e}",
+                            String::from_utf8_lossy(&json)
+                        );
                     }
                 }
                 let _ = encode_key_value(ty, value, &mut Vec::new());

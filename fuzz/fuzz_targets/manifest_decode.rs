@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(dir.manifest(), data).expect("write the scratch manifest");
     let _ = load(&dir);
     if let Ok(sets) = serde_json::from_slice::<Vec<SetEntry>>(data) {
-        let crc = format!("{:08x}", crc32c(&serde_json::to_vec(&sets).expect("sets encode")));
+        let crc = format!(
+            "{:08x}",
+            crc32c(&serde_json::to_vec(&sets).expect("sets encode"))
+        );
         let wrapped = serde_json::json!({"format": FORMAT, "crc32c": crc, "sets": sets});
         std::fs::write(dir.manifest(), wrapped.to_string()).expect("write the scratch manifest");
         let loaded = load(&dir).expect("a manifest with the right checksum loads");

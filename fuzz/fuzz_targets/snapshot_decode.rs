@@ -5,8 +5,8 @@
 
 #![no_main]
 
-use featgrid::persist::snapshot::{read_shard, FORMAT_VERSION, HEADER_LEN, MAGIC};
 use featgrid::persist::crc32c;
+use featgrid::persist::snapshot::{read_shard, FORMAT_VERSION, HEADER_LEN, MAGIC};
 use libfuzzer_sys::fuzz_target;
 
 include!("common.rs");
