@@ -58,6 +58,27 @@ pub struct Settings {
     pub shard_timeout_ms: u64,
     /// `direct` or `actor`; see [`crate::grid::coordinator::ReadPath`].
     pub read_path: String,
+    /// Security (README "Security"); paths are relative to the settings file when set there.
+    pub auth_tokens: String,
+    pub auth_jwt_keys: String,
+    pub auth_jwt_issuer: String,
+    pub auth_jwt_audience: String,
+    pub auth_jwt_scopes_claim: String,
+    pub metrics_require_auth: bool,
+    pub error_format: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub keep_alive_secs: u64,
+    pub max_connections: usize,
+    pub max_read_body_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Bytes (an integer) or a size string; see [`Settings::max_memory`].
+    pub max_memory: toml::Value,
+    /// `--insecure`: serve a non-loopback address without credentials (a flag, not a setting).
+    #[serde(skip)]
+    pub insecure: bool,
 }
 
 /// Values given as command-line flags; `None` leaves the lower layers' value.
@@ -73,6 +94,11 @@ pub struct Overrides {
     pub snapshot_interval: Option<String>,
     pub snapshot_keep: Option<usize>,
     pub recover: bool,
+    pub auth_tokens: Option<PathBuf>,
+    pub insecure: bool,
+    pub max_memory: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where a setting's value came from: named in every error about it, and the directory a
@@ -176,6 +202,15 @@ impl Settings {
                     .parse::<i64>()
                     .map(toml::Value::Integer)
                     .map_err(|_| invalid(format!("'{raw}' is not a whole number")))?,
+                toml::Value::Boolean(_) => match raw.trim() {
+                    "true" | "1" => toml::Value::Boolean(true),
+                    "false" | "0" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(invalid(format!(
+                            "'{raw}' is not a boolean: expected true or false"
+                        )))
+                    }
+                },
                 _ => toml::Value::String(raw),
             };
             check_value(&key, default, &value).map_err(invalid)?;
@@ -231,7 +266,24 @@ impl Settings {
             settings.snapshot_keep = v;
             flag("snapshot_keep", "--snapshot-keep");
         }
+        if let Some(v) = &flags.auth_tokens {
+            settings.auth_tokens = v.display().to_string();
+            flag("auth_tokens", "--auth-tokens");
+        }
+        if let Some(v) = &flags.tls_cert {
+            settings.tls_cert = v.display().to_string();
+            flag("tls_cert", "--tls-cert");
+        }
+        if let Some(v) = &flags.tls_key {
+            settings.tls_key = v.display().to_string();
+            flag("tls_key", "--tls-key");
+        }
+        if let Some(v) = &flags.max_memory {
+            settings.max_memory = toml::Value::String(v.clone());
+            flag("max_memory", "--max-memory");
+        }
         settings.recover = flags.recover;
+        settings.insecure = flags.insecure;
         settings.validate(&origins)?;
         // A path is relative to the settings file when set there, else to the working
         // directory (an environment variable or flag is typed where the server starts).
@@ -239,6 +291,17 @@ impl Settings {
             Origin::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
             _ => PathBuf::new(),
         };
+        for key in FILE_PATH_KEYS {
+            let path = match *key {
+                "auth_tokens" => &mut settings.auth_tokens,
+                "auth_jwt_keys" => &mut settings.auth_jwt_keys,
+                "tls_cert" => &mut settings.tls_cert,
+                _ => &mut settings.tls_key,
+            };
+            if !path.is_empty() && Path::new(path.as_str()).is_relative() {
+                *path = base(key).join(&*path).display().to_string();
+            }
+        }
         let registry = match (settings.registry.is_empty(), settings.feast_repo.is_empty()) {
             (true, true) => Registry::embedded(),
             (false, true) => Registry::load(&base("registry").join(&settings.registry))?,
@@ -263,7 +326,18 @@ impl Settings {
 
     fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| origins.invalid(key, problem);
-        self.bind_addr().map_err(|p| invalid("bind", p))?;
+        let bind = self.bind_addr().map_err(|p| invalid("bind", p))?;
+        crate::auth::check_exposure(bind, self.auth_configured(), self.insecure)
+            .map_err(|p| invalid("bind", p))?;
+        if !["featgrid", "feast"].contains(&self.error_format.as_str()) {
+            return Err(invalid(
+                "error_format",
+                format!(
+                    "'{}': expected \"featgrid\" or \"feast\"",
+                    self.error_format
+                ),
+            ));
+        }
         if !(1..=crate::grid::routing::SLOTS).contains(&self.shards) {
             return Err(invalid(
                 "shards",
@@ -311,7 +385,24 @@ impl Settings {
                 ),
             ));
         }
+        parse_bytes(&self.max_memory).map_err(|p| invalid("max_memory", p))?;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            let key = if self.tls_cert.is_empty() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(invalid(
+                key,
+                "TLS needs both tls_cert and tls_key (--tls-cert, --tls-key)".into(),
+            ));
+        }
         for (key, value) in [
+            ("header_timeout_ms", self.header_timeout_ms as usize),
+            ("body_timeout_ms", self.body_timeout_ms as usize),
+            ("max_connections", self.max_connections),
+            ("max_read_body_bytes", self.max_read_body_bytes),
+            ("max_value_bytes", self.max_value_bytes),
             ("snapshot_keep", self.snapshot_keep),
             ("offline_roll_rows", self.offline_roll_rows),
             ("max_body_bytes", self.max_body_bytes),
@@ -345,6 +436,37 @@ impl Settings {
                 self.bind
             )
         })
+    }
+
+    /// The memory ceiling in bytes; 0: none. Validated at load.
+    pub fn max_memory(&self) -> usize {
+        parse_bytes(&self.max_memory).unwrap_or_default()
+    }
+
+    /// The TLS certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        (!self.tls_cert.is_empty())
+            .then(|| (PathBuf::from(&self.tls_cert), PathBuf::from(&self.tls_key)))
+    }
+
+    /// Whether any credential source is configured.
+    pub fn auth_configured(&self) -> bool {
+        !self.auth_tokens.is_empty() || !self.auth_jwt_keys.is_empty()
+    }
+
+    pub fn auth_options(&self) -> crate::auth::AuthOptions {
+        crate::auth::AuthOptions {
+            tokens_file: (!self.auth_tokens.is_empty()).then(|| PathBuf::from(&self.auth_tokens)),
+            jwt: (!self.auth_jwt_keys.is_empty()).then(|| {
+                crate::auth::jwt::options(
+                    Path::new(&self.auth_jwt_keys),
+                    &self.auth_jwt_issuer,
+                    &self.auth_jwt_audience,
+                    &self.auth_jwt_scopes_claim,
+                )
+            }),
+            metrics_require_auth: self.metrics_require_auth,
+        }
     }
 
     pub fn fsync_policy(&self) -> Result<crate::persist::wal::FsyncPolicy, String> {
@@ -383,12 +505,47 @@ impl Settings {
 /// Settings that take seconds (an integer) or a duration string.
 const DURATION_KEYS: &[&str] = &["snapshot_interval", "offline_roll_interval"];
 
+/// Settings naming files: relative ones in the `--config` file are relative to its directory.
+const FILE_PATH_KEYS: &[&str] = &["auth_tokens", "auth_jwt_keys", "tls_cert", "tls_key"];
+
+/// Bytes: an integer, or a number with a unit (`B`, `KiB`/`K`, `MiB`/`M`, `GiB`/`G`, `TiB`/`T`;
+/// powers of 1024).
+pub fn parse_bytes(value: &toml::Value) -> Result<usize, String> {
+    let bad = || {
+        format!(
+            "'{value}' is not a size: expected bytes (1073741824) or a size (\"1GiB\", \"512MiB\")"
+        )
+    };
+    match value {
+        toml::Value::Integer(n) => usize::try_from(*n).map_err(|_| bad()),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (number, unit) = s.split_at(split);
+            let number: usize = number.parse().map_err(|_| bad())?;
+            let shift = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 0,
+                "k" | "kb" | "kib" => 10,
+                "m" | "mb" | "mib" => 20,
+                "g" | "gb" | "gib" => 30,
+                "t" | "tb" | "tib" => 40,
+                _ => return Err(bad()),
+            };
+            number.checked_mul(1usize << shift).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// Checks a value given for `key` against the default's type: a duration for the duration
 /// keys; otherwise the same TOML type, and a whole number no smaller than 0 for integers (every
 /// integer setting is a count or a size).
 fn check_value(key: &str, default: &toml::Value, given: &toml::Value) -> Result<(), String> {
     if DURATION_KEYS.contains(&key) {
         return crate::registry::parse_duration_value(given).map(|_| ());
+    }
+    if key == "max_memory" {
+        return parse_bytes(given).map(|_| ());
     }
     if default.type_str() != given.type_str() {
         return Err(format!(
@@ -544,6 +701,20 @@ mod tests {
             "mailbox_capacity" => s.mailbox_capacity.to_string(),
             "shard_timeout_ms" => s.shard_timeout_ms.to_string(),
             "read_path" => s.read_path.clone(),
+            "auth_tokens" => s.auth_tokens.clone(),
+            "auth_jwt_keys" => s.auth_jwt_keys.clone(),
+            "auth_jwt_issuer" => s.auth_jwt_issuer.clone(),
+            "auth_jwt_audience" => s.auth_jwt_audience.clone(),
+            "auth_jwt_scopes_claim" => s.auth_jwt_scopes_claim.clone(),
+            "metrics_require_auth" => s.metrics_require_auth.to_string(),
+            "error_format" => s.error_format.clone(),
+            "header_timeout_ms" => s.header_timeout_ms.to_string(),
+            "body_timeout_ms" => s.body_timeout_ms.to_string(),
+            "keep_alive_secs" => s.keep_alive_secs.to_string(),
+            "max_connections" => s.max_connections.to_string(),
+            "max_read_body_bytes" => s.max_read_body_bytes.to_string(),
+            "max_value_bytes" => s.max_value_bytes.to_string(),
+            "max_memory" => s.max_memory().to_string(),
             other => {
                 panic!("setting '{other}' has no case in every_setting_loads_from_every_source")
             }
@@ -569,6 +740,37 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_units_and_bad_ones_are_refused() {
+        let v = |s: &str| toml::Value::String(s.into());
+        assert_eq!(parse_bytes(&toml::Value::Integer(4096)), Ok(4096));
+        assert_eq!(parse_bytes(&v("0")), Ok(0));
+        assert_eq!(parse_bytes(&v("512MiB")), Ok(512 << 20));
+        assert_eq!(parse_bytes(&v("4 GiB")), Ok(4 << 30));
+        assert_eq!(parse_bytes(&v("2k")), Ok(2048));
+        for bad in [
+            "lots",
+            "1.5GiB",
+            "-1",
+            "5 parsecs",
+            "99999999999999999999TiB",
+        ] {
+            assert!(
+                parse_bytes(&v(bad)).unwrap_err().contains("is not a size"),
+                "{bad}"
+            );
+        }
+        let flags = Overrides {
+            max_memory: Some("1GiB".into()),
+            ..Default::default()
+        };
+        let (s, _) = Settings::load(None, [], &flags).unwrap();
+        assert_eq!(s.max_memory(), 1 << 30);
+        let env = [("FEATGRID_MAX_MEMORY".to_string(), "64MiB".to_string())];
+        let (s, _) = Settings::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(s.max_memory(), 64 << 20);
+    }
+
+    #[test]
     fn every_setting_loads_from_every_source() {
         // key | good value in TOML | as a variable or flag | loads as | bad value in TOML | as
         // a variable or flag | what its error says
@@ -591,6 +793,20 @@ mod tests {
             mailbox_capacity | 10 | 10 | 10 | 0 | 0 | must be at least 1
             shard_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
             read_path | "actor" | actor | actor | "sideways" | sideways | 'sideways' is not a read path
+            auth_tokens | "/t.toml" | /t.toml | /t.toml | 1 | - | expected string
+            auth_jwt_keys | "/k.pem" | /k.pem | /k.pem | 1 | - | expected string
+            auth_jwt_issuer | "https://i" | https://i | https://i | 1 | - | expected string
+            auth_jwt_audience | "aud" | aud | aud | 1 | - | expected string
+            auth_jwt_scopes_claim | "scope" | scope | scope | 1 | - | expected string
+            metrics_require_auth | true | true | true | "yes" | yes | boolean
+            error_format | "feast" | feast | feast | "xml" | xml | expected "featgrid" or "feast"
+            header_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            body_timeout_ms | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            keep_alive_secs | 0 | 0 | 0 | -1 | -1 | -1 is negative
+            max_connections | 10 | 10 | 10 | 0 | 0 | must be at least 1
+            max_read_body_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
+            max_value_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
+            max_memory | "1GiB" | 1GiB | 1073741824 | "lots" | lots | is not a size
         "#;
         let cases: Vec<Vec<&str>> = CASES
             .lines()
@@ -599,11 +815,14 @@ mod tests {
             .collect();
         let defaults: toml::Table = toml::from_str(DEFAULT_SETTINGS).unwrap();
         // The two registry paths have their own tests: registry_path_follows_its_source and
-        // feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry.
+        // feast_repo_comes_from_file_environment_or_flag_and_excludes_a_toml_registry; the TLS
+        // pair (valid only together) has tls::a_bad_certificate_or_half_a_pair_refuses_the_start.
         for key in defaults.keys() {
             assert!(
-                matches!(key.as_str(), "registry" | "feast_repo")
-                    || cases.iter().any(|c| c[0] == key),
+                matches!(
+                    key.as_str(),
+                    "registry" | "feast_repo" | "tls_cert" | "tls_key"
+                ) || cases.iter().any(|c| c[0] == key),
                 "setting '{key}' has no case here"
             );
         }
@@ -631,14 +850,17 @@ mod tests {
                 e.starts_with(&at) && e.contains(problem),
                 "{key} from the file: {e}"
             );
-            let e = Settings::load(None, env(bad), &none)
-                .unwrap_err()
-                .to_string();
-            let at = format!("environment variable {var}: {key}: ");
-            assert!(
-                e.starts_with(&at) && e.contains(problem),
-                "{key} from {var}: {e}"
-            );
+            // `-`: every text is a valid value of this setting in the environment.
+            if bad != "-" {
+                let e = Settings::load(None, env(bad), &none)
+                    .unwrap_err()
+                    .to_string();
+                let at = format!("environment variable {var}: {key}: ");
+                assert!(
+                    e.starts_with(&at) && e.contains(problem),
+                    "{key} from {var}: {e}"
+                );
+            }
 
             if let Some(flags) = flag(key, good) {
                 let (s, _) = Settings::load(None, [], &flags).unwrap();

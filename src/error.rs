@@ -1,8 +1,15 @@
 //! The one wire error. Every failure leaves the server as
 //! `{"code": "snake_case_code", "message": "what happened and what to do"}` with an HTTP status;
 //! each layer's error enum converts into it here, and nowhere else.
+//!
+//! Feast SDK users can have Feast's own shape instead ([`to_feast_error`], `error_format =
+//! "feast"` or a `Featgrid-Error-Format: feast` request header): the Feast SDK turns an error
+//! answer back into its own exception class only when the body is a JSON *string* holding
+//! `{"module", "class", "message"}` (what Feast's server sends, `FeastError.to_error_detail()`).
 
-use actix_web::http::StatusCode;
+use actix_web::body::EitherBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::grid::coordinator::GridError;
@@ -57,11 +64,76 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        // Kept beside the body so the answer can be re-rendered in Feast's shape.
+        response.extensions_mut().insert(self.clone());
         response.json(Body {
             code: self.code,
             message: &self.message,
         })
     }
+}
+
+impl ApiError {
+    /// The body Feast's own server would send: for 401 FastAPI's `{"detail": ...}`;
+    /// otherwise a JSON string holding `{"module", "class", "message"}`, naming the Feast
+    /// exception class of this error (`feast.errors.FeastError` itself, with the code in the
+    /// message, where Feast has no closer class).
+    pub fn feast_body(&self) -> String {
+        if self.status == StatusCode::UNAUTHORIZED {
+            return serde_json::json!({ "detail": self.message }).to_string();
+        }
+        let class = match self.code {
+            "unknown_feature_view" => Some("FeatureViewNotFoundException"),
+            "unknown_feature_service" => Some("FeatureServiceNotFoundException"),
+            "unknown_push_source" => Some("PushSourceNotFoundException"),
+            "forbidden" => Some("FeastPermissionError"),
+            "feature_name_collision" => Some("FeatureNameCollisionError"),
+            _ => None,
+        };
+        let detail = serde_json::json!({
+            "module": "feast.errors",
+            "class": class.unwrap_or("FeastError"),
+            "message": match class {
+                Some(_) => self.message.clone(),
+                None => format!("{}: {}", self.code, self.message),
+            },
+        });
+        serde_json::Value::String(detail.to_string()).to_string()
+    }
+}
+
+/// Whether a request gets errors in Feast's shape: its `Featgrid-Error-Format` header
+/// (`feast` or `featgrid`) if it has one, otherwise the server's `error_format`.
+pub fn wants_feast_errors(headers: &header::HeaderMap, server_default: bool) -> bool {
+    match headers.get("featgrid-error-format").map(|v| v.as_bytes()) {
+        Some(b"feast") => true,
+        Some(b"featgrid") => false,
+        _ => server_default,
+    }
+}
+
+/// Re-renders an error answer in Feast's shape (same status and headers); other answers pass
+/// unchanged.
+pub fn to_feast_error<B>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B, String>> {
+    let Some(body) = response
+        .response()
+        .extensions()
+        .get::<ApiError>()
+        .map(ApiError::feast_body)
+    else {
+        return response.map_into_left_body();
+    };
+    response.map_body(|head, _| {
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        head.headers.remove(header::CONTENT_LENGTH);
+        EitherBody::right(body)
+    })
 }
 
 impl From<RegistryError> for ApiError {
@@ -187,6 +259,39 @@ mod tests {
         );
         assert!(e.message.contains("disk full") && e.message.contains("reads keep working"));
         assert!(e.error_response().headers().get("Retry-After").is_some());
+    }
+
+    #[test]
+    fn feast_bodies_are_json_strings_naming_feast_classes() {
+        let view = ApiError::from(RegistryError::UnknownFeatureView { name: "x".into() });
+        let outer: serde_json::Value = serde_json::from_str(&view.feast_body()).unwrap();
+        let inner: serde_json::Value = serde_json::from_str(outer.as_str().unwrap()).unwrap();
+        assert_eq!(inner["module"], "feast.errors");
+        assert_eq!(inner["class"], "FeatureViewNotFoundException");
+        assert_eq!(inner["message"], view.message.as_str());
+        let other = ApiError::bad_request("invalid_value", "column 'a' row 0: bad");
+        let outer: serde_json::Value = serde_json::from_str(&other.feast_body()).unwrap();
+        let inner: serde_json::Value = serde_json::from_str(outer.as_str().unwrap()).unwrap();
+        assert_eq!(inner["class"], "FeastError");
+        assert_eq!(inner["message"], "invalid_value: column 'a' row 0: bad");
+        let denied = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no token");
+        assert_eq!(denied.feast_body(), r#"{"detail":"no token"}"#);
+    }
+
+    #[test]
+    fn the_header_overrides_the_server_error_format() {
+        let mut headers = header::HeaderMap::new();
+        assert!(!wants_feast_errors(&headers, false) && wants_feast_errors(&headers, true));
+        headers.insert(
+            header::HeaderName::from_static("featgrid-error-format"),
+            header::HeaderValue::from_static("feast"),
+        );
+        assert!(wants_feast_errors(&headers, false));
+        headers.insert(
+            header::HeaderName::from_static("featgrid-error-format"),
+            header::HeaderValue::from_static("featgrid"),
+        );
+        assert!(!wants_feast_errors(&headers, true));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! assembled; the server and the tests use it alike.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod grid;
 pub mod persist;
 pub mod registry;
 pub mod reload;
+pub mod tls;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -23,10 +25,12 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::Service as _;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tracing::Instrument as _;
 
 use api::{admin, feast, native, AppState, Limits};
+use auth::{Auth, Need, Scope};
 use config::Settings;
 use grid::coordinator::{Coordinator, GridOptions, ShardThreads};
 use grid::partition::RowLayout;
@@ -37,7 +41,7 @@ use persist::ViewMeta;
 use registry::Registry;
 
 /// The actix-web application: every route, the JSON 404/405 answers, the request middleware
-/// (span with request id, metrics).
+/// (span with request id, metrics), and on each route the scope it needs ([`auth::require`]).
 pub fn build_app(
     state: web::Data<AppState>,
 ) -> App<
@@ -52,6 +56,12 @@ pub fn build_app(
     let metrics_state = state.clone();
     let resource =
         |path: &str| web::resource(path).default_service(web::to(api::method_not_allowed));
+    let guarded = |path: &str, need: Need| {
+        resource(path).wrap(from_fn(move |req, next| auth::require(need, req, next)))
+    };
+    let read = Need::Scope(Scope::Read);
+    let write = Need::Scope(Scope::Write);
+    let admin = Need::Scope(Scope::Admin);
     App::new()
         .app_data(state)
         .wrap_fn(move |req, service| {
@@ -60,6 +70,7 @@ pub fn build_app(
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+            let feast_errors = error::wants_feast_errors(req.headers(), state.feast_errors);
             let span = tracing::info_span!("request", id, method = %req.method(), route = %route);
             let response = service.call(req).instrument(span);
             async move {
@@ -76,30 +87,37 @@ pub fn build_app(
                     actix_web::http::header::HeaderName::from_static("x-request-id"),
                     actix_web::http::header::HeaderValue::from(id),
                 );
-                Ok(response)
+                Ok(if feast_errors {
+                    error::to_feast_error(response)
+                } else {
+                    response.map_into_left_body()
+                })
             }
         })
-        .service(resource("/push").route(web::post().to(feast::push)))
+        .service(guarded("/push", write).route(web::post().to(feast::push)))
         .service(
-            resource("/write-to-online-store").route(web::post().to(feast::write_to_online_store)),
+            guarded("/write-to-online-store", write)
+                .route(web::post().to(feast::write_to_online_store)),
         )
-        .service(resource("/get-online-features").route(web::post().to(feast::get_online_features)))
-        .service(resource("/native/v1/push").route(web::post().to(native::push)))
         .service(
-            resource("/native/v1/get-online-features")
+            guarded("/get-online-features", read).route(web::post().to(feast::get_online_features)),
+        )
+        .service(guarded("/native/v1/push", write).route(web::post().to(native::push)))
+        .service(
+            guarded("/native/v1/get-online-features", read)
                 .route(web::post().to(native::get_online_features)),
         )
         .service(resource("/health").route(web::get().to(admin::health)))
-        .service(resource("/registry").route(web::get().to(admin::registry)))
-        .service(resource("/stats").route(web::get().to(admin::stats)))
-        .service(resource("/metrics").route(web::get().to(admin::metrics)))
+        .service(guarded("/registry", admin).route(web::get().to(admin::registry)))
+        .service(guarded("/stats", admin).route(web::get().to(admin::stats)))
+        .service(guarded("/metrics", Need::Metrics).route(web::get().to(admin::metrics)))
         .service(
-            resource("/admin/snapshot")
+            guarded("/admin/snapshot", admin)
                 .route(web::get().to(admin::last_snapshot))
                 .route(web::post().to(admin::take_snapshot)),
         )
-        .service(resource("/admin/digest").route(web::get().to(admin::digest)))
-        .service(resource("/admin/test/stall").route(web::post().to(admin::test_stall)))
+        .service(guarded("/admin/digest", admin).route(web::get().to(admin::digest)))
+        .service(guarded("/admin/test/stall", admin).route(web::post().to(admin::test_stall)))
         .default_service(web::to(api::not_found))
 }
 
@@ -108,6 +126,8 @@ pub fn build_app(
 /// accepting, drain) -> [`Durability::shutdown`] (final snapshot, log closed) -> shard threads.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Whether the server speaks HTTPS.
+    pub tls: bool,
     pub server: Server,
     pub shard_threads: ShardThreads,
     pub durability: Durability,
@@ -118,6 +138,10 @@ pub struct Running {
 pub enum StartError {
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -146,6 +170,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
     if !from.not_served.is_empty() {
         tracing::warn!(not_served = ?from.not_served, "the registry declares objects featgrid does not serve");
     }
+    let auth = Auth::load(settings.auth_options())?;
     let options = GridOptions {
         shards: settings.shards,
         shard_threads: settings.shard_threads,
@@ -194,6 +219,8 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
     )
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (grid, shard_threads) = Coordinator::start_with(&options, layouts, opened.partitions);
+    let memory = Arc::new(api::memory::MemoryGuard::new(settings.max_memory()));
+    api::memory::MemoryGuard::start_sampling(memory.clone(), grid.clone());
     let snapshotter = Snapshotter::new(SnapshotterOptions {
         dir: opened.dir,
         grid: grid.clone(),
@@ -226,12 +253,18 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         offline,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
+            max_read_body_bytes: settings.max_read_body_bytes,
+            body_timeout: std::time::Duration::from_millis(settings.body_timeout_ms),
             max_entities_per_request: settings.max_entities_per_request,
             max_rows_per_push: settings.max_rows_per_push,
+            max_value_bytes: settings.max_value_bytes,
             max_answer_bytes: settings.max_answer_bytes,
         },
+        memory,
         metrics: api::metrics::Metrics::new(),
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
+        auth,
+        feast_errors: settings.error_format == "feast",
     });
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);
@@ -251,12 +284,23 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         durability,
     } = prepare(settings, registry)?;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
+    let certificate = match settings.tls_files() {
+        Some((cert, key)) => Some(Arc::new(tls::ReloadableCert::load(&cert, &key)?)),
+        None => None,
+    };
+    reload_on_hangup(state.clone(), certificate.clone());
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
+        .client_request_timeout(std::time::Duration::from_millis(settings.header_timeout_ms))
+        .keep_alive(std::time::Duration::from_secs(settings.keep_alive_secs))
+        .max_connections(settings.max_connections)
         // Our own signal handling: actix's would stop the whole actix system (the shard
         // threads included) right after draining, before the final snapshot.
-        .disable_signals()
-        .bind(bind)?;
+        .disable_signals();
+    let server = match &certificate {
+        Some(certificate) => server.bind_rustls_0_23(bind, certificate.server_config()?)?,
+        None => server.bind(bind)?,
+    };
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
@@ -266,10 +310,49 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
     });
     Ok(Running {
         addr,
+        tls: certificate.is_some(),
         server,
         shard_threads,
         durability,
     })
+}
+
+/// On every SIGHUP, re-reads the credentials (token file) and the TLS certificate and key. A
+/// bad file is logged and what is in force stays. The handler is installed before this
+/// returns, so a SIGHUP after the server reports its address never takes the default action
+/// (exit).
+fn reload_on_hangup(state: web::Data<AppState>, certificate: Option<Arc<tls::ReloadableCert>>) {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP: credentials and certificates reload only on restart"
+            );
+            return;
+        };
+        actix_rt::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match state.auth.reload() {
+                    Ok(tokens) => tracing::info!(tokens, "SIGHUP: credentials reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: credentials not reloaded; the previous ones stay in force"
+                    ),
+                }
+                match certificate.as_ref().map(|c| c.reload()) {
+                    None => {}
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS certificate not reloaded; the previous one stays in force"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (state, certificate);
 }
 
 /// Resolves on SIGTERM or SIGINT; the server then stops accepting and drains.

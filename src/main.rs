@@ -28,6 +28,29 @@ enum Command {
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
+    /// Manage bearer tokens for the token file (`auth_tokens`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token and the `[[token]]` lines to paste into the token file.
+    New {
+        /// Name shown in logs and metrics (never the secret).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: read, write, admin.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
+        scopes: Vec<featgrid::auth::Scope>,
+        /// Comma-separated feature views the token is limited to [default: all].
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<featgrid::auth::Scope, String> {
+    s.trim().parse()
 }
 
 #[derive(clap::Args)]
@@ -67,6 +90,21 @@ struct ServeArgs {
     /// the damaged part of the log, log what was skipped, then write a fresh snapshot.
     #[arg(long)]
     recover: bool,
+    /// Token file (TOML `[[token]]` entries); every route but /health then needs a token.
+    #[arg(long, value_name = "FILE")]
+    auth_tokens: Option<PathBuf>,
+    /// Serve a non-loopback address without any credentials configured.
+    #[arg(long)]
+    insecure: bool,
+    /// Memory ceiling of the store: bytes or a size (4GiB, 512MiB); writes past it answer 507 [default: none].
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +174,9 @@ struct BenchArgs {
     /// Random seed for key choice and values.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// PEM certificate(s) to trust for https:// targets (the server's own, or its CA).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -186,6 +227,7 @@ impl BenchArgs {
             timeout: self.timeout,
             probe_timeout: self.probe_timeout,
             seed: self.seed,
+            ca_cert: self.ca_cert,
             json: self.json,
             plot: self.plot,
             progress: std::io::stderr().is_terminal(),
@@ -205,6 +247,30 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
+        Command::Token(command) => token(command),
+    }
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    let TokenCommand::New {
+        name,
+        scopes,
+        views,
+    } = command;
+    match featgrid::auth::tokens::new_token() {
+        Ok((token, hash)) => {
+            println!("token (give it to the client; it is not stored anywhere):\n{token}\n");
+            println!("add to the token file (auth_tokens), then send SIGHUP or restart:\n");
+            print!(
+                "{}",
+                featgrid::auth::tokens::file_entry(&name, &hash, &scopes, &views)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid token: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -233,6 +299,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         snapshot_interval: args.snapshot_interval,
         snapshot_keep: args.snapshot_keep,
         recover: args.recover,
+        auth_tokens: args.auth_tokens,
+        insecure: args.insecure,
+        max_memory: args.max_memory,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let (settings, registry) =
         match Settings::load(args.config.as_deref(), std::env::vars(), &flags) {
@@ -246,7 +317,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let result = system.block_on(async move {
         let running = featgrid::start(&settings, registry).map_err(|e| e.to_string())?;
         // The one line of CLI output: tests and scripts read the bound address from it.
-        println!("featgrid listening on http://{}", running.addr);
+        let scheme = if running.tls { "https" } else { "http" };
+        println!("featgrid listening on {scheme}://{}", running.addr);
         tracing::info!(addr = %running.addr, shards = settings.shards, shard_threads = settings.shard_threads, "serving");
         // Ends on SIGTERM or SIGINT, once in-flight requests have drained.
         let served = running.server.await.map_err(|e| e.to_string());

@@ -45,10 +45,13 @@ ENTITY_ROWS = [{"driver_id": 1001}, {"driver_id": 1002}, {"driver_id": 9999}]
 EXPECTED = {1001: (0.5, 0.9, 12), 1002: (0.25, 0.75, 7), 9999: (None, None, None)}
 
 
-def copy_repo(url: str, workdir: Path) -> Path:
-    """Copy the feature repo into workdir with online_store.path set to url."""
+def copy_repo(url: str, workdir: Path, cert: str = "") -> Path:
+    """Copy the feature repo into workdir with online_store.path set to url (and
+    online_store.cert, the server's certificate for an https url, when given)."""
     config = yaml.safe_load((REPO / "feature_store.yaml").read_text())
     config["online_store"]["path"] = url.rstrip("/")
+    if cert:
+        config["online_store"]["cert"] = cert
     (workdir / "feature_store.yaml").write_text(yaml.safe_dump(config))
     shutil.copy(REPO / "definitions.py", workdir / "definitions.py")
     return workdir
@@ -114,13 +117,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:6566", help="featgrid base URL (without --repo)")
     parser.add_argument("--repo", type=Path, help="an applied feature repo to use as it is (its online_store.path is featgrid)")
+    parser.add_argument("--cert", default="", help="the server's PEM certificate, for an https:// url")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="featgrid-feast-repo-") as tmp:
         if args.repo:
             store = FeatureStore(repo_path=str(args.repo))
         else:
-            repo = copy_repo(args.url, Path(tmp))
+            repo = copy_repo(args.url, Path(tmp), args.cert)
             definitions = load_definitions(repo)
             store = FeatureStore(repo_path=str(repo))
             store.apply(definitions.ALL)  # what `feast apply` does, in-process

@@ -18,7 +18,10 @@ use serde::Deserialize;
 
 use super::lookup::{echo_value, lookup, Lookup, Selection};
 use super::rows::write_rows;
-use super::{parse_json, read_body, AppState, Frame};
+use super::{
+    check_answer_size, parse_json, read_body, unique_columns, AppState, BodyKind, Frame, Limits,
+};
+use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
@@ -34,7 +37,7 @@ pub type Columns<'a> = indexmap::IndexMap<String, JsonCell<'a>>;
 #[derive(Debug, Deserialize)]
 pub struct PushRequest<'a> {
     pub push_source_name: String,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     pub df: Columns<'a>,
     #[serde(default)]
     pub to: Option<String>,
@@ -43,7 +46,7 @@ pub struct PushRequest<'a> {
 #[derive(Debug, Deserialize)]
 struct WriteRequest<'a> {
     feature_view_name: String,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     df: Columns<'a>,
 }
 
@@ -53,7 +56,7 @@ struct ReadRequest<'a> {
     features: Option<Vec<String>>,
     #[serde(default)]
     feature_service: Option<String>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "unique_columns")]
     entities: Frame<JsonCell<'a>>,
     #[serde(default)]
     full_feature_names: bool,
@@ -150,11 +153,12 @@ pub async fn push(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let text = json_text(&body);
     let request: PushRequest = parse_json(&text)?;
     let registry = state.registry.current();
     let source = registry.push_source(&request.push_source_name)?;
+    check_views(&req, &registry, source.views.iter().copied())?;
     let dest = push_destination(request.to.as_deref())?;
     write_rows(&state, &source.views, &frame(request.df)?, dest).await?;
     Ok(HttpResponse::Ok().finish())
@@ -165,11 +169,12 @@ pub async fn write_to_online_store(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let text = json_text(&body);
     let request: WriteRequest = parse_json(&text)?;
     let registry = state.registry.current();
     let view = registry.view(&request.feature_view_name)?;
+    check_views(&req, &registry, [view.id])?;
     write_rows(&state, &[view.id], &frame(request.df)?, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -181,7 +186,7 @@ pub async fn get_online_features(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, body, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, body, &state.limits, BodyKind::Read).await?;
     let text = json_text(&body);
     let request: ReadRequest = parse_json(&text)?;
     let registry = state.registry.current();
@@ -190,6 +195,7 @@ pub async fn get_online_features(
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
+    check_views(&req, &registry, selection.refs.iter().map(|r| r.view))?;
     let views = request
         .include_feature_view_version_metadata
         .then(|| view_names(&registry, &selection));
@@ -200,7 +206,7 @@ pub async fn get_online_features(
         request.full_feature_names,
     )
     .await?;
-    let body = render(&found, &request.entities, views.as_deref())?;
+    let body = render(&found, &request.entities, views.as_deref(), &state.limits)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
@@ -227,6 +233,7 @@ fn render(
     found: &Lookup<'_>,
     entities: &Frame<JsonCell<'_>>,
     views: Option<&[String]>,
+    limits: &Limits,
 ) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
     let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
@@ -320,6 +327,7 @@ fn render(
             quoted(&mut out, &ts_text[start..end]);
         }
         out.extend_from_slice(b"]}");
+        check_answer_size(out.len(), limits)?;
     }
     out.extend_from_slice(b"]}");
     Ok(out)

@@ -11,9 +11,12 @@
 pub mod admin;
 pub mod feast;
 pub mod lookup;
+pub mod memory;
 pub mod metrics;
 pub mod native;
 pub mod rows;
+
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -30,13 +33,79 @@ use crate::reload::LiveRegistry;
 /// A columnar data frame: column name -> one value per row, in the order given.
 pub type Frame<C> = indexmap::IndexMap<String, Vec<C>>;
 
-/// Request limits, from the settings.
+/// Deserializes a JSON frame (`df`, `entities`), refusing a column given twice: JSON allows it,
+/// but which copy would be meant is a guess.
+pub fn unique_columns<'de, D, C>(deserializer: D) -> Result<indexmap::IndexMap<String, C>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    C: Deserialize<'de>,
+{
+    struct Columns<C>(std::marker::PhantomData<C>);
+    impl<'de, C: Deserialize<'de>> serde::de::Visitor<'de> for Columns<C> {
+        type Value = indexmap::IndexMap<String, C>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of columns, each a list of values")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut frame =
+                indexmap::IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(256));
+            while let Some(name) = map.next_key::<String>()? {
+                if frame.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "column '{name}' is given twice"
+                    )));
+                }
+                let values = map.next_value()?;
+                frame.insert(name, values);
+            }
+            Ok(frame)
+        }
+    }
+    deserializer.deserialize_map(Columns(std::marker::PhantomData))
+}
+
+/// A frame from named columns (the native path), refusing a column given twice.
+pub fn frame_of<C>(columns: Vec<(String, Vec<C>)>) -> Result<Frame<C>, ApiError> {
+    let mut frame = Frame::with_capacity(columns.len());
+    for (name, values) in columns {
+        if frame.contains_key(&name) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("column '{name}' is given twice"),
+            ));
+        }
+        frame.insert(name, values);
+    }
+    Ok(frame)
+}
+
+/// Request limits, from the settings (README "Limits").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Bodies of the write routes.
     pub max_body_bytes: usize,
+    /// Bodies of the read routes.
+    pub max_read_body_bytes: usize,
+    /// How long a whole body may take to arrive.
+    pub body_timeout: std::time::Duration,
     pub max_entities_per_request: usize,
     pub max_rows_per_push: usize,
+    /// A string, bytes or list value (and an entity key), encoded.
+    pub max_value_bytes: usize,
+    /// A read's answer.
     pub max_answer_bytes: usize,
+}
+
+/// Which body limit applies to a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Read,
+    Write,
 }
 
 /// What every handler shares: built once at start, handed to the workers by `web::Data`.
@@ -51,19 +120,29 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
     pub test_hooks: bool,
+    pub memory: Arc<memory::MemoryGuard>,
+    pub auth: crate::auth::Auth,
+    /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.
+    pub feast_errors: bool,
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413.
+/// Reads the whole body, refusing more than the route's limit with 413 and a body that takes
+/// longer than `body_timeout` to arrive (a client trickling bytes) with 408.
 pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
+    limits: &Limits,
+    kind: BodyKind,
 ) -> Result<web::BytesMut, ApiError> {
+    let (limit, setting) = match kind {
+        BodyKind::Read => (limits.max_read_body_bytes, "max_read_body_bytes"),
+        BodyKind::Write => (limits.max_body_bytes, "max_body_bytes"),
+    };
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the request body is larger than the limit of {limit} bytes (max_body_bytes); split the request"),
+            format!("the request body is larger than the limit of {limit} bytes ({setting}); split the request"),
         )
     };
     let declared = req
@@ -74,17 +153,46 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("bad_body", format!("could not read the request body: {e}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+    let read = async {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("bad_body", format!("could not read the request body: {e}"))
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(body)
+    };
+    actix_rt::time::timeout(limits.body_timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms (body_timeout_ms)",
+                    limits.body_timeout.as_millis()
+                ),
+            ))
+        })
+}
+
+/// 413 once an answer grows past `max_answer_bytes`: checked as it is built, column by column.
+pub fn check_answer_size(bytes: usize, limits: &Limits) -> Result<(), ApiError> {
+    if bytes <= limits.max_answer_bytes {
+        return Ok(());
     }
-    Ok(body)
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "answer_too_large",
+        format!(
+            "the answer would be larger than {} bytes (max_answer_bytes); ask for fewer entities or features per request",
+            limits.max_answer_bytes
+        ),
+    ))
 }
 
 /// Parses a JSON body read by [`read_body`], borrowing strings from it where it can. Any

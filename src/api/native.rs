@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
-use super::{read_body, AppState, Frame};
+use super::{check_answer_size, frame_of, read_body, AppState, BodyKind};
+use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::codec;
 use crate::persist::wal::Destination;
@@ -69,9 +70,10 @@ pub struct NativeAnswer {
 async fn decode_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: web::Payload,
-    limit: usize,
+    state: &AppState,
+    kind: BodyKind,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(req, body, limit).await?;
+    let bytes = read_body(req, body, &state.limits, kind).await?;
     let (value, used) = codec::decode(&bytes).map_err(|e| {
         ApiError::bad_request(
             "malformed_body",
@@ -98,7 +100,7 @@ pub async fn push(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: NativeWrite = decode_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: NativeWrite = decode_body(&req, body, &state, BodyKind::Write).await?;
     let registry = state.registry.current();
     let (views, dest) = match &request.target {
         WriteTarget::PushSource { name, to } => {
@@ -107,7 +109,8 @@ pub async fn push(
         }
         WriteTarget::FeatureView { name } => (vec![registry.view(name)?.id], Destination::ONLINE),
     };
-    let frame: Frame<NativeValue> = request.columns.into_iter().collect();
+    check_views(&req, &registry, views.iter().copied())?;
+    let frame = frame_of(request.columns)?;
     write_rows(&state, &views, &frame, dest).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -117,18 +120,22 @@ pub async fn get_online_features(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request: NativeRead = decode_body(&req, body, state.limits.max_body_bytes).await?;
+    let request: NativeRead = decode_body(&req, body, &state, BodyKind::Read).await?;
+    let registry = state.registry.current();
     let selection = resolve_features(
-        &state.registry.current(),
+        &registry,
         request.features.as_deref(),
         request.feature_service.as_deref(),
     )?;
-    let entities: Frame<NativeValue> = request.entities.into_iter().collect();
+    check_views(&req, &registry, selection.refs.iter().map(|r| r.view))?;
+    let entities = frame_of(request.entities)?;
     let found = lookup(&state, selection, &entities, request.full_feature_names).await?;
     let rows = found.rows;
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
     let mut results = Vec::with_capacity(feature_names.capacity());
     let mut scratch = Vec::new();
+    // Encoded size so far, roughly: a value's stored bytes plus a few bytes of framing.
+    let mut answer_bytes = 0usize;
     for key in &found.echoed {
         feature_names.push(key.name.to_string());
         let values = entities[key.column]
@@ -162,10 +169,15 @@ pub async fn get_online_features(
                 .event_timestamps
                 .push(stored.map_or(0, |s| s.event_ts()));
             column.values.push(match stored {
-                Some(s) if !s.is_null(field) => NativeValue::from_stored(dtype, s.field(field)),
+                Some(s) if !s.is_null(field) => {
+                    answer_bytes += s.field(field).len();
+                    NativeValue::from_stored(dtype, s.field(field))
+                }
                 _ => NativeValue::Null,
             });
         }
+        answer_bytes += rows * 16;
+        check_answer_size(answer_bytes, &state.limits)?;
         results.push(column);
     }
     feature_names.extend(found.names.iter().cloned());

@@ -82,6 +82,24 @@ pub fn check_limit(
     ))
 }
 
+/// A 413 for a value (or entity key) whose encoded size is past `max_value_bytes`.
+fn check_value_size(
+    bytes: usize,
+    column: &str,
+    row: usize,
+    state: &AppState,
+) -> Result<(), ApiError> {
+    let limit = state.limits.max_value_bytes;
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "value_too_large",
+        format!("column '{column}' row {row}: the value takes {bytes} bytes, more than the limit of {limit} (max_value_bytes)"),
+    ))
+}
+
 /// Indexes of a view's join keys in name order: the canonical key order.
 pub fn key_order(view: &FeatureView) -> Vec<usize> {
     let mut order: Vec<usize> = (0..view.join_keys.len()).collect();
@@ -136,6 +154,7 @@ pub async fn write_rows<C: Cell>(
         for row in 0..rows {
             key.clear();
             encode_key(view, &key_columns, &order, row, &mut key)?;
+            check_value_size(key.len(), "entity key", row, state)?;
             let event_ts = timestamp_of(&event[row])
                 .map_err(|e| invalid_value(&view.timestamp_field, row, e))?;
             let created_ts = match created.map(|c| &c[row]) {
@@ -158,9 +177,12 @@ pub async fn write_rows<C: Cell>(
                 if is_missing(field.dtype, value) {
                     continue;
                 }
-                batch
-                    .encode_field(layout, i, |out| encode_value(field.dtype, value, out))
-                    .map_err(|e| invalid_value(&field.name, row, e))?;
+                batch.encode_field(layout, i, |out| {
+                    let start = out.len();
+                    encode_value(field.dtype, value, out)
+                        .map_err(|e| invalid_value(&field.name, row, e))?;
+                    check_value_size(out.len() - start, &field.name, row, state)
+                })?;
             }
             if batch.data_len() > MAX_BATCH_BYTES {
                 return Err(ApiError::new(
@@ -173,6 +195,10 @@ pub async fn write_rows<C: Cell>(
     }
     if dest.offline {
         state.offline.check()?;
+    }
+    let incoming: usize = per_shard.iter().flatten().map(RowBatch::data_len).sum();
+    if dest.online {
+        state.memory.check(incoming)?;
     }
     // Mailbox places are reserved first: a full shard refuses the write (503) before anything
     // is logged, so a refusal is never applied, live or after a replay. Then the record is
@@ -206,6 +232,9 @@ pub async fn write_rows<C: Cell>(
         None => Ok(Default::default()),
     };
     let stats = stats?;
+    if dest.online {
+        state.memory.add(incoming);
+    }
     state.metrics.rows_written.inc_by(stats.written);
     state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
     tracing::debug!(

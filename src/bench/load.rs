@@ -176,7 +176,14 @@ impl Session {
             .limit(connections * (options.targets.len() + 1))
             .timeout(options.timeout)
             .conn_keep_alive(Duration::from_secs(60))
-            .conn_lifetime(Duration::from_secs(3600));
+            .conn_lifetime(Duration::from_secs(3600))
+            .rustls_0_23(
+                super::tls::client_config(options.ca_cert.as_deref()).unwrap_or_else(|problem| {
+                    // Validated before the run: only a file changed since lands here.
+                    tracing::error!(%problem, "--ca-cert: trusting no certificate");
+                    super::tls::client_config(None).expect("an empty trust store builds")
+                }),
+            );
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(options.timeout)

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod protocol;
 mod record;
 pub mod report;
+mod tls;
 mod workers;
 mod workload;
 

@@ -14,17 +14,18 @@ use super::BenchError;
 /// The default target: a featgrid (or Feast) feature server on this machine.
 pub const DEFAULT_TARGET: &str = "http://127.0.0.1:6566";
 
-/// One server to load: `http://host:port`, without a trailing slash.
+/// One server to load: `http://host:port` or `https://host:port`, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `http://host:port`, ready to have a path appended.
+    /// `http(s)://host:port`, ready to have a path appended.
     pub base: String,
     /// The host as written (`localhost`, `127.0.0.1`, `::1` without brackets).
     pub host: String,
 }
 
 impl Target {
-    /// Parses `http://host:port` (a bare `host:port` is taken as http). No path, no TLS.
+    /// Parses `http://host:port` or `https://host:port` (a bare `host:port` is taken as http).
+    /// No path.
     pub fn parse(text: &str) -> Result<Target, String> {
         let text = text.trim();
         let full = if text.contains("://") {
@@ -35,15 +36,16 @@ impl Target {
         let uri: awc::http::Uri = full
             .parse()
             .map_err(|e| format!("'{text}' is not a URL ({e}): expected http://host:port"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("http") => ("http", 80),
+            Some("https") => ("https", 443),
             Some(other) => {
                 return Err(format!(
-                    "'{text}': scheme '{other}' is not supported: expected http://host:port"
+                    "'{text}': scheme '{other}' is not supported: expected http://host:port or https://host:port"
                 ))
             }
             None => return Err(format!("'{text}': expected http://host:port")),
-        }
+        };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
                 "'{text}' has a path: give the server's root, like http://127.0.0.1:6566"
@@ -61,14 +63,14 @@ impl Target {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(default_port);
         let shown = if host.contains(':') {
             format!("[{host}]")
         } else {
             host.to_string()
         };
         Ok(Target {
-            base: format!("http://{shown}:{port}"),
+            base: format!("{scheme}://{shown}:{port}"),
             host: host.to_string(),
         })
     }
@@ -154,6 +156,8 @@ pub struct Options {
     /// Freshness: how long one probe reads before it counts as a timeout.
     pub probe_timeout: Duration,
     pub seed: u64,
+    /// PEM certificates to trust for `https://` targets (a self-signed server's, or its CA's).
+    pub ca_cert: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     /// A progress line on stderr (the CLI turns it on when stderr is a terminal).
@@ -183,6 +187,7 @@ impl Default for Options {
             timeout: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(5),
             seed: 1,
+            ca_cert: None,
             json: None,
             plot: None,
             progress: false,
@@ -210,6 +215,11 @@ impl Options {
                 return Err(BenchError::RemoteTarget {
                     url: t.base.clone(),
                 });
+            }
+        }
+        if let Some(path) = &self.ca_cert {
+            if let Err(problem) = super::tls::client_config(Some(path)) {
+                return invalid("--ca-cert", problem);
             }
         }
         if self.read_target.is_some() && self.workload != Workload::Freshness {
@@ -368,9 +378,13 @@ mod tests {
 
     #[test]
     fn bad_targets_say_what_is_expected() {
-        assert!(Target::parse("https://127.0.0.1:6566")
+        assert!(Target::parse("ftp://127.0.0.1:6566")
             .unwrap_err()
-            .contains("scheme 'https'"));
+            .contains("scheme 'ftp'"));
+        assert_eq!(
+            Target::parse("https://localhost").unwrap().base,
+            "https://localhost:443"
+        );
         assert!(Target::parse("http://127.0.0.1:6566/get-online-features")
             .unwrap_err()
             .contains("has a path"));

@@ -238,9 +238,9 @@ fn a_remote_target_is_refused_before_anything_is_sent() {
     assert!(err.contains("--allow-remote"), "{err}");
     assert!(out.stdout.is_empty());
 
-    let out = bench(&["--target", "https://127.0.0.1:6566"]);
+    let out = bench(&["--target", "ftp://127.0.0.1:6566"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("scheme 'https'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scheme 'ftp'"));
 }
 
 #[test]

@@ -275,7 +275,7 @@ fn limits_answer_413() {
     let s = Server::start_with(
         &[],
         &[
-            ("FEATGRID_MAX_BODY_BYTES", "2000"),
+            ("FEATGRID_MAX_READ_BODY_BYTES", "2000"),
             ("FEATGRID_MAX_ENTITIES_PER_REQUEST", "3"),
             ("FEATGRID_MAX_ROWS_PER_PUSH", "2"),
         ],

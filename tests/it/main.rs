@@ -1,15 +1,20 @@
 //! The one integration-test binary (one binary links faster than many). Every test starts
 //! the real `featgrid` binary on 127.0.0.1:0 through [`support::Server`] and speaks HTTP to it.
 
+mod auth;
 mod bench;
 mod cli;
 mod consistency;
 mod durability;
+mod error_format;
 mod feast_api;
 mod feast_repo;
 mod feast_sdk;
+mod limits;
 mod native;
 mod offline;
+mod robustness;
 mod semantics;
 mod support;
+mod tls;
 mod validation;

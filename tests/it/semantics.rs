@@ -261,24 +261,7 @@ fn composite_keys_every_type_and_one_push_feeding_two_views() {
         ["PRESENT", "PRESENT", "NOT_FOUND"]
     );
 
-    let fields = [
-        "age",
-        "lifetime_trips",
-        "avg_rating",
-        "lifetime_spend",
-        "name",
-        "avatar",
-        "is_premium",
-        "signup_time",
-        "recent_ages",
-        "recent_trip_ids",
-        "recent_ratings",
-        "recent_fares",
-        "favourite_places",
-        "recent_receipts",
-        "recent_flags",
-        "recent_logins",
-    ];
+    let fields = crate::support::CUSTOMER_PROFILE_FIELDS;
     let refs: Vec<String> = fields
         .iter()
         .map(|f| format!("customer_profile:{f}"))

@@ -12,6 +12,26 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_featgrid");
 
+/// The fields of `customer_profile` in `config/example_registry.toml`, one of every type.
+pub const CUSTOMER_PROFILE_FIELDS: [&str; 16] = [
+    "age",
+    "lifetime_trips",
+    "avg_rating",
+    "lifetime_spend",
+    "name",
+    "avatar",
+    "is_premium",
+    "signup_time",
+    "recent_ages",
+    "recent_trip_ids",
+    "recent_ratings",
+    "recent_fares",
+    "favourite_places",
+    "recent_receipts",
+    "recent_flags",
+    "recent_logins",
+];
+
 /// A running `featgrid serve`; killed when dropped.
 pub struct Server {
     child: Child,
@@ -50,7 +70,7 @@ impl Server {
     /// at `FEATGRID_LOG=warn` unless `env` says otherwise) collected for [`Server::log`].
     pub fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("temporary data dir");
-        let mut server = Server::launch(data.path(), args, env, true);
+        let mut server = Server::spawn(data.path(), args, env, Stdio::piped());
         server._data = Some(data);
         server
     }
@@ -65,18 +85,23 @@ impl Server {
 
     /// The server on the data directory `dir` (kept after it stops), with extra flags.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::launch(dir, args, env, false)
+        Server::spawn(dir, args, env, Stdio::inherit())
     }
 
-    fn launch(dir: &Path, args: &[&str], env: &[(&str, &str)], collect_log: bool) -> Server {
+    /// Like [`Server::start_with`], with the server's standard error (its log) written to `log`.
+    pub fn start_logging(args: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
+        let data = tempfile::tempdir().expect("temporary data dir");
+        let file = std::fs::File::create(log).expect("create the log file");
+        let mut server = Server::spawn(data.path(), args, env, Stdio::from(file));
+        server._data = Some(data);
+        server
+    }
+
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut command = serve_command(dir, args);
         command
             .stdout(Stdio::piped())
-            .stderr(if collect_log {
-                Stdio::piped()
-            } else {
-                Stdio::inherit()
-            })
+            .stderr(stderr)
             .stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
@@ -158,6 +183,29 @@ impl Server {
         self.url.clone()
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Any request: method, path, extra headers, optional body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let mut request = ureq::request(method, &format!("{}{path}", self.url));
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        answer(match body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        })
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Answer {
         self.post_raw(path, &body.to_string(), Some("application/json"))
     }
@@ -237,10 +285,14 @@ pub fn refused_start(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
     (status, reader.join().unwrap_or_default())
 }
 
-/// `featgrid serve` on 127.0.0.1:0 with one worker, the data directory `dir` and extra flags.
+/// `featgrid serve` on 127.0.0.1:0 (unless `args` has a `--bind`) with one worker, the data
+/// directory `dir` and extra flags.
 fn serve_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    command.args(["serve", "--bind", "127.0.0.1:0"]);
+    command.arg("serve");
+    if !args.contains(&"--bind") {
+        command.args(["--bind", "127.0.0.1:0"]);
+    }
     // One HTTP worker unless the test asks for more.
     if !args.contains(&"--workers") {
         command.args(["--workers", "1"]);

@@ -1,0 +1,200 @@
+//! Limits (README "Limits"): slow clients are cut off, oversized bodies, values and answers are
+//! refused with 4xx JSON errors naming the setting, and the memory ceiling refuses writes with
+//! 507 while reads keep working.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::Server;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+/// Driver rows `first..first + n`.
+fn drivers(first: i64, n: i64) -> Value {
+    let ids: Vec<i64> = (first..first + n).collect();
+    let k = ids.len();
+    json!({"driver_id": ids, "event_timestamp": vec![now(); k], "created": vec![now(); k],
+           "conv_rate": vec![0.5; k], "acc_rate": vec![0.25; k], "avg_daily_trips": vec![3; k]})
+}
+
+fn push(server: &Server, df: Value) -> crate::support::Answer {
+    server.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push_source", "df": df}),
+    )
+}
+
+/// Opens a connection and sends `head`, then `trickle` one byte every 200 ms from a thread;
+/// returns what the server answered (until it closes or 30 s pass).
+fn trickle(server: &Server, head: &str, trickle: &'static [u8]) -> String {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for b in trickle {
+            std::thread::sleep(Duration::from_millis(200));
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_client_trickling_its_body_or_headers_is_cut_off_and_others_are_served() {
+    let server = Server::start_with(
+        &[],
+        &[
+            ("FEATGRID_BODY_TIMEOUT_MS", "1000"),
+            ("FEATGRID_HEADER_TIMEOUT_MS", "1000"),
+        ],
+    );
+    // 200 bytes at 5 a second would take 40 s; the server gives up after 1 s.
+    let body: &'static [u8] = Box::leak(vec![b' '; 200].into_boxed_slice());
+    let answer = trickle(
+        &server,
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n",
+        body,
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+
+    let headers: &'static [u8] = Box::leak(b"X-Slow: 1\r\n".repeat(20).into_boxed_slice());
+    let answer = trickle(&server, "GET /health HTTP/1.1\r\nHost: x\r\n", headers);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn oversized_reads_values_and_answers_are_refused_naming_the_setting() {
+    let server = Server::start_with(
+        &[],
+        &[
+            ("FEATGRID_MAX_READ_BODY_BYTES", "2048"),
+            ("FEATGRID_MAX_ANSWER_BYTES", "20000"),
+        ],
+    );
+    push(&server, drivers(0, 1000));
+    let ids: Vec<i64> = (0..1000).collect();
+    let a = server.post(
+        "/get-online-features",
+        &json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": ids}}),
+    );
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains("max_read_body_bytes"), "{}", a.text);
+
+    // 300 ids fit in the read body limit, but their answer does not fit in 20 kB.
+    let ids: Vec<i64> = (0..300).collect();
+    let body = json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": ids}});
+    let a = server.post("/get-online-features", &body);
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (413, Some("answer_too_large")),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains("max_answer_bytes"), "{}", a.text);
+    let small =
+        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, 2]}});
+    assert_eq!(server.post("/get-online-features", &small).status, 200);
+}
+
+#[test]
+fn a_string_past_max_value_bytes_is_refused_and_nothing_is_written() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let server = Server::start_with(
+        &["--config", config],
+        &[("FEATGRID_MAX_VALUE_BYTES", "1000")],
+    );
+    let features = crate::support::CUSTOMER_PROFILE_FIELDS;
+    let write = |name: Value, id: &str| {
+        let mut df = serde_json::Map::new();
+        df.insert("customer_id".into(), json!([id]));
+        df.insert("event_timestamp".into(), json!([now()]));
+        for f in features {
+            df.insert(f.into(), json!([null]));
+        }
+        df.insert("name".into(), json!([name]));
+        server.post(
+            "/write-to-online-store",
+            &json!({"feature_view_name": "customer_profile", "df": df}),
+        )
+    };
+    let before = server.get("/admin/digest").json;
+    let a = write(json!("x".repeat(5000)), "c1");
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (413, Some("value_too_large")),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text.contains("column 'name' row 0") && a.text.contains("max_value_bytes"),
+        "{}",
+        a.text
+    );
+    let a = write(json!("ok"), &"k".repeat(5000));
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (413, Some("value_too_large")),
+        "{}",
+        a.text
+    );
+    assert_eq!(server.get("/admin/digest").json, before);
+    assert_eq!(write(json!("fits"), "c1").status, 200);
+}
+
+#[test]
+fn past_max_memory_writes_are_507_and_reads_keep_working() {
+    let server = Server::start_with(&["--max-memory", "256KiB"], &[]);
+    let mut refused = None;
+    for batch in 0..200 {
+        let a = push(&server, drivers(batch * 500, 500));
+        if a.status != 200 {
+            refused = Some(a);
+            break;
+        }
+    }
+    let a = refused.expect("a 256 KiB store never refused a write");
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (507, Some("memory_limit")),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains("max_memory (262144 bytes)"), "{}", a.text);
+    let digest = server.get("/admin/digest").json;
+    let again = push(&server, drivers(1_000_000, 500));
+    assert_eq!(again.status, 507, "{}", again.text);
+    assert_eq!(
+        server.get("/admin/digest").json,
+        digest,
+        "a refused write changed nothing"
+    );
+    let read = server.read(
+        &["driver_hourly_stats:conv_rate"],
+        json!({"driver_id": [0, 1]}),
+    );
+    assert_eq!(read["results"][1]["values"], json!([0.5, 0.5]));
+}
