@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# featgrid against the bare actix-web ceiling (examples/ceiling.rs) with wrk, A B A B, same bodies:
+# read 1 x 3, read 100 x 3, push 100 (Feast JSON). featgrid runs with --fsync no and each read
+# path (FEATGRID_READ_PATH=direct, then actor); every server is preloaded with ENTITIES entities.
+#
+#   benches/scripts/wrk_ab.sh                 # ENTITIES=1000000 DURATION=10s ROUNDS=2
+#
+# Needs wrk (apt-get install wrk). Servers listen on 127.0.0.1 and are stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+ENTITIES=${ENTITIES:-1000000}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+FSYNC=${FSYNC:-no}
+OUT=${OUT:-target/wrk-ab}
+mkdir -p "$OUT"
+cargo build --release --quiet --bin featgrid --example ceiling
+BIN=target/release/featgrid
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start() { # NAME CMD...: sets $url and $pid
+  local name=$1; shift
+  "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
+  pid=$!
+  for _ in $(seq 100); do
+    url=$(grep -o 'http://[0-9.:]*' "$OUT/$name.stdout" 2>/dev/null | head -1 || true)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "$name did not start" >&2; exit 1; }
+  "$BIN" bench --target "$url" --entities "$ENTITIES" --preload-batch 5000 --max-requests 1 --warmup 0s >/dev/null
+}
+
+measure() { # NAME: one wrk run per workload, requests/s printed as "NAME MODE RPS"
+  for mode in read1 read100 push100; do
+    rps=$(MODE=$mode ENTITIES=$ENTITIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+      -s benches/wrk/feast.lua "$url" | awk '/Requests\/sec/ {print $2}')
+    echo "$1 $mode $rps" | tee -a "$OUT/results.txt"
+  done
+}
+
+: >"$OUT/results.txt"
+for round in $(seq "$ROUNDS"); do
+  for path in direct actor; do
+    rm -rf "$OUT/data"
+    FEATGRID_READ_PATH=$path start "featgrid-$path" "$BIN" serve --bind 127.0.0.1:0 --fsync "$FSYNC" --data-dir "$OUT/data" --snapshot-interval 0
+    measure "featgrid-$path"
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  done
+  start ceiling target/release/examples/ceiling 127.0.0.1:0
+  measure ceiling
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+done
+python3 - "$OUT/results.txt" <<'PY'
+import sys, collections
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, mode, rps = line.split()
+    runs[(name, mode)].append(float(rps))
+best = {k: max(v) for k, v in runs.items()}
+print("| workload | ceiling | featgrid direct | ratio | featgrid actor | ratio |")
+print("|---|---|---|---|---|---|")
+for mode in ["read1", "read100", "push100"]:
+    ce = best[("ceiling", mode)]
+    d = best[("featgrid-direct", mode)]
+    a = best[("featgrid-actor", mode)]
+    print(f"| {mode} | {ce:,.0f} | {d:,.0f} | {d/ce:.2f} | {a:,.0f} | {a/ce:.2f} |")
+print("\nall runs (requests/s):", dict(runs))
+PY
