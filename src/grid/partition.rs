@@ -412,18 +412,9 @@ impl Table {
         }
     }
 
-    /// Calls `f` with the stored key of row `id` (the writer's copy).
+    /// Calls `f` with the stored key of row `id` (the writer's view).
     fn with_key<R>(&self, layout: &RowLayout, id: u32, f: impl FnOnce(&[u8]) -> R) -> R {
-        let len = layout.key_part_len();
-        let mut small = [0u8; 64];
-        let mut large = Vec::new();
-        let part = if len <= small.len() {
-            &mut small[..len]
-        } else {
-            large.resize(len, 0);
-            &mut large[..]
-        };
-        self.shared.writer_load(id, 0..len, part);
+        let part = &self.shared.writer_row(id)[..layout.key_part_len()];
         f(key_of(layout, part, &self.key_arena))
     }
 
@@ -452,10 +443,9 @@ impl Table {
         let hash = hasher.hash_one(key);
         let id = match self.find(layout, hash, key) {
             Some(id) => {
-                let mut stored = [0u8; 16];
                 let at = layout.key_part_len();
-                self.shared.writer_load(id, at..at + 16, &mut stored);
-                let stored_order = (read_i64(&stored, EVENT_AT), read_i64(&stored, CREATED_AT));
+                let stored = &self.shared.writer_row(id)[at..];
+                let stored_order = (read_i64(stored, EVENT_AT), read_i64(stored, CREATED_AT));
                 if (incoming.event_ts(), incoming.created_ts()) < stored_order {
                     return Ok(false);
                 }

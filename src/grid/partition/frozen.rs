@@ -70,7 +70,8 @@ impl Partition {
                 copy.vars.reserve_exact(table.vars.len());
             }
             for id in from..to {
-                table.shared.copy_row(id as u32, &mut copy.records);
+                copy.records
+                    .extend_from_slice(table.shared.writer_row(id as u32));
             }
             copy.vars
                 .extend_from_slice(&table.vars[from * layout.var_count..to * layout.var_count]);

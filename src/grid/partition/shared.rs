@@ -232,20 +232,15 @@ impl SharedTable {
         self.writer_index().find(hash, eq)
     }
 
-    /// Copies bytes `range` of row `id` into `out`, for the writer (which alone stores, so
-    /// no sequence check is needed).
-    pub fn writer_load(&self, id: u32, range: std::ops::Range<usize>, out: &mut [u8]) {
+    /// Row `id`'s bytes as plain bytes, for the writer. Sound because only the writer stores
+    /// to a row and readers on other threads only load (concurrent reads are no data race),
+    /// and the writer drops the slice before its next store (it never holds it across
+    /// [`Self::write_new`] or [`Self::overwrite`]). Readers use [`Self::read`].
+    pub fn writer_row(&self, id: u32) -> &[u8] {
         let (row, _) = self.row(id);
-        for (o, b) in out.iter_mut().zip(&row[range]) {
-            *o = b.load(Ordering::Relaxed);
-        }
-    }
-
-    /// The writer's copy of row `id`'s bytes. Only the writer may call it (no store can
-    /// run meanwhile); readers use [`Self::read`].
-    pub fn copy_row(&self, id: u32, out: &mut Vec<u8>) {
-        let (row, _) = self.row(id);
-        out.extend(row.iter().map(|b| b.load(Ordering::Relaxed)));
+        // SAFETY: `AtomicU8` has the size, alignment and bit validity of `u8`; see above for
+        // why no store can happen while the slice is alive.
+        unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<u8>(), row.len()) }
     }
 
     /// Index slots, for memory accounting.
