@@ -149,6 +149,29 @@ impl From<SnapshotError> for ApiError {
     }
 }
 
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> ApiError {
+        use crate::cluster::ClusterError;
+        let unavailable =
+            |code| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
+        match &e {
+            ClusterError::NoQuorum { .. } => unavailable("no_quorum"),
+            ClusterError::PartialFailure { .. } => unavailable("partial_group_failure"),
+            // A peer's own refusal keeps its code when it is one a client can act on.
+            ClusterError::Peer { code, .. } => match code.as_str() {
+                "shard_overloaded" => unavailable("shard_overloaded"),
+                "shard_timeout" => unavailable("shard_timeout"),
+                "wal_unavailable" => unavailable("wal_unavailable"),
+                "no_quorum" => unavailable("no_quorum"),
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, "peer_failed", e.to_string()),
+            },
+            ClusterError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

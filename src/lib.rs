@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grid;
@@ -99,6 +100,7 @@ pub fn build_app(
                 .route(web::post().to(admin::take_snapshot)),
         )
         .service(resource("/admin/digest").route(web::get().to(admin::digest)))
+        .service(resource("/cluster").route(web::get().to(cluster::status::route)))
         .service(resource("/admin/test/stall").route(web::post().to(admin::test_stall)))
         .default_service(web::to(api::not_found))
 }
@@ -111,6 +113,9 @@ pub struct Running {
     pub server: Server,
     pub shard_threads: ShardThreads,
     pub durability: Durability,
+    /// On a cluster node: the Raft side, stopped after the HTTP server and before the final
+    /// snapshot.
+    pub cluster: Option<cluster::Node>,
 }
 
 /// Why the server could not start.
@@ -230,6 +235,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         },
         metrics: api::metrics::Metrics::new(),
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
+        cluster: std::sync::OnceLock::new(),
     });
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);
@@ -243,11 +249,43 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
 
 /// [`prepare`], then binds the HTTP server and handles SIGTERM and SIGINT.
 pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartError> {
+    serve(settings, prepare(settings, registry)?, None)
+}
+
+/// [`start`] as node `node` of the cluster `topology`: the shards are restored, then the
+/// node's Raft groups and its internal endpoint start, then the client HTTP server.
+pub async fn start_cluster(
+    settings: &Settings,
+    registry: Registry,
+    topology: cluster::topology::Topology,
+    node: cluster::topology::NodeIndex,
+) -> Result<Running, StartError> {
+    let prepared = prepare(settings, registry)?;
+    let fsync = settings.fsync_policy().map_err(std::io::Error::other)?;
+    let state = &prepared.state;
+    let local = cluster::local::LocalStore {
+        grid: state.grid.clone(),
+        wal: state.wal.clone(),
+        offline: state.offline.clone(),
+    };
+    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local)
+        .await
+        .map_err(std::io::Error::other)?;
+    let _ = state.cluster.set(started.cluster.clone());
+    serve(settings, prepared, Some(started))
+}
+
+/// Binds the client HTTP server on prepared state and handles SIGTERM and SIGINT.
+fn serve(
+    settings: &Settings,
+    prepared: Prepared,
+    cluster: Option<cluster::Node>,
+) -> Result<Running, StartError> {
     let Prepared {
         state,
         shard_threads,
         durability,
-    } = prepare(settings, registry)?;
+    } = prepared;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(settings.worker_count())
@@ -267,6 +305,7 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         server,
         shard_threads,
         durability,
+        cluster,
     })
 }
 

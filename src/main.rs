@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use featgrid::bench::{parse_duration, Load, Options, Protocol, Target, Workload};
+use featgrid::cluster::topology::Topology;
 use featgrid::config::{Overrides, Settings};
 
 #[derive(Parser)]
@@ -28,6 +29,22 @@ enum Command {
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
+    /// Look at a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print who owns what, who leads, who is healthy (GET /cluster of one node, as a table).
+    Status {
+        /// Any node's client URL, e.g. http://127.0.0.1:7001.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// Print the JSON answer instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,6 +84,17 @@ struct ServeArgs {
     /// the damaged part of the log, log what was skipped, then write a fresh snapshot.
     #[arg(long)]
     recover: bool,
+    /// Run as a node of the cluster this topology file describes (the same file on every
+    /// node); binds the node's `client` address unless --bind is given. Needs --node-id.
+    #[arg(long, value_name = "FILE", requires = "node_id")]
+    cluster: Option<PathBuf>,
+    /// This node's id in the --cluster topology.
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// Validate the settings, the registry and the topology, then exit: 0 and a summary when
+    /// they are valid, 2 and the first problem otherwise.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args)]
@@ -192,7 +220,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FEATGRID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -200,6 +228,47 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
+        Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
+    }
+}
+
+fn cluster_status(node: &str, json: bool) -> ExitCode {
+    let url = format!("{}/cluster", node.trim_end_matches('/'));
+    let fetched = actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let mut response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        let body = response.body().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "{} {}",
+                response.status(),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(body)
+    });
+    let body = match fetched {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<featgrid::cluster::status::ClusterStatus>(&body) {
+        Ok(status) => {
+            print!("{}", featgrid::cluster::status::table(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: unexpected answer: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -217,8 +286,25 @@ fn bench(args: BenchArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let cluster = match (&args.cluster, &args.node_id) {
+        (Some(file), Some(id)) => {
+            let loaded = Topology::load(file).and_then(|t| t.node_index(id).map(|n| (t, n)));
+            match loaded {
+                Ok(loaded) => Some(loaded),
+                Err(e) => {
+                    eprintln!("featgrid: invalid cluster topology: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    // A cluster node listens on its `client` address unless --bind says otherwise.
+    let bind = args
+        .bind
+        .or_else(|| cluster.as_ref().map(|(t, n)| t.node(*n).client.to_string()));
     let flags = Overrides {
-        bind: args.bind,
+        bind,
         feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,
@@ -237,14 +323,40 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if args.check {
+        println!(
+            "featgrid: configuration is valid: {} feature views, listening on {}{}",
+            registry.feature_views.len(),
+            settings.bind,
+            match &cluster {
+                Some((t, n)) => format!(
+                    ", node {} of a cluster of {} nodes and {} groups",
+                    t.node(*n).id,
+                    t.nodes.len(),
+                    t.groups.len()
+                ),
+                None => String::new(),
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let running = featgrid::start(&settings, registry).map_err(|e| e.to_string())?;
+        let running = match cluster {
+            Some((topology, node)) => {
+                featgrid::start_cluster(&settings, registry, topology, node).await
+            }
+            None => featgrid::start(&settings, registry),
+        }
+        .map_err(|e| e.to_string())?;
         // The one line of CLI output: tests and scripts read the bound address from it.
         println!("featgrid listening on http://{}", running.addr);
         tracing::info!(addr = %running.addr, shards = settings.shards, shard_threads = settings.shard_threads, "serving");
         // Ends on SIGTERM or SIGINT, once in-flight requests have drained.
         let served = running.server.await.map_err(|e| e.to_string());
+        if let Some(node) = running.cluster {
+            node.stop().await;
+        }
         let saved = running.durability.shutdown().await;
         running.shard_threads.stop();
         served?;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::lookup::{echo_value, lookup, Lookup, Selection};
 use super::rows::write_rows;
 use super::{parse_json, read_body, AppState, Frame};
+use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
@@ -147,6 +148,7 @@ pub async fn get_online_features(
         selection,
         &request.entities,
         request.full_feature_names,
+        Consistency::of(&req)?,
     )
     .await?;
     let body = render(&found, &request.entities)?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
+use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::grid::partition::{ReadBatch, ReadOutput, RowLayout, RowRef};
 use crate::registry::{FeatureRef, Registry, ViewId};
@@ -117,12 +118,13 @@ pub fn echo_value<'b, C: Cell>(
     Ok(&scratch[range])
 }
 
-/// Looks up `refs` for every entity row.
+/// Looks up `refs` for every entity row (on a cluster node, as fresh as `consistency` says).
 pub async fn lookup<'s, C: Cell>(
     state: &'s AppState,
     selection: Selection,
     entities: &'s Frame<C>,
     full_names: bool,
+    consistency: Consistency,
 ) -> Result<Lookup<'s>, ApiError> {
     let Selection { refs, aliases } = selection;
     let registry = state.registry.current();
@@ -206,7 +208,10 @@ pub async fn lookup<'s, C: Cell>(
             batch.push(view_id, &key);
         }
     }
-    let outputs = state.grid.read(per_shard).await?;
+    let outputs = match state.cluster.get() {
+        Some(cluster) => cluster.read(per_shard, consistency).await?,
+        None => state.grid.read(per_shard).await?,
+    };
 
     // The echoed join-key columns: those of the entities that some requested view uses.
     let echoed = entities

@@ -50,6 +50,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
     pub test_hooks: bool,
+    /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;
+    /// empty on a single node.
+    pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.

@@ -17,6 +17,7 @@ use super::feast::{push_destination, resolve_features};
 use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
 use super::{read_body, AppState, Frame};
+use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::codec;
 use crate::persist::wal::Destination;
@@ -124,7 +125,14 @@ pub async fn get_online_features(
         request.feature_service.as_deref(),
     )?;
     let entities: Frame<NativeValue> = request.entities.into_iter().collect();
-    let found = lookup(&state, selection, &entities, request.full_feature_names).await?;
+    let found = lookup(
+        &state,
+        selection,
+        &entities,
+        request.full_feature_names,
+        Consistency::of(&req)?,
+    )
+    .await?;
     let rows = found.rows;
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
     let mut results = Vec::with_capacity(feature_names.capacity());
