@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod cluster;
 mod consistency;
 mod durability;
 mod feast_api;

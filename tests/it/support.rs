@@ -47,13 +47,18 @@ impl Server {
     /// The server on the data directory `dir` (kept after it stops), with extra flags.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = serve_command(dir, args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Server::launch(command)
+    }
+
+    /// Runs a prepared `featgrid serve` command; answers once it reports its address.
+    pub fn launch(mut command: Command) -> Server {
         command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .stdin(Stdio::null());
-        for (k, v) in env {
-            command.env(k, v);
-        }
         let mut child = command.spawn().expect("start featgrid");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();

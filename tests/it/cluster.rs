@@ -1,0 +1,555 @@
+//! The cluster with real processes: three (or five) `featgrid serve --cluster` nodes on
+//! loopback ports, a push through one node read through another, `kill -9` of nodes under
+//! load with every acknowledged push checked afterwards, a minority refusing writes, the
+//! secret on internal calls, `--check`, `GET /cluster` and `featgrid cluster status`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{column, now_rfc3339, Answer, Server, BIN};
+
+const SECRET: &str = "test-cluster-secret-0123456789";
+
+/// A cluster of `n` nodes on free loopback ports, its topology in a temporary directory.
+struct Cluster {
+    dir: tempfile::TempDir,
+    topology: PathBuf,
+    nodes: Vec<Option<Server>>,
+    internal: Vec<String>,
+}
+
+/// A free loopback port (bound, then released for the node to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Cluster {
+    /// `groups`: per group, its replicas (node numbers from 1); the slots are split evenly.
+    fn start(n: usize, groups: &[&[usize]]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary dir");
+        let mut text = format!("cluster_secret = \"{SECRET}\"\n");
+        let mut internal = Vec::new();
+        for i in 1..=n {
+            let (client, inner) = (free_port(), free_port());
+            internal.push(format!("127.0.0.1:{inner}"));
+            text += &format!("[[node]]\nid = \"n{i}\"\nclient = \"127.0.0.1:{client}\"\ninternal = \"127.0.0.1:{inner}\"\n");
+        }
+        let per = 16384 / groups.len();
+        for (g, members) in groups.iter().enumerate() {
+            let end = if g + 1 == groups.len() {
+                16383
+            } else {
+                (g + 1) * per - 1
+            };
+            let names: Vec<String> = members.iter().map(|m| format!("\"n{m}\"")).collect();
+            text += &format!(
+                "[[group]]\nslots = \"{}-{end}\"\nnodes = [{}]\n",
+                g * per,
+                names.join(", ")
+            );
+        }
+        let topology = dir.path().join("cluster.toml");
+        std::fs::write(&topology, text).expect("write the topology");
+        let mut cluster = Cluster {
+            dir,
+            topology,
+            nodes: (0..n).map(|_| None).collect(),
+            internal,
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.wait_for_leaders(0);
+        cluster
+    }
+
+    fn three() -> Cluster {
+        Cluster::start(3, &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]])
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
+    /// Starts node `i` (from 0) on its data directory.
+    fn restart(&mut self, i: usize) {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--cluster"])
+            .arg(&self.topology)
+            .args([
+                "--node-id",
+                &format!("n{}", i + 1),
+                "--workers",
+                "1",
+                "--data-dir",
+            ])
+            .arg(self.data_dir(i))
+            .env("FEATGRID_LOG", "warn");
+        self.nodes[i] = Some(Server::launch(command));
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.kill9();
+        }
+    }
+
+    fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    /// `GET /cluster` on node `i`.
+    fn status(&self, i: usize) -> Value {
+        let a = self.node(i).get("/cluster");
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json
+    }
+
+    /// Waits (at most 60 s) until node `i` sees a leader for every group.
+    fn wait_for_leaders(&self, i: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(i);
+            let groups = status["groups"].as_array().expect("groups");
+            if groups.iter().all(|g| g["leader"].is_string()) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for every group: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Rows of the driver view a node holds (`GET /stats`).
+fn stored_rows(node: &Server) -> u64 {
+    let stats = node.get("/stats").json;
+    stats["feature_views"]
+        .as_array()
+        .and_then(|views| views.iter().find(|v| v["name"] == "driver_hourly_stats"))
+        .and_then(|v| v["rows"].as_u64())
+        .unwrap_or_else(|| panic!("no driver_hourly_stats in {stats}"))
+}
+
+fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
+    let now = now_rfc3339();
+    node.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push_source", "df": {
+            "driver_id": ids,
+            "event_timestamp": vec![now.clone(); ids.len()],
+            "conv_rate": vec![0.5; ids.len()],
+            "acc_rate": vec![0.25; ids.len()],
+            "avg_daily_trips": vec![trips; ids.len()],
+        }}),
+    )
+}
+
+/// Reads `avg_daily_trips` of `ids` through `url` with the given consistency header.
+fn read_trips(url: &str, ids: &[i64], consistency: Option<&str>) -> Result<Vec<Value>, Answer> {
+    let mut request = ureq::post(&format!("{url}/get-online-features"));
+    if let Some(c) = consistency {
+        request = request.set("x-featgrid-consistency", c);
+    }
+    let body = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": ids}});
+    let response = match request.send_string(&body.to_string()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status != 200 {
+        return Err(Answer {
+            status,
+            json,
+            text,
+            request_id: None,
+        });
+    }
+    Ok(column(&json, "avg_daily_trips").0)
+}
+
+#[test]
+fn a_push_through_one_node_is_read_through_every_other() {
+    let cluster = Cluster::three();
+    let ids: Vec<i64> = (1..=300).collect();
+    let a = push(cluster.node(0), &ids, 7);
+    assert_eq!(a.status, 200, "{}", a.text);
+    for i in 1..3 {
+        let values = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(values.iter().all(|v| v == 7), "node {i}: {values:?}");
+    }
+    // A local read serves the node's replica: it holds the push once applied there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let values = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
+        if values.iter().all(|v| v == 7) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the local replica never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every node holds every row (each group is on all three), as /stats shows.
+    for i in 0..3 {
+        assert_eq!(stored_rows(cluster.node(i)), 300, "node {i}");
+    }
+    let bad = read_trips(&cluster.node(1).url(), &ids, Some("eventually")).unwrap_err();
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let status = cluster.status(1);
+    assert_eq!(status["node"], "n2");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["healthy"] == true),
+        "{status}"
+    );
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["slots"], "0-5460");
+    assert_eq!(groups[0]["replicas"], json!(["n1", "n2", "n3"]));
+    assert!(groups.iter().all(|g| g["term"].as_u64() >= Some(1)));
+    let out = Command::new(BIN)
+        .args(["cluster", "status", "--node", &cluster.node(2).url()])
+        .output()
+        .expect("run featgrid cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("asked node: n3") && table.contains("5461-10921"),
+        "{table}"
+    );
+}
+
+#[test]
+fn internal_calls_without_the_secret_are_refused() {
+    let cluster = Cluster::start(1, &[&[1]]);
+    let url = format!("http://{}/internal/v1/status", cluster.internal[0]);
+    for secret in [None, Some("wrong-secret-0123456789")] {
+        let mut request = ureq::post(&url);
+        if let Some(s) = secret {
+            request = request.set("x-featgrid-cluster-secret", s);
+        }
+        match request.send_bytes(&[]) {
+            Err(ureq::Error::Status(401, r)) => {
+                let body: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+                assert_eq!(body["code"], "cluster_secret_required");
+            }
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+    let ok = ureq::post(&url)
+        .set("x-featgrid-cluster-secret", SECRET)
+        .send_bytes(&[]);
+    assert_eq!(ok.map(|r| r.status()).ok(), Some(200));
+}
+
+/// Writers push unique ids through random live nodes and record what was acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(urls: Arc<Mutex<Vec<Option<String>>>>, writers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let next = Arc::new(AtomicI64::new(1_000_000));
+        let threads = (0..writers)
+            .map(|w| {
+                let (stop, acked, next, urls) =
+                    (stop.clone(), acked.clone(), next.clone(), urls.clone());
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(10))
+                        .build();
+                    let mut turn = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        turn += 1;
+                        let url = {
+                            let urls = urls.lock().unwrap();
+                            let live: Vec<&String> = urls.iter().flatten().collect();
+                            live[turn % live.len()].clone()
+                        };
+                        let now = now_rfc3339();
+                        let body = json!({"push_source_name": "driver_stats_push_source", "df": {
+                            "driver_id": [id], "event_timestamp": [now], "conv_rate": [0.5],
+                            "acc_rate": [0.5], "avg_daily_trips": [id]}});
+                        let answer = agent
+                            .post(&format!("{url}/push"))
+                            .send_string(&body.to_string());
+                        if matches!(answer, Ok(ref r) if r.status() == 200) {
+                            acked.lock().unwrap().push(id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            acked,
+            threads,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn stop(self) -> Vec<i64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// Checks every id reads back through `url` with its own value as avg_daily_trips.
+fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&str>) {
+    for chunk in ids.chunks(500) {
+        let values = read_trips(url, chunk, consistency)
+            .unwrap_or_else(|a| panic!("read through {url}: {}", a.text));
+        for (id, v) in chunk.iter().zip(values) {
+            assert_eq!(
+                v,
+                json!(id),
+                "acknowledged push of driver {id} lost (read through {url})"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
+    let mut cluster = Cluster::three();
+    let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
+        (0..3).map(|i| Some(cluster.node(i).url())).collect(),
+    ));
+    let load = Load::start(urls.clone(), 3);
+    let wait_for_acks = |load: &Load, more: usize| {
+        let target = load.acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while load.acked() < target {
+            assert!(
+                Instant::now() < deadline,
+                "pushes stopped being acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_acks(&load, 30);
+    let kills = [0, 1, 2, 0, 1];
+    for &victim in &kills {
+        cluster.kill9(victim);
+        urls.lock().unwrap()[victim] = None;
+        // Every group keeps (or gets back) a leader: pushes to all slots are acknowledged.
+        let survivor = (victim + 1) % 3;
+        cluster.wait_for_leaders(survivor);
+        wait_for_acks(&load, 60);
+        cluster.restart(victim);
+        urls.lock().unwrap()[victim] = Some(cluster.node(victim).url());
+        cluster.wait_for_leaders(victim);
+        wait_for_acks(&load, 30);
+    }
+    let acked = load.stop();
+    assert!(
+        acked.len() > 200,
+        "only {} pushes acknowledged",
+        acked.len()
+    );
+    // No acknowledged push is lost, read linearizably through every node...
+    for i in 0..3 {
+        assert_all_readable(&cluster.node(i).url(), &acked, None);
+    }
+    // ...and each replica holds them all once it has caught up (local reads, no barrier).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..3 {
+        loop {
+            let values = read_trips(
+                &cluster.node(i).url(),
+                &acked[acked.len() - 1..],
+                Some("local"),
+            );
+            if values.is_ok_and(|v| v[0] != Value::Null) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i} did not catch up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_all_readable(&cluster.node(i).url(), &acked, Some("local"));
+    }
+    eprintln!(
+        "cluster kill test: {} kills, {} acknowledged pushes checked on 3 nodes",
+        kills.len(),
+        acked.len()
+    );
+}
+
+#[test]
+fn a_minority_refuses_writes_and_linearizable_reads_with_no_quorum() {
+    let mut cluster = Cluster::three();
+    let a = push(cluster.node(0), &[1, 2, 3], 5);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Let node 3 apply the push before it is cut off.
+    assert_all_readable_eventually(&cluster.node(2).url(), &[1, 2, 3], 5);
+    cluster.kill9(0);
+    cluster.kill9(1);
+    let lonely = cluster.node(2);
+    let refused = push(lonely, &[4, 5, 6], 6);
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.json["code"], "no_quorum", "{}", refused.text);
+    let read = read_trips(&lonely.url(), &[1, 2, 3], None).unwrap_err();
+    assert_eq!(
+        (read.status, read.json["code"].as_str()),
+        (503, Some("no_quorum")),
+        "{}",
+        read.text
+    );
+    // A local read still answers, from what this replica holds.
+    let values = read_trips(&lonely.url(), &[1, 2, 3], Some("local")).expect("local read");
+    assert!(values.iter().all(|v| v == 5), "{values:?}");
+    // With a second node back, the majority serves again.
+    cluster.restart(1);
+    cluster.wait_for_leaders(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = push(cluster.node(2), &[4, 5, 6], 6);
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not come back: {}",
+            a.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_all_readable_eventually(&cluster.node(1).url(), &[4, 5, 6], 6);
+}
+
+fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if read_trips(url, ids, Some("local")).is_ok_and(|v| v.iter().all(|v| v == trips)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never held the rows");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn five_nodes_each_hold_three_fifths_and_serve_every_key() {
+    let cluster = Cluster::start(
+        5,
+        &[&[1, 2, 3], &[2, 3, 4], &[3, 4, 5], &[4, 5, 1], &[5, 1, 2]],
+    );
+    let ids: Vec<i64> = (1..=500).collect();
+    let a = push(cluster.node(0), &ids, 9);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Every node serves every key: groups it holds no replica of are read from their leader.
+    for i in 0..5 {
+        for consistency in [None, Some("local")] {
+            let values = read_trips(&cluster.node(i).url(), &ids, consistency).expect("read");
+            assert!(
+                values.iter().all(|v| v == 9),
+                "node {i} {consistency:?}: {values:?}"
+            );
+        }
+    }
+    let mut total = 0;
+    let mut per_node = BTreeMap::new();
+    for i in 0..5 {
+        let rows = stored_rows(cluster.node(i));
+        assert!(rows > 0 && rows < 500, "node {i} holds {rows} of 500 rows");
+        per_node.insert(i, rows);
+        total += rows;
+    }
+    assert_eq!(
+        total,
+        3 * 500,
+        "each row on exactly three nodes: {per_node:?}"
+    );
+}
+
+fn check(args: &[&str], topology: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--cluster"])
+        .arg(topology)
+        .args(args)
+        .output()
+        .expect("run featgrid");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn serve_check_validates_the_topology_and_names_the_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster-3node.toml");
+    let (ok, text) = check(&["--node-id", "n2"], &example);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("node n2 of a cluster of 3 nodes and 3 groups"),
+        "{text}"
+    );
+    let (ok, text) = check(&["--node-id", "n9"], &example);
+    assert!(
+        !ok && text.contains("--node-id: 'n9' is not a [[node]] id"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let broken = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("10923-16383", "10923-16000")
+        .replace(
+            "cluster_secret_file = \"cluster.secret\"",
+            &format!("cluster_secret = \"{SECRET}\""),
+        );
+    std::fs::write(&bad, broken).unwrap();
+    let (ok, text) = check(&["--node-id", "n1"], &bad);
+    assert!(
+        !ok && text.contains("bad.toml: group: slot 16001 is in no group"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--cluster"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "--cluster without --node-id is refused"
+    );
+}
