@@ -11,7 +11,8 @@
 //! Appends are written to the OS before openraft is told they are stored, so a `kill -9`
 //! loses nothing a peer counted; under `fsync = always` they are fsynced first, under
 //! `everysec` at most a second later (by the next append), under `no` when the OS likes.
-//! The vote is one small file written atomically (temp file, fsync, rename).
+//! The vote is one small file written atomically (temp file, fsync, rename). A purge (after a
+//! Raft snapshot) rewrites the file atomically with the entries it keeps, so it stays small.
 //! The whole log is kept in memory too (entries are shared with openraft as clones).
 
 use std::collections::BTreeMap;
@@ -179,14 +180,39 @@ impl LogStore {
     }
 }
 
+/// One record as a frame.
+fn frame(record: &LogRecord) -> Result<Vec<u8>, StorageError> {
+    let payload = codec::encode(record).map_err(write_err)?;
+    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32c(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
 impl Inner {
+    /// Rewrites the file with what it holds now (the purge point and the entries after it),
+    /// atomically, and appends to the new file from then on.
+    fn compact(&mut self) -> Result<(), StorageError> {
+        let mut bytes = Vec::new();
+        if let Some(purged) = self.last_purged {
+            bytes.extend(frame(&LogRecord::Purge(purged))?);
+        }
+        let entries: Vec<Entry> = self.entries.values().cloned().collect();
+        if !entries.is_empty() {
+            bytes.extend(frame(&LogRecord::Entries(entries))?);
+        }
+        write_atomic(&self.path, &bytes).map_err(write_err)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| write_err(format!("{}: reopen: {e}", self.path.display())))?;
+        Ok(())
+    }
+
     /// Appends one frame; written to the OS (and fsynced as the policy says) on return.
     fn write(&mut self, record: &LogRecord) -> Result<(), StorageError> {
-        let payload = codec::encode(record).map_err(write_err)?;
-        let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32c(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
+        let frame = frame(record)?;
         let path = self.path.display().to_string();
         self.file
             .write_all(&frame)
@@ -282,7 +308,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         inner.write(&LogRecord::Purge(log_id))?;
         inner.entries = inner.entries.split_off(&(log_id.index + 1));
         inner.last_purged = Some(log_id);
-        Ok(())
+        // The purged entries are in a snapshot: drop them from the file too. Purges come once
+        // per Raft snapshot, and what is rewritten is the few entries kept after it.
+        inner.compact()
     }
 }
 
@@ -311,6 +339,8 @@ mod tests {
         append(&mut store, vec![entry(2, 4)]).await;
         store.purge(entry(1, 1).log_id).await.unwrap();
         store.save_vote(&Vote::new(2, 1)).await.unwrap();
+        append(&mut store, vec![entry(2, 5)]).await;
+        store.truncate(entry(2, 5).log_id).await.unwrap();
         drop(store);
         let mut again = LogStore::open(dir.path(), FsyncPolicy::Always).unwrap();
         let all = again.try_get_log_entries(..).await.unwrap();

@@ -53,6 +53,11 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const HEARTBEAT_MS: u64 = 150;
 const ELECTION_MIN_MS: u64 = 600;
 const ELECTION_MAX_MS: u64 = 1000;
+/// Entries between Raft snapshots of a group (then the log before them is dropped).
+const SNAPSHOT_EVERY: u64 = 20_000;
+/// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
+/// the log rather than a whole snapshot.
+const KEEP_AFTER_SNAPSHOT: u64 = 1_000;
 /// No hint about a group's leader.
 const NO_LEADER: u64 = u64::MAX;
 
@@ -177,6 +182,7 @@ impl Cluster {
         let topology = Arc::new(topology);
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());
+        let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         for (g, group) in topology.groups.iter().enumerate() {
             if !group.nodes.contains(&me) {
                 rafts.push(None);
@@ -191,7 +197,8 @@ impl Cluster {
                 heartbeat_interval: HEARTBEAT_MS,
                 election_timeout_min: ELECTION_MIN_MS,
                 election_timeout_max: ELECTION_MAX_MS,
-                snapshot_policy: SnapshotPolicy::Never,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+                max_in_snapshot_log_to_keep: keep_after_snapshot,
                 ..Default::default()
             }
             .validate()
@@ -684,6 +691,21 @@ impl Cluster {
                 code: "shard_unavailable".into(),
                 message: e.to_string(),
             })
+    }
+}
+
+/// Entries between Raft snapshots, and entries kept in the log after one. Tests
+/// (`FEATGRID_TEST_HOOKS=1`) may shorten them with `FEATGRID_TEST_RAFT_SNAPSHOT_EVERY`, so that
+/// a restarted node has to catch up from a snapshot.
+fn snapshot_cadence() -> (u64, u64) {
+    let hooks = std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1");
+    let every = std::env::var("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|_| hooks);
+    match every {
+        Some(every) => (every, 0),
+        None => (SNAPSHOT_EVERY, KEEP_AFTER_SNAPSHOT),
     }
 }
 

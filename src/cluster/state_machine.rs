@@ -144,6 +144,11 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> GroupSnapshotBuilder {
+        // The log is purged up to the snapshot once it is built: the marker must not lag
+        // behind that point, or a restart would start from entries no longer in the log.
+        if let Err(e) = self.mark() {
+            tracing::error!(group = self.group, error = %e, "cannot write the applied marker");
+        }
         self.builder()
     }
 

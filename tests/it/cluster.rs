@@ -20,6 +20,7 @@ const SECRET: &str = "test-cluster-secret-0123456789";
 /// A cluster of `n` nodes on free loopback ports, its topology in a temporary directory.
 struct Cluster {
     dir: tempfile::TempDir,
+    env: Vec<(&'static str, &'static str)>,
     topology: PathBuf,
     nodes: Vec<Option<Server>>,
     internal: Vec<String>,
@@ -36,6 +37,11 @@ fn free_port() -> u16 {
 impl Cluster {
     /// `groups`: per group, its replicas (node numbers from 1); the slots are split evenly.
     fn start(n: usize, groups: &[&[usize]]) -> Cluster {
+        Cluster::start_with(n, groups, &[])
+    }
+
+    /// [`Cluster::start`] with environment variables for every node.
+    fn start_with(n: usize, groups: &[&[usize]], env: &[(&'static str, &'static str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary dir");
         let mut text = format!("cluster_secret = \"{SECRET}\"\n");
         let mut internal = Vec::new();
@@ -62,6 +68,7 @@ impl Cluster {
         std::fs::write(&topology, text).expect("write the topology");
         let mut cluster = Cluster {
             dir,
+            env: env.to_vec(),
             topology,
             nodes: (0..n).map(|_| None).collect(),
             internal,
@@ -95,7 +102,8 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir(i))
-            .env("FEATGRID_LOG", "warn");
+            .env("FEATGRID_LOG", "warn")
+            .envs(self.env.iter().copied());
         self.nodes[i] = Some(Server::launch(command));
     }
 
@@ -452,6 +460,35 @@ fn a_minority_refuses_writes_and_linearizable_reads_with_no_quorum() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_all_readable_eventually(&cluster.node(1).url(), &[4, 5, 6], 6);
+}
+
+#[test]
+fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() {
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
+    ];
+    let mut cluster = Cluster::start_with(3, &[&[1, 2, 3]], &env);
+    cluster.kill9(2);
+    // 60 entries: the log is snapshotted and purged past what node 3 has.
+    for id in 1..=60 {
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    cluster.restart(2);
+    let ids: Vec<i64> = (1..=60).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
+        if got.iter().zip(&ids).all(|(v, id)| v == id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 did not catch up: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
