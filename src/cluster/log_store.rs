@@ -166,7 +166,7 @@ impl LogStore {
     }
 
     /// Writes appended entries (to the OS, fsynced as the policy says), then keeps them.
-    fn store(&self, list: Vec<Entry>) -> Result<(), StorageError> {
+    fn store(&self, list: Vec<Entry>) -> Result<(), String> {
         let mut inner = self.lock();
         inner.write(&LogRecord::Entries(list.clone()))?;
         for e in list {
@@ -181,8 +181,8 @@ impl LogStore {
 }
 
 /// One record as a frame.
-fn frame(record: &LogRecord) -> Result<Vec<u8>, StorageError> {
-    let payload = codec::encode(record).map_err(write_err)?;
+fn frame(record: &LogRecord) -> Result<Vec<u8>, String> {
+    let payload = codec::encode(record).map_err(|e| e.to_string())?;
     let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(&crc32c(&payload).to_le_bytes());
@@ -193,7 +193,7 @@ fn frame(record: &LogRecord) -> Result<Vec<u8>, StorageError> {
 impl Inner {
     /// Rewrites the file with what it holds now (the purge point and the entries after it),
     /// atomically, and appends to the new file from then on.
-    fn compact(&mut self) -> Result<(), StorageError> {
+    fn compact(&mut self) -> Result<(), String> {
         let mut bytes = Vec::new();
         if let Some(purged) = self.last_purged {
             bytes.extend(frame(&LogRecord::Purge(purged))?);
@@ -202,21 +202,21 @@ impl Inner {
         if !entries.is_empty() {
             bytes.extend(frame(&LogRecord::Entries(entries))?);
         }
-        write_atomic(&self.path, &bytes).map_err(write_err)?;
+        write_atomic(&self.path, &bytes).map_err(|e| e.to_string())?;
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.path)
-            .map_err(|e| write_err(format!("{}: reopen: {e}", self.path.display())))?;
+            .map_err(|e| format!("{}: reopen: {e}", self.path.display()))?;
         Ok(())
     }
 
     /// Appends one frame; written to the OS (and fsynced as the policy says) on return.
-    fn write(&mut self, record: &LogRecord) -> Result<(), StorageError> {
+    fn write(&mut self, record: &LogRecord) -> Result<(), String> {
         let frame = frame(record)?;
         let path = self.path.display().to_string();
         self.file
             .write_all(&frame)
-            .map_err(|e| write_err(format!("{path}: {e}")))?;
+            .map_err(|e| format!("{path}: {e}"))?;
         let sync = match self.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Everysec => self.last_sync.elapsed() >= Duration::from_secs(1),
@@ -225,7 +225,7 @@ impl Inner {
         if sync {
             self.file
                 .sync_data()
-                .map_err(|e| write_err(format!("{path}: fsync: {e}")))?;
+                .map_err(|e| format!("{path}: fsync: {e}"))?;
             self.last_sync = Instant::now();
         }
         Ok(())
@@ -290,27 +290,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e)
+                callback.log_io_completed(Err(std::io::Error::other(e.clone())));
+                Err(write_err(e))
             }
         }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.write(&LogRecord::Truncate(log_id.index))?;
+        inner
+            .write(&LogRecord::Truncate(log_id.index))
+            .map_err(write_err)?;
         inner.entries.split_off(&log_id.index);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.write(&LogRecord::Purge(log_id))?;
+        inner.write(&LogRecord::Purge(log_id)).map_err(write_err)?;
         inner.entries = inner.entries.split_off(&(log_id.index + 1));
         inner.last_purged = Some(log_id);
         // The purged entries are in a snapshot: drop them from the file too. Purges come once
         // per Raft snapshot, and what is rewritten is the few entries kept after it.
-        inner.compact()
+        inner.compact().map_err(write_err)
     }
 }
 

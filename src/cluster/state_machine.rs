@@ -87,13 +87,13 @@ impl GroupMachine {
         })
     }
 
-    fn mark(&mut self) -> Result<(), StorageError> {
+    fn mark(&mut self) -> Result<(), String> {
         let marker = Marker {
             applied: self.applied,
             membership: self.membership.clone(),
         };
-        let bytes = serde_json::to_vec(&marker).map_err(sm_err)?;
-        write_atomic(&self.marker_path, &bytes).map_err(sm_err)?;
+        let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
+        write_atomic(&self.marker_path, &bytes).map_err(|e| e.to_string())?;
         self.marked_at = Instant::now();
         Ok(())
     }
@@ -138,7 +138,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             answers.push(answer);
         }
         if membership_changed || self.marked_at.elapsed() >= MARK_EVERY {
-            self.mark()?;
+            self.mark().map_err(sm_err)?;
         }
         Ok(answers)
     }
@@ -171,7 +171,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             .await;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.mark()?;
+        self.mark().map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(StoredSnapshot {
             meta: meta.clone(),
             data: Arc::new(data),

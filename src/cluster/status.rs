@@ -213,8 +213,8 @@ pub fn table(status: &ClusterStatus) -> String {
     let _ = writeln!(out, "asked node: {}", status.node);
     let _ = writeln!(
         out,
-        "{:<8} {:<22} {:<22} {}",
-        "NODE", "CLIENT", "INTERNAL", "HEALTHY"
+        "{:<8} {:<22} {:<22} HEALTHY",
+        "NODE", "CLIENT", "INTERNAL"
     );
     for n in &status.nodes {
         let health = if n.healthy { "yes" } else { "NO" };
@@ -227,8 +227,8 @@ pub fn table(status: &ClusterStatus) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<6} {:<18} {:<8} {:<6} {:<9} {:<28} {}",
-        "GROUP", "SLOTS", "LEADER", "TERM", "LAST LOG", "APPLIED", "LAG"
+        "{:<6} {:<18} {:<8} {:<6} {:<9} {:<28} LAG",
+        "GROUP", "SLOTS", "LEADER", "TERM", "LAST LOG", "APPLIED"
     );
     let join = |m: &mut dyn Iterator<Item = String>| m.collect::<Vec<_>>().join(" ");
     for g in &status.groups {
