@@ -91,8 +91,8 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them to the
-/// online store and/or hands them to the offline sink, as `dest` says.
+/// Converts `df` into batches for `views`, then [`store`]s them; on a cluster node, hands them
+/// to the cluster, which commits each group's part through its leader.
 pub async fn write_rows<C: Cell>(
     state: &AppState,
     views: &[ViewId],
