@@ -17,32 +17,31 @@ pub mod internal;
 pub mod local;
 pub mod log_store;
 pub mod network;
+mod read;
 pub mod state_machine;
 pub mod status;
 pub mod topology;
 pub mod types;
+mod write;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::future::join_all;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::grid::partition::{ApplyStats, ReadBatch, ReadOutput, RowBatch, RowLayout};
-use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
-use crate::persist::wal::{self, Destination, FsyncPolicy, RecordView};
-use local::{split_by_group, Found, LocalStore};
+use crate::persist::wal::FsyncPolicy;
+use local::LocalStore;
 use log_store::LogStore;
-use network::{GroupNetwork, Net, NetError};
+use network::{GroupNetwork, Net};
 use state_machine::GroupMachine;
 use topology::{NodeIndex, Topology};
-use types::{Applied, GroupWrite, Raft};
+use types::Raft;
 
 /// How long a request waits for a group to commit a write or confirm a read, elections
 /// included, before it answers 503 `no_quorum`.
@@ -291,156 +290,6 @@ impl Cluster {
         self.topology.node(node).internal
     }
 
-    /// Writes per-shard batches: split by group, each group's part committed by its leader.
-    pub async fn write(
-        &self,
-        per_shard: Vec<Vec<RowBatch>>,
-        layouts: &[RowLayout],
-        dest: Destination,
-    ) -> Result<ApplyStats, ClusterError> {
-        let views = wal::portable_views(&per_shard, layouts);
-        let topology = &self.topology;
-        let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
-            topology.group_of_slot(s)
-        })
-        .map_err(ClusterError::Internal)?;
-        let writes = per_group
-            .into_iter()
-            .enumerate()
-            .filter_map(|(g, views)| views.map(|views| (g, GroupWrite { dest, views })))
-            .map(|(g, write)| async move {
-                (g, self.propose(g, write, Instant::now() + DEADLINE).await)
-            });
-        let answers = join_all(writes).await;
-        let mut stats = ApplyStats::default();
-        let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
-        for (g, answer) in answers {
-            match answer {
-                Ok(a) => {
-                    stats.written += a.written;
-                    stats.skipped_older += a.skipped_older;
-                    ok.push(g);
-                }
-                Err(e) => {
-                    failed.push(g);
-                    first.get_or_insert(e);
-                }
-            }
-        }
-        match first {
-            None => Ok(stats),
-            Some(e) if ok.is_empty() => Err(merge_no_quorum(e, failed)),
-            Some(e) => Err(ClusterError::PartialFailure {
-                ok,
-                failed,
-                first: Box::new(e),
-            }),
-        }
-    }
-
-    /// Commits `write` in `group`: here if this node leads it, else on its leader, following
-    /// leader changes until `deadline`.
-    pub async fn propose(
-        &self,
-        group: usize,
-        write: GroupWrite,
-        deadline: Instant,
-    ) -> Result<Applied, ClusterError> {
-        let mut last = String::from("no leader is known");
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(no_quorum(group, last));
-            }
-            match self.leader(group) {
-                Leader::Here(raft) => {
-                    return match self.commit_here(group, raft, write.clone(), left).await {
-                        Err(Refusal::NotLeader { leader }) => {
-                            self.note_leader(group, leader);
-                            last = "the leader changed".into();
-                            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
-                            continue;
-                        }
-                        other => {
-                            other.map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
-                        }
-                    };
-                }
-                Leader::There(node) => {
-                    let addr = self.internal_addr(node);
-                    let answer: Result<Result<Applied, Refusal>, NetError> = self
-                        .net
-                        .call(addr, format!("/internal/v1/write/{group}"), &write, left)
-                        .await;
-                    match answer {
-                        Ok(Ok(applied)) => return Ok(applied),
-                        Ok(Err(Refusal::NotLeader { leader })) => {
-                            self.note_leader(group, leader.filter(|&l| l != node));
-                            last = format!(
-                                "node {} is no longer the leader",
-                                self.topology.node(node).id
-                            );
-                        }
-                        Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                        Err(NetError::Refused {
-                            status,
-                            code,
-                            message,
-                            ..
-                        }) => {
-                            return Err(ClusterError::Peer {
-                                addr,
-                                status,
-                                code,
-                                message,
-                            })
-                        }
-                        Err(e) => {
-                            self.note_leader(group, None);
-                            last = e.to_string();
-                        }
-                    }
-                }
-                Leader::Unknown => {
-                    if self.raft(group).is_none() {
-                        // No replica here and no hint: try the replicas in turn.
-                        self.note_leader(group, Some(self.any_replica(group)));
-                    }
-                }
-            }
-            actix_rt::time::sleep(
-                RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-        }
-    }
-
-    /// Commits `write` through this node's Raft node for `group` (its leader).
-    pub async fn commit_here(
-        &self,
-        group: usize,
-        raft: &Raft,
-        write: GroupWrite,
-        left: Duration,
-    ) -> Result<Applied, Refusal> {
-        if let Some(reason) = self.lost_quorum(raft) {
-            return Err(Refusal::NoQuorum(reason));
-        }
-        match actix_rt::time::timeout(left, raft.client_write(write)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => Err(Refusal::NotLeader {
-                    leader: f.leader_id,
-                }),
-                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
-            },
-            Err(_) => Err(Refusal::NoQuorum(format!(
-                "group {group}: not committed within {} ms",
-                left.as_millis()
-            ))),
-        }
-    }
-
     /// Why this node, leading a group, cannot count on a quorum now: it has not heard from
     /// one for longer than an election timeout (the others may have elected a new leader).
     fn lost_quorum(&self, raft: &Raft) -> Option<String> {
@@ -452,245 +301,6 @@ impl Cluster {
             )),
             _ => None,
         }
-    }
-
-    /// Waits until this node's replica of `group` may serve a linearizable read: the leader
-    /// confirms its leadership with a quorum (read index) and this replica has applied up to
-    /// that index.
-    pub async fn read_barrier(&self, group: usize, deadline: Instant) -> Result<(), ClusterError> {
-        let Some(raft) = self.raft(group) else {
-            return Err(ClusterError::Internal(format!(
-                "no replica of group {group} here"
-            )));
-        };
-        let mut last = String::from("no leader is known");
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(no_quorum(group, last));
-            }
-            let index = match self.leader(group) {
-                Leader::Here(raft) => match self.read_index_here(group, raft, left).await {
-                    Ok(index) => Some(index),
-                    Err(Refusal::NotLeader { .. }) => {
-                        last = "the leader changed".into();
-                        None
-                    }
-                    Err(r) => return Err(refusal_error(group, self.internal_addr(self.me), r)),
-                },
-                Leader::There(node) => {
-                    let addr = self.internal_addr(node);
-                    let answer: Result<Result<u64, Refusal>, NetError> = self
-                        .net
-                        .call(addr, format!("/internal/v1/read-index/{group}"), &(), left)
-                        .await;
-                    match answer {
-                        Ok(Ok(index)) => Some(index),
-                        Ok(Err(Refusal::NotLeader { .. })) => {
-                            last = format!(
-                                "node {} is no longer the leader",
-                                self.topology.node(node).id
-                            );
-                            None
-                        }
-                        Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                        Err(e) => {
-                            last = e.to_string();
-                            None
-                        }
-                    }
-                }
-                Leader::Unknown => None,
-            };
-            if let Some(index) = index {
-                let left = deadline.saturating_duration_since(Instant::now());
-                return raft
-                    .wait(Some(left))
-                    .applied_index_at_least(Some(index), "read barrier")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| no_quorum(group, format!("this replica did not catch up: {e}")));
-            }
-            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
-        }
-    }
-
-    /// The read index of `group`, this node leading it: confirmed with a quorum.
-    pub async fn read_index_here(
-        &self,
-        group: usize,
-        raft: &Raft,
-        left: Duration,
-    ) -> Result<u64, Refusal> {
-        if let Some(reason) = self.lost_quorum(raft) {
-            return Err(Refusal::NoQuorum(reason));
-        }
-        match actix_rt::time::timeout(left, raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => Ok(read.map_or(0, |l| l.index)),
-            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => Err(Refusal::NotLeader {
-                    leader: f.leader_id,
-                }),
-                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
-            },
-            Err(_) => Err(Refusal::NoQuorum(format!(
-                "group {group}: leadership not confirmed within {} ms",
-                left.as_millis()
-            ))),
-        }
-    }
-
-    /// Reads per-shard key batches (index = shard) as the grid does, from this node's
-    /// replicas (after a read barrier per group unless `local`) and, for groups without a
-    /// replica here, from their leaders.
-    pub async fn read(
-        &self,
-        per_shard: Vec<ReadBatch>,
-        consistency: Consistency,
-    ) -> Result<Vec<Option<ReadOutput>>, ClusterError> {
-        let groups = self.topology.groups.len();
-        let mut touched = vec![false; groups];
-        let mut remote: Vec<Vec<(u32, Blob)>> = vec![Vec::new(); groups];
-        for batch in &per_shard {
-            for (view, key) in batch.iter() {
-                let g = self.topology.group_of_slot(slot(key));
-                touched[g] = true;
-                if self.raft(g).is_none() {
-                    remote[g].push((view as u32, Blob(key.to_vec())));
-                }
-            }
-        }
-        let deadline = Instant::now() + DEADLINE;
-        if consistency == Consistency::Linearizable {
-            let barriers = (0..groups)
-                .filter(|&g| touched[g] && self.raft(g).is_some())
-                .map(|g| self.read_barrier(g, deadline));
-            let failed: Vec<ClusterError> = join_all(barriers)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
-            if let Some(first) = failed.into_iter().next() {
-                return Err(first);
-            }
-        }
-        if remote.iter().all(Vec::is_empty) {
-            return self
-                .local
-                .grid
-                .read(per_shard)
-                .await
-                .map_err(|e| ClusterError::Internal(e.to_string()));
-        }
-        let fetches = remote
-            .into_iter()
-            .enumerate()
-            .filter(|(_, keys)| !keys.is_empty())
-            .map(|(g, keys)| self.fetch_rows(g, keys, consistency, deadline));
-        let layouts = self.local.grid.layouts();
-        let mut found = Found::default();
-        for rows in join_all(fetches).await {
-            found
-                .add_portable(&rows?, &layouts)
-                .map_err(ClusterError::Internal)?;
-        }
-        let local = self
-            .local
-            .grid
-            .read(per_shard.clone())
-            .await
-            .map_err(|e| ClusterError::Internal(e.to_string()))?;
-        for (batch, output) in per_shard.iter().zip(&local) {
-            let Some(output) = output else { continue };
-            for (i, (view, key)) in batch.iter().enumerate() {
-                if let Some(row) = output.row(&layouts, i) {
-                    found.add(view, &layouts[view], key, row);
-                }
-            }
-        }
-        Ok(per_shard
-            .iter()
-            .map(|batch| (!batch.is_empty()).then(|| found.answer(layouts.clone(), batch)))
-            .collect())
-    }
-
-    /// Reads keys of `group` (no replica here) from its leader.
-    async fn fetch_rows(
-        &self,
-        group: usize,
-        keys: Vec<(u32, Blob)>,
-        consistency: Consistency,
-        deadline: Instant,
-    ) -> Result<Vec<RecordView>, ClusterError> {
-        let request = RowsRequest { consistency, keys };
-        let mut last = String::from("no leader is known");
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(no_quorum(group, last));
-            }
-            let node = match self.leader(group) {
-                Leader::There(node) => node,
-                _ => self.any_replica(group),
-            };
-            let addr = self.internal_addr(node);
-            let answer: Result<Result<Vec<RecordView>, Refusal>, NetError> = self
-                .net
-                .call(addr, format!("/internal/v1/rows/{group}"), &request, left)
-                .await;
-            match answer {
-                Ok(Ok(rows)) => return Ok(rows),
-                Ok(Err(Refusal::NotLeader { leader })) => {
-                    self.note_leader(group, leader.filter(|&l| l != node));
-                    last = format!("node {} is not the leader", self.topology.node(node).id);
-                }
-                Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                Err(NetError::Refused {
-                    status,
-                    code,
-                    message,
-                    ..
-                }) => {
-                    return Err(ClusterError::Peer {
-                        addr,
-                        status,
-                        code,
-                        message,
-                    })
-                }
-                Err(e) => {
-                    self.note_leader(group, None);
-                    last = e.to_string();
-                }
-            }
-            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
-        }
-    }
-
-    /// Serves a forwarded read of `group`'s keys on its leader.
-    pub async fn serve_rows(
-        &self,
-        group: usize,
-        request: RowsRequest,
-    ) -> Result<Vec<RecordView>, Refusal> {
-        let Some(raft) = self.raft(group) else {
-            return Err(Refusal::NotLeader { leader: None });
-        };
-        if request.consistency == Consistency::Linearizable {
-            let index = self.read_index_here(group, raft, DEADLINE).await?;
-            raft.wait(Some(DEADLINE))
-                .applied_index_at_least(Some(index), "forwarded read")
-                .await
-                .map_err(|e| Refusal::NoQuorum(e.to_string()))?;
-        }
-        self.local
-            .read_rows(&request.keys)
-            .await
-            .map_err(|e| Refusal::Failed {
-                status: 503,
-                code: "shard_unavailable".into(),
-                message: e.to_string(),
-            })
     }
 }
 
@@ -713,17 +323,6 @@ fn no_quorum(group: usize, reason: String) -> ClusterError {
     ClusterError::NoQuorum {
         groups: vec![group],
         reason,
-    }
-}
-
-/// One error for several groups that all failed.
-fn merge_no_quorum(first: ClusterError, failed: Vec<usize>) -> ClusterError {
-    match first {
-        ClusterError::NoQuorum { reason, .. } => ClusterError::NoQuorum {
-            groups: failed,
-            reason,
-        },
-        other => other,
     }
 }
 

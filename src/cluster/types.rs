@@ -50,12 +50,3 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
-
-/// A storage failure as openraft wants it.
-pub fn io_error(
-    subject: openraft::ErrorSubject<NodeId>,
-    verb: openraft::ErrorVerb,
-    e: impl std::fmt::Display,
-) -> StorageError {
-    openraft::StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
-}

@@ -1,0 +1,179 @@
+//! Writes from any node: a push's rows are split by group, and each group's part is committed by
+//! the group's leader (here, or forwarded to it), following leader changes until a deadline.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use openraft::BasicNode;
+
+use super::local::split_by_group;
+use super::network::NetError;
+use super::types::{Applied, GroupWrite, Raft};
+use super::{
+    no_quorum, refusal_error, Cluster, ClusterError, Leader, Refusal, DEADLINE, RETRY_PAUSE,
+};
+use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
+use crate::persist::wal::{self, Destination};
+
+impl Cluster {
+    /// Writes per-shard batches: split by group, each group's part committed by its leader.
+    pub async fn write(
+        &self,
+        per_shard: Vec<Vec<RowBatch>>,
+        layouts: &[RowLayout],
+        dest: Destination,
+    ) -> Result<ApplyStats, ClusterError> {
+        let views = wal::portable_views(&per_shard, layouts);
+        let topology = &self.topology;
+        let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
+            topology.group_of_slot(s)
+        })
+        .map_err(ClusterError::Internal)?;
+        let writes = per_group
+            .into_iter()
+            .enumerate()
+            .filter_map(|(g, views)| views.map(|views| (g, GroupWrite { dest, views })))
+            .map(|(g, write)| async move {
+                (g, self.propose(g, write, Instant::now() + DEADLINE).await)
+            });
+        let answers = join_all(writes).await;
+        let mut stats = ApplyStats::default();
+        let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
+        for (g, answer) in answers {
+            match answer {
+                Ok(a) => {
+                    stats.written += a.written;
+                    stats.skipped_older += a.skipped_older;
+                    ok.push(g);
+                }
+                Err(e) => {
+                    failed.push(g);
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(stats),
+            Some(e) if ok.is_empty() => Err(merge_no_quorum(e, failed)),
+            Some(e) => Err(ClusterError::PartialFailure {
+                ok,
+                failed,
+                first: Box::new(e),
+            }),
+        }
+    }
+
+    /// Commits `write` in `group`: here if this node leads it, else on its leader, following
+    /// leader changes until `deadline`.
+    pub async fn propose(
+        &self,
+        group: usize,
+        write: GroupWrite,
+        deadline: Instant,
+    ) -> Result<Applied, ClusterError> {
+        let mut last = String::from("no leader is known");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_quorum(group, last));
+            }
+            match self.leader(group) {
+                Leader::Here(raft) => {
+                    return match self.commit_here(group, raft, write.clone(), left).await {
+                        Err(Refusal::NotLeader { leader }) => {
+                            self.note_leader(group, leader);
+                            last = "the leader changed".into();
+                            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
+                            continue;
+                        }
+                        other => {
+                            other.map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
+                        }
+                    };
+                }
+                Leader::There(node) => {
+                    let addr = self.internal_addr(node);
+                    let answer: Result<Result<Applied, Refusal>, NetError> = self
+                        .net
+                        .call(addr, format!("/internal/v1/write/{group}"), &write, left)
+                        .await;
+                    match answer {
+                        Ok(Ok(applied)) => return Ok(applied),
+                        Ok(Err(Refusal::NotLeader { leader })) => {
+                            self.note_leader(group, leader.filter(|&l| l != node));
+                            last = format!(
+                                "node {} is no longer the leader",
+                                self.topology.node(node).id
+                            );
+                        }
+                        Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
+                        Err(NetError::Refused {
+                            status,
+                            code,
+                            message,
+                            ..
+                        }) => {
+                            return Err(ClusterError::Peer {
+                                addr,
+                                status,
+                                code,
+                                message,
+                            })
+                        }
+                        Err(e) => {
+                            self.note_leader(group, None);
+                            last = e.to_string();
+                        }
+                    }
+                }
+                Leader::Unknown => {
+                    if self.raft(group).is_none() {
+                        // No replica here and no hint: try the replicas in turn.
+                        self.note_leader(group, Some(self.any_replica(group)));
+                    }
+                }
+            }
+            actix_rt::time::sleep(
+                RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+
+    /// Commits `write` through this node's Raft node for `group` (its leader).
+    pub async fn commit_here(
+        &self,
+        group: usize,
+        raft: &Raft,
+        write: GroupWrite,
+        left: Duration,
+    ) -> Result<Applied, Refusal> {
+        if let Some(reason) = self.lost_quorum(raft) {
+            return Err(Refusal::NoQuorum(reason));
+        }
+        match actix_rt::time::timeout(left, raft.client_write(write)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Err(Refusal::NotLeader {
+                    leader: f.leader_id,
+                }),
+                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
+            },
+            Err(_) => Err(Refusal::NoQuorum(format!(
+                "group {group}: not committed within {} ms",
+                left.as_millis()
+            ))),
+        }
+    }
+}
+
+/// One error for several groups that all failed.
+fn merge_no_quorum(first: ClusterError, failed: Vec<usize>) -> ClusterError {
+    match first {
+        ClusterError::NoQuorum { reason, .. } => ClusterError::NoQuorum {
+            groups: failed,
+            reason,
+        },
+        other => other,
+    }
+}
