@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::api::rows::store;
 use crate::grid::coordinator::Coordinator;
 use crate::grid::partition::{
-    Partition, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef,
+    Partition, PortableRow, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef,
 };
 use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
@@ -79,23 +79,21 @@ impl LocalStore {
     ) -> Result<Vec<Vec<RowBatch>>, String> {
         let router = self.grid.router();
         let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
-        for rv in views {
-            let view = rv.view as usize;
-            let layout = layouts
-                .get(view)
-                .ok_or_else(|| format!("feature view id {view} is unknown here"))?;
-            let mut at_shard: Vec<Option<usize>> = vec![None; router.shards()];
-            for row in PortableRows::new(layout, &rv.data.0) {
-                let row = row.map_err(|e| e.to_string())?;
-                let shard = router.shard_of_key(row.key);
-                let batches = &mut per_shard[shard];
-                let at = *at_shard[shard].get_or_insert_with(|| {
+        // Per shard, where each view's batch sits in its list.
+        let mut at_shard: Vec<Vec<(usize, usize)>> = vec![Vec::new(); router.shards()];
+        each_row(views, layouts, |view, layout, row| {
+            let shard = router.shard_of_key(row.key);
+            let batches = &mut per_shard[shard];
+            let at = match at_shard[shard].iter().find(|(v, _)| *v == view) {
+                Some(&(_, at)) => at,
+                None => {
                     batches.push(RowBatch::new(view));
+                    at_shard[shard].push((view, batches.len() - 1));
                     batches.len() - 1
-                });
-                batches[at].push_portable(layout, &row);
-            }
-        }
+                }
+            };
+            batches[at].push_portable(layout, row);
+        })?;
         Ok(per_shard)
     }
 
@@ -124,6 +122,25 @@ impl LocalStore {
         }
         Ok(found.into_views(&layouts))
     }
+}
+
+/// Calls `f(view, layout, row)` for every portable row of `views`, checking each against the
+/// view's layout.
+fn each_row(
+    views: &[RecordView],
+    layouts: &[RowLayout],
+    mut f: impl FnMut(usize, &RowLayout, &PortableRow<'_>),
+) -> Result<(), String> {
+    for rv in views {
+        let view = rv.view as usize;
+        let layout = layouts
+            .get(view)
+            .ok_or_else(|| format!("feature view id {view} is unknown here"))?;
+        for row in PortableRows::new(layout, &rv.data.0) {
+            f(view, layout, &row.map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(())
 }
 
 /// Rows gathered per view, to send or to merge.
@@ -166,17 +183,9 @@ impl Found {
         views: &[RecordView],
         layouts: &[RowLayout],
     ) -> Result<(), String> {
-        for rv in views {
-            let view = rv.view as usize;
-            let layout = layouts
-                .get(view)
-                .ok_or_else(|| format!("feature view id {view} is unknown here"))?;
-            for row in PortableRows::new(layout, &rv.data.0) {
-                self.batch(view)
-                    .push_portable(layout, &row.map_err(|e| e.to_string())?);
-            }
-        }
-        Ok(())
+        each_row(views, layouts, |view, layout, row| {
+            self.batch(view).push_portable(layout, row)
+        })
     }
 
     pub fn into_views(self, layouts: &[RowLayout]) -> Vec<RecordView> {
@@ -214,18 +223,11 @@ pub fn split_by_group(
 ) -> Result<Vec<Option<Vec<RecordView>>>, String> {
     let mut per_group: Vec<Found> = (0..groups).map(|_| Found::default()).collect();
     let mut touched = vec![false; groups];
-    for rv in views {
-        let view = rv.view as usize;
-        let layout = layouts
-            .get(view)
-            .ok_or_else(|| format!("feature view id {view} is unknown here"))?;
-        for row in PortableRows::new(layout, &rv.data.0) {
-            let row = row.map_err(|e| e.to_string())?;
-            let g = group_of(slot(row.key));
-            touched[g] = true;
-            per_group[g].batch(view).push_portable(layout, &row);
-        }
-    }
+    each_row(views, layouts, |view, layout, row| {
+        let g = group_of(slot(row.key));
+        touched[g] = true;
+        per_group[g].batch(view).push_portable(layout, row);
+    })?;
     Ok(per_group
         .into_iter()
         .zip(touched)

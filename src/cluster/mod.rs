@@ -38,7 +38,7 @@ use crate::persist::codec::Blob;
 use crate::persist::wal::FsyncPolicy;
 use local::LocalStore;
 use log_store::LogStore;
-use network::{GroupNetwork, Net};
+use network::{GroupNetwork, Net, NetError};
 use state_machine::GroupMachine;
 use topology::{NodeIndex, Topology};
 use types::Raft;
@@ -142,6 +142,13 @@ enum Leader<'a> {
     Here(&'a Raft),
     There(NodeIndex),
     Unknown,
+}
+
+/// What a call forwarded to a node came to, when it was not a final error.
+enum Forwarded<T> {
+    Done(T),
+    /// Try again (the leader changed or did not answer): why, for the final error.
+    Retry(String),
 }
 
 /// This node's part of the cluster.
@@ -284,6 +291,43 @@ impl Cluster {
 
     fn note_leader(&self, group: usize, leader: Option<NodeIndex>) {
         self.hints[group].store(leader.unwrap_or(NO_LEADER), Ordering::Relaxed);
+    }
+
+    /// Sorts out the answer of a call forwarded to `node` about `group`: a result, a reason
+    /// to try again (noting where the leader is, if the node knows), or a final error.
+    fn forwarded<T>(
+        &self,
+        group: usize,
+        node: NodeIndex,
+        answer: Result<Result<T, Refusal>, NetError>,
+    ) -> Result<Forwarded<T>, ClusterError> {
+        let addr = self.internal_addr(node);
+        match answer {
+            Ok(Ok(value)) => Ok(Forwarded::Done(value)),
+            Ok(Err(Refusal::NotLeader { leader })) => {
+                self.note_leader(group, leader.filter(|&l| l != node));
+                Ok(Forwarded::Retry(format!(
+                    "node {} is not the leader",
+                    self.topology.node(node).id
+                )))
+            }
+            Ok(Err(r)) => Err(refusal_error(group, addr, r)),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => Err(ClusterError::Peer {
+                addr,
+                status,
+                code,
+                message,
+            }),
+            Err(e) => {
+                self.note_leader(group, None);
+                Ok(Forwarded::Retry(e.to_string()))
+            }
+        }
     }
 
     fn internal_addr(&self, node: NodeIndex) -> SocketAddr {

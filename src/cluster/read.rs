@@ -8,11 +8,10 @@ use futures_util::future::join_all;
 use openraft::BasicNode;
 
 use super::local::Found;
-use super::network::NetError;
 use super::types::Raft;
 use super::{
-    no_quorum, refusal_error, Cluster, ClusterError, Consistency, Leader, Refusal, RowsRequest,
-    DEADLINE, RETRY_PAUSE,
+    no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader, Refusal,
+    RowsRequest, DEADLINE, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -46,22 +45,14 @@ impl Cluster {
                 },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
-                    let answer: Result<Result<u64, Refusal>, NetError> = self
+                    let answer = self
                         .net
                         .call(addr, format!("/internal/v1/read-index/{group}"), &(), left)
                         .await;
-                    match answer {
-                        Ok(Ok(index)) => Some(index),
-                        Ok(Err(Refusal::NotLeader { .. })) => {
-                            last = format!(
-                                "node {} is no longer the leader",
-                                self.topology.node(node).id
-                            );
-                            None
-                        }
-                        Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                        Err(e) => {
-                            last = e.to_string();
+                    match self.forwarded(group, node, answer)? {
+                        Forwarded::Done(index) => Some(index),
+                        Forwarded::Retry(why) => {
+                            last = why;
                             None
                         }
                     }
@@ -200,34 +191,13 @@ impl Cluster {
                 _ => self.any_replica(group),
             };
             let addr = self.internal_addr(node);
-            let answer: Result<Result<Vec<RecordView>, Refusal>, NetError> = self
+            let answer = self
                 .net
                 .call(addr, format!("/internal/v1/rows/{group}"), &request, left)
                 .await;
-            match answer {
-                Ok(Ok(rows)) => return Ok(rows),
-                Ok(Err(Refusal::NotLeader { leader })) => {
-                    self.note_leader(group, leader.filter(|&l| l != node));
-                    last = format!("node {} is not the leader", self.topology.node(node).id);
-                }
-                Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                Err(NetError::Refused {
-                    status,
-                    code,
-                    message,
-                    ..
-                }) => {
-                    return Err(ClusterError::Peer {
-                        addr,
-                        status,
-                        code,
-                        message,
-                    })
-                }
-                Err(e) => {
-                    self.note_leader(group, None);
-                    last = e.to_string();
-                }
+            match self.forwarded(group, node, answer)? {
+                Forwarded::Done(rows) => return Ok(rows),
+                Forwarded::Retry(why) => last = why,
             }
             actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
         }

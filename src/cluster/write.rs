@@ -7,10 +7,10 @@ use futures_util::future::join_all;
 use openraft::BasicNode;
 
 use super::local::split_by_group;
-use super::network::NetError;
 use super::types::{Applied, GroupWrite, Raft};
 use super::{
-    no_quorum, refusal_error, Cluster, ClusterError, Leader, Refusal, DEADLINE, RETRY_PAUSE,
+    no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
+    RETRY_PAUSE,
 };
 use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
 use crate::persist::wal::{self, Destination};
@@ -93,37 +93,13 @@ impl Cluster {
                 }
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
-                    let answer: Result<Result<Applied, Refusal>, NetError> = self
+                    let answer = self
                         .net
                         .call(addr, format!("/internal/v1/write/{group}"), &write, left)
                         .await;
-                    match answer {
-                        Ok(Ok(applied)) => return Ok(applied),
-                        Ok(Err(Refusal::NotLeader { leader })) => {
-                            self.note_leader(group, leader.filter(|&l| l != node));
-                            last = format!(
-                                "node {} is no longer the leader",
-                                self.topology.node(node).id
-                            );
-                        }
-                        Ok(Err(r)) => return Err(refusal_error(group, addr, r)),
-                        Err(NetError::Refused {
-                            status,
-                            code,
-                            message,
-                            ..
-                        }) => {
-                            return Err(ClusterError::Peer {
-                                addr,
-                                status,
-                                code,
-                                message,
-                            })
-                        }
-                        Err(e) => {
-                            self.note_leader(group, None);
-                            last = e.to_string();
-                        }
+                    match self.forwarded(group, node, answer)? {
+                        Forwarded::Done(applied) => return Ok(applied),
+                        Forwarded::Retry(why) => last = why,
                     }
                 }
                 Leader::Unknown => {
