@@ -348,6 +348,14 @@ impl Cluster {
     }
 }
 
+/// The time a forwarded call is given, within what is `left` of the request's deadline: an
+/// election timeout. A leader that does not answer by then is likely gone (a kept-alive
+/// connection to a cut-off node would otherwise hold the whole deadline); the call is routed
+/// again, to the new leader once there is one. A repeated write is harmless.
+fn attempt(left: Duration) -> Duration {
+    left.min(Duration::from_millis(ELECTION_MAX_MS))
+}
+
 /// Entries between Raft snapshots, and entries kept in the log after one. Tests
 /// (`FEATGRID_TEST_HOOKS=1`) may shorten them with `FEATGRID_TEST_RAFT_SNAPSHOT_EVERY`, so that
 /// a restarted node has to catch up from a snapshot.

@@ -10,8 +10,8 @@ use openraft::BasicNode;
 use super::local::Found;
 use super::types::Raft;
 use super::{
-    no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader, Refusal,
-    RowsRequest, DEADLINE, RETRY_PAUSE,
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader,
+    Refusal, RowsRequest, DEADLINE, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -47,7 +47,12 @@ impl Cluster {
                     let addr = self.internal_addr(node);
                     let answer = self
                         .net
-                        .call(addr, format!("/internal/v1/read-index/{group}"), &(), left)
+                        .call(
+                            addr,
+                            format!("/internal/v1/read-index/{group}"),
+                            &(),
+                            attempt(left),
+                        )
                         .await;
                     match self.forwarded(group, node, answer)? {
                         Forwarded::Done(index) => Some(index),
@@ -193,7 +198,12 @@ impl Cluster {
             let addr = self.internal_addr(node);
             let answer = self
                 .net
-                .call(addr, format!("/internal/v1/rows/{group}"), &request, left)
+                .call(
+                    addr,
+                    format!("/internal/v1/rows/{group}"),
+                    &request,
+                    attempt(left),
+                )
                 .await;
             match self.forwarded(group, node, answer)? {
                 Forwarded::Done(rows) => return Ok(rows),

@@ -9,7 +9,7 @@ use openraft::BasicNode;
 use super::local::split_by_group;
 use super::types::{Applied, GroupWrite, Raft};
 use super::{
-    no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
     RETRY_PAUSE,
 };
 use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
@@ -95,7 +95,12 @@ impl Cluster {
                     let addr = self.internal_addr(node);
                     let answer = self
                         .net
-                        .call(addr, format!("/internal/v1/write/{group}"), &write, left)
+                        .call(
+                            addr,
+                            format!("/internal/v1/write/{group}"),
+                            &write,
+                            attempt(left),
+                        )
                         .await;
                     match self.forwarded(group, node, answer)? {
                         Forwarded::Done(applied) => return Ok(applied),

@@ -102,7 +102,7 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir(i))
-            .env("FEATGRID_LOG", "warn")
+            .env("FEATGRID_LOG", "warn,openraft=off")
             .envs(self.env.iter().copied());
         self.nodes[i] = Some(Server::launch(command));
     }
@@ -152,7 +152,7 @@ fn stored_rows(node: &Server) -> u64 {
         .unwrap_or_else(|| panic!("no driver_hourly_stats in {stats}"))
 }
 
-fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
+pub(super) fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
     let now = now_rfc3339();
     node.post(
         "/push",
@@ -167,7 +167,11 @@ fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
 }
 
 /// Reads `avg_daily_trips` of `ids` through `url` with the given consistency header.
-fn read_trips(url: &str, ids: &[i64], consistency: Option<&str>) -> Result<Vec<Value>, Answer> {
+pub(super) fn read_trips(
+    url: &str,
+    ids: &[i64],
+    consistency: Option<&str>,
+) -> Result<Vec<Value>, Answer> {
     let mut request = ureq::post(&format!("{url}/get-online-features"));
     if let Some(c) = consistency {
         request = request.set("x-featgrid-consistency", c);

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod cluster;
+mod cluster_partition;
 mod consistency;
 mod durability;
 mod feast_api;
