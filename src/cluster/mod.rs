@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use futures_util::future::{select, Either};
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy, TryAsRef};
 use serde::{Deserialize, Serialize};
 
 use crate::persist::codec::Blob;
@@ -41,7 +43,7 @@ use log_store::LogStore;
 use network::{GroupNetwork, Net, NetError};
 use state_machine::GroupMachine;
 use topology::{NodeIndex, Topology};
-use types::Raft;
+use types::{NodeId, Raft};
 
 /// How long a request waits for a group to commit a write or confirm a read, elections
 /// included, before it answers 503 `no_quorum`.
@@ -332,6 +334,50 @@ impl Cluster {
 
     fn internal_addr(&self, node: NodeIndex) -> SocketAddr {
         self.topology.node(node).internal
+    }
+
+    /// Runs `op` on this node's Raft node for `group`, as its leader, for at most `left`;
+    /// gives up as soon as the leader has not heard from a quorum for an election timeout
+    /// (the others may have elected a new leader: a minority refuses within about that).
+    async fn as_leader<T, E>(
+        &self,
+        group: usize,
+        raft: &Raft,
+        left: Duration,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, RaftError<NodeId, E>>>,
+    ) -> Result<T, Refusal>
+    where
+        E: std::error::Error + TryAsRef<ForwardToLeader<NodeId, BasicNode>>,
+    {
+        let lost_quorum = async {
+            loop {
+                match self.lost_quorum(raft) {
+                    Some(reason) => return reason,
+                    None => actix_rt::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await,
+                }
+            }
+        };
+        let op = std::pin::pin!(actix_rt::time::timeout(left, op));
+        let answer = match select(op, std::pin::pin!(lost_quorum)).await {
+            Either::Left((answer, _)) => answer,
+            Either::Right((reason, _)) => {
+                return Err(Refusal::NoQuorum(format!("group {group}: {reason}")))
+            }
+        };
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Err(Refusal::NotLeader {
+                    leader: f.leader_id,
+                }),
+                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
+            },
+            Err(_) => Err(Refusal::NoQuorum(format!(
+                "group {group}: {what} within {} ms",
+                left.as_millis()
+            ))),
+        }
     }
 
     /// Why this node, leading a group, cannot count on a quorum now: it has not heard from

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use openraft::BasicNode;
 
 use super::local::Found;
 use super::types::Raft;
@@ -84,22 +83,10 @@ impl Cluster {
         raft: &Raft,
         left: Duration,
     ) -> Result<u64, Refusal> {
-        if let Some(reason) = self.lost_quorum(raft) {
-            return Err(Refusal::NoQuorum(reason));
-        }
-        match actix_rt::time::timeout(left, raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => Ok(read.map_or(0, |l| l.index)),
-            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => Err(Refusal::NotLeader {
-                    leader: f.leader_id,
-                }),
-                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
-            },
-            Err(_) => Err(Refusal::NoQuorum(format!(
-                "group {group}: leadership not confirmed within {} ms",
-                left.as_millis()
-            ))),
-        }
+        let confirmed = raft.get_read_log_id();
+        self.as_leader(group, raft, left, "leadership not confirmed", confirmed)
+            .await
+            .map(|(read, _applied)| read.map_or(0, |l| l.index))
     }
 
     /// Reads per-shard key batches (index = shard) as the grid does, from this node's

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use openraft::BasicNode;
 
 use super::local::split_by_group;
 use super::types::{Applied, GroupWrite, Raft};
@@ -129,22 +128,9 @@ impl Cluster {
         write: GroupWrite,
         left: Duration,
     ) -> Result<Applied, Refusal> {
-        if let Some(reason) = self.lost_quorum(raft) {
-            return Err(Refusal::NoQuorum(reason));
-        }
-        match actix_rt::time::timeout(left, raft.client_write(write)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => Err(Refusal::NotLeader {
-                    leader: f.leader_id,
-                }),
-                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
-            },
-            Err(_) => Err(Refusal::NoQuorum(format!(
-                "group {group}: not committed within {} ms",
-                left.as_millis()
-            ))),
-        }
+        self.as_leader(group, raft, left, "not committed", raft.client_write(write))
+            .await
+            .map(|response| response.data)
     }
 }
 
