@@ -584,6 +584,32 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
     }
 }
 
+#[test]
+fn the_whole_cluster_restarts_with_its_data_and_stops_cleanly() {
+    let mut cluster = Cluster::three();
+    let ids: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(1), &ids, 4);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Two nodes stop with SIGTERM (drain, final snapshot), one is killed.
+    for i in [0, 1] {
+        let status = cluster.nodes[i].take().unwrap().terminate();
+        assert!(status.success(), "node {i} exited with {status}");
+    }
+    cluster.kill9(2);
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_leaders(0);
+    for i in 0..3 {
+        let values = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(values.iter().all(|v| v == 4), "node {i}: {values:?}");
+    }
+    let b = push(cluster.node(2), &ids, 8);
+    assert_eq!(b.status, 200, "{}", b.text);
+    let values = read_trips(&cluster.node(0).url(), &ids, None).expect("read");
+    assert!(values.iter().all(|v| v == 8), "{values:?}");
+}
+
 fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
