@@ -163,6 +163,9 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 "shard_timeout" => unavailable("shard_timeout"),
                 "wal_unavailable" => unavailable("wal_unavailable"),
                 "no_quorum" => unavailable("no_quorum"),
+                "invalid_member_change" => {
+                    ApiError::bad_request("invalid_member_change", e.to_string())
+                }
                 _ => ApiError::new(StatusCode::BAD_GATEWAY, "peer_failed", e.to_string()),
             },
             ClusterError::Internal(_) => {

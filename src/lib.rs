@@ -101,6 +101,10 @@ pub fn build_app(
         )
         .service(resource("/admin/digest").route(web::get().to(admin::digest)))
         .service(resource("/cluster").route(web::get().to(cluster::status::route)))
+        .service(
+            resource("/cluster/groups/{group}/members")
+                .route(web::post().to(cluster::membership::route)),
+        )
         .service(resource("/admin/test/stall").route(web::post().to(admin::test_stall)))
         .default_service(web::to(api::not_found))
 }

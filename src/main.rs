@@ -45,6 +45,23 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a group's voters through its leader, e.g. replace a dead node: new nodes are
+    /// added as learners, caught up, then made voters with the removed ones dropped (joint
+    /// consensus). Prints the group's members.
+    Members {
+        /// Any node's client URL, e.g. http://127.0.0.1:7001.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The group (its index in the topology's [[group]] list).
+        #[arg(long, value_name = "N")]
+        group: usize,
+        /// A node id to add (a [[node]] of the topology); repeat for several.
+        #[arg(long, value_name = "ID")]
+        add: Vec<String>,
+        /// A node id to remove; repeat for several.
+        #[arg(long, value_name = "ID")]
+        remove: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -229,16 +246,24 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
         Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
+        Command::Cluster(ClusterCommand::Members {
+            node,
+            group,
+            add,
+            remove,
+        }) => cluster_members(&node, group, add, remove),
     }
 }
 
-fn cluster_status(node: &str, json: bool) -> ExitCode {
-    let url = format!("{}/cluster", node.trim_end_matches('/'));
-    let fetched = actix_rt::System::new().block_on(async {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .finish();
-        let mut response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+/// GETs `url` (or POSTs `body` as JSON): the answer's body when it is a 200.
+fn http(url: &str, body: Option<serde_json::Value>, timeout: Duration) -> Result<Vec<u8>, String> {
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder().timeout(timeout).finish();
+        let sent = match body {
+            Some(body) => client.post(url).send_json(&body).await,
+            None => client.get(url).send().await,
+        };
+        let mut response = sent.map_err(|e| e.to_string())?;
         let body = response.body().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!(
@@ -247,9 +272,31 @@ fn cluster_status(node: &str, json: bool) -> ExitCode {
                 String::from_utf8_lossy(&body)
             ));
         }
-        Ok(body)
-    });
-    let body = match fetched {
+        Ok(body.to_vec())
+    })
+}
+
+fn cluster_members(node: &str, group: usize, add: Vec<String>, remove: Vec<String>) -> ExitCode {
+    let url = format!(
+        "{}/cluster/groups/{group}/members",
+        node.trim_end_matches('/')
+    );
+    let body = serde_json::json!({"add": add, "remove": remove});
+    match http(&url, Some(body), Duration::from_secs(180)) {
+        Ok(answer) => {
+            println!("{}", String::from_utf8_lossy(&answer));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster members: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster_status(node: &str, json: bool) -> ExitCode {
+    let url = format!("{}/cluster", node.trim_end_matches('/'));
+    let body = match http(&url, None, Duration::from_secs(10)) {
         Ok(body) => body,
         Err(e) => {
             eprintln!("featgrid cluster status: {url}: {e}");

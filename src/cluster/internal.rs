@@ -7,6 +7,7 @@
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
+//! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use futures_util::TryFutureExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::membership::{MemberChange, CHANGE_DEADLINE};
 use super::network::{CONTENT_TYPE, SECRET_HEADER};
 use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Refusal, RowsRequest, DEADLINE};
@@ -76,6 +78,7 @@ pub fn serve(cluster: Arc<Cluster>, addr: SocketAddr) -> std::io::Result<Server>
                 web::post().to(read_index),
             )
             .route("/internal/v1/rows/{group}", web::post().to(rows))
+            .route("/internal/v1/members/{group}", web::post().to(members))
             .route("/internal/v1/status", web::post().to(status))
     })
     .workers(2)
@@ -171,6 +174,24 @@ async fn rows(
 ) -> Result<HttpResponse, ApiError> {
     let request: RowsRequest = decode(&body)?;
     Ok(encoded(&cluster.serve_rows(*group, request).await))
+}
+
+async fn members(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let change: MemberChange = decode(&body)?;
+    let answer = match cluster.raft(group) {
+        Some(raft) => {
+            cluster
+                .change_members_here(group, raft, &change, CHANGE_DEADLINE)
+                .await
+        }
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
 }
 
 async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {

@@ -16,6 +16,7 @@
 pub mod internal;
 pub mod local;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 mod read;
 pub mod state_machine;
@@ -157,8 +158,8 @@ enum Forwarded<T> {
 pub struct Cluster {
     pub topology: Arc<Topology>,
     pub me: NodeIndex,
-    /// Index = group; `None` where this node holds no replica.
-    rafts: Vec<Option<Raft>>,
+    /// Index = group: this node's Raft node of each group, member or not.
+    rafts: Vec<Raft>,
     /// Index = group: the leader last heard of ([`NO_LEADER`]: none).
     hints: Vec<AtomicU64>,
     rotor: AtomicUsize,
@@ -191,11 +192,9 @@ impl Cluster {
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
+        // Every node runs every group's Raft node: one that is no member stays idle (never
+        // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
-            if !group.nodes.contains(&me) {
-                rafts.push(None);
-                continue;
-            }
             let dir = data_dir.join("raft").join(format!("g{g}"));
             let log = LogStore::open(&dir, fsync)?;
             let machine = GroupMachine::open(g, dir, local.clone(), topology.clone())
@@ -233,7 +232,7 @@ impl Cluster {
                 }
                 tracing::info!(group = g, "group initialized");
             }
-            rafts.push(Some(raft));
+            rafts.push(raft);
         }
         let hints = topology
             .groups
@@ -254,13 +253,28 @@ impl Cluster {
 
     /// Stops every group's Raft node (at shutdown, after the HTTP servers).
     pub async fn shutdown(&self) {
-        for raft in self.rafts.iter().flatten() {
+        for raft in &self.rafts {
             let _ = raft.shutdown().await;
         }
     }
 
+    /// This node's Raft node of `group`, member or not.
     pub fn raft(&self, group: usize) -> Option<&Raft> {
-        self.rafts.get(group).and_then(Option::as_ref)
+        self.rafts.get(group)
+    }
+
+    /// This node's Raft node of `group` when the node is one of its members (voter or
+    /// learner): it holds a replica.
+    pub fn replica(&self, group: usize) -> Option<&Raft> {
+        let raft = self.raft(group)?;
+        let metrics = raft.metrics();
+        let member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.me)
+            .is_some();
+        member.then_some(raft)
     }
 
     pub fn net(&self) -> &Net {
@@ -268,7 +282,7 @@ impl Cluster {
     }
 
     fn leader(&self, group: usize) -> Leader<'_> {
-        let known = match self.raft(group) {
+        let known = match self.replica(group) {
             Some(raft) => {
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
@@ -465,7 +479,7 @@ impl Node {
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();
         actix_rt::spawn(server);
-        tracing::info!(node = %cluster.topology.node(me).id, %addr, groups = cluster.rafts.iter().flatten().count(), "cluster node started");
+        tracing::info!(node = %cluster.topology.node(me).id, %addr, groups = cluster.topology.groups_of(me).count(), "cluster node started");
         Ok(Node {
             cluster,
             internal,

@@ -22,7 +22,7 @@ impl Cluster {
     /// confirms its leadership with a quorum (read index) and this replica has applied up to
     /// that index.
     pub async fn read_barrier(&self, group: usize, deadline: Instant) -> Result<(), ClusterError> {
-        let Some(raft) = self.raft(group) else {
+        let Some(raft) = self.replica(group) else {
             return Err(ClusterError::Internal(format!(
                 "no replica of group {group} here"
             )));
@@ -104,7 +104,7 @@ impl Cluster {
             for (view, key) in batch.iter() {
                 let g = self.topology.group_of_slot(slot(key));
                 touched[g] = true;
-                if self.raft(g).is_none() {
+                if self.replica(g).is_none() {
                     remote[g].push((view as u32, Blob(key.to_vec())));
                 }
             }
@@ -112,7 +112,7 @@ impl Cluster {
         let deadline = Instant::now() + DEADLINE;
         if consistency == Consistency::Linearizable {
             let barriers = (0..groups)
-                .filter(|&g| touched[g] && self.raft(g).is_some())
+                .filter(|&g| touched[g] && self.replica(g).is_some())
                 .map(|g| self.read_barrier(g, deadline));
             let failed: Vec<ClusterError> = join_all(barriers)
                 .await

@@ -31,6 +31,9 @@ pub struct GroupReport {
     pub applied: Option<u64>,
     /// Leader only: the last log index each follower has matched.
     pub matched: BTreeMap<String, Option<u64>>,
+    /// The members this node knows of.
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
 }
 
 /// The whole cluster as one node sees it.
@@ -55,7 +58,10 @@ pub struct NodeStatus {
 pub struct GroupStatus {
     pub group: usize,
     pub slots: String,
+    /// The voting members (the leader's view; the topology's list while no leader answers).
     pub replicas: Vec<String>,
+    /// Members being brought up to date before they vote.
+    pub learners: Vec<String>,
     pub leader: Option<String>,
     pub term: u64,
     pub last_log_index: Option<u64>,
@@ -77,7 +83,7 @@ impl Cluster {
     pub fn local_status(&self) -> Vec<GroupReport> {
         (0..self.topology.groups.len())
             .filter_map(|g| {
-                let raft = self.raft(g)?;
+                let raft = self.replica(g)?;
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let state = match m.state {
@@ -87,6 +93,7 @@ impl Cluster {
                     ServerState::Learner => "learner",
                     ServerState::Shutdown => "shutdown",
                 };
+                let membership = m.membership_config.membership();
                 let matched = m
                     .replication
                     .iter()
@@ -102,6 +109,8 @@ impl Cluster {
                     last_log_index: m.last_log_index,
                     applied: m.last_applied.map(|l| l.index),
                     matched,
+                    voters: membership.voter_ids().map(|n| self.name(n)).collect(),
+                    learners: membership.learner_ids().map(|n| self.name(n)).collect(),
                 })
             })
             .collect()
@@ -153,6 +162,7 @@ impl Cluster {
                     group: g,
                     slots: group.slots_text(),
                     replicas: group.nodes.iter().map(|&n| self.name(n)).collect(),
+                    learners: Vec::new(),
                     leader: None,
                     term: 0,
                     last_log_index: None,
@@ -171,6 +181,8 @@ impl Cluster {
                     if r.state == "leader" && r.term >= status.term {
                         status.term = r.term;
                         status.leader = Some(self.name(n as u64));
+                        status.replicas = r.voters.clone();
+                        status.learners = r.learners.clone();
                         status.last_log_index = r.last_log_index;
                         let last = r.last_log_index.unwrap_or(0);
                         status.lag = r
@@ -273,6 +285,7 @@ mod tests {
                 group: 0,
                 slots: "0-16383".into(),
                 replicas: vec!["n1".into()],
+                learners: Vec::new(),
                 leader: None,
                 term: 4,
                 last_log_index: None,

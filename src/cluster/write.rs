@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::local::split_by_group;
 use super::types::{Applied, GroupWrite, Raft};
@@ -70,6 +72,31 @@ impl Cluster {
         write: GroupWrite,
         deadline: Instant,
     ) -> Result<Applied, ClusterError> {
+        let path = format!("/internal/v1/write/{group}");
+        self.on_leader(group, path, &write, deadline, |raft, left| {
+            let write = write.clone();
+            async move { self.commit_here(group, &raft, write, left).await }
+        })
+        .await
+    }
+
+    /// Runs an operation on `group`'s leader: `here` when this node leads it, else a call of
+    /// `path` with `request` on the leader's internal endpoint (served there by the same
+    /// operation); follows leader changes until `deadline`.
+    pub(super) async fn on_leader<Q, A, F, Fut>(
+        &self,
+        group: usize,
+        path: String,
+        request: &Q,
+        deadline: Instant,
+        here: F,
+    ) -> Result<A, ClusterError>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        F: Fn(Raft, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<A, Refusal>>,
+    {
         let mut last = String::from("no leader is known");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -77,37 +104,29 @@ impl Cluster {
                 return Err(no_quorum(group, last));
             }
             match self.leader(group) {
-                Leader::Here(raft) => {
-                    return match self.commit_here(group, raft, write.clone(), left).await {
-                        Err(Refusal::NotLeader { leader }) => {
-                            self.note_leader(group, leader);
-                            last = "the leader changed".into();
-                            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
-                            continue;
-                        }
-                        other => {
-                            other.map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
-                        }
-                    };
-                }
+                Leader::Here(raft) => match here(raft.clone(), left).await {
+                    Err(Refusal::NotLeader { leader }) => {
+                        self.note_leader(group, leader);
+                        last = "the leader changed".into();
+                    }
+                    other => {
+                        return other
+                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
+                    }
+                },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
                     let answer = self
                         .net
-                        .call(
-                            addr,
-                            format!("/internal/v1/write/{group}"),
-                            &write,
-                            attempt(left),
-                        )
+                        .call(addr, path.clone(), request, attempt(left))
                         .await;
                     match self.forwarded(group, node, answer)? {
-                        Forwarded::Done(applied) => return Ok(applied),
+                        Forwarded::Done(value) => return Ok(value),
                         Forwarded::Retry(why) => last = why,
                     }
                 }
                 Leader::Unknown => {
-                    if self.raft(group).is_none() {
+                    if self.replica(group).is_none() {
                         // No replica here and no hint: try the replicas in turn.
                         self.note_leader(group, Some(self.any_replica(group)));
                     }

@@ -610,6 +610,72 @@ fn the_whole_cluster_restarts_with_its_data_and_stops_cleanly() {
     assert!(values.iter().all(|v| v == 8), "{values:?}");
 }
 
+#[test]
+fn a_dead_node_is_replaced_by_a_learner_made_voter() {
+    // n4 is in the topology but in no group: the spare.
+    let mut cluster = Cluster::start(4, &[&[1, 2, 3]]);
+    let ids: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(0), &ids, 5);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(2);
+    let out = Command::new(BIN)
+        .args(["cluster", "members", "--node", &cluster.node(3).url()])
+        .args(["--group", "0", "--add", "n4", "--remove", "n3"])
+        .output()
+        .expect("run featgrid cluster members");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let members: Value = serde_json::from_str(&text).expect("members as JSON");
+    assert_eq!(members["voters"], json!(["n1", "n2", "n4"]), "{members}");
+    // n4 holds the group's rows, and votes: with n1 gone too, n2 and n4 are a majority.
+    assert_all_readable_eventually(&cluster.node(3).url(), &ids, 5);
+    cluster.kill9(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = push(cluster.node(3), &ids, 6);
+        if b.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no majority of n2 and n4: {}",
+            b.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let values = read_trips(&cluster.node(1).url(), &ids, None).expect("read");
+    assert!(values.iter().all(|v| v == 6), "{values:?}");
+    let status = cluster.status(3);
+    assert_eq!(
+        status["groups"][0]["replicas"],
+        json!(["n1", "n2", "n4"]),
+        "{status}"
+    );
+    // Bad changes are refused with the key named.
+    let bad = cluster
+        .node(1)
+        .post("/cluster/groups/0/members", &json!({"add": ["n9"]}));
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (400, Some("unknown_node")),
+        "{}",
+        bad.text
+    );
+    let bad = cluster
+        .node(1)
+        .post("/cluster/groups/7/members", &json!({"add": ["n1"]}));
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (404, Some("unknown_group")),
+        "{}",
+        bad.text
+    );
+}
+
 fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
