@@ -98,13 +98,15 @@ impl Cluster {
         consistency: Consistency,
     ) -> Result<Vec<Option<ReadOutput>>, ClusterError> {
         let groups = self.topology.groups.len();
+        // Decided once per request: a membership change may add a replica meanwhile.
+        let here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
         let mut touched = vec![false; groups];
         let mut remote: Vec<Vec<(u32, Blob)>> = vec![Vec::new(); groups];
         for batch in &per_shard {
             for (view, key) in batch.iter() {
                 let g = self.topology.group_of_slot(slot(key));
                 touched[g] = true;
-                if self.replica(g).is_none() {
+                if !here[g] {
                     remote[g].push((view as u32, Blob(key.to_vec())));
                 }
             }
@@ -112,7 +114,7 @@ impl Cluster {
         let deadline = Instant::now() + DEADLINE;
         if consistency == Consistency::Linearizable {
             let barriers = (0..groups)
-                .filter(|&g| touched[g] && self.replica(g).is_some())
+                .filter(|&g| touched[g] && here[g])
                 .map(|g| self.read_barrier(g, deadline));
             let failed: Vec<ClusterError> = join_all(barriers)
                 .await
