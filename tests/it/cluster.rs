@@ -774,4 +774,38 @@ fn serve_check_validates_the_topology_and_names_the_key() {
         !out.status.success(),
         "--cluster without --node-id is refused"
     );
+    // A single node checks its settings and registry the same way.
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--shards", "4"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("configuration is valid"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--check", "--shards", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_single_node_has_no_cluster_routes() {
+    let server = Server::start();
+    let a = server.get("/cluster");
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (404, Some("not_a_cluster")),
+        "{}",
+        a.text
+    );
+    let a = server.post("/cluster/groups/0/members", &json!({"add": ["n1"]}));
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (404, Some("not_a_cluster")),
+        "{}",
+        a.text
+    );
 }
