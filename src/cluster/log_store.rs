@@ -10,7 +10,8 @@
 //!
 //! Appends are written to the OS before openraft is told they are stored, so a `kill -9`
 //! loses nothing a peer counted; under `fsync = always` they are fsynced first, under
-//! `everysec` at most a second later (by the next append), under `no` when the OS likes.
+//! `everysec` within about a second (by a syncer thread, [`sync_every_second`]), under `no`
+//! when the OS likes.
 //! The vote is one small file written atomically (temp file, fsync, rename). A purge (after a
 //! Raft snapshot) rewrites the file atomically with the entries it keeps, so it stays small.
 //! The whole log is kept in memory too (entries are shared with openraft as clones).
@@ -21,8 +22,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
@@ -59,7 +60,8 @@ struct Inner {
     vote_path: PathBuf,
     file: File,
     fsync: FsyncPolicy,
-    last_sync: Instant,
+    /// Written since the last fsync.
+    dirty: bool,
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
@@ -157,7 +159,7 @@ impl LogStore {
                 vote_path,
                 file,
                 fsync,
-                last_sync: Instant::now(),
+                dirty: false,
                 entries,
                 last_purged,
                 vote,
@@ -217,18 +219,48 @@ impl Inner {
         self.file
             .write_all(&frame)
             .map_err(|e| format!("{path}: {e}"))?;
-        let sync = match self.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Everysec => self.last_sync.elapsed() >= Duration::from_secs(1),
-            FsyncPolicy::No => false,
-        };
-        if sync {
+        if self.fsync == FsyncPolicy::Always {
             self.file
                 .sync_data()
                 .map_err(|e| format!("{path}: fsync: {e}"))?;
-            self.last_sync = Instant::now();
+        } else {
+            self.dirty = true;
         }
         Ok(())
+    }
+}
+
+/// Under `fsync = everysec`: a thread that fsyncs every log written to in the last second,
+/// until the logs are gone. A failed fsync is logged and tried again a second later.
+pub fn sync_every_second(stores: &[LogStore]) {
+    let logs: Vec<Weak<Mutex<Inner>>> = stores.iter().map(|s| Arc::downgrade(&s.inner)).collect();
+    let spawned = std::thread::Builder::new()
+        .name("featgrid-raft-sync".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let mut alive = false;
+            for log in &logs {
+                let Some(inner) = log.upgrade() else { continue };
+                alive = true;
+                // The fsync runs outside the lock, on a handle of the same file.
+                let handle = {
+                    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    if !std::mem::take(&mut inner.dirty) {
+                        continue;
+                    }
+                    inner.file.try_clone()
+                };
+                if let Err(e) = handle.and_then(|file| file.sync_data()) {
+                    tracing::error!(error = %e, "raft log fsync failed; trying again in a second");
+                    inner.lock().unwrap_or_else(|p| p.into_inner()).dirty = true;
+                }
+            }
+            if !alive {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the raft log syncer");
     }
 }
 

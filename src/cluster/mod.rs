@@ -192,11 +192,13 @@ impl Cluster {
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
+        let mut logs = Vec::with_capacity(topology.groups.len());
         // Every node runs every group's Raft node: one that is no member stays idle (never
         // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
             let dir = data_dir.join("raft").join(format!("g{g}"));
             let log = LogStore::open(&dir, fsync)?;
+            logs.push(log.clone());
             let machine = GroupMachine::open(g, dir, local.clone(), topology.clone())
                 .map_err(ClusterStartError::Other)?;
             let config = Config {
@@ -233,6 +235,9 @@ impl Cluster {
                 tracing::info!(group = g, "group initialized");
             }
             rafts.push(raft);
+        }
+        if fsync == FsyncPolicy::Everysec {
+            log_store::sync_every_second(&logs);
         }
         let hints = topology
             .groups
