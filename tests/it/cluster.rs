@@ -539,19 +539,9 @@ fn a_minority_refuses_writes_and_linearizable_reads_with_no_quorum() {
     // With a second node back, the majority serves again.
     cluster.restart(1);
     cluster.wait_for_leaders(2);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let a = push(cluster.node(2), &[4, 5, 6], 6);
-        if a.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writes did not come back: {}",
-            a.text
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("writes did not come back", || {
+        push(cluster.node(2), &[4, 5, 6], 6).status == 200
+    });
     assert_all_readable_eventually(&cluster.node(1).url(), &[4, 5, 6], 6);
 }
 
@@ -634,19 +624,9 @@ fn a_dead_node_is_replaced_by_a_learner_made_voter() {
     // n4 holds the group's rows, and votes: with n1 gone too, n2 and n4 are a majority.
     assert_all_readable_eventually(&cluster.node(3).url(), &ids, 5);
     cluster.kill9(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let b = push(cluster.node(3), &ids, 6);
-        if b.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no majority of n2 and n4: {}",
-            b.text
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("no majority of n2 and n4", || {
+        push(cluster.node(3), &ids, 6).status == 200
+    });
     let values = read_trips(&cluster.node(1).url(), &ids, None).expect("read");
     assert!(values.iter().all(|v| v == 6), "{values:?}");
     let status = cluster.status(3);
@@ -674,6 +654,15 @@ fn a_dead_node_is_replaced_by_a_learner_made_voter() {
         "{}",
         bad.text
     );
+}
+
+/// Waits (at most 30 s) until `ok` holds; fails with `what` otherwise.
+pub(super) fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {

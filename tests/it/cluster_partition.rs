@@ -9,11 +9,11 @@
 //! removed on every exit path (a `Drop` guard), and leftovers of a crashed run at its start.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
-use super::cluster::{push, read_trips};
+use super::cluster::{eventually, push, read_trips};
 use crate::support::{Server, BIN};
 
 const SECRET: &str = "test-cluster-secret-0123456789";
@@ -94,14 +94,6 @@ impl Drop for Net {
 
 fn digest(node: &Server) -> Value {
     node.get("/admin/digest").json
-}
-
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
