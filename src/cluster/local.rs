@@ -29,8 +29,8 @@ pub struct LocalStore {
 
 impl LocalStore {
     /// Applies a committed write as a local push. A full mailbox or an unavailable log is
-    /// waited out (the entry is committed: it must be applied, in order); a shard timeout
-    /// means it is queued and will be applied. Rows that do not fit this node's registry are
+    /// waited out (the entry is committed: it must be applied, in order); after a shard
+    /// timeout (queued, not yet applied) it waits until the shards have run it. Rows that do not fit this node's registry are
     /// logged and skipped: every node must serve the same registry.
     pub async fn apply(&self, write: &GroupWrite) -> Applied {
         let layouts = self.grid.layouts();
@@ -62,7 +62,14 @@ impl LocalStore {
                     tracing::debug!(code = e.code, "apply waits for the local store");
                     actix_rt::time::sleep(APPLY_RETRY).await;
                 }
-                Err(e) if e.code == "shard_timeout" => return Applied::default(),
+                Err(e) if e.code == "shard_timeout" => {
+                    // Queued, not yet applied: wait until it is, so that a read after the
+                    // answer sees it (a job queued after it on every shard thread runs after it).
+                    while self.grid.stats().await.is_err() {
+                        actix_rt::time::sleep(APPLY_RETRY).await;
+                    }
+                    return Applied::default();
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "a committed write could not be applied here");
                     return Applied::default();

@@ -13,6 +13,8 @@
 //! ```
 //!
 //! Every slot must be in exactly one group, every group's nodes known, no address used twice.
+//! A node's place in the `[[node]]` list is its Raft id: entries are only ever added at the
+//! end, never reordered or removed (a node that is gone stays listed, in no group).
 //! A problem is a [`TopologyError`] naming the file and the key (`group[1].slots`).
 
 use std::collections::HashMap;
