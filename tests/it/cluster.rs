@@ -460,7 +460,25 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         }
     };
     wait_for_acks(&load, 30);
-    let kills = [0, 1, 2, 0, 1];
+    // 5 kills of random nodes here; benches/cluster_history.sh asks for more.
+    let count = std::env::var("FEATGRID_TEST_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let kills: Vec<usize> = (0..count)
+        .map(|_| {
+            // xorshift: a random victim each round, printed on failure with the kills list.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 3) as usize
+        })
+        .collect();
+    eprintln!("cluster kill test: killing nodes {kills:?} (0-based) in turn");
     for &victim in &kills {
         cluster.kill9(victim);
         urls.lock().unwrap()[victim] = None;
