@@ -346,10 +346,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         _ => None,
     };
-    // A cluster node listens on its `client` address unless --bind says otherwise.
-    let bind = args
-        .bind
-        .or_else(|| cluster.as_ref().map(|(t, n)| t.node(*n).client.to_string()));
+    // A cluster node listens on its `client` address (a name resolved now) unless --bind
+    // says otherwise.
+    let bind = match (args.bind, &cluster) {
+        (Some(bind), _) => Some(bind),
+        (None, Some((t, n))) => {
+            let client = &t.node(*n).client;
+            match std::net::ToSocketAddrs::to_socket_addrs(client.as_str()).map(|mut a| a.next()) {
+                Ok(Some(addr)) => Some(addr.to_string()),
+                _ => {
+                    eprintln!("featgrid: invalid cluster topology: node {}'s client address {client} does not resolve here; give --bind", t.node(*n).id);
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, None) => None,
+    };
     let flags = Overrides {
         bind,
         feast_repo: args.feast_repo,

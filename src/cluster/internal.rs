@@ -10,7 +10,6 @@
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service as _};
@@ -42,7 +41,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Binds the internal endpoint on `addr` and starts serving it.
-pub fn serve(cluster: Arc<Cluster>, addr: SocketAddr) -> std::io::Result<Server> {
+pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
     let data = web::Data::from(cluster);
     let server = HttpServer::new(move || {
         let secret = data.topology.secret.clone();

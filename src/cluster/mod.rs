@@ -26,7 +26,6 @@ pub mod types;
 mod write;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,7 +42,7 @@ use local::LocalStore;
 use log_store::LogStore;
 use network::{GroupNetwork, Net, NetError};
 use state_machine::GroupMachine;
-use topology::{NodeIndex, Topology};
+use topology::{Address, NodeIndex, Topology};
 use types::{NodeId, Raft};
 
 /// How long a request waits for a group to commit a write or confirm a read, elections
@@ -109,7 +108,7 @@ pub enum ClusterError {
     },
     #[error("node at {addr} answered {status} {code}: {message}")]
     Peer {
-        addr: SocketAddr,
+        addr: Address,
         status: u16,
         code: String,
         message: String,
@@ -351,8 +350,8 @@ impl Cluster {
         }
     }
 
-    fn internal_addr(&self, node: NodeIndex) -> SocketAddr {
-        self.topology.node(node).internal
+    fn internal_addr(&self, node: NodeIndex) -> Address {
+        self.topology.node(node).internal.clone()
     }
 
     /// Runs `op` on this node's Raft node for `group`, as its leader, for at most `left`;
@@ -443,7 +442,7 @@ fn no_quorum(group: usize, reason: String) -> ClusterError {
     }
 }
 
-fn refusal_error(group: usize, addr: SocketAddr, refusal: Refusal) -> ClusterError {
+fn refusal_error(group: usize, addr: Address, refusal: Refusal) -> ClusterError {
     match refusal {
         Refusal::NotLeader { .. } => no_quorum(group, "the leader changed".into()),
         Refusal::NoQuorum(reason) => no_quorum(group, reason),
@@ -478,9 +477,9 @@ impl Node {
         fsync: FsyncPolicy,
         local: LocalStore,
     ) -> Result<Node, ClusterStartError> {
-        let addr = topology.node(me).internal;
+        let addr = topology.node(me).internal.clone();
         let (cluster, net_thread) = Cluster::start(topology, me, data_dir, fsync, local).await?;
-        let server = internal::serve(cluster.clone(), addr)
+        let server = internal::serve(cluster.clone(), addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();
         actix_rt::spawn(server);

@@ -6,7 +6,6 @@
 //! pooled keep-alive connections, and its answer comes back on a oneshot. Every call has a
 //! timeout (connecting included): no node waits forever on another.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -23,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::topology::Address;
 use super::types::{NodeId, TypeConfig};
 use crate::persist::codec;
 
@@ -39,17 +39,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum NetError {
     /// Not reached, or no answer in time: nothing is known of the outcome.
     #[error("node at {addr} did not answer: {reason}")]
-    Unreachable { addr: SocketAddr, reason: String },
+    Unreachable { addr: Address, reason: String },
     /// The peer answered with an error.
     #[error("node at {addr} answered {status}: {code}: {message}")]
     Refused {
-        addr: SocketAddr,
+        addr: Address,
         status: u16,
         code: String,
         message: String,
     },
     #[error("node at {addr}: {problem}")]
-    Garbled { addr: SocketAddr, problem: String },
+    Garbled { addr: Address, problem: String },
 }
 
 thread_local! {
@@ -80,20 +80,21 @@ impl Net {
     /// POSTs `body` to `path` on `addr`; answers the body of a 200.
     pub async fn call_raw(
         &self,
-        addr: SocketAddr,
+        addr: Address,
         path: String,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
         let (tx, rx) = oneshot::channel();
         let secret = self.secret.clone();
+        let to = addr.clone();
         let sent = self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
-                let _ = tx.send(post(addr, &path, &secret, body, timeout).await);
+                let _ = tx.send(post(to, &path, &secret, body, timeout).await);
             });
         });
         let unreachable = |reason: &str| NetError::Unreachable {
-            addr,
+            addr: addr.clone(),
             reason: reason.to_string(),
         };
         if !sent {
@@ -109,28 +110,34 @@ impl Net {
     /// [`Net::call_raw`] with a request and answer in the codec's format.
     pub async fn call<Q: Serialize, A: DeserializeOwned>(
         &self,
-        addr: SocketAddr,
+        addr: Address,
         path: String,
         request: &Q,
         timeout: Duration,
     ) -> Result<A, NetError> {
-        let garbled = |problem: String| NetError::Garbled { addr, problem };
+        let garbled = |problem: String| NetError::Garbled {
+            addr: addr.clone(),
+            problem,
+        };
         let body = codec::encode(request).map_err(|e| garbled(e.to_string()))?;
-        let answer = self.call_raw(addr, path, body, timeout).await?;
+        let answer = self.call_raw(addr.clone(), path, body, timeout).await?;
         let (value, _) = codec::decode(&answer).map_err(|e| garbled(e.to_string()))?;
         Ok(value)
     }
 }
 
 async fn post(
-    addr: SocketAddr,
+    addr: Address,
     path: &str,
     secret: &str,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
     let client = CLIENT.with(Clone::clone);
-    let unreachable = |reason: String| NetError::Unreachable { addr, reason };
+    let unreachable = |reason: String| NetError::Unreachable {
+        addr: addr.clone(),
+        reason,
+    };
     let mut response = client
         .post(format!("http://{addr}{path}"))
         .insert_header((SECRET_HEADER, secret))
@@ -176,7 +183,7 @@ pub struct Peer {
     net: Net,
     group: usize,
     target: NodeId,
-    addr: Result<SocketAddr, String>,
+    addr: Result<Address, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
@@ -187,10 +194,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             net: self.net.clone(),
             group: self.group,
             target,
-            addr: node
-                .addr
-                .parse()
-                .map_err(|_| format!("'{}' is not an address", node.addr)),
+            addr: Address::parse(&node.addr),
         }
     }
 }

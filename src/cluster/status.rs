@@ -130,7 +130,7 @@ impl Cluster {
                 let answer: Result<Vec<GroupReport>, NetError> = self
                     .net()
                     .call(
-                        node.internal,
+                        node.internal.clone(),
                         "/internal/v1/status".into(),
                         &(),
                         STATUS_TIMEOUT,

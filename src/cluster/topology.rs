@@ -5,7 +5,7 @@
 //! cluster_secret_file = "cluster.secret"   # or cluster_secret = "..."; shared by the nodes
 //! [[node]]
 //! id = "n1"
-//! client = "127.0.0.1:7001"     # the Feast HTTP API (what --bind would be)
+//! client = "127.0.0.1:7001"     # the Feast HTTP API (what --bind would be); HOST:PORT works too
 //! internal = "127.0.0.1:7101"   # node to node: Raft and forwarding
 //! [[group]]
 //! slots = "0-5460"              # inclusive ranges, "a-b,c-d" allowed
@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -65,14 +66,54 @@ struct GroupEntry {
     nodes: Vec<String>,
 }
 
+/// A node's address: `IP:PORT`, or `HOST:PORT` with a DNS name resolved when it is used
+/// (binding at start, each new connection to it), as Kubernetes' stable pod names need.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address(Arc<str>);
+
+impl Address {
+    /// Checks the form; the name is not resolved here.
+    pub fn parse(text: &str) -> Result<Address, String> {
+        let bad = || {
+            format!("'{text}' is not an address (expected HOST:PORT, e.g. 127.0.0.1:7001 or featgrid-0.featgrid:7001)")
+        };
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            if addr.port() == 0 {
+                return Err("port 0: give every node a fixed port".into());
+            }
+            return Ok(Address(text.into()));
+        }
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let name = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        match port.parse::<u16>() {
+            Ok(0) => Err("port 0: give every node a fixed port".into()),
+            Ok(_) if name => Ok(Address(text.to_ascii_lowercase().into())),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub id: String,
     /// The Feast HTTP API.
-    pub client: SocketAddr,
+    pub client: Address,
     /// Node-to-node calls: Raft and forwarded requests.
-    pub internal: SocketAddr,
+    pub internal: Address,
 }
 
 /// One slot group: a Raft group replicating the rows of its slots.
@@ -172,7 +213,7 @@ impl Topology {
         }
         let mut nodes = Vec::with_capacity(file.node.len());
         let mut index_of: HashMap<String, NodeIndex> = HashMap::new();
-        let mut used: HashMap<SocketAddr, String> = HashMap::new();
+        let mut used: HashMap<Address, String> = HashMap::new();
         for (i, n) in file.node.iter().enumerate() {
             if n.id.is_empty()
                 || !n
@@ -194,18 +235,10 @@ impl Topology {
                     format!("'{}' is used by two nodes", n.id),
                 ));
             }
-            let mut addr = |key: &str, text: &str| -> Result<SocketAddr, TopologyError> {
+            let mut addr = |key: &str, text: &str| -> Result<Address, TopologyError> {
                 let key = format!("node[{i}].{key}");
-                let addr: SocketAddr = text.parse().map_err(|_| {
-                    err(
-                        &key,
-                        format!("'{text}' is not an address (expected IP:PORT)"),
-                    )
-                })?;
-                if addr.port() == 0 {
-                    return Err(err(&key, "port 0: give every node a fixed port".into()));
-                }
-                if let Some(other) = used.insert(addr, key.clone()) {
+                let addr = Address::parse(text).map_err(|p| err(&key, p))?;
+                if let Some(other) = used.insert(addr.clone(), key.clone()) {
                     return Err(err(&key, format!("{addr} is also {other}")));
                 }
                 Ok(addr)
@@ -424,6 +457,9 @@ mod tests {
             (format!("{SECRET}{}{}{all}", nodes(1), nodes(1)), "node[1].id: 'n1' is used by two nodes"),
             (format!("{SECRET}[[node]]\nid = \"a\"\nclient = \"127.0.0.1:1\"\ninternal = \"127.0.0.1:1\"\n{all}"), "node[0].internal: 127.0.0.1:1 is also node[0].client"),
             (format!("{SECRET}[[node]]\nid = \"a\"\nclient = \"localhost\"\ninternal = \"127.0.0.1:1\"\n{all}"), "node[0].client: 'localhost' is not an address"),
+            (format!("{SECRET}[[node]]\nid = \"a\"\nclient = \"a..b:1\"\ninternal = \"127.0.0.1:1\"\n{all}"), "node[0].client: 'a..b:1' is not an address"),
+            (format!("{SECRET}[[node]]\nid = \"a\"\nclient = \"h.svc:0\"\ninternal = \"127.0.0.1:1\"\n{all}"), "node[0].client: port 0"),
+            (format!("{SECRET}[[node]]\nid = \"a\"\nclient = \"H.svc:1\"\ninternal = \"h.svc:1\"\n{all}"), "node[0].internal: h.svc:1 is also node[0].client"),
             (format!("{SECRET}[[node]]\nid = \"a b\"\nclient = \"127.0.0.1:2\"\ninternal = \"127.0.0.1:1\"\n{all}"), "node[0].id: 'a b' is not a node id"),
             (format!("{SECRET}{}{all}colour = 1\n", nodes(1)), "(document): unknown field `colour`"),
         ];

@@ -37,18 +37,25 @@ fn free_port() -> u16 {
 impl Cluster {
     /// `groups`: per group, its replicas (node numbers from 1); the slots are split evenly.
     fn start(n: usize, groups: &[&[usize]]) -> Cluster {
-        Cluster::start_with(n, groups, &[])
+        Cluster::start_with(n, groups, &[], "127.0.0.1")
     }
 
     /// [`Cluster::start`] with environment variables for every node.
-    fn start_with(n: usize, groups: &[&[usize]], env: &[(&'static str, &'static str)]) -> Cluster {
+    /// [`Cluster::start`] with environment variables for every node, the nodes' addresses
+    /// on `host` (an IP or a name).
+    fn start_with(
+        n: usize,
+        groups: &[&[usize]],
+        env: &[(&'static str, &'static str)],
+        host: &str,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary dir");
         let mut text = format!("cluster_secret = \"{SECRET}\"\n");
         let mut internal = Vec::new();
         for i in 1..=n {
             let (client, inner) = (free_port(), free_port());
-            internal.push(format!("127.0.0.1:{inner}"));
-            text += &format!("[[node]]\nid = \"n{i}\"\nclient = \"127.0.0.1:{client}\"\ninternal = \"127.0.0.1:{inner}\"\n");
+            internal.push(format!("{host}:{inner}"));
+            text += &format!("[[node]]\nid = \"n{i}\"\nclient = \"{host}:{client}\"\ninternal = \"{host}:{inner}\"\n");
         }
         let per = 16384 / groups.len();
         for (g, members) in groups.iter().enumerate() {
@@ -569,7 +576,7 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
         ("FEATGRID_TEST_HOOKS", "1"),
         ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
     ];
-    let mut cluster = Cluster::start_with(3, &[&[1, 2, 3]], &env);
+    let mut cluster = Cluster::start_with(3, &[&[1, 2, 3]], &env, "127.0.0.1");
     cluster.kill9(2);
     // 60 entries: the log is snapshotted and purged past what node 3 has.
     for id in 1..=60 {
@@ -696,9 +703,12 @@ fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
 
 #[test]
 fn five_nodes_each_hold_three_fifths_and_serve_every_key() {
-    let cluster = Cluster::start(
+    // The addresses are names (as Kubernetes gives them), resolved when used.
+    let cluster = Cluster::start_with(
         5,
         &[&[1, 2, 3], &[2, 3, 4], &[3, 4, 5], &[4, 5, 1], &[5, 1, 2]],
+        &[],
+        "localhost",
     );
     let ids: Vec<i64> = (1..=500).collect();
     let a = push(cluster.node(0), &ids, 9);
