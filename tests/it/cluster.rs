@@ -808,6 +808,90 @@ fn serve_check_validates_the_topology_and_names_the_key() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Runs `featgrid serve` with `args` (the binary left out) plus `--check`, paths replaced.
+fn check_args(args: &[String], replace: &[(&str, String)]) -> (bool, String) {
+    let mut args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            replace
+                .iter()
+                .fold(a.clone(), |a, (from, to)| a.replace(from, to))
+        })
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("serve"), "{args:?}");
+    args.insert(1, "--check".into());
+    let out = Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("run featgrid");
+    let text = format!(
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_deploy_examples_pass_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+
+    // systemd: ExecStart's arguments, for node n1 of the 3-node example.
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/featgrid@.service")).unwrap();
+    for key in ["ExecStartPre=", "ExecStart="] {
+        let line = unit.lines().find_map(|l| l.strip_prefix(key)).expect(key);
+        let mut args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
+        args.retain(|a| a != "--check");
+        let example = root.join("config/cluster-3node.toml").display().to_string();
+        let replace = [
+            ("/etc/featgrid/cluster.toml", example),
+            ("/var/lib/featgrid/%i", data.clone()),
+            ("%i", "n1".to_string()),
+        ];
+        let (ok, text) = check_args(&args, &replace);
+        assert!(ok, "{text}");
+    }
+
+    // Kubernetes: the StatefulSet's arguments on the ConfigMap's topology, for featgrid-0.
+    let yaml = std::fs::read_to_string(root.join("deploy/kubernetes/featgrid.yaml")).unwrap();
+    let docs: Vec<Value> = yaml
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str(d).expect("a YAML document"))
+        .collect();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).expect(k).clone();
+    let topology = kind("ConfigMap")["data"]["cluster.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("cluster.toml"), topology).unwrap();
+    std::fs::write(
+        etc.join("cluster.secret"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let set = kind("StatefulSet");
+    let args: Vec<String> = set["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let replace = [
+        ("/etc/featgrid", etc.display().to_string()),
+        ("$(POD_NAME)", "featgrid-0".to_string()),
+        ("/data", data.clone()),
+    ];
+    let (ok, text) = check_args(&args, &replace);
+    assert!(
+        ok && text.contains("node featgrid-0 of a cluster of 3 nodes"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_single_node_has_no_cluster_routes() {
     let server = Server::start();
