@@ -228,6 +228,33 @@ impl From<SnapshotError> for ApiError {
     }
 }
 
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> ApiError {
+        use crate::cluster::ClusterError;
+        let unavailable =
+            |code| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
+        match &e {
+            ClusterError::NoQuorum { .. } => unavailable("no_quorum"),
+            ClusterError::PartialFailure { .. } => unavailable("partial_group_failure"),
+            // A peer's own refusal keeps its code when it is one a client can act on.
+            ClusterError::Peer { code, .. } => match code.as_str() {
+                "shard_overloaded" => unavailable("shard_overloaded"),
+                "shard_timeout" => unavailable("shard_timeout"),
+                "wal_unavailable" => unavailable("wal_unavailable"),
+                "no_quorum" => unavailable("no_quorum"),
+                "invalid_member_change" => {
+                    ApiError::bad_request("invalid_member_change", e.to_string())
+                }
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, "peer_failed", e.to_string()),
+            },
+            ClusterError::Grid(grid) => ApiError::from(grid.clone()),
+            ClusterError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grid;
@@ -118,6 +119,11 @@ pub fn build_app(
         )
         .service(guarded("/admin/digest", admin).route(web::get().to(admin::digest)))
         .service(guarded("/admin/test/stall", admin).route(web::post().to(admin::test_stall)))
+        .service(guarded("/cluster", admin).route(web::get().to(cluster::status::route)))
+        .service(
+            guarded("/cluster/groups/{group}/members", admin)
+                .route(web::post().to(cluster::membership::route)),
+        )
         .default_service(web::to(api::not_found))
 }
 
@@ -131,6 +137,9 @@ pub struct Running {
     pub server: Server,
     pub shard_threads: ShardThreads,
     pub durability: Durability,
+    /// On a cluster node: the Raft side, stopped after the HTTP server and before the final
+    /// snapshot.
+    pub cluster: Option<cluster::Node>,
 }
 
 /// Why the server could not start.
@@ -265,6 +274,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
         auth,
         feast_errors: settings.error_format == "feast",
+        cluster: std::sync::OnceLock::new(),
     });
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);
@@ -278,11 +288,43 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
 
 /// [`prepare`], then binds the HTTP server and handles SIGTERM and SIGINT.
 pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartError> {
+    serve(settings, prepare(settings, registry)?, None)
+}
+
+/// [`start`] as node `node` of the cluster `topology`: the shards are restored, then the
+/// node's Raft groups and its internal endpoint start, then the client HTTP server.
+pub async fn start_cluster(
+    settings: &Settings,
+    registry: Registry,
+    topology: cluster::topology::Topology,
+    node: cluster::topology::NodeIndex,
+) -> Result<Running, StartError> {
+    let prepared = prepare(settings, registry)?;
+    let fsync = settings.fsync_policy().map_err(std::io::Error::other)?;
+    let state = &prepared.state;
+    let local = cluster::local::LocalStore {
+        grid: state.grid.clone(),
+        wal: state.wal.clone(),
+        offline: state.offline.clone(),
+    };
+    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local)
+        .await
+        .map_err(std::io::Error::other)?;
+    let _ = state.cluster.set(started.cluster.clone());
+    serve(settings, prepared, Some(started))
+}
+
+/// Binds the client HTTP server on prepared state and handles SIGTERM and SIGINT.
+fn serve(
+    settings: &Settings,
+    prepared: Prepared,
+    cluster: Option<cluster::Node>,
+) -> Result<Running, StartError> {
     let Prepared {
         state,
         shard_threads,
         durability,
-    } = prepare(settings, registry)?;
+    } = prepared;
     let bind = settings.bind_addr().map_err(std::io::Error::other)?;
     let certificate = match settings.tls_files() {
         Some((cert, key)) => Some(Arc::new(tls::ReloadableCert::load(&cert, &key)?)),
@@ -314,6 +356,7 @@ pub fn start(settings: &Settings, registry: Registry) -> Result<Running, StartEr
         server,
         shard_threads,
         durability,
+        cluster,
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use featgrid::bench::{parse_duration, Load, Options, Protocol, Target, Workload};
+use featgrid::cluster::topology::Topology;
 use featgrid::config::{Overrides, Settings};
 
 #[derive(Parser)]
@@ -31,6 +32,9 @@ enum Command {
     /// Manage bearer tokens for the token file (`auth_tokens`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Look at a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +55,36 @@ enum TokenCommand {
 
 fn parse_scope(s: &str) -> Result<featgrid::auth::Scope, String> {
     s.trim().parse()
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print who owns what, who leads, who is healthy (GET /cluster of one node, as a table).
+    Status {
+        /// Any node's client URL, e.g. http://127.0.0.1:7001.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// Print the JSON answer instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a group's voters through its leader, e.g. replace a dead node: new nodes are
+    /// added as learners, caught up, then made voters with the removed ones dropped (joint
+    /// consensus). Prints the group's members.
+    Members {
+        /// Any node's client URL, e.g. http://127.0.0.1:7001.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The group (its index in the topology's [[group]] list).
+        #[arg(long, value_name = "N")]
+        group: usize,
+        /// A node id to add (a [[node]] of the topology); repeat for several.
+        #[arg(long, value_name = "ID")]
+        add: Vec<String>,
+        /// A node id to remove; repeat for several.
+        #[arg(long, value_name = "ID")]
+        remove: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -105,6 +139,17 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Run as a node of the cluster this topology file describes (the same file on every
+    /// node); binds the node's `client` address unless --bind is given. Needs --node-id.
+    #[arg(long, value_name = "FILE", requires = "node_id")]
+    cluster: Option<PathBuf>,
+    /// This node's id in the --cluster topology.
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// Validate the settings, the registry and the topology, then exit: 0 and a summary when
+    /// they are valid, 2 and the first problem otherwise.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args)]
@@ -239,7 +284,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FEATGRID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -248,6 +293,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
         Command::Token(command) => token(command),
+        Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
+        Command::Cluster(ClusterCommand::Members {
+            node,
+            group,
+            add,
+            remove,
+        }) => cluster_members(&node, group, add, remove),
     }
 }
 
@@ -274,6 +326,70 @@ fn token(command: TokenCommand) -> ExitCode {
     }
 }
 
+/// GETs `url` (or POSTs `body` as JSON): the answer's body when it is a 200.
+fn http(url: &str, body: Option<serde_json::Value>, timeout: Duration) -> Result<Vec<u8>, String> {
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder().timeout(timeout).finish();
+        let sent = match body {
+            Some(body) => client.post(url).send_json(&body).await,
+            None => client.get(url).send().await,
+        };
+        let mut response = sent.map_err(|e| e.to_string())?;
+        let body = response.body().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "{} {}",
+                response.status(),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(body.to_vec())
+    })
+}
+
+fn cluster_members(node: &str, group: usize, add: Vec<String>, remove: Vec<String>) -> ExitCode {
+    let url = format!(
+        "{}/cluster/groups/{group}/members",
+        node.trim_end_matches('/')
+    );
+    let body = serde_json::json!({"add": add, "remove": remove});
+    match http(&url, Some(body), Duration::from_secs(180)) {
+        Ok(answer) => {
+            println!("{}", String::from_utf8_lossy(&answer));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster members: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster_status(node: &str, json: bool) -> ExitCode {
+    let url = format!("{}/cluster", node.trim_end_matches('/'));
+    let body = match http(&url, None, Duration::from_secs(10)) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<featgrid::cluster::status::ClusterStatus>(&body) {
+        Ok(status) => {
+            print!("{}", featgrid::cluster::status::table(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: unexpected answer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn bench(args: BenchArgs) -> ExitCode {
     match featgrid::bench::run(&args.options()) {
         Ok(report) => {
@@ -288,8 +404,37 @@ fn bench(args: BenchArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let cluster = match (&args.cluster, &args.node_id) {
+        (Some(file), Some(id)) => {
+            let loaded = Topology::load(file).and_then(|t| t.node_index(id).map(|n| (t, n)));
+            match loaded {
+                Ok(loaded) => Some(loaded),
+                Err(e) => {
+                    eprintln!("featgrid: invalid cluster topology: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    // A cluster node listens on its `client` address (a name resolved now) unless --bind
+    // says otherwise.
+    let bind = match (args.bind, &cluster) {
+        (Some(bind), _) => Some(bind),
+        (None, Some((t, n))) => {
+            let client = &t.node(*n).client;
+            match std::net::ToSocketAddrs::to_socket_addrs(client.as_str()).map(|mut a| a.next()) {
+                Ok(Some(addr)) => Some(addr.to_string()),
+                _ => {
+                    eprintln!("featgrid: invalid cluster topology: node {}'s client address {client} does not resolve here; give --bind", t.node(*n).id);
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, None) => None,
+    };
     let flags = Overrides {
-        bind: args.bind,
+        bind,
         feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,
@@ -313,15 +458,41 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if args.check {
+        println!(
+            "featgrid: configuration is valid: {} feature views, listening on {}{}",
+            registry.feature_views.len(),
+            settings.bind,
+            match &cluster {
+                Some((t, n)) => format!(
+                    ", node {} of a cluster of {} nodes and {} groups",
+                    t.node(*n).id,
+                    t.nodes.len(),
+                    t.groups.len()
+                ),
+                None => String::new(),
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let running = featgrid::start(&settings, registry).map_err(|e| e.to_string())?;
+        let running = match cluster {
+            Some((topology, node)) => {
+                featgrid::start_cluster(&settings, registry, topology, node).await
+            }
+            None => featgrid::start(&settings, registry),
+        }
+        .map_err(|e| e.to_string())?;
         // The one line of CLI output: tests and scripts read the bound address from it.
         let scheme = if running.tls { "https" } else { "http" };
         println!("featgrid listening on {scheme}://{}", running.addr);
         tracing::info!(addr = %running.addr, shards = settings.shards, shard_threads = settings.shard_threads, "serving");
         // Ends on SIGTERM or SIGINT, once in-flight requests have drained.
         let served = running.server.await.map_err(|e| e.to_string());
+        if let Some(node) = running.cluster {
+            node.stop().await;
+        }
         let saved = running.durability.shutdown().await;
         running.shard_threads.stop();
         served?;

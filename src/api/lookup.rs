@@ -7,6 +7,7 @@ use std::sync::{Arc, Once};
 
 use super::rows::{check_limit, encode_key, invalid_value, key_order, row_count};
 use super::{AppState, Frame};
+use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::grid::coordinator::GridError;
 use crate::grid::partition::{PartitionError, ReadBatch, ReadOutput, RowLayout, RowRef};
@@ -159,12 +160,13 @@ fn key_column<'e, C>(
     }
 }
 
-/// Looks up `refs` for every entity row.
+/// Looks up `refs` for every entity row (on a cluster node, as fresh as `consistency` says).
 pub async fn lookup<'s, C: Cell>(
     state: &'s AppState,
     selection: Selection,
     entities: &'s Frame<C>,
     full_names: bool,
+    consistency: Consistency,
 ) -> Result<Lookup<'s>, ApiError> {
     let Selection { refs, aliases } = selection;
     let registry = state.registry.current();
@@ -249,7 +251,10 @@ pub async fn lookup<'s, C: Cell>(
             batch.push(view_id, &key);
         }
     }
-    let outputs = state.grid.read(per_shard).await?;
+    let outputs = match state.cluster.get() {
+        Some(cluster) => cluster.read(per_shard, consistency).await?,
+        None => state.grid.read(per_shard).await?,
+    };
     let answer_bytes: usize = outputs.iter().flatten().map(ReadOutput::bytes).sum();
     if answer_bytes > limit {
         return Err(GridError::from(PartitionError::AnswerTooLarge { limit }).into());

@@ -124,6 +124,9 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.
     pub feast_errors: bool,
+    /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;
+    /// empty on a single node.
+    pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 /// Reads the whole body, refusing more than the route's limit with 413 and a body that takes

@@ -18,6 +18,7 @@ use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
 use super::{check_answer_size, frame_of, read_body, AppState, BodyKind};
 use crate::auth::check_views;
+use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::codec;
 use crate::persist::wal::Destination;
@@ -129,7 +130,14 @@ pub async fn get_online_features(
     )?;
     check_views(&req, &registry, selection.refs.iter().map(|r| r.view))?;
     let entities = frame_of(request.entities)?;
-    let found = lookup(&state, selection, &entities, request.full_feature_names).await?;
+    let found = lookup(
+        &state,
+        selection,
+        &entities,
+        request.full_feature_names,
+        Consistency::of(&req)?,
+    )
+    .await?;
     let rows = found.rows;
     let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
     let mut results = Vec::with_capacity(feature_names.capacity());

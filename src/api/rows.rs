@@ -6,8 +6,10 @@
 
 use super::{AppState, Frame};
 use crate::error::ApiError;
-use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
-use crate::persist::wal::{self, Destination, WalError};
+use crate::grid::coordinator::Coordinator;
+use crate::grid::partition::{ApplyStats, RowBatch, RowLayout, MAX_BATCH_BYTES, NO_CREATED};
+use crate::persist::offline::OfflineSink;
+use crate::persist::wal::{self, Destination, Wal, WalError};
 use crate::registry::{FeatureView, ViewId};
 use crate::value::{encode_key_value, encode_value, is_missing, timestamp_of, Cell, ValueError};
 use actix_web::http::StatusCode;
@@ -107,8 +109,8 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, logs them (write-ahead), then applies them to the
-/// online store and/or hands them to the offline sink, as `dest` says.
+/// Converts `df` into batches for `views`, then [`store`]s them; on a cluster node, hands them
+/// to the cluster, which commits each group's part through its leader.
 pub async fn write_rows<C: Cell>(
     state: &AppState,
     views: &[ViewId],
@@ -200,38 +202,20 @@ pub async fn write_rows<C: Cell>(
     if dest.online {
         state.memory.check(incoming)?;
     }
-    // Mailbox places are reserved first: a full shard refuses the write (503) before anything
-    // is logged, so a refusal is never applied, live or after a replay. Then the record is
-    // logged; the log writer queues the rows on the shards and in the offline sink, in log
-    // order, and only then answers.
-    let views = wal::portable_views(&per_shard, &layouts);
-    let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
-    let (dispatch, pending) = if dest.online {
-        let (dispatch, pending) = state.grid.prepare_write(per_shard)?;
-        (Some(dispatch), Some(pending))
-    } else {
-        (None, None)
+    let stats = match state.cluster.get() {
+        Some(cluster) => cluster.write(per_shard, &layouts, dest).await?,
+        None => {
+            store(
+                &state.grid,
+                &state.wal,
+                &state.offline,
+                per_shard,
+                &layouts,
+                dest,
+            )
+            .await?
+        }
     };
-    let offline = dest.offline.then(|| (state.offline.clone(), views));
-    state
-        .wal
-        .append(
-            record,
-            Box::new(move |lsn| {
-                if let Some((sink, views)) = offline {
-                    sink.append(lsn, views);
-                }
-                if let Some(dispatch) = dispatch {
-                    dispatch.send();
-                }
-            }),
-        )
-        .await?;
-    let stats = match pending {
-        Some(pending) => pending.wait().await,
-        None => Ok(Default::default()),
-    };
-    let stats = stats?;
     if dest.online {
         state.memory.add(incoming);
     }
@@ -244,4 +228,50 @@ pub async fn write_rows<C: Cell>(
         "rows applied"
     );
     Ok(())
+}
+
+/// Logs per-shard batches (index = shard) ahead, then applies them to the online store and/or
+/// hands them to the offline sink, as `dest` says: the local write path, taken by every push
+/// on a single node and by every committed entry on a cluster replica.
+pub async fn store(
+    grid: &Coordinator,
+    wal: &Wal,
+    offline: &OfflineSink,
+    per_shard: Vec<Vec<RowBatch>>,
+    layouts: &[RowLayout],
+    dest: Destination,
+) -> Result<ApplyStats, ApiError> {
+    if dest.offline {
+        offline.check()?;
+    }
+    // Mailbox places are reserved first: a full shard refuses the write (503) before anything
+    // is logged, so a refusal is never applied, live or after a replay. Then the record is
+    // logged; the log writer queues the rows on the shards and in the offline sink, in log
+    // order, and only then answers.
+    let views = wal::portable_views(&per_shard, layouts);
+    let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
+    let (dispatch, pending) = if dest.online {
+        let (dispatch, pending) = grid.prepare_write(per_shard)?;
+        (Some(dispatch), Some(pending))
+    } else {
+        (None, None)
+    };
+    let offline = dest.offline.then(|| (offline.clone(), views));
+    wal.append(
+        record,
+        Box::new(move |lsn| {
+            if let Some((sink, views)) = offline {
+                sink.append(lsn, views);
+            }
+            if let Some(dispatch) = dispatch {
+                dispatch.send();
+            }
+        }),
+    )
+    .await?;
+    let stats = match pending {
+        Some(pending) => pending.wait().await,
+        None => Ok(Default::default()),
+    };
+    stats.map_err(ApiError::from)
 }

@@ -312,6 +312,13 @@ impl ReadBatch {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// The (view, key) items, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (ViewId, &[u8])> + '_ {
+        self.items
+            .iter()
+            .map(|&(view, key)| (view, key.of(&self.keys)))
+    }
 }
 
 /// What a shard answers to a [`ReadBatch`]: a copy of each found row's value part.

@@ -4,6 +4,10 @@
 mod auth;
 mod bench;
 mod cli;
+mod cluster;
+mod cluster_config;
+mod cluster_failures;
+mod cluster_partition;
 mod consistency;
 mod durability;
 mod error_format;

@@ -99,13 +99,19 @@ impl Server {
 
     fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut command = serve_command(dir, args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Server::launch(command, stderr)
+    }
+
+    /// Runs a prepared `featgrid serve` command, its standard error to `stderr` (collected
+    /// for [`Server::log`] when piped); answers once it reports its address.
+    pub fn launch(mut command: Command, stderr: Stdio) -> Server {
         command
             .stdout(Stdio::piped())
             .stderr(stderr)
             .stdin(Stdio::null());
-        for (k, v) in env {
-            command.env(k, v);
-        }
         let mut child = command.spawn().expect("start featgrid");
         let log = child.stderr.take().map(|stderr| {
             let log = Arc::new(Mutex::new(String::new()));

@@ -1,0 +1,211 @@
+//! The internal endpoint, on the node's `internal` address: Raft messages and forwarded
+//! requests from the other nodes, bodies in the codec's binary format. Every call must carry
+//! the cluster secret (`x-featgrid-cluster-secret`); a call without it, or with another, is
+//! refused with 401 `cluster_secret_required` before its body is read.
+//!
+//! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
+//! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
+//! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
+//! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
+//! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
+//! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
+
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use futures_util::future::{ready, Either};
+use futures_util::TryFutureExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::membership::{MemberChange, CHANGE_DEADLINE};
+use super::network::{CONTENT_TYPE, SECRET_HEADER};
+use super::types::{GroupWrite, TypeConfig};
+use super::{Cluster, Refusal, RowsRequest, DEADLINE};
+use crate::error::ApiError;
+use crate::persist::codec;
+
+/// The largest internal request body.
+const BODY_LIMIT: usize = 1 << 30;
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Binds the internal endpoint on `addr` and starts serving it.
+pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
+    let data = web::Data::from(cluster);
+    let server = HttpServer::new(move || {
+        let secret = data.topology.secret.clone();
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(BODY_LIMIT))
+            .wrap_fn(move |req, service| {
+                let allowed = req
+                    .headers()
+                    .get(SECRET_HEADER)
+                    .is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes()));
+                if allowed {
+                    Either::Left(service.call(req).map_ok(|r| r.map_into_left_body()))
+                } else {
+                    let refusal = ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "cluster_secret_required",
+                        "node-to-node calls must carry the cluster secret",
+                    );
+                    let response = req.into_response(refusal.error_response());
+                    Either::Right(ready(Ok(response.map_into_right_body())))
+                }
+            })
+            .route("/internal/v1/raft/{group}/append", web::post().to(append))
+            .route("/internal/v1/raft/{group}/vote", web::post().to(vote))
+            .route(
+                "/internal/v1/raft/{group}/snapshot",
+                web::post().to(snapshot),
+            )
+            .route("/internal/v1/write/{group}", web::post().to(write))
+            .route(
+                "/internal/v1/read-index/{group}",
+                web::post().to(read_index),
+            )
+            .route("/internal/v1/rows/{group}", web::post().to(rows))
+            .route("/internal/v1/members/{group}", web::post().to(members))
+            .route("/internal/v1/status", web::post().to(status))
+    })
+    .workers(2)
+    .disable_signals()
+    .bind(addr)?;
+    Ok(server.run())
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    codec::decode(body)
+        .map(|(v, _)| v)
+        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))
+}
+
+fn encoded<T: Serialize>(value: &T) -> HttpResponse {
+    match codec::encode(value) {
+        Ok(body) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(body),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .error_response(),
+    }
+}
+
+fn raft_of(cluster: &Cluster, group: usize) -> Result<&super::types::Raft, ApiError> {
+    cluster.raft(group).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_group",
+            format!("this node holds no replica of group {group}"),
+        )
+    })
+}
+
+async fn append(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let raft = raft_of(&cluster, *group)?;
+    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    Ok(encoded(&raft.append_entries(rpc).await))
+}
+
+async fn vote(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let raft = raft_of(&cluster, *group)?;
+    let rpc: openraft::raft::VoteRequest<u64> = decode(&body)?;
+    Ok(encoded(&raft.vote(rpc).await))
+}
+
+async fn snapshot(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let raft = raft_of(&cluster, *group)?;
+    let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+    Ok(encoded(&raft.install_snapshot(rpc).await))
+}
+
+async fn write(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let write: GroupWrite = decode(&body)?;
+    let answer = match cluster.raft(group) {
+        Some(raft) => cluster.commit_here(group, raft, write, DEADLINE).await,
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn read_index(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let answer = match cluster.raft(group) {
+        Some(raft) => cluster.read_index_here(group, raft, DEADLINE).await,
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn rows(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: RowsRequest = decode(&body)?;
+    Ok(encoded(&cluster.serve_rows(*group, request).await))
+}
+
+async fn members(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let change: MemberChange = decode(&body)?;
+    let answer = match cluster.raft(group) {
+        Some(raft) => {
+            cluster
+                .change_members_here(group, raft, &change, CHANGE_DEADLINE)
+                .await
+        }
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {
+    encoded(&cluster.local_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abcdef", b"abcdef"));
+        assert!(!same_secret(b"abcdeg", b"abcdef"));
+        assert!(!same_secret(b"abcde", b"abcdef"));
+        assert!(!same_secret(b"", b"abcdef"));
+    }
+}

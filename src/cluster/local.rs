@@ -1,0 +1,247 @@
+//! This node's own store, as the cluster sees it: the same shards, write-ahead log and offline
+//! sink a single node uses. A committed entry is applied here exactly as a local push is
+//! ([`crate::api::rows::store`]); rows travel between nodes in the portable form of the log.
+
+use std::time::Duration;
+
+use crate::api::rows::store;
+use crate::grid::coordinator::Coordinator;
+use crate::grid::partition::{
+    Partition, PortableRow, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef,
+};
+use crate::grid::routing::slot;
+use crate::persist::codec::Blob;
+use crate::persist::offline::OfflineSink;
+use crate::persist::wal::{RecordView, Wal};
+
+use super::types::{Applied, GroupWrite};
+
+/// How long an apply waits before trying again when the shards or the log refuse for now.
+const APPLY_RETRY: Duration = Duration::from_millis(20);
+
+/// The node's shards, log and offline sink. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalStore {
+    pub grid: Coordinator,
+    pub wal: Wal,
+    pub offline: OfflineSink,
+}
+
+impl LocalStore {
+    /// Applies a committed write as a local push. A full mailbox or an unavailable log is
+    /// waited out (the entry is committed: it must be applied, in order); after a shard
+    /// timeout (queued, not yet applied) it waits until the shards have run it. Rows that do not fit this node's registry are
+    /// logged and skipped: every node must serve the same registry.
+    pub async fn apply(&self, write: &GroupWrite) -> Applied {
+        let layouts = self.grid.layouts();
+        let per_shard = match self.to_shards(&write.views, &layouts) {
+            Ok(per_shard) => per_shard,
+            Err(problem) => {
+                tracing::error!(%problem, "committed rows do not fit this node's registry; skipped");
+                return Applied::default();
+            }
+        };
+        loop {
+            let attempt = store(
+                &self.grid,
+                &self.wal,
+                &self.offline,
+                per_shard.clone(),
+                &layouts,
+                write.dest,
+            )
+            .await;
+            match attempt {
+                Ok(stats) => {
+                    return Applied {
+                        written: stats.written,
+                        skipped_older: stats.skipped_older,
+                    }
+                }
+                Err(e) if matches!(e.code, "shard_overloaded" | "wal_unavailable") => {
+                    tracing::debug!(code = e.code, "apply waits for the local store");
+                    actix_rt::time::sleep(APPLY_RETRY).await;
+                }
+                Err(e) if e.code == "shard_timeout" => {
+                    // Queued, not yet applied: wait until it is, so that a read after the
+                    // answer sees it (a job queued after it on every shard thread runs after it).
+                    while self.grid.stats().await.is_err() {
+                        actix_rt::time::sleep(APPLY_RETRY).await;
+                    }
+                    return Applied::default();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a committed write could not be applied here");
+                    return Applied::default();
+                }
+            }
+        }
+    }
+
+    /// Routes portable rows to this node's shards.
+    pub fn to_shards(
+        &self,
+        views: &[RecordView],
+        layouts: &[RowLayout],
+    ) -> Result<Vec<Vec<RowBatch>>, String> {
+        let router = self.grid.router();
+        let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+        // Per shard, where each view's batch sits in its list.
+        let mut at_shard: Vec<Vec<(usize, usize)>> = vec![Vec::new(); router.shards()];
+        each_row(views, layouts, |view, layout, row| {
+            let shard = router.shard_of_key(row.key);
+            let batches = &mut per_shard[shard];
+            let at = match at_shard[shard].iter().find(|(v, _)| *v == view) {
+                Some(&(_, at)) => at,
+                None => {
+                    batches.push(RowBatch::new(view));
+                    at_shard[shard].push((view, batches.len() - 1));
+                    batches.len() - 1
+                }
+            };
+            batches[at].push_portable(layout, row);
+        })?;
+        Ok(per_shard)
+    }
+
+    /// Reads `keys` (view id, canonical key) from this node's shards; answers the rows found,
+    /// in the portable form.
+    pub async fn read_rows(
+        &self,
+        keys: &[(u32, Blob)],
+    ) -> Result<Vec<RecordView>, crate::grid::coordinator::GridError> {
+        let router = self.grid.router();
+        let mut per_shard = vec![ReadBatch::default(); router.shards()];
+        let mut located = Vec::with_capacity(keys.len());
+        for (view, key) in keys {
+            let shard = router.shard_of_key(&key.0);
+            located.push((shard, per_shard[shard].len()));
+            per_shard[shard].push(*view as usize, &key.0);
+        }
+        let outputs = self.grid.read(per_shard).await?;
+        let layouts = self.grid.layouts();
+        let mut found = Found::default();
+        for ((view, key), (shard, i)) in keys.iter().zip(located) {
+            let row = outputs[shard].as_ref().and_then(|o| o.row(&layouts, i));
+            if let (Some(row), Some(layout)) = (row, layouts.get(*view as usize)) {
+                found.add(*view as usize, layout, &key.0, row);
+            }
+        }
+        Ok(found.into_views(&layouts))
+    }
+}
+
+/// Calls `f(view, layout, row)` for every portable row of `views`, checking each against the
+/// view's layout.
+fn each_row(
+    views: &[RecordView],
+    layouts: &[RowLayout],
+    mut f: impl FnMut(usize, &RowLayout, &PortableRow<'_>),
+) -> Result<(), String> {
+    for rv in views {
+        let view = rv.view as usize;
+        let layout = layouts
+            .get(view)
+            .ok_or_else(|| format!("feature view id {view} is unknown here"))?;
+        for row in PortableRows::new(layout, &rv.data.0) {
+            f(view, layout, &row.map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(())
+}
+
+/// Rows gathered per view, to send or to merge.
+#[derive(Default)]
+pub struct Found {
+    batches: Vec<RowBatch>,
+}
+
+impl Found {
+    /// The batch of `view`, started if there is none yet.
+    fn batch(&mut self, view: usize) -> &mut RowBatch {
+        let at = match self.batches.iter().position(|b| b.view == view) {
+            Some(at) => at,
+            None => {
+                self.batches.push(RowBatch::new(view));
+                self.batches.len() - 1
+            }
+        };
+        &mut self.batches[at]
+    }
+
+    /// Copies a stored row (its key given) into the batch of its view.
+    pub fn add(&mut self, view: usize, layout: &RowLayout, key: &[u8], row: RowRef<'_>) {
+        let batch = self.batch(view);
+        batch.start_row(layout, key, row.event_ts(), row.created_ts());
+        for f in 0..layout.field_count() {
+            if !row.is_null(f) {
+                let bytes = row.field(f);
+                let _ = batch.encode_field(layout, f, |out| {
+                    out.extend_from_slice(bytes);
+                    Ok::<(), std::convert::Infallible>(())
+                });
+            }
+        }
+    }
+
+    /// Adds rows in the portable form.
+    pub fn add_portable(
+        &mut self,
+        views: &[RecordView],
+        layouts: &[RowLayout],
+    ) -> Result<(), String> {
+        each_row(views, layouts, |view, layout, row| {
+            self.batch(view).push_portable(layout, row)
+        })
+    }
+
+    pub fn into_views(self, layouts: &[RowLayout]) -> Vec<RecordView> {
+        self.batches
+            .iter()
+            .map(|b| {
+                let mut data = Vec::new();
+                b.encode_portable(&layouts[b.view], &mut data);
+                RecordView {
+                    view: b.view as u32,
+                    data: Blob(data),
+                }
+            })
+            .collect()
+    }
+
+    /// The answer to `batch` from these rows alone: a scratch partition holds them, so the
+    /// answer has the shard's own form.
+    pub fn answer(
+        &self,
+        layouts: std::sync::Arc<[RowLayout]>,
+        batch: &ReadBatch,
+    ) -> Result<ReadOutput, crate::grid::partition::PartitionError> {
+        let mut scratch = Partition::new(layouts);
+        for b in &self.batches {
+            let _ = scratch.apply(b);
+        }
+        scratch.read(batch)
+    }
+}
+
+/// Splits portable rows by the group of their slot (`group_of` maps a slot to a group):
+/// answers, per group touched, its rows.
+pub fn split_by_group(
+    views: &[RecordView],
+    layouts: &[RowLayout],
+    groups: usize,
+    group_of: impl Fn(u16) -> usize,
+) -> Result<Vec<Option<Vec<RecordView>>>, String> {
+    let mut per_group: Vec<Found> = (0..groups).map(|_| Found::default()).collect();
+    let mut touched = vec![false; groups];
+    each_row(views, layouts, |view, layout, row| {
+        let g = group_of(slot(row.key));
+        touched[g] = true;
+        per_group[g].batch(view).push_portable(layout, row);
+    })?;
+    Ok(per_group
+        .into_iter()
+        .zip(touched)
+        .map(|(found, touched)| touched.then(|| found.into_views(layouts)))
+        .collect())
+}

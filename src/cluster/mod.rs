@@ -1,0 +1,503 @@
+//! The cluster: several featgrid nodes serve one key space. The 16,384 slots are split into
+//! groups ([`topology`]); each group is one Raft group (openraft) replicated on its nodes, and
+//! its state machine is those nodes' own shards ([`state_machine`]). Consensus stays in this
+//! module: the grid applies committed entries exactly as it applies local writes and knows
+//! nothing of terms or votes.
+//!
+//! Any node takes any request ([`Cluster::write`], [`Cluster::read`]): it splits it by group;
+//! a write goes to each group's leader (locally, or over the internal endpoint) and is
+//! answered once every group it touches has committed and applied it. A read is served from
+//! this node's replica after a read-index barrier (the leader confirms its leadership with a
+//! quorum and names the index the replica must have applied), or from the local replica at
+//! once with `x-featgrid-consistency: local`; keys of groups this node holds no replica of are
+//! read from their leader. Calls between nodes have deadlines ([`DEADLINE`]): a group
+//! without a leader that has a quorum answers 503 `no_quorum`, never a wait without end.
+
+pub mod internal;
+pub mod local;
+pub mod log_store;
+pub mod membership;
+pub mod network;
+mod read;
+pub mod state_machine;
+pub mod status;
+pub mod topology;
+pub mod types;
+mod write;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy, TryAsRef};
+use serde::{Deserialize, Serialize};
+
+use crate::persist::codec::Blob;
+use crate::persist::wal::FsyncPolicy;
+use local::LocalStore;
+use log_store::LogStore;
+use network::{GroupNetwork, Net, NetError};
+use state_machine::GroupMachine;
+use topology::{Address, NodeIndex, Topology};
+use types::{NodeId, Raft};
+
+/// How long a request waits for a group to commit a write or confirm a read, elections
+/// included, before it answers 503 `no_quorum`.
+pub const DEADLINE: Duration = Duration::from_secs(3);
+/// Pause between attempts while a group has no reachable leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Raft timing (ms): a lost leader is replaced within about a second.
+const HEARTBEAT_MS: u64 = 150;
+const ELECTION_MIN_MS: u64 = 600;
+const ELECTION_MAX_MS: u64 = 1000;
+/// Entries between Raft snapshots of a group (then the log before them is dropped).
+const SNAPSHOT_EVERY: u64 = 20_000;
+/// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
+/// the log rather than a whole snapshot.
+const KEEP_AFTER_SNAPSHOT: u64 = 1_000;
+/// No hint about a group's leader.
+const NO_LEADER: u64 = u64::MAX;
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Never older than a push acknowledged before the read started (the default).
+    Linearizable,
+    /// This node's replica as it is: may miss pushes its group committed but it has not yet
+    /// applied (in practice a heartbeat, more while it is cut off).
+    Local,
+}
+
+impl Consistency {
+    /// The request header that asks for a consistency.
+    pub const HEADER: &'static str = "x-featgrid-consistency";
+
+    /// The consistency a request asks for: linearizable unless its header says `local`.
+    pub fn of(req: &actix_web::HttpRequest) -> Result<Consistency, crate::error::ApiError> {
+        let Some(value) = req.headers().get(Self::HEADER) else {
+            return Ok(Consistency::Linearizable);
+        };
+        match value.to_str().map(str::trim) {
+            Ok("linearizable") => Ok(Consistency::Linearizable),
+            Ok("local") => Ok(Consistency::Local),
+            _ => Err(crate::error::ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "{} is {value:?}: expected \"linearizable\" (the default) or \"local\"",
+                    Self::HEADER
+                ),
+            )),
+        }
+    }
+}
+
+/// Why the cluster could not serve a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    #[error("group(s) {groups:?} have no leader with a quorum ({reason}); nothing is known of the outcome of a write: retrying it is safe")]
+    NoQuorum { groups: Vec<usize>, reason: String },
+    #[error("the push reached groups {ok:?} but not groups {failed:?} ({first}); retrying the whole push is safe (newest event wins)")]
+    PartialFailure {
+        ok: Vec<usize>,
+        failed: Vec<usize>,
+        first: Box<ClusterError>,
+    },
+    #[error("node at {addr} answered {status} {code}: {message}")]
+    Peer {
+        addr: Address,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// This node's own shards refused or failed (overload, timeout, an answer too large).
+    #[error(transparent)]
+    Grid(#[from] crate::grid::coordinator::GridError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How a node refuses a forwarded call (the body of its answer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Not the group's leader; the leader it knows of, if any.
+    NotLeader {
+        leader: Option<NodeIndex>,
+    },
+    NoQuorum(String),
+    Failed {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// Keys to read on a group's leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowsRequest {
+    pub consistency: Consistency,
+    pub keys: Vec<(u32, Blob)>,
+}
+
+/// Where a group's leader is, as far as this node knows.
+enum Leader<'a> {
+    Here(&'a Raft),
+    There(NodeIndex),
+    Unknown,
+}
+
+/// What a call forwarded to a node came to, when it was not a final error.
+enum Forwarded<T> {
+    Done(T),
+    /// Try again (the leader changed or did not answer): why, for the final error.
+    Retry(String),
+}
+
+/// This node's part of the cluster.
+pub struct Cluster {
+    pub topology: Arc<Topology>,
+    pub me: NodeIndex,
+    /// Index = group: this node's Raft node of each group, member or not.
+    rafts: Vec<Raft>,
+    /// Index = group: the leader last heard of ([`NO_LEADER`]: none).
+    hints: Vec<AtomicU64>,
+    rotor: AtomicUsize,
+    net: Net,
+    local: LocalStore,
+}
+
+/// Why the cluster side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    #[error(transparent)]
+    Log(#[from] log_store::LogOpenError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Cluster {
+    /// Opens this node's groups (log, vote, applied marker under `data_dir/raft/g<N>`), starts
+    /// their Raft nodes, and has each group's preferred leader (its first node) initialize a
+    /// group that was never initialized. Must run inside the actix system, after the shards
+    /// were restored.
+    pub async fn start(
+        topology: Topology,
+        me: NodeIndex,
+        data_dir: &Path,
+        fsync: FsyncPolicy,
+        local: LocalStore,
+    ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
+        let topology = Arc::new(topology);
+        let (net, net_thread) = Net::start(&topology.secret);
+        let mut rafts = Vec::with_capacity(topology.groups.len());
+        let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
+        let mut logs = Vec::with_capacity(topology.groups.len());
+        // Every node runs every group's Raft node: one that is no member stays idle (never
+        // initialized, no elections) until a membership change adds it.
+        for (g, group) in topology.groups.iter().enumerate() {
+            let dir = data_dir.join("raft").join(format!("g{g}"));
+            let log = LogStore::open(&dir, fsync)?;
+            logs.push(log.clone());
+            let machine = GroupMachine::open(g, dir, local.clone(), topology.clone())
+                .map_err(ClusterStartError::Other)?;
+            let config = Config {
+                cluster_name: format!("featgrid-group-{g}"),
+                heartbeat_interval: HEARTBEAT_MS,
+                election_timeout_min: ELECTION_MIN_MS,
+                election_timeout_max: ELECTION_MAX_MS,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+                max_in_snapshot_log_to_keep: keep_after_snapshot,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|e| ClusterStartError::Other(e.to_string()))?;
+            let network = GroupNetwork {
+                net: net.clone(),
+                group: g,
+            };
+            let raft = Raft::new(me, Arc::new(config), network, log, machine)
+                .await
+                .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterStartError::Other(e.to_string()))?;
+            if !initialized && group.nodes[0] == me {
+                let members: BTreeMap<u64, BasicNode> = group
+                    .nodes
+                    .iter()
+                    .map(|&n| (n, BasicNode::new(topology.node(n).internal.to_string())))
+                    .collect();
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::warn!(group = g, error = %e, "group initialization refused");
+                }
+                tracing::info!(group = g, "group initialized");
+            }
+            rafts.push(raft);
+        }
+        if fsync == FsyncPolicy::Everysec {
+            log_store::sync_every_second(&logs);
+        }
+        let hints = topology
+            .groups
+            .iter()
+            .map(|g| AtomicU64::new(g.nodes[0]))
+            .collect();
+        let cluster = Cluster {
+            topology,
+            me,
+            rafts,
+            hints,
+            rotor: AtomicUsize::new(0),
+            net,
+            local,
+        };
+        Ok((Arc::new(cluster), net_thread))
+    }
+
+    /// Stops every group's Raft node (at shutdown, after the HTTP servers).
+    pub async fn shutdown(&self) {
+        for raft in &self.rafts {
+            let _ = raft.shutdown().await;
+        }
+    }
+
+    /// This node's Raft node of `group`, member or not.
+    pub fn raft(&self, group: usize) -> Option<&Raft> {
+        self.rafts.get(group)
+    }
+
+    /// This node's Raft node of `group` when the node is one of its members (voter or
+    /// learner): it holds a replica.
+    pub fn replica(&self, group: usize) -> Option<&Raft> {
+        let raft = self.raft(group)?;
+        let metrics = raft.metrics();
+        let member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.me)
+            .is_some();
+        member.then_some(raft)
+    }
+
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    fn leader(&self, group: usize) -> Leader<'_> {
+        let known = match self.replica(group) {
+            Some(raft) => {
+                let metrics = raft.metrics();
+                let m = metrics.borrow();
+                if m.current_leader == Some(self.me) {
+                    return Leader::Here(raft);
+                }
+                m.current_leader
+            }
+            None => Some(self.hints[group].load(Ordering::Relaxed)).filter(|&n| n != NO_LEADER),
+        };
+        match known {
+            Some(n) if (n as usize) < self.topology.nodes.len() => Leader::There(n),
+            _ => Leader::Unknown,
+        }
+    }
+
+    /// The replicas of `group` in turn, for a node that holds none and knows no leader.
+    fn any_replica(&self, group: usize) -> NodeIndex {
+        let nodes = &self.topology.groups[group].nodes;
+        nodes[self.rotor.fetch_add(1, Ordering::Relaxed) % nodes.len()]
+    }
+
+    fn note_leader(&self, group: usize, leader: Option<NodeIndex>) {
+        self.hints[group].store(leader.unwrap_or(NO_LEADER), Ordering::Relaxed);
+    }
+
+    /// Sorts out the answer of a call forwarded to `node` about `group`: a result, a reason
+    /// to try again (noting where the leader is, if the node knows), or a final error.
+    fn forwarded<T>(
+        &self,
+        group: usize,
+        node: NodeIndex,
+        answer: Result<Result<T, Refusal>, NetError>,
+    ) -> Result<Forwarded<T>, ClusterError> {
+        let addr = self.internal_addr(node);
+        match answer {
+            Ok(Ok(value)) => Ok(Forwarded::Done(value)),
+            Ok(Err(Refusal::NotLeader { leader })) => {
+                self.note_leader(group, leader.filter(|&l| l != node));
+                Ok(Forwarded::Retry(format!(
+                    "node {} is not the leader",
+                    self.topology.node(node).id
+                )))
+            }
+            Ok(Err(r)) => Err(refusal_error(group, addr, r)),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => Err(ClusterError::Peer {
+                addr,
+                status,
+                code,
+                message,
+            }),
+            Err(e) => {
+                self.note_leader(group, None);
+                Ok(Forwarded::Retry(e.to_string()))
+            }
+        }
+    }
+
+    fn internal_addr(&self, node: NodeIndex) -> Address {
+        self.topology.node(node).internal.clone()
+    }
+
+    /// Runs `op` on this node's Raft node for `group`, as its leader, for at most `left`;
+    /// gives up as soon as the leader has not heard from a quorum for an election timeout
+    /// (the others may have elected a new leader: a minority refuses within about that).
+    async fn as_leader<T, E>(
+        &self,
+        group: usize,
+        raft: &Raft,
+        left: Duration,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, RaftError<NodeId, E>>>,
+    ) -> Result<T, Refusal>
+    where
+        E: std::error::Error + TryAsRef<ForwardToLeader<NodeId, BasicNode>>,
+    {
+        let lost_quorum = async {
+            loop {
+                match self.lost_quorum(raft) {
+                    Some(reason) => return reason,
+                    None => actix_rt::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await,
+                }
+            }
+        };
+        let op = std::pin::pin!(actix_rt::time::timeout(left, op));
+        let answer = match select(op, std::pin::pin!(lost_quorum)).await {
+            Either::Left((answer, _)) => answer,
+            Either::Right((reason, _)) => {
+                return Err(Refusal::NoQuorum(format!("group {group}: {reason}")))
+            }
+        };
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Err(Refusal::NotLeader {
+                    leader: f.leader_id,
+                }),
+                None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
+            },
+            Err(_) => Err(Refusal::NoQuorum(format!(
+                "group {group}: {what} within {} ms",
+                left.as_millis()
+            ))),
+        }
+    }
+
+    /// Why this node, leading a group, cannot count on a quorum now: it has not heard from
+    /// one for longer than an election timeout (the others may have elected a new leader).
+    fn lost_quorum(&self, raft: &Raft) -> Option<String> {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms > ELECTION_MAX_MS => Some(format!(
+                "the leader has not heard from a quorum for {ms} ms"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The time a forwarded call is given, within what is `left` of the request's deadline: an
+/// election timeout. A leader that does not answer by then is likely gone (a kept-alive
+/// connection to a cut-off node would otherwise hold the whole deadline); the call is routed
+/// again, to the new leader once there is one. A repeated write is harmless.
+fn attempt(left: Duration) -> Duration {
+    left.min(Duration::from_millis(ELECTION_MAX_MS))
+}
+
+/// Entries between Raft snapshots, and entries kept in the log after one. Tests
+/// (`FEATGRID_TEST_HOOKS=1`) may shorten them with `FEATGRID_TEST_RAFT_SNAPSHOT_EVERY`, so that
+/// a restarted node has to catch up from a snapshot.
+fn snapshot_cadence() -> (u64, u64) {
+    let hooks = std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1");
+    let every = std::env::var("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|_| hooks);
+    match every {
+        Some(every) => (every, 0),
+        None => (SNAPSHOT_EVERY, KEEP_AFTER_SNAPSHOT),
+    }
+}
+
+fn no_quorum(group: usize, reason: String) -> ClusterError {
+    ClusterError::NoQuorum {
+        groups: vec![group],
+        reason,
+    }
+}
+
+fn refusal_error(group: usize, addr: Address, refusal: Refusal) -> ClusterError {
+    match refusal {
+        Refusal::NotLeader { .. } => no_quorum(group, "the leader changed".into()),
+        Refusal::NoQuorum(reason) => no_quorum(group, reason),
+        Refusal::Failed {
+            status,
+            code,
+            message,
+        } => ClusterError::Peer {
+            addr,
+            status,
+            code,
+            message,
+        },
+    }
+}
+
+/// A running cluster node's Raft side: the groups, the internal endpoint and the thread of
+/// the node-to-node client.
+pub struct Node {
+    pub cluster: Arc<Cluster>,
+    internal: actix_web::dev::ServerHandle,
+    net_thread: actix::Arbiter,
+}
+
+impl Node {
+    /// Starts the groups ([`Cluster::start`]), then serves the internal endpoint on this
+    /// node's `internal` address.
+    pub async fn start(
+        topology: Topology,
+        me: NodeIndex,
+        data_dir: &Path,
+        fsync: FsyncPolicy,
+        local: LocalStore,
+    ) -> Result<Node, ClusterStartError> {
+        let addr = topology.node(me).internal.clone();
+        let (cluster, net_thread) = Cluster::start(topology, me, data_dir, fsync, local).await?;
+        let server = internal::serve(cluster.clone(), addr.as_str())
+            .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
+        let internal = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(node = %cluster.topology.node(me).id, %addr, groups = cluster.topology.groups_of(me).count(), "cluster node started");
+        Ok(Node {
+            cluster,
+            internal,
+            net_thread,
+        })
+    }
+
+    /// Stops the internal endpoint and the groups (after the client HTTP server drained).
+    pub async fn stop(self) {
+        self.internal.stop(true).await;
+        self.cluster.shutdown().await;
+        self.net_thread.stop();
+    }
+}

@@ -1,0 +1,259 @@
+//! Node-to-node calls: HTTP POSTs to a peer's `internal` address with bodies in the codec's
+//! binary format, each carrying the cluster secret (`x-featgrid-cluster-secret`).
+//!
+//! awc's client is bound to the thread that made it, while openraft's network futures must be
+//! `Send`; so every call is handed to one dedicated arbiter (thread) that owns one client with
+//! pooled keep-alive connections, and its answer comes back on a oneshot. Every call has a
+//! timeout (connecting included): no node waits forever on another.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::topology::Address;
+use super::types::{NodeId, TypeConfig};
+use crate::persist::codec;
+
+/// The header carrying the cluster secret.
+pub const SECRET_HEADER: &str = "x-featgrid-cluster-secret";
+/// The content type of internal bodies.
+pub const CONTENT_TYPE: &str = "application/x-featgrid-bincode";
+/// The largest internal answer read.
+const ANSWER_LIMIT: usize = 1 << 30;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a call to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NetError {
+    /// Not reached, or no answer in time: nothing is known of the outcome.
+    #[error("node at {addr} did not answer: {reason}")]
+    Unreachable { addr: Address, reason: String },
+    /// The peer answered with an error.
+    #[error("node at {addr} answered {status}: {code}: {message}")]
+    Refused {
+        addr: Address,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("node at {addr}: {problem}")]
+    Garbled { addr: Address, problem: String },
+}
+
+thread_local! {
+    static CLIENT: awc::Client = awc::Client::builder()
+        .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+        .disable_redirects()
+        .finish();
+}
+
+/// Makes calls to peers; cheap to clone.
+#[derive(Clone)]
+pub struct Net {
+    arbiter: ArbiterHandle,
+    secret: std::sync::Arc<str>,
+}
+
+impl Net {
+    /// Starts the thread the calls run on.
+    pub fn start(secret: &str) -> (Net, Arbiter) {
+        let arbiter = Arbiter::new();
+        let net = Net {
+            arbiter: arbiter.handle(),
+            secret: secret.into(),
+        };
+        (net, arbiter)
+    }
+
+    /// POSTs `body` to `path` on `addr`; answers the body of a 200.
+    pub async fn call_raw(
+        &self,
+        addr: Address,
+        path: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        let (tx, rx) = oneshot::channel();
+        let secret = self.secret.clone();
+        let to = addr.clone();
+        let sent = self.arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let _ = tx.send(post(to, &path, &secret, body, timeout).await);
+            });
+        });
+        let unreachable = |reason: &str| NetError::Unreachable {
+            addr: addr.clone(),
+            reason: reason.to_string(),
+        };
+        if !sent {
+            return Err(unreachable("the client thread has stopped"));
+        }
+        match actix_rt::time::timeout(timeout + CONNECT_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(unreachable("the call was dropped")),
+            Err(_) => Err(unreachable("timed out")),
+        }
+    }
+
+    /// [`Net::call_raw`] with a request and answer in the codec's format.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: Address,
+        path: String,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<A, NetError> {
+        let garbled = |problem: String| NetError::Garbled {
+            addr: addr.clone(),
+            problem,
+        };
+        let body = codec::encode(request).map_err(|e| garbled(e.to_string()))?;
+        let answer = self.call_raw(addr.clone(), path, body, timeout).await?;
+        let (value, _) = codec::decode(&answer).map_err(|e| garbled(e.to_string()))?;
+        Ok(value)
+    }
+}
+
+async fn post(
+    addr: Address,
+    path: &str,
+    secret: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
+    let client = CLIENT.with(Clone::clone);
+    let unreachable = |reason: String| NetError::Unreachable {
+        addr: addr.clone(),
+        reason,
+    };
+    let mut response = client
+        .post(format!("http://{addr}{path}"))
+        .insert_header((SECRET_HEADER, secret))
+        .insert_header(("content-type", CONTENT_TYPE))
+        .timeout(timeout)
+        .send_body(body)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let bytes = response
+        .body()
+        .limit(ANSWER_LIMIT)
+        .await
+        .map_err(|e| unreachable(format!("reading the answer: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(bytes.to_vec());
+    }
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        code: String,
+        message: String,
+    }
+    let wire: Wire = serde_json::from_slice(&bytes).unwrap_or(Wire {
+        code: "unknown".into(),
+        message: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    Err(NetError::Refused {
+        addr,
+        status: status.as_u16(),
+        code: wire.code,
+        message: wire.message,
+    })
+}
+
+/// Opens Raft connections of one group to its peers.
+pub struct GroupNetwork {
+    pub net: Net,
+    pub group: usize,
+}
+
+/// One group's Raft connection to one peer.
+pub struct Peer {
+    net: Net,
+    group: usize,
+    target: NodeId,
+    addr: Result<Address, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            net: self.net.clone(),
+            group: self.group,
+            target,
+            addr: Address::parse(&node.addr),
+        }
+    }
+}
+
+impl Peer {
+    async fn rpc<Q, A, E>(
+        &self,
+        what: &str,
+        request: &Q,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let addr = self
+            .addr
+            .clone()
+            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        let path = format!("/internal/v1/raft/{}/{what}", self.group);
+        let answer: Result<Result<A, RaftError<NodeId, E>>, NetError> =
+            self.net.call(addr, path, request, option.hard_ttl()).await;
+        match answer {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e @ NetError::Unreachable { .. }) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.rpc("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,230 @@
+//! Reads from any node: a read barrier per group (read index from the leader, then this
+//! replica catches up to it) unless the read is `local`, then this node's replicas; keys of
+//! groups without a replica here are read from their leader.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::local::Found;
+use super::types::Raft;
+use super::{
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader,
+    Refusal, RowsRequest, DEADLINE, RETRY_PAUSE,
+};
+use crate::grid::partition::{ReadBatch, ReadOutput};
+use crate::grid::routing::slot;
+use crate::persist::codec::Blob;
+use crate::persist::wal::RecordView;
+
+impl Cluster {
+    /// Waits until this node's replica of `group` may serve a linearizable read: the leader
+    /// confirms its leadership with a quorum (read index) and this replica has applied up to
+    /// that index.
+    pub async fn read_barrier(&self, group: usize, deadline: Instant) -> Result<(), ClusterError> {
+        let Some(raft) = self.replica(group) else {
+            return Err(ClusterError::Internal(format!(
+                "no replica of group {group} here"
+            )));
+        };
+        let mut last = String::from("no leader is known");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_quorum(group, last));
+            }
+            let index = match self.leader(group) {
+                Leader::Here(raft) => match self.read_index_here(group, raft, left).await {
+                    Ok(index) => Some(index),
+                    Err(Refusal::NotLeader { .. }) => {
+                        last = "the leader changed".into();
+                        None
+                    }
+                    Err(r) => return Err(refusal_error(group, self.internal_addr(self.me), r)),
+                },
+                Leader::There(node) => {
+                    let addr = self.internal_addr(node);
+                    let answer = self
+                        .net
+                        .call(
+                            addr,
+                            format!("/internal/v1/read-index/{group}"),
+                            &(),
+                            attempt(left),
+                        )
+                        .await;
+                    match self.forwarded(group, node, answer)? {
+                        Forwarded::Done(index) => Some(index),
+                        Forwarded::Retry(why) => {
+                            last = why;
+                            None
+                        }
+                    }
+                }
+                Leader::Unknown => None,
+            };
+            if let Some(index) = index {
+                let left = deadline.saturating_duration_since(Instant::now());
+                return raft
+                    .wait(Some(left))
+                    .applied_index_at_least(Some(index), "read barrier")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| no_quorum(group, format!("this replica did not catch up: {e}")));
+            }
+            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
+        }
+    }
+
+    /// The read index of `group`, this node leading it: confirmed with a quorum.
+    pub async fn read_index_here(
+        &self,
+        group: usize,
+        raft: &Raft,
+        left: Duration,
+    ) -> Result<u64, Refusal> {
+        let confirmed = raft.get_read_log_id();
+        self.as_leader(group, raft, left, "leadership not confirmed", confirmed)
+            .await
+            .map(|(read, _applied)| read.map_or(0, |l| l.index))
+    }
+
+    /// Reads per-shard key batches (index = shard) as the grid does, from this node's
+    /// replicas (after a read barrier per group unless `local`) and, for groups without a
+    /// replica here, from their leaders.
+    pub async fn read(
+        &self,
+        per_shard: Vec<ReadBatch>,
+        consistency: Consistency,
+    ) -> Result<Vec<Option<ReadOutput>>, ClusterError> {
+        let groups = self.topology.groups.len();
+        // Decided once per request: a membership change may add a replica meanwhile.
+        let here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
+        let mut touched = vec![false; groups];
+        let mut remote: Vec<Vec<(u32, Blob)>> = vec![Vec::new(); groups];
+        for batch in &per_shard {
+            for (view, key) in batch.iter() {
+                let g = self.topology.group_of_slot(slot(key));
+                touched[g] = true;
+                if !here[g] {
+                    remote[g].push((view as u32, Blob(key.to_vec())));
+                }
+            }
+        }
+        let deadline = Instant::now() + DEADLINE;
+        if consistency == Consistency::Linearizable {
+            let barriers = (0..groups)
+                .filter(|&g| touched[g] && here[g])
+                .map(|g| self.read_barrier(g, deadline));
+            let failed: Vec<ClusterError> = join_all(barriers)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            if let Some(first) = failed.into_iter().next() {
+                return Err(first);
+            }
+        }
+        if remote.iter().all(Vec::is_empty) {
+            return self
+                .local
+                .grid
+                .read(per_shard)
+                .await
+                .map_err(|e| ClusterError::Internal(e.to_string()));
+        }
+        let fetches = remote
+            .into_iter()
+            .enumerate()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(g, keys)| self.fetch_rows(g, keys, consistency, deadline));
+        let layouts = self.local.grid.layouts();
+        let mut found = Found::default();
+        for rows in join_all(fetches).await {
+            found
+                .add_portable(&rows?, &layouts)
+                .map_err(ClusterError::Internal)?;
+        }
+        let local = self.local.grid.read(per_shard.clone()).await?;
+        for (batch, output) in per_shard.iter().zip(&local) {
+            let Some(output) = output else { continue };
+            for (i, (view, key)) in batch.iter().enumerate() {
+                if let Some(row) = output.row(&layouts, i) {
+                    found.add(view, &layouts[view], key, row);
+                }
+            }
+        }
+        per_shard
+            .iter()
+            .map(|batch| {
+                (!batch.is_empty())
+                    .then(|| found.answer(layouts.clone(), batch))
+                    .transpose()
+                    .map_err(|e| ClusterError::Grid(e.into()))
+            })
+            .collect()
+    }
+
+    /// Reads keys of `group` (no replica here) from its leader.
+    async fn fetch_rows(
+        &self,
+        group: usize,
+        keys: Vec<(u32, Blob)>,
+        consistency: Consistency,
+        deadline: Instant,
+    ) -> Result<Vec<RecordView>, ClusterError> {
+        let request = RowsRequest { consistency, keys };
+        let mut last = String::from("no leader is known");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_quorum(group, last));
+            }
+            let node = match self.leader(group) {
+                Leader::There(node) => node,
+                _ => self.any_replica(group),
+            };
+            let addr = self.internal_addr(node);
+            let answer = self
+                .net
+                .call(
+                    addr,
+                    format!("/internal/v1/rows/{group}"),
+                    &request,
+                    attempt(left),
+                )
+                .await;
+            match self.forwarded(group, node, answer)? {
+                Forwarded::Done(rows) => return Ok(rows),
+                Forwarded::Retry(why) => last = why,
+            }
+            actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
+        }
+    }
+
+    /// Serves a forwarded read of `group`'s keys on its leader.
+    pub async fn serve_rows(
+        &self,
+        group: usize,
+        request: RowsRequest,
+    ) -> Result<Vec<RecordView>, Refusal> {
+        let Some(raft) = self.raft(group) else {
+            return Err(Refusal::NotLeader { leader: None });
+        };
+        if request.consistency == Consistency::Linearizable {
+            let index = self.read_index_here(group, raft, DEADLINE).await?;
+            raft.wait(Some(DEADLINE))
+                .applied_index_at_least(Some(index), "forwarded read")
+                .await
+                .map_err(|e| Refusal::NoQuorum(e.to_string()))?;
+        }
+        self.local
+            .read_rows(&request.keys)
+            .await
+            .map_err(|e| Refusal::Failed {
+                status: 503,
+                code: "shard_unavailable".into(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,304 @@
+//! `GET /cluster`: the nodes and whether they answer, the groups with their slots, leader,
+//! term, last log index, applied index per replica and the lag of each follower behind the
+//! leader; and the table `featgrid cluster status` prints from it.
+//!
+//! The node asked gathers every node's own report (`/internal/v1/status`, one call each, with
+//! a short timeout): a node that does not answer is shown unhealthy, and a group's leader
+//! is the one its replicas name in the highest term.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use super::network::NetError;
+use super::Cluster;
+
+/// How long `GET /cluster` waits for each node's report.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// One node's view of one of its groups.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group: usize,
+    pub state: String,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied: Option<u64>,
+    /// Leader only: the last log index each follower has matched.
+    pub matched: BTreeMap<String, Option<u64>>,
+    /// The members this node knows of.
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+}
+
+/// The whole cluster as one node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node: String,
+    pub nodes: Vec<NodeStatus>,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub client: String,
+    pub internal: String,
+    pub healthy: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group: usize,
+    pub slots: String,
+    /// The voting members (the leader's view; the topology's list while no leader answers).
+    pub replicas: Vec<String>,
+    /// Members being brought up to date before they vote.
+    pub learners: Vec<String>,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    /// Per replica that answered: its applied index.
+    pub applied: BTreeMap<String, Option<u64>>,
+    /// Per follower: entries it is behind the leader's last log index.
+    pub lag: BTreeMap<String, u64>,
+}
+
+impl Cluster {
+    fn name(&self, node: u64) -> String {
+        self.topology
+            .nodes
+            .get(node as usize)
+            .map_or_else(|| format!("#{node}"), |n| n.id.clone())
+    }
+
+    /// This node's report on each group it holds a replica of.
+    pub fn local_status(&self) -> Vec<GroupReport> {
+        (0..self.topology.groups.len())
+            .filter_map(|g| {
+                let raft = self.replica(g)?;
+                let metrics = raft.metrics();
+                let m = metrics.borrow();
+                let state = match m.state {
+                    ServerState::Leader => "leader",
+                    ServerState::Follower => "follower",
+                    ServerState::Candidate => "candidate",
+                    ServerState::Learner => "learner",
+                    ServerState::Shutdown => "shutdown",
+                };
+                let membership = m.membership_config.membership();
+                let matched = m
+                    .replication
+                    .iter()
+                    .flatten()
+                    .filter(|(&n, _)| n != self.me)
+                    .map(|(&n, id)| (self.name(n), id.map(|l| l.index)))
+                    .collect();
+                Some(GroupReport {
+                    group: g,
+                    state: state.into(),
+                    leader: m.current_leader.map(|n| self.name(n)),
+                    term: m.current_term,
+                    last_log_index: m.last_log_index,
+                    applied: m.last_applied.map(|l| l.index),
+                    matched,
+                    voters: membership.voter_ids().map(|n| self.name(n)).collect(),
+                    learners: membership.learner_ids().map(|n| self.name(n)).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every node's report, gathered into the cluster's status.
+    pub async fn status(&self) -> ClusterStatus {
+        let calls = self
+            .topology
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| async move {
+                if i as u64 == self.me {
+                    return Ok(self.local_status());
+                }
+                let answer: Result<Vec<GroupReport>, NetError> = self
+                    .net()
+                    .call(
+                        node.internal.clone(),
+                        "/internal/v1/status".into(),
+                        &(),
+                        STATUS_TIMEOUT,
+                    )
+                    .await;
+                answer
+            });
+        let reports = join_all(calls).await;
+        let nodes = self
+            .topology
+            .nodes
+            .iter()
+            .zip(&reports)
+            .map(|(n, r)| NodeStatus {
+                id: n.id.clone(),
+                client: n.client.to_string(),
+                internal: n.internal.to_string(),
+                healthy: r.is_ok(),
+                error: r.as_ref().err().map(ToString::to_string),
+            })
+            .collect();
+        let groups = self
+            .topology
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let mut status = GroupStatus {
+                    group: g,
+                    slots: group.slots_text(),
+                    replicas: group.nodes.iter().map(|&n| self.name(n)).collect(),
+                    learners: Vec::new(),
+                    leader: None,
+                    term: 0,
+                    last_log_index: None,
+                    applied: BTreeMap::new(),
+                    lag: BTreeMap::new(),
+                };
+                for (n, report) in reports.iter().enumerate() {
+                    let Some(r) = report
+                        .as_ref()
+                        .ok()
+                        .and_then(|rs| rs.iter().find(|r| r.group == g))
+                    else {
+                        continue;
+                    };
+                    status.applied.insert(self.name(n as u64), r.applied);
+                    if r.state == "leader" && r.term >= status.term {
+                        status.term = r.term;
+                        status.leader = Some(self.name(n as u64));
+                        status.replicas = r.voters.clone();
+                        status.learners = r.learners.clone();
+                        status.last_log_index = r.last_log_index;
+                        let last = r.last_log_index.unwrap_or(0);
+                        status.lag = r
+                            .matched
+                            .iter()
+                            .map(|(f, m)| (f.clone(), last.saturating_sub(m.unwrap_or(0))))
+                            .collect();
+                    } else if status.leader.is_none() {
+                        status.term = status.term.max(r.term);
+                    }
+                }
+                status
+            })
+            .collect();
+        ClusterStatus {
+            node: self.name(self.me),
+            nodes,
+            groups,
+        }
+    }
+}
+
+/// `GET /cluster`: the status as JSON; 404 `not_a_cluster` on a single node.
+pub async fn route(
+    state: actix_web::web::Data<crate::api::AppState>,
+) -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+    let Some(cluster) = state.cluster.get() else {
+        return Err(crate::error::ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_a_cluster",
+            "this server runs as a single node (started without --cluster)",
+        ));
+    };
+    Ok(actix_web::HttpResponse::Ok().json(cluster.status().await))
+}
+
+/// The status as the tables `featgrid cluster status` prints.
+pub fn table(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "asked node: {}", status.node);
+    let _ = writeln!(
+        out,
+        "{:<8} {:<22} {:<22} HEALTHY",
+        "NODE", "CLIENT", "INTERNAL"
+    );
+    for n in &status.nodes {
+        let health = if n.healthy { "yes" } else { "NO" };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<22} {:<22} {}",
+            n.id, n.client, n.internal, health
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<6} {:<18} {:<8} {:<6} {:<9} {:<28} LAG",
+        "GROUP", "SLOTS", "LEADER", "TERM", "LAST LOG", "APPLIED"
+    );
+    let join = |m: &mut dyn Iterator<Item = String>| m.collect::<Vec<_>>().join(" ");
+    for g in &status.groups {
+        let applied = join(
+            &mut g
+                .applied
+                .iter()
+                .map(|(n, a)| format!("{n}={}", a.map_or("-".into(), |a| a.to_string()))),
+        );
+        let lag = join(&mut g.lag.iter().map(|(n, l)| format!("{n}={l}")));
+        let _ = writeln!(
+            out,
+            "{:<6} {:<18} {:<8} {:<6} {:<9} {:<28} {}",
+            g.group,
+            g.slots,
+            g.leader.as_deref().unwrap_or("NONE"),
+            g.term,
+            g.last_log_index.map_or("-".into(), |i| i.to_string()),
+            applied,
+            lag
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_nodes_groups_and_a_missing_leader() {
+        let status = ClusterStatus {
+            node: "n1".into(),
+            nodes: vec![NodeStatus {
+                id: "n1".into(),
+                client: "127.0.0.1:7001".into(),
+                internal: "127.0.0.1:7101".into(),
+                healthy: false,
+                error: None,
+            }],
+            groups: vec![GroupStatus {
+                group: 0,
+                slots: "0-16383".into(),
+                replicas: vec!["n1".into()],
+                learners: Vec::new(),
+                leader: None,
+                term: 4,
+                last_log_index: None,
+                applied: BTreeMap::from([("n1".to_string(), Some(7))]),
+                lag: BTreeMap::new(),
+            }],
+        };
+        let text = table(&status);
+        assert!(text.contains("n1       127.0.0.1:7001"), "{text}");
+        assert!(text.contains("NO"), "{text}");
+        assert!(
+            text.contains("0-16383") && text.contains("NONE") && text.contains("n1=7"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Writes from any node: a push's rows are split by group, and each group's part is committed by
+//! the group's leader (here, or forwarded to it), following leader changes until a deadline.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::local::split_by_group;
+use super::types::{Applied, GroupWrite, Raft};
+use super::{
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
+    RETRY_PAUSE,
+};
+use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
+use crate::persist::wal::{self, Destination};
+
+impl Cluster {
+    /// Writes per-shard batches: split by group, each group's part committed by its leader.
+    pub async fn write(
+        &self,
+        per_shard: Vec<Vec<RowBatch>>,
+        layouts: &[RowLayout],
+        dest: Destination,
+    ) -> Result<ApplyStats, ClusterError> {
+        let views = wal::portable_views(&per_shard, layouts);
+        let topology = &self.topology;
+        let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
+            topology.group_of_slot(s)
+        })
+        .map_err(ClusterError::Internal)?;
+        let writes = per_group
+            .into_iter()
+            .enumerate()
+            .filter_map(|(g, views)| views.map(|views| (g, GroupWrite { dest, views })))
+            .map(|(g, write)| async move {
+                (g, self.propose(g, write, Instant::now() + DEADLINE).await)
+            });
+        let answers = join_all(writes).await;
+        let mut stats = ApplyStats::default();
+        let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
+        for (g, answer) in answers {
+            match answer {
+                Ok(a) => {
+                    stats.written += a.written;
+                    stats.skipped_older += a.skipped_older;
+                    ok.push(g);
+                }
+                Err(e) => {
+                    failed.push(g);
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(stats),
+            Some(e) if ok.is_empty() => Err(merge_no_quorum(e, failed)),
+            Some(e) => Err(ClusterError::PartialFailure {
+                ok,
+                failed,
+                first: Box::new(e),
+            }),
+        }
+    }
+
+    /// Commits `write` in `group`: here if this node leads it, else on its leader, following
+    /// leader changes until `deadline`.
+    pub async fn propose(
+        &self,
+        group: usize,
+        write: GroupWrite,
+        deadline: Instant,
+    ) -> Result<Applied, ClusterError> {
+        let path = format!("/internal/v1/write/{group}");
+        self.on_leader(group, path, &write, deadline, |raft, left| {
+            let write = write.clone();
+            async move { self.commit_here(group, &raft, write, left).await }
+        })
+        .await
+    }
+
+    /// Runs an operation on `group`'s leader: `here` when this node leads it, else a call of
+    /// `path` with `request` on the leader's internal endpoint (served there by the same
+    /// operation); follows leader changes until `deadline`.
+    pub(super) async fn on_leader<Q, A, F, Fut>(
+        &self,
+        group: usize,
+        path: String,
+        request: &Q,
+        deadline: Instant,
+        here: F,
+    ) -> Result<A, ClusterError>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        F: Fn(Raft, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<A, Refusal>>,
+    {
+        let mut last = String::from("no leader is known");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_quorum(group, last));
+            }
+            match self.leader(group) {
+                Leader::Here(raft) => match here(raft.clone(), left).await {
+                    Err(Refusal::NotLeader { leader }) => {
+                        self.note_leader(group, leader);
+                        last = "the leader changed".into();
+                    }
+                    other => {
+                        return other
+                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
+                    }
+                },
+                Leader::There(node) => {
+                    let addr = self.internal_addr(node);
+                    let answer = self
+                        .net
+                        .call(addr, path.clone(), request, attempt(left))
+                        .await;
+                    match self.forwarded(group, node, answer)? {
+                        Forwarded::Done(value) => return Ok(value),
+                        Forwarded::Retry(why) => last = why,
+                    }
+                }
+                Leader::Unknown => {
+                    if self.replica(group).is_none() {
+                        // No replica here and no hint: try the replicas in turn.
+                        self.note_leader(group, Some(self.any_replica(group)));
+                    }
+                }
+            }
+            actix_rt::time::sleep(
+                RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+
+    /// Commits `write` through this node's Raft node for `group` (its leader).
+    pub async fn commit_here(
+        &self,
+        group: usize,
+        raft: &Raft,
+        write: GroupWrite,
+        left: Duration,
+    ) -> Result<Applied, Refusal> {
+        self.as_leader(group, raft, left, "not committed", raft.client_write(write))
+            .await
+            .map(|response| response.data)
+    }
+}
+
+/// One error for several groups that all failed.
+fn merge_no_quorum(first: ClusterError, failed: Vec<usize>) -> ClusterError {
+    match first {
+        ClusterError::NoQuorum { reason, .. } => ClusterError::NoQuorum {
+            groups: failed,
+            reason,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,361 @@
+//! The cluster with real processes: the harness ([`Cluster`]: three or five `featgrid serve
+//! --cluster` nodes on loopback ports), a push through one node read through the others,
+//! five nodes each holding three fifths, the secret on internal calls, `GET /cluster` and
+//! `featgrid cluster status`. Failures: `cluster_failures`; configuration: `cluster_config`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{column, now_rfc3339, Answer, Server, BIN};
+
+pub(super) const SECRET: &str = "test-cluster-secret-0123456789";
+
+/// A cluster of `n` nodes on free loopback ports, its topology in a temporary directory.
+pub(super) struct Cluster {
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, &'static str)>,
+    topology: PathBuf,
+    pub(super) nodes: Vec<Option<Server>>,
+    internal: Vec<String>,
+}
+
+/// A free loopback port (bound, then released for the node to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Cluster {
+    /// `groups`: per group, its replicas (node numbers from 1); the slots are split evenly.
+    pub(super) fn start(n: usize, groups: &[&[usize]]) -> Cluster {
+        Cluster::start_with(n, groups, &[], "127.0.0.1")
+    }
+
+    /// [`Cluster::start`] with environment variables for every node.
+    /// [`Cluster::start`] with environment variables for every node, the nodes' addresses
+    /// on `host` (an IP or a name).
+    pub(super) fn start_with(
+        n: usize,
+        groups: &[&[usize]],
+        env: &[(&'static str, &'static str)],
+        host: &str,
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary dir");
+        let mut text = format!("cluster_secret = \"{SECRET}\"\n");
+        let mut internal = Vec::new();
+        for i in 1..=n {
+            let (client, inner) = (free_port(), free_port());
+            internal.push(format!("{host}:{inner}"));
+            text += &format!("[[node]]\nid = \"n{i}\"\nclient = \"{host}:{client}\"\ninternal = \"{host}:{inner}\"\n");
+        }
+        let per = 16384 / groups.len();
+        for (g, members) in groups.iter().enumerate() {
+            let end = if g + 1 == groups.len() {
+                16383
+            } else {
+                (g + 1) * per - 1
+            };
+            let names: Vec<String> = members.iter().map(|m| format!("\"n{m}\"")).collect();
+            text += &format!(
+                "[[group]]\nslots = \"{}-{end}\"\nnodes = [{}]\n",
+                g * per,
+                names.join(", ")
+            );
+        }
+        let topology = dir.path().join("cluster.toml");
+        std::fs::write(&topology, text).expect("write the topology");
+        let mut cluster = Cluster {
+            dir,
+            env: env.to_vec(),
+            topology,
+            nodes: (0..n).map(|_| None).collect(),
+            internal,
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.wait_for_leaders(0);
+        cluster
+    }
+
+    pub(super) fn three() -> Cluster {
+        Cluster::start(3, &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]])
+    }
+
+    pub(super) fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
+    /// Starts node `i` (from 0) on its data directory.
+    pub(super) fn restart(&mut self, i: usize) {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--cluster"])
+            .arg(&self.topology)
+            .args([
+                "--node-id",
+                &format!("n{}", i + 1),
+                "--workers",
+                "1",
+                "--data-dir",
+            ])
+            .arg(self.data_dir(i))
+            .env("FEATGRID_LOG", "warn,openraft=off")
+            .envs(self.env.iter().copied());
+        self.nodes[i] = Some(Server::launch(command, std::process::Stdio::inherit()));
+    }
+
+    pub(super) fn kill9(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.kill9();
+        }
+    }
+
+    pub(super) fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    /// `GET /cluster` on node `i`.
+    pub(super) fn status(&self, i: usize) -> Value {
+        let a = self.node(i).get("/cluster");
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json
+    }
+
+    /// Waits (at most 60 s) until node `i` sees a leader for every group.
+    pub(super) fn wait_for_leaders(&self, i: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(i);
+            let groups = status["groups"].as_array().expect("groups");
+            if groups.iter().all(|g| g["leader"].is_string()) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for every group: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Rows of the driver view a node holds (`GET /stats`).
+fn stored_rows(node: &Server) -> u64 {
+    let stats = node.get("/stats").json;
+    stats["feature_views"]
+        .as_array()
+        .and_then(|views| views.iter().find(|v| v["name"] == "driver_hourly_stats"))
+        .and_then(|v| v["rows"].as_u64())
+        .unwrap_or_else(|| panic!("no driver_hourly_stats in {stats}"))
+}
+
+pub(super) fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
+    let now = now_rfc3339();
+    node.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push_source", "df": {
+            "driver_id": ids,
+            "event_timestamp": vec![now.clone(); ids.len()],
+            "conv_rate": vec![0.5; ids.len()],
+            "acc_rate": vec![0.25; ids.len()],
+            "avg_daily_trips": vec![trips; ids.len()],
+        }}),
+    )
+}
+
+/// Reads `avg_daily_trips` of `ids` through `url` with the given consistency header.
+pub(super) fn read_trips(
+    url: &str,
+    ids: &[i64],
+    consistency: Option<&str>,
+) -> Result<Vec<Value>, Answer> {
+    let mut request = ureq::post(&format!("{url}/get-online-features"));
+    if let Some(c) = consistency {
+        request = request.set("x-featgrid-consistency", c);
+    }
+    let body = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": ids}});
+    let response = match request.send_string(&body.to_string()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status != 200 {
+        return Err(Answer {
+            status,
+            json,
+            text,
+            request_id: None,
+        });
+    }
+    Ok(column(&json, "avg_daily_trips").0)
+}
+
+#[test]
+fn a_push_through_one_node_is_read_through_every_other() {
+    let cluster = Cluster::three();
+    let ids: Vec<i64> = (1..=300).collect();
+    let a = push(cluster.node(0), &ids, 7);
+    assert_eq!(a.status, 200, "{}", a.text);
+    for i in 1..3 {
+        let values = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(values.iter().all(|v| v == 7), "node {i}: {values:?}");
+    }
+    // A local read serves the node's replica: it holds the push once applied there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let values = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
+        if values.iter().all(|v| v == 7) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the local replica never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every node holds every row (each group is on all three), as /stats shows.
+    for i in 0..3 {
+        assert_eq!(stored_rows(cluster.node(i)), 300, "node {i}");
+    }
+    let bad = read_trips(&cluster.node(1).url(), &ids, Some("eventually")).unwrap_err();
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let status = cluster.status(1);
+    assert_eq!(status["node"], "n2");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["healthy"] == true),
+        "{status}"
+    );
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["slots"], "0-5460");
+    assert_eq!(groups[0]["replicas"], json!(["n1", "n2", "n3"]));
+    assert!(groups.iter().all(|g| g["term"].as_u64() >= Some(1)));
+    let out = Command::new(BIN)
+        .args(["cluster", "status", "--node", &cluster.node(2).url()])
+        .output()
+        .expect("run featgrid cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("asked node: n3") && table.contains("5461-10921"),
+        "{table}"
+    );
+}
+
+#[test]
+fn internal_calls_without_the_secret_are_refused() {
+    let cluster = Cluster::start(1, &[&[1]]);
+    let url = format!("http://{}/internal/v1/status", cluster.internal[0]);
+    for secret in [None, Some("wrong-secret-0123456789")] {
+        let mut request = ureq::post(&url);
+        if let Some(s) = secret {
+            request = request.set("x-featgrid-cluster-secret", s);
+        }
+        match request.send_bytes(&[]) {
+            Err(ureq::Error::Status(401, r)) => {
+                let body: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+                assert_eq!(body["code"], "cluster_secret_required");
+            }
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+    let ok = ureq::post(&url)
+        .set("x-featgrid-cluster-secret", SECRET)
+        .send_bytes(&[]);
+    assert_eq!(ok.map(|r| r.status()).ok(), Some(200));
+}
+
+/// Waits (at most 30 s) until `ok` holds; fails with `what` otherwise.
+pub(super) fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(super) fn assert_all_readable_eventually(url: &str, ids: &[i64], trips: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if read_trips(url, ids, Some("local")).is_ok_and(|v| v.iter().all(|v| v == trips)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never held the rows");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn five_nodes_each_hold_three_fifths_and_serve_every_key() {
+    // The addresses are names (as Kubernetes gives them), resolved when used.
+    let cluster = Cluster::start_with(
+        5,
+        &[&[1, 2, 3], &[2, 3, 4], &[3, 4, 5], &[4, 5, 1], &[5, 1, 2]],
+        &[],
+        "localhost",
+    );
+    let ids: Vec<i64> = (1..=500).collect();
+    let a = push(cluster.node(0), &ids, 9);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Every node serves every key: groups it holds no replica of are read from their leader.
+    for i in 0..5 {
+        for consistency in [None, Some("local")] {
+            let values = read_trips(&cluster.node(i).url(), &ids, consistency).expect("read");
+            assert!(
+                values.iter().all(|v| v == 9),
+                "node {i} {consistency:?}: {values:?}"
+            );
+        }
+    }
+    let mut total = 0;
+    let mut per_node = BTreeMap::new();
+    for i in 0..5 {
+        let rows = stored_rows(cluster.node(i));
+        assert!(rows > 0 && rows < 500, "node {i} holds {rows} of 500 rows");
+        per_node.insert(i, rows);
+        total += rows;
+    }
+    assert_eq!(
+        total,
+        3 * 500,
+        "each row on exactly three nodes: {per_node:?}"
+    );
+}
+
+#[test]
+fn a_single_node_has_no_cluster_routes() {
+    let server = Server::start();
+    let a = server.get("/cluster");
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (404, Some("not_a_cluster")),
+        "{}",
+        a.text
+    );
+    let a = server.post("/cluster/groups/0/members", &json!({"add": ["n1"]}));
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (404, Some("not_a_cluster")),
+        "{}",
+        a.text
+    );
+}

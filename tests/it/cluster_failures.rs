@@ -1,0 +1,409 @@
+//! The cluster under failures, with real processes: `kill -9` of random nodes under push load
+//! with a Jepsen-style check of every read and every acknowledged push, a minority refusing
+//! writes, a node catching up from a Raft snapshot or from nothing, the whole cluster
+//! restarting, a dead node replaced through a membership change.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::cluster::{assert_all_readable_eventually, eventually, push, read_trips, Cluster};
+use crate::support::{column, now_rfc3339, BIN};
+
+/// Writers push unique ids through random live nodes and record what was acknowledged.
+/// A reader checks, Jepsen style, that linearizable reads never miss a push acknowledged
+/// before they started: each read asks for the last ids acknowledged so far (each id is
+/// pushed once, with its own value), through a node in turn.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    reads: Arc<AtomicI64>,
+    stale: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What the load saw: acknowledged pushes, reads checked, stale reads found.
+struct History {
+    acked: Vec<i64>,
+    reads: i64,
+    stale: Vec<String>,
+}
+
+/// One reader: reads the last acknowledged ids through live nodes in turn until stopped.
+fn check_reads(
+    urls: Arc<Mutex<Vec<Option<String>>>>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    reads: Arc<AtomicI64>,
+    stale: Arc<Mutex<Vec<String>>>,
+) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let mut turn = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // Acknowledged before the read starts.
+        let ids: Vec<i64> = {
+            let acked = acked.lock().unwrap();
+            acked[acked.len().saturating_sub(10)..].to_vec()
+        };
+        turn += 1;
+        let url = {
+            let urls = urls.lock().unwrap();
+            let live: Vec<&String> = urls.iter().flatten().collect();
+            live[turn % live.len()].clone()
+        };
+        if ids.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let body = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": ids}});
+        let Ok(response) = agent
+            .post(&format!("{url}/get-online-features"))
+            .send_string(&body.to_string())
+        else {
+            continue; // refused (503) or the node is down: nothing was read
+        };
+        let Ok(answer) = response.into_json::<Value>() else {
+            continue;
+        };
+        let values = column(&answer, "avg_daily_trips").0;
+        reads.fetch_add(1, Ordering::Relaxed);
+        for (id, v) in ids.iter().zip(values) {
+            if v != json!(id) {
+                stale
+                    .lock()
+                    .unwrap()
+                    .push(format!("{url}: driver {id} read as {v}"));
+            }
+        }
+    }
+}
+
+impl Load {
+    fn start(urls: Arc<Mutex<Vec<Option<String>>>>, writers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let reads = Arc::new(AtomicI64::new(0));
+        let stale = Arc::new(Mutex::new(Vec::new()));
+        let next = Arc::new(AtomicI64::new(1_000_000));
+        let reader = {
+            let (urls, stop, acked, reads, stale) = (
+                urls.clone(),
+                stop.clone(),
+                acked.clone(),
+                reads.clone(),
+                stale.clone(),
+            );
+            std::thread::spawn(move || check_reads(urls, stop, acked, reads, stale))
+        };
+        let mut threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let (stop, acked, next, urls) =
+                    (stop.clone(), acked.clone(), next.clone(), urls.clone());
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(10))
+                        .build();
+                    let mut turn = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        turn += 1;
+                        let url = {
+                            let urls = urls.lock().unwrap();
+                            let live: Vec<&String> = urls.iter().flatten().collect();
+                            live[turn % live.len()].clone()
+                        };
+                        let now = now_rfc3339();
+                        let body = json!({"push_source_name": "driver_stats_push_source", "df": {
+                            "driver_id": [id], "event_timestamp": [now], "conv_rate": [0.5],
+                            "acc_rate": [0.5], "avg_daily_trips": [id]}});
+                        let answer = agent
+                            .post(&format!("{url}/push"))
+                            .send_string(&body.to_string());
+                        if matches!(answer, Ok(ref r) if r.status() == 200) {
+                            acked.lock().unwrap().push(id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.push(reader);
+        Load {
+            stop,
+            acked,
+            reads,
+            stale,
+            threads,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn stop(self) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        let stale = self.stale.lock().unwrap().clone();
+        History {
+            acked,
+            reads: self.reads.load(Ordering::Relaxed),
+            stale,
+        }
+    }
+}
+
+/// Checks every id reads back through `url` with its own value as avg_daily_trips.
+fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&str>) {
+    for chunk in ids.chunks(500) {
+        let values = read_trips(url, chunk, consistency)
+            .unwrap_or_else(|a| panic!("read through {url}: {}", a.text));
+        for (id, v) in chunk.iter().zip(values) {
+            assert_eq!(
+                v,
+                json!(id),
+                "acknowledged push of driver {id} lost (read through {url})"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
+    let mut cluster = Cluster::three();
+    let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
+        (0..3).map(|i| Some(cluster.node(i).url())).collect(),
+    ));
+    let load = Load::start(urls.clone(), 3);
+    let wait_for_acks = |load: &Load, more: usize| {
+        let target = load.acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while load.acked() < target {
+            assert!(
+                Instant::now() < deadline,
+                "pushes stopped being acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_acks(&load, 30);
+    // 5 kills of random nodes here; benches/cluster_history.sh asks for more.
+    let count = std::env::var("FEATGRID_TEST_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let kills: Vec<usize> = (0..count)
+        .map(|_| {
+            // xorshift: a random victim each round, printed on failure with the kills list.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 3) as usize
+        })
+        .collect();
+    eprintln!("cluster kill test: killing nodes {kills:?} (0-based) in turn");
+    for &victim in &kills {
+        cluster.kill9(victim);
+        urls.lock().unwrap()[victim] = None;
+        // Every group keeps (or gets back) a leader: pushes to all slots are acknowledged.
+        let survivor = (victim + 1) % 3;
+        cluster.wait_for_leaders(survivor);
+        wait_for_acks(&load, 60);
+        cluster.restart(victim);
+        urls.lock().unwrap()[victim] = Some(cluster.node(victim).url());
+        cluster.wait_for_leaders(victim);
+        wait_for_acks(&load, 30);
+    }
+    let History {
+        acked,
+        reads,
+        stale,
+    } = load.stop();
+    assert!(
+        acked.len() > 200,
+        "only {} pushes acknowledged",
+        acked.len()
+    );
+    assert!(reads > 50, "only {reads} reads answered");
+    assert!(stale.is_empty(), "stale linearizable reads: {stale:?}");
+    // No acknowledged push is lost, read linearizably through every node...
+    for i in 0..3 {
+        assert_all_readable(&cluster.node(i).url(), &acked, None);
+    }
+    // ...and each replica holds them all once it has caught up (local reads, no barrier).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..3 {
+        loop {
+            let values = read_trips(
+                &cluster.node(i).url(),
+                &acked[acked.len() - 1..],
+                Some("local"),
+            );
+            if values.is_ok_and(|v| v[0] != Value::Null) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i} did not catch up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_all_readable(&cluster.node(i).url(), &acked, Some("local"));
+    }
+    eprintln!(
+        "cluster kill test: {} kills; {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the kills, none older than a push acknowledged before it",
+        kills.len(),
+        acked.len()
+    );
+}
+
+#[test]
+fn a_minority_refuses_writes_and_linearizable_reads_with_no_quorum() {
+    let mut cluster = Cluster::three();
+    let a = push(cluster.node(0), &[1, 2, 3], 5);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Let node 3 apply the push before it is cut off.
+    assert_all_readable_eventually(&cluster.node(2).url(), &[1, 2, 3], 5);
+    cluster.kill9(0);
+    cluster.kill9(1);
+    let lonely = cluster.node(2);
+    let refused = push(lonely, &[4, 5, 6], 6);
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.json["code"], "no_quorum", "{}", refused.text);
+    let read = read_trips(&lonely.url(), &[1, 2, 3], None).unwrap_err();
+    assert_eq!(
+        (read.status, read.json["code"].as_str()),
+        (503, Some("no_quorum")),
+        "{}",
+        read.text
+    );
+    // A local read still answers, from what this replica holds.
+    let values = read_trips(&lonely.url(), &[1, 2, 3], Some("local")).expect("local read");
+    assert!(values.iter().all(|v| v == 5), "{values:?}");
+    // With a second node back, the majority serves again.
+    cluster.restart(1);
+    cluster.wait_for_leaders(2);
+    eventually("writes did not come back", || {
+        push(cluster.node(2), &[4, 5, 6], 6).status == 200
+    });
+    assert_all_readable_eventually(&cluster.node(1).url(), &[4, 5, 6], 6);
+}
+
+#[test]
+fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() {
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
+    ];
+    let mut cluster = Cluster::start_with(3, &[&[1, 2, 3]], &env, "127.0.0.1");
+    cluster.kill9(2);
+    // 60 entries: the log is snapshotted and purged past what node 3 has.
+    for id in 1..=60 {
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    cluster.restart(2);
+    let ids: Vec<i64> = (1..=60).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
+        if got.iter().zip(&ids).all(|(v, id)| v == id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 did not catch up: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_whole_cluster_restarts_with_its_data_and_stops_cleanly() {
+    let mut cluster = Cluster::three();
+    let ids: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(1), &ids, 4);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Two nodes stop with SIGTERM (drain, final snapshot), one is killed.
+    for i in [0, 1] {
+        let status = cluster.nodes[i].take().unwrap().terminate();
+        assert!(status.success(), "node {i} exited with {status}");
+    }
+    cluster.kill9(2);
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_leaders(0);
+    for i in 0..3 {
+        let values = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(values.iter().all(|v| v == 4), "node {i}: {values:?}");
+    }
+    let b = push(cluster.node(2), &ids, 8);
+    assert_eq!(b.status, 200, "{}", b.text);
+    let values = read_trips(&cluster.node(0).url(), &ids, None).expect("read");
+    assert!(values.iter().all(|v| v == 8), "{values:?}");
+}
+
+#[test]
+fn a_dead_node_is_replaced_by_a_learner_made_voter() {
+    // n4 is in the topology but in no group: the spare.
+    let mut cluster = Cluster::start(4, &[&[1, 2, 3]]);
+    let ids: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(0), &ids, 5);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(2);
+    let out = Command::new(BIN)
+        .args(["cluster", "members", "--node", &cluster.node(3).url()])
+        .args(["--group", "0", "--add", "n4", "--remove", "n3"])
+        .output()
+        .expect("run featgrid cluster members");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let members: Value = serde_json::from_str(&text).expect("members as JSON");
+    assert_eq!(members["voters"], json!(["n1", "n2", "n4"]), "{members}");
+    // n4 holds the group's rows, and votes: with n1 gone too, n2 and n4 are a majority.
+    assert_all_readable_eventually(&cluster.node(3).url(), &ids, 5);
+    cluster.kill9(0);
+    eventually("no majority of n2 and n4", || {
+        push(cluster.node(3), &ids, 6).status == 200
+    });
+    let values = read_trips(&cluster.node(1).url(), &ids, None).expect("read");
+    assert!(values.iter().all(|v| v == 6), "{values:?}");
+    let status = cluster.status(3);
+    assert_eq!(
+        status["groups"][0]["replicas"],
+        json!(["n1", "n2", "n4"]),
+        "{status}"
+    );
+    // Bad changes are refused with the key named.
+    let bad = cluster
+        .node(1)
+        .post("/cluster/groups/0/members", &json!({"add": ["n9"]}));
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (400, Some("unknown_node")),
+        "{}",
+        bad.text
+    );
+    let bad = cluster
+        .node(1)
+        .post("/cluster/groups/7/members", &json!({"add": ["n1"]}));
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (404, Some("unknown_group")),
+        "{}",
+        bad.text
+    );
+}
