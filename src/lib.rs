@@ -440,4 +440,3 @@ fn return_freed_memory_periodically() {
         }
     }
 }
-
