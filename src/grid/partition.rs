@@ -333,6 +333,14 @@ pub struct ReadOutput {
 }
 
 impl ReadOutput {
+    fn for_items(items: usize) -> ReadOutput {
+        ReadOutput {
+            items: Vec::with_capacity(items),
+            views: Vec::with_capacity(items),
+            ..ReadOutput::default()
+        }
+    }
+
     /// Bytes of the rows it holds.
     pub fn bytes(&self) -> usize {
         self.values.len() + self.arena.len()
@@ -573,11 +581,7 @@ impl Partition {
     /// Looks every item of `batch` up and copies the rows found; refuses, rather than
     /// truncates, an answer over the batch's limit.
     pub fn read(&self, batch: &ReadBatch) -> Result<ReadOutput, PartitionError> {
-        let mut out = ReadOutput {
-            items: Vec::with_capacity(batch.items.len()),
-            views: Vec::with_capacity(batch.items.len()),
-            ..ReadOutput::default()
-        };
+        let mut out = ReadOutput::for_items(batch.items.len());
         for &(view, key) in &batch.items {
             out.views.push(view);
             let (Some(layout), Some(table)) = (self.layouts.get(view), self.tables.get(view))
@@ -673,11 +677,7 @@ impl PartitionView {
         {
             return None;
         }
-        let mut out = ReadOutput {
-            items: Vec::with_capacity(batch.items.len()),
-            views: Vec::with_capacity(batch.items.len()),
-            ..ReadOutput::default()
-        };
+        let mut out = ReadOutput::for_items(batch.items.len());
         for &(view, key) in &batch.items {
             out.views.push(view);
             let (Some(Some(table)), Some(layout)) = (self.tables.get(view), self.layouts.get(view))

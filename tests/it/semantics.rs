@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{column, Server};
+use crate::support::{column, Server, CUSTOMER_PROFILE_FIELDS};
 
 fn row(id: i64, event: Value, created: Value, conv: Value) -> Value {
     json!({"driver_id": [id], "event_timestamp": [event], "created": [created], "conv_rate": [conv], "acc_rate": [0.5], "avg_daily_trips": [1]})
@@ -350,30 +350,12 @@ fn an_answer_over_max_answer_bytes_is_a_413_never_truncated() {
         &["--config", config],
         &[("FEATGRID_MAX_ANSWER_BYTES", "1048576")],
     );
-    let fields = [
-        "age",
-        "lifetime_trips",
-        "avg_rating",
-        "lifetime_spend",
-        "name",
-        "avatar",
-        "is_premium",
-        "signup_time",
-        "recent_ages",
-        "recent_trip_ids",
-        "recent_ratings",
-        "recent_fares",
-        "favourite_places",
-        "recent_receipts",
-        "recent_flags",
-        "recent_logins",
-    ];
     // A 300 KiB name whose every byte position is recognisable.
     let name: String = (0..300 * 1024)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
     let mut df = json!({"customer_id": ["alice"], "event_timestamp": [now().to_rfc3339()]});
-    for f in fields {
+    for f in CUSTOMER_PROFILE_FIELDS {
         df[f] = json!([null]);
     }
     df["name"] = json!([name]);
