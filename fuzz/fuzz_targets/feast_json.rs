@@ -1,9 +1,10 @@
-//! Feast JSON: a `/push` body is parsed (borrowed cells), then every value is converted to every
-//! type as a feature and as a join key. Whatever converts must render back as valid JSON.
+//! Feast JSON: a `/push` body goes through the same steps as on the server (the NaN/Infinity
+//! pre-pass, the borrowed-cell parse, single values repeated into columns), then every value is
+//! converted to every type as a feature and as a join key. Whatever converts must render back as valid JSON.
 
 #![no_main]
 
-use featgrid::api::feast::PushRequest;
+use featgrid::api::feast::{frame, json_text, PushRequest};
 use featgrid::api::parse_json;
 use featgrid::value::{encode_key_value, encode_value, render_json, Cell};
 use libfuzzer_sys::fuzz_target;
@@ -11,11 +12,15 @@ use libfuzzer_sys::fuzz_target;
 include!("common.rs");
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(request) = parse_json::<PushRequest>(data) else {
+    let text = json_text(data);
+    let Ok(request) = parse_json::<PushRequest>(&text) else {
+        return;
+    };
+    let Ok(df) = frame(request.df) else {
         return;
     };
     let types = value_types();
-    for values in request.df.values() {
+    for values in df.values() {
         for value in values.iter().take(32) {
             let _ = value.as_timestamp();
             let _ = value.describe();

@@ -123,7 +123,7 @@ pub fn resolve_features(
 
 /// The body as JSON text, with Python's bare `NaN`, `Infinity` and `-Infinity` tokens made
 /// readable as floats ([`nonfinite`]).
-fn json_text(body: &[u8]) -> Cow<'_, [u8]> {
+pub fn json_text(body: &[u8]) -> Cow<'_, [u8]> {
     nonfinite::mark_non_finite(body).map_or(Cow::Borrowed(body), Cow::Owned)
 }
 
