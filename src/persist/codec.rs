@@ -46,14 +46,34 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Cod
 /// Decodes one value of network input from the front of `bytes`, allocating at most
 /// [`DECODE_LIMIT`] bytes; returns it and the bytes it used.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice(bytes, config().with_limit::<DECODE_LIMIT>())
-        .map_err(|e| CodecError::Decode(e.to_string()))
+    decode_limited::<T, DECODE_LIMIT>(bytes)
 }
 
 /// Decodes one value of a file whose checksum was verified: what featgrid wrote, however
-/// large. Lengths are still checked against `bytes` before anything is copied.
+/// large. The allocation limit is sized to the input (the smallest power of two at least
+/// `4 × bytes + 1 MiB`): a length prefix can never claim more than the file could hold, even in
+/// a file whose checksum matches bytes featgrid did not write (found by the `snapshot_decode`
+/// fuzz target: a string claiming 1 TiB was allocated before the input ran out).
 pub fn decode_verified<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice(bytes, config())
+    let needed = bytes.len().saturating_mul(4).saturating_add(1 << 20);
+    macro_rules! sized {
+        ($($bits:literal)*) => {
+            $(if needed <= 1usize << $bits {
+                return decode_limited::<T, { 1usize << $bits }>(bytes);
+            })*
+        };
+    }
+    sized!(20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47);
+    Err(CodecError::Decode(format!(
+        "{} bytes is more than one decode can take",
+        bytes.len()
+    )))
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<LIMIT>())
         .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
@@ -136,6 +156,18 @@ mod tests {
         assert_eq!(decode_verified::<Blob>(&encoded).unwrap().0, blob);
         // Cut short, a verified decode is an error too, not a read past the end.
         assert!(decode_verified::<Blob>(&encoded[..encoded.len() - 1]).is_err());
+    }
+
+    /// The `snapshot_decode` fuzz target's crash: a checksummed body whose string claims
+    /// 0xfdfdfdfdfd bytes. A verified decode refused the input only after trying to allocate.
+    #[test]
+    fn a_verified_decode_never_allocates_more_than_its_input_could_hold() {
+        let mut bytes = vec![3]; // a u64
+        bytes.push(253); // a string length as a u64 follows
+        bytes.extend_from_slice(&0xfd_fdfd_fdfdu64.to_le_bytes());
+        bytes.extend_from_slice(&[0xfd; 20]);
+        assert!(decode_verified::<(u64, String)>(&bytes).is_err());
+        assert!(decode_verified::<(u64, Vec<u8>)>(&bytes).is_err());
     }
 
     #[test]
