@@ -875,38 +875,23 @@ mod tests {
         );
         let e = error_of("[[entities]]\nname = 3\n");
         assert!(e.starts_with("bad.toml: line 2"), "{e}");
-        let e = error_of(
-            r#"
-            [[entities]]
-            name = "d"
-            value_type = "int64"
-            [[feature_views]]
-            name = "v"
-            entities = ["d"]
-            ttl = "forever"
-            fields = [{ name = "x", dtype = "int64" }]
-            "#,
-        );
+        let e = error_of(&view_with_ttl("forever"));
         assert!(
             e.contains("feature_views[0].ttl: 'forever' is not a duration"),
             "{e}"
         );
     }
 
+    /// A registry of one int64 entity and one view with the given `ttl`.
+    fn view_with_ttl(ttl: &str) -> String {
+        format!(
+            "[[entities]]\nname = \"d\"\nvalue_type = \"int64\"\n[[feature_views]]\nname = \"v\"\nentities = [\"d\"]\nttl = \"{ttl}\"\nfields = [{{ name = \"x\", dtype = \"int64\" }}]\n"
+        )
+    }
+
     #[test]
     fn a_ttl_below_a_microsecond_is_refused_not_taken_as_no_ttl() {
-        let e = error_of(
-            r#"
-            [[entities]]
-            name = "d"
-            value_type = "int64"
-            [[feature_views]]
-            name = "v"
-            entities = ["d"]
-            ttl = "500ns"
-            fields = [{ name = "x", dtype = "int64" }]
-            "#,
-        );
+        let e = error_of(&view_with_ttl("500ns"));
         assert!(
             e.contains("feature_views[0].ttl") && e.contains("below a microsecond"),
             "{e}"
