@@ -306,6 +306,8 @@ pub async fn start_cluster(
         grid: state.grid.clone(),
         wal: state.wal.clone(),
         offline: state.offline.clone(),
+        rows_written: state.metrics.rows_written.clone(),
+        rows_skipped_older: state.metrics.rows_skipped_older.clone(),
     };
     let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local)
         .await

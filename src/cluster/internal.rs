@@ -26,6 +26,7 @@ use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Refusal, RowsRequest, DEADLINE};
 use crate::error::ApiError;
 use crate::persist::codec;
+use openraft::raft::AppendEntriesResponse;
 
 /// The largest internal request body.
 const BODY_LIMIT: usize = 1 << 30;
@@ -117,7 +118,11 @@ async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&body)?;
-    Ok(encoded(&raft.append_entries(rpc).await))
+    let answer = raft.append_entries(rpc).await;
+    if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+        cluster.heard_from_leader(*group);
+    }
+    Ok(encoded(&answer))
 }
 
 async fn vote(

@@ -13,6 +13,7 @@
 //! read from their leader. Calls between nodes have deadlines ([`DEADLINE`]): a group
 //! without a leader that has a quorum answers 503 `no_quorum`, never a wait without end.
 
+mod batch;
 pub mod internal;
 pub mod local;
 pub mod log_store;
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 use openraft::error::{ForwardToLeader, RaftError};
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::persist::codec::Blob;
 use crate::persist::wal::FsyncPolicy;
+use batch::Batcher;
 use local::LocalStore;
 use log_store::LogStore;
 use network::{GroupNetwork, Net, NetError};
@@ -59,6 +61,8 @@ const SNAPSHOT_EVERY: u64 = 20_000;
 /// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
 /// the log rather than a whole snapshot.
 const KEEP_AFTER_SNAPSHOT: u64 = 1_000;
+/// How often a waiting request checks whether its node lost touch with the group's quorum.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 /// No hint about a group's leader.
 const NO_LEADER: u64 = u64::MAX;
 
@@ -162,11 +166,17 @@ pub struct Cluster {
     pub me: NodeIndex,
     /// Index = group: this node's Raft node of each group, member or not.
     rafts: Vec<Raft>,
+    /// Index = group: the write queue of each group, used while this node leads it.
+    batchers: Vec<Batcher>,
     /// Index = group: the leader last heard of ([`NO_LEADER`]: none).
     hints: Vec<AtomicU64>,
     rotor: AtomicUsize,
     net: Net,
     local: LocalStore,
+    /// Index = group: when this node last heard from the group's leader (ms since `epoch`):
+    /// a replica cut off from it refuses at once instead of waiting for the deadline.
+    heard: Vec<AtomicU64>,
+    epoch: Instant,
 }
 
 /// Why the cluster side could not start.
@@ -238,6 +248,8 @@ impl Cluster {
             }
             rafts.push(raft);
         }
+        let batchers = rafts.iter().cloned().map(Batcher::start).collect();
+        let rafts_len = rafts.len();
         if fsync == FsyncPolicy::Everysec {
             log_store::sync_every_second(&logs);
         }
@@ -250,10 +262,13 @@ impl Cluster {
             topology,
             me,
             rafts,
+            batchers,
             hints,
             rotor: AtomicUsize::new(0),
             net,
             local,
+            heard: (0..rafts_len).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
         };
         Ok((Arc::new(cluster), net_thread))
     }
@@ -375,7 +390,7 @@ impl Cluster {
             loop {
                 match self.lost_quorum(raft) {
                     Some(reason) => return reason,
-                    None => actix_rt::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await,
+                    None => actix_rt::time::sleep(WATCH_EVERY).await,
                 }
             }
         };
@@ -398,6 +413,50 @@ impl Cluster {
                 "group {group}: {what} within {} ms",
                 left.as_millis()
             ))),
+        }
+    }
+
+    /// Notes that `group`'s leader was just heard from (an append or heartbeat it sent).
+    pub fn heard_from_leader(&self, group: usize) {
+        if let Some(heard) = self.heard.get(group) {
+            heard.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Why this node, a follower holding a replica of `group`, cannot reach a leader with a
+    /// quorum now: no leader has been heard from for longer than an election timeout (it is
+    /// cut off, or an election is taking long). A node so cut off refuses requests about the
+    /// group at once (503 `no_quorum`) rather than waiting for the deadline; one that is
+    /// merely between leaders hears from the new one within a heartbeat of its election.
+    fn cut_off(&self, group: usize) -> Option<String> {
+        let raft = self.replica(group)?;
+        if raft.metrics().borrow().current_leader == Some(self.me) {
+            return None;
+        }
+        let silent = (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.heard[group].load(Ordering::Relaxed));
+        (silent > ELECTION_MAX_MS)
+            .then(|| format!("this replica has not heard from a leader for {silent} ms"))
+    }
+
+    /// Runs `call` (a call forwarded to `group`'s leader) unless this node finds itself cut
+    /// off from the group's leader first ([`Cluster::cut_off`]): then why.
+    async fn unless_cut_off<T>(
+        &self,
+        group: usize,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
+        let cut_off = async {
+            loop {
+                match self.cut_off(group) {
+                    Some(reason) => return reason,
+                    None => actix_rt::time::sleep(WATCH_EVERY).await,
+                }
+            }
+        };
+        match select(std::pin::pin!(call), std::pin::pin!(cut_off)).await {
+            Either::Left((answer, _)) => Ok(answer),
+            Either::Right((reason, _)) => Err(reason),
         }
     }
 

@@ -33,6 +33,9 @@ impl Cluster {
             if left.is_zero() {
                 return Err(no_quorum(group, last));
             }
+            if let Some(reason) = self.cut_off(group) {
+                return Err(no_quorum(group, reason));
+            }
             let index = match self.leader(group) {
                 Leader::Here(raft) => match self.read_index_here(group, raft, left).await {
                     Ok(index) => Some(index),
@@ -44,15 +47,16 @@ impl Cluster {
                 },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
+                    let call = self.net.call(
+                        addr,
+                        format!("/internal/v1/read-index/{group}"),
+                        &(),
+                        attempt(left),
+                    );
                     let answer = self
-                        .net
-                        .call(
-                            addr,
-                            format!("/internal/v1/read-index/{group}"),
-                            &(),
-                            attempt(left),
-                        )
-                        .await;
+                        .unless_cut_off(group, call)
+                        .await
+                        .map_err(|reason| no_quorum(group, reason))?;
                     match self.forwarded(group, node, answer)? {
                         Forwarded::Done(index) => Some(index),
                         Forwarded::Retry(why) => {

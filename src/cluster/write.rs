@@ -1,5 +1,6 @@
 //! Writes from any node: a push's rows are split by group, and each group's part is committed by
 //! the group's leader (here, or forwarded to it), following leader changes until a deadline.
+//! On the leader, writes share entries ([`super::batch`]).
 
 use std::time::{Duration, Instant};
 
@@ -7,23 +8,25 @@ use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::batch::QUEUE;
 use super::local::split_by_group;
-use super::types::{Applied, GroupWrite, Raft};
+use super::types::{GroupWrite, Raft};
 use super::{
     attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
     RETRY_PAUSE,
 };
-use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
+use crate::grid::partition::{RowBatch, RowLayout};
 use crate::persist::wal::{self, Destination};
 
 impl Cluster {
     /// Writes per-shard batches: split by group, each group's part committed by its leader.
+    /// The rows written are counted by each replica's store as it applies them.
     pub async fn write(
         &self,
         per_shard: Vec<Vec<RowBatch>>,
         layouts: &[RowLayout],
         dest: Destination,
-    ) -> Result<ApplyStats, ClusterError> {
+    ) -> Result<(), ClusterError> {
         let views = wal::portable_views(&per_shard, layouts);
         let topology = &self.topology;
         let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
@@ -38,15 +41,10 @@ impl Cluster {
                 (g, self.propose(g, write, Instant::now() + DEADLINE).await)
             });
         let answers = join_all(writes).await;
-        let mut stats = ApplyStats::default();
         let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
         for (g, answer) in answers {
             match answer {
-                Ok(a) => {
-                    stats.written += a.written;
-                    stats.skipped_older += a.skipped_older;
-                    ok.push(g);
-                }
+                Ok(()) => ok.push(g),
                 Err(e) => {
                     failed.push(g);
                     first.get_or_insert(e);
@@ -54,7 +52,7 @@ impl Cluster {
             }
         }
         match first {
-            None => Ok(stats),
+            None => Ok(()),
             Some(e) if ok.is_empty() => Err(merge_no_quorum(e, failed)),
             Some(e) => Err(ClusterError::PartialFailure {
                 ok,
@@ -71,7 +69,7 @@ impl Cluster {
         group: usize,
         write: GroupWrite,
         deadline: Instant,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<(), ClusterError> {
         let path = format!("/internal/v1/write/{group}");
         self.on_leader(group, path, &write, deadline, |raft, left| {
             let write = write.clone();
@@ -103,6 +101,9 @@ impl Cluster {
             if left.is_zero() {
                 return Err(no_quorum(group, last));
             }
+            if let Some(reason) = self.cut_off(group) {
+                return Err(no_quorum(group, reason));
+            }
             match self.leader(group) {
                 Leader::Here(raft) => match here(raft.clone(), left).await {
                     Err(Refusal::NotLeader { leader }) => {
@@ -116,10 +117,11 @@ impl Cluster {
                 },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
+                    let call = self.net.call(addr, path.clone(), request, attempt(left));
                     let answer = self
-                        .net
-                        .call(addr, path.clone(), request, attempt(left))
-                        .await;
+                        .unless_cut_off(group, call)
+                        .await
+                        .map_err(|reason| no_quorum(group, reason))?;
                     match self.forwarded(group, node, answer)? {
                         Forwarded::Done(value) => return Ok(value),
                         Forwarded::Retry(why) => last = why,
@@ -139,17 +141,26 @@ impl Cluster {
         }
     }
 
-    /// Commits `write` through this node's Raft node for `group` (its leader).
+    /// Commits `write` through this node's Raft node for `group` (its leader), in the group's
+    /// next entry.
     pub async fn commit_here(
         &self,
         group: usize,
         raft: &Raft,
         write: GroupWrite,
         left: Duration,
-    ) -> Result<Applied, Refusal> {
-        self.as_leader(group, raft, left, "not committed", raft.client_write(write))
+    ) -> Result<(), Refusal> {
+        let Ok(committed) = self.batchers[group].propose(write) else {
+            return Err(Refusal::Failed {
+                status: 503,
+                code: "cluster_overloaded".into(),
+                message: format!(
+                    "group {group}: {QUEUE} writes already wait for the leader to commit them; retry later"
+                ),
+            });
+        };
+        self.as_leader(group, raft, left, "not committed", committed)
             .await
-            .map(|response| response.data)
     }
 }
 

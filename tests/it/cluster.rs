@@ -359,3 +359,44 @@ fn a_single_node_has_no_cluster_routes() {
         a.text
     );
 }
+
+#[test]
+fn pushes_that_wait_for_the_leader_share_one_raft_entry() {
+    let cluster = Cluster::start_with(1, &[&[1]], &[("FEATGRID_TEST_HOOKS", "1")], "127.0.0.1");
+    let node = cluster.node(0);
+    assert_eq!(push(node, &[1], 1).status, 200);
+    let proposed = |cluster: &Cluster| {
+        let g = &cluster.status(0)["groups"][0];
+        (
+            g["writes_proposed"].as_u64().unwrap(),
+            g["entries_proposed"].as_u64().unwrap(),
+        )
+    };
+    let before = proposed(&cluster);
+    // While the shards are held, the entries being committed cannot be applied: the pushes
+    // that arrive meanwhile wait for a place and then go together.
+    assert_eq!(
+        node.post("/admin/test/stall?ms=1500", &json!({})).status,
+        200
+    );
+    let ids: Vec<i64> = (100..140).collect();
+    std::thread::scope(|scope| {
+        let pushes: Vec<_> = ids
+            .iter()
+            .map(|&id| scope.spawn(move || push(node, &[id], id)))
+            .collect();
+        for p in pushes {
+            let a = p.join().unwrap();
+            assert_eq!(a.status, 200, "{}", a.text);
+        }
+    });
+    let after = proposed(&cluster);
+    let (writes, entries) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(writes, ids.len() as u64);
+    assert!(
+        entries < writes / 2,
+        "{writes} writes took {entries} entries"
+    );
+    let values = read_trips(&node.url(), &ids, None).expect("read");
+    assert_eq!(values, ids.iter().map(|&id| json!(id)).collect::<Vec<_>>());
+}
