@@ -309,7 +309,8 @@ pub async fn start_cluster(
         rows_written: state.metrics.rows_written.clone(),
         rows_skipped_older: state.metrics.rows_skipped_older.clone(),
     };
-    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local)
+    let served = cluster::Served::new(&state.metrics.cluster_parts);
+    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local, served)
         .await
         .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());

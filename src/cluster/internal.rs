@@ -165,7 +165,7 @@ async fn read_index(
 ) -> Result<HttpResponse, ApiError> {
     let group = *group;
     let answer = match cluster.raft(group) {
-        Some(raft) => cluster.read_index_here(group, raft, DEADLINE).await,
+        Some(_) => cluster.read_index_for_peer(group).await,
         None => Err(Refusal::NotLeader { leader: None }),
     };
     Ok(encoded(&answer))

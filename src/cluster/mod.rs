@@ -99,6 +99,27 @@ impl Consistency {
     }
 }
 
+/// How the per-group parts of requests were served (`featgrid_cluster_group_parts_total`).
+pub struct Served {
+    read_local: prometheus::IntCounter,
+    read_forwarded: prometheus::IntCounter,
+    write_local: prometheus::IntCounter,
+    write_forwarded: prometheus::IntCounter,
+}
+
+impl Served {
+    /// The counters of `parts` (labels op, served).
+    pub fn new(parts: &prometheus::IntCounterVec) -> Served {
+        let counter = |op, served| parts.with_label_values(&[op, served]);
+        Served {
+            read_local: counter("read", "local"),
+            read_forwarded: counter("read", "forwarded"),
+            write_local: counter("write", "local"),
+            write_forwarded: counter("write", "forwarded"),
+        }
+    }
+}
+
 /// Why the cluster could not serve a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClusterError {
@@ -177,6 +198,11 @@ pub struct Cluster {
     /// a replica cut off from it refuses at once instead of waiting for the deadline.
     heard: Vec<AtomicU64>,
     epoch: Instant,
+    served: Served,
+    /// Index = group: the read-index rounds of the group on this node.
+    rounds: Vec<std::sync::Mutex<read::Rounds>>,
+    /// This cluster itself, for the tasks it spawns.
+    this: std::sync::Weak<Cluster>,
 }
 
 /// Why the cluster side could not start.
@@ -199,6 +225,7 @@ impl Cluster {
         data_dir: &Path,
         fsync: FsyncPolicy,
         local: LocalStore,
+        served: Served,
     ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
         let topology = Arc::new(topology);
         let (net, net_thread) = Net::start(&topology.secret);
@@ -258,7 +285,7 @@ impl Cluster {
             .iter()
             .map(|g| AtomicU64::new(g.nodes[0]))
             .collect();
-        let cluster = Cluster {
+        let cluster = Arc::new_cyclic(|this| Cluster {
             topology,
             me,
             rafts,
@@ -269,8 +296,11 @@ impl Cluster {
             local,
             heard: (0..rafts_len).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
-        };
-        Ok((Arc::new(cluster), net_thread))
+            served,
+            rounds: (0..rafts_len).map(|_| Default::default()).collect(),
+            this: this.clone(),
+        });
+        Ok((cluster, net_thread))
     }
 
     /// Stops every group's Raft node (at shutdown, after the HTTP servers).
@@ -538,9 +568,11 @@ impl Node {
         data_dir: &Path,
         fsync: FsyncPolicy,
         local: LocalStore,
+        served: Served,
     ) -> Result<Node, ClusterStartError> {
         let addr = topology.node(me).internal.clone();
-        let (cluster, net_thread) = Cluster::start(topology, me, data_dir, fsync, local).await?;
+        let (cluster, net_thread) =
+            Cluster::start(topology, me, data_dir, fsync, local, served).await?;
         let server = internal::serve(cluster.clone(), addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();

@@ -71,7 +71,8 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<(), ClusterError> {
         let path = format!("/internal/v1/write/{group}");
-        self.on_leader(group, path, &write, deadline, |raft, left| {
+        let counter = Some((&self.served.write_local, &self.served.write_forwarded));
+        self.on_leader(group, counter, path, &write, deadline, |raft, left| {
             let write = write.clone();
             async move { self.commit_here(group, &raft, write, left).await }
         })
@@ -80,10 +81,12 @@ impl Cluster {
 
     /// Runs an operation on `group`'s leader: `here` when this node leads it, else a call of
     /// `path` with `request` on the leader's internal endpoint (served there by the same
-    /// operation); follows leader changes until `deadline`.
+    /// operation); follows leader changes until `deadline`. Counts a success in `counter`, if
+    /// given: (served here, forwarded).
     pub(super) async fn on_leader<Q, A, F, Fut>(
         &self,
         group: usize,
+        counter: Option<(&prometheus::IntCounter, &prometheus::IntCounter)>,
         path: String,
         request: &Q,
         deadline: Instant,
@@ -111,8 +114,11 @@ impl Cluster {
                         last = "the leader changed".into();
                     }
                     other => {
+                        if let (Ok(_), Some((here, _))) = (&other, counter) {
+                            here.inc();
+                        }
                         return other
-                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
+                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r));
                     }
                 },
                 Leader::There(node) => {
@@ -123,7 +129,12 @@ impl Cluster {
                         .await
                         .map_err(|reason| no_quorum(group, reason))?;
                     match self.forwarded(group, node, answer)? {
-                        Forwarded::Done(value) => return Ok(value),
+                        Forwarded::Done(value) => {
+                            if let Some((_, forwarded)) = counter {
+                                forwarded.inc();
+                            }
+                            return Ok(value);
+                        }
                         Forwarded::Retry(why) => last = why,
                     }
                 }
