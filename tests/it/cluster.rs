@@ -22,6 +22,8 @@ pub(super) struct Cluster {
     topology: PathBuf,
     pub(super) nodes: Vec<Option<Server>>,
     internal: Vec<String>,
+    /// An admin token for `GET /cluster`, when the nodes require tokens.
+    bearer: Option<String>,
 }
 
 /// A free loopback port (bound, then released for the node to take).
@@ -46,6 +48,17 @@ impl Cluster {
         groups: &[&[usize]],
         env: &[(&'static str, &'static str)],
         host: &str,
+    ) -> Cluster {
+        Cluster::start_as(n, groups, env, host, None)
+    }
+
+    /// [`Cluster::start_with`] for nodes that require tokens: `bearer` is an admin one.
+    pub(super) fn start_as(
+        n: usize,
+        groups: &[&[usize]],
+        env: &[(&'static str, &'static str)],
+        host: &str,
+        bearer: Option<String>,
     ) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary dir");
         let mut text = format!("cluster_secret = \"{SECRET}\"\n");
@@ -77,6 +90,7 @@ impl Cluster {
             topology,
             nodes: (0..n).map(|_| None).collect(),
             internal,
+            bearer,
         };
         for i in 0..n {
             cluster.restart(i);
@@ -124,7 +138,12 @@ impl Cluster {
 
     /// `GET /cluster` on node `i`.
     pub(super) fn status(&self, i: usize) -> Value {
-        let a = self.node(i).get("/cluster");
+        let bearer = self.bearer.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        let a = self.node(i).send("GET", "/cluster", &headers, None);
         assert_eq!(a.status, 200, "{}", a.text);
         a.json
     }
