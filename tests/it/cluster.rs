@@ -419,3 +419,46 @@ fn pushes_that_wait_for_the_leader_share_one_raft_entry() {
     let values = read_trips(&node.url(), &ids, None).expect("read");
     assert_eq!(values, ids.iter().map(|&id| json!(id)).collect::<Vec<_>>());
 }
+
+#[test]
+fn featgrid_bench_runs_unchanged_against_every_node() {
+    let cluster = Cluster::three();
+    let json = cluster.dir.path().join("bench.json");
+    let mut command = Command::new(BIN);
+    command.args([
+        "bench",
+        "--workload",
+        "mixed",
+        "--batch",
+        "10",
+        "--entities",
+        "300",
+    ]);
+    for i in 0..3 {
+        command.args(["--target", &cluster.node(i).url()]);
+    }
+    let out = command
+        .args([
+            "--warmup",
+            "0s",
+            "--duration",
+            "2s",
+            "--max-requests",
+            "300",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .env("FEATGRID_LOG", "warn")
+        .output()
+        .expect("run featgrid bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for op in report["operations"].as_array().unwrap() {
+        assert!(op["requests"].as_u64() > Some(0), "{op}");
+        assert_eq!(op["errors"], json!({}), "{op}");
+    }
+}
