@@ -5,6 +5,8 @@
 //!
 //! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
+//! - `POST /internal/v1/writes`: commit parts of several groups here (one call per node and
+//!   client request); an answer per part.
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
@@ -73,6 +75,7 @@ pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
                 web::post().to(snapshot),
             )
             .route("/internal/v1/write/{group}", web::post().to(write))
+            .route("/internal/v1/writes", web::post().to(writes))
             .route(
                 "/internal/v1/read-index/{group}",
                 web::post().to(read_index),
@@ -157,6 +160,11 @@ async fn write(
         None => Err(Refusal::NotLeader { leader: None }),
     };
     Ok(encoded(&answer))
+}
+
+async fn writes(cluster: web::Data<Cluster>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let writes: Vec<(usize, GroupWrite)> = decode(&body)?;
+    Ok(encoded(&cluster.commit_parts_here(writes).await))
 }
 
 async fn read_index(

@@ -2,6 +2,7 @@
 //! the group's leader (here, or forwarded to it), following leader changes until a deadline.
 //! On the leader, writes share entries ([`super::batch`]).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -10,6 +11,8 @@ use serde::Serialize;
 
 use super::batch::QUEUE;
 use super::local::split_by_group;
+use super::network::NetError;
+use super::topology::NodeIndex;
 use super::types::{GroupWrite, Raft};
 use super::{
     attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
@@ -33,14 +36,33 @@ impl Cluster {
             topology.group_of_slot(s)
         })
         .map_err(ClusterError::Internal)?;
-        let writes = per_group
-            .into_iter()
-            .enumerate()
-            .filter_map(|(g, views)| views.map(|views| (g, GroupWrite { dest, views })))
-            .map(|(g, write)| async move {
-                (g, self.propose(g, write, Instant::now() + DEADLINE).await)
-            });
-        let answers = join_all(writes).await;
+        let deadline = Instant::now() + DEADLINE;
+        // The parts of groups led by another node go to it in one call per node; the others
+        // (led here, or no leader known) each on their own.
+        let mut by_node: BTreeMap<NodeIndex, Vec<(usize, GroupWrite)>> = BTreeMap::new();
+        let mut alone = Vec::new();
+        for (g, views) in per_group.into_iter().enumerate() {
+            let Some(views) = views else { continue };
+            let write = GroupWrite { dest, views };
+            match self.leader(g) {
+                Leader::There(node) if self.cut_off(g).is_none() => {
+                    by_node.entry(node).or_default().push((g, write))
+                }
+                _ => alone.push((g, write)),
+            }
+        }
+        let bundled = join_all(
+            by_node
+                .into_iter()
+                .map(|(node, writes)| self.write_to_node(node, writes, deadline)),
+        );
+        let alone = join_all(
+            alone
+                .into_iter()
+                .map(|(g, write)| async move { (g, self.propose(g, write, deadline).await) }),
+        );
+        let (bundled, alone) = futures_util::future::join(bundled, alone).await;
+        let answers = bundled.into_iter().flatten().chain(alone);
         let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
         for (g, answer) in answers {
             match answer {
@@ -60,6 +82,82 @@ impl Cluster {
                 first: Box::new(e),
             }),
         }
+    }
+
+    /// Commits the parts of several groups that `node` leads, in one call to it. A part it
+    /// did not commit because it no longer leads the group, or that the call did not bring
+    /// back, goes on alone ([`Cluster::propose`]); repeating a write is harmless.
+    async fn write_to_node(
+        &self,
+        node: NodeIndex,
+        writes: Vec<(usize, GroupWrite)>,
+        deadline: Instant,
+    ) -> Vec<(usize, Result<(), ClusterError>)> {
+        let addr = self.internal_addr(node);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer: Result<Vec<Result<(), Refusal>>, NetError> = self
+            .net
+            .call(
+                addr.clone(),
+                "/internal/v1/writes".into(),
+                &writes,
+                attempt(left),
+            )
+            .await;
+        let answers = match answer {
+            Ok(answers) if answers.len() == writes.len() => answers.into_iter().map(Some).collect(),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                let failure = ClusterError::Peer {
+                    addr,
+                    status,
+                    code,
+                    message,
+                };
+                return writes
+                    .into_iter()
+                    .map(|(g, _)| (g, Err(failure.clone())))
+                    .collect();
+            }
+            _ => vec![None; writes.len()],
+        };
+        let parts = writes.into_iter().zip(answers).map(|((g, write), answer)| {
+            let addr = addr.clone();
+            async move {
+                match answer {
+                    Some(Ok(())) => {
+                        self.served.write_forwarded.inc();
+                        (g, Ok(()))
+                    }
+                    Some(Err(Refusal::NotLeader { leader })) => {
+                        self.note_leader(g, leader.filter(|&l| l != node));
+                        (g, self.propose(g, write, deadline).await)
+                    }
+                    Some(Err(refusal)) => (g, Err(refusal_error(g, addr, refusal))),
+                    None => (g, self.propose(g, write, deadline).await),
+                }
+            }
+        });
+        join_all(parts).await
+    }
+
+    /// Commits parts of several groups on this node, as their leader: the internal endpoint's
+    /// side of [`Cluster::write_to_node`].
+    pub async fn commit_parts_here(
+        &self,
+        writes: Vec<(usize, GroupWrite)>,
+    ) -> Vec<Result<(), Refusal>> {
+        join_all(writes.into_iter().map(|(g, write)| async move {
+            match self.raft(g) {
+                Some(raft) => self.commit_here(g, raft, write, DEADLINE).await,
+                None => Err(Refusal::NotLeader { leader: None }),
+            }
+        }))
+        .await
     }
 
     /// Commits `write` in `group`: here if this node leads it, else on its leader, following
