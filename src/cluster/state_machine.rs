@@ -7,9 +7,14 @@
 //! membership change), always at or behind what the local log holds: after a restart openraft
 //! re-applies the entries after it, and re-applying is harmless (newest event wins).
 //!
-//! A Raft snapshot of the group is its rows (every view, the group's slots only) in the
-//! portable form, taken from frozen copies of the shards; installing one applies its rows as a
-//! write, which with newest-event-wins gives the leader's state (rows are never deleted).
+//! A Raft snapshot of the group is a snapshot file in the shards' own format
+//! ([`crate::persist::snapshot`]: header, checksums, every view's rows in the portable form)
+//! holding the group's rows, taken from frozen copies of the shards: header shard = group,
+//! sequence = the last log index it covers. The newest is kept at `raft/g<group>/snapshot.snap`
+//! with its Raft metadata in `snapshot.meta` (both written atomically; a pair that does not
+//! match is ignored at start). Installing one checks it like any snapshot file, keeps it, and
+//! applies its rows as a write (views matched by name and schema), which with newest-event-wins
+//! gives the leader's state (rows are never deleted).
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -25,8 +30,10 @@ use super::topology::Topology;
 use super::types::{
     Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::grid::partition::PortableRows;
 use crate::persist::atomic::write_atomic;
-use crate::persist::codec;
+use crate::persist::codec::Blob;
+use crate::persist::snapshot::{self, Body, Header, ViewSection};
 use crate::persist::wal::{Destination, RecordView};
 
 /// How often the applied marker is written while entries are applied.
@@ -38,10 +45,51 @@ struct Marker {
     membership: StoredMembership,
 }
 
+/// Where a group's newest Raft snapshot is kept.
 #[derive(Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Arc<Vec<u8>>,
+struct SnapshotFiles {
+    file: PathBuf,
+    meta: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn in_dir(dir: &std::path::Path) -> SnapshotFiles {
+        SnapshotFiles {
+            file: dir.join("snapshot.snap"),
+            meta: dir.join("snapshot.meta"),
+        }
+    }
+
+    /// Keeps `bytes` (a checked snapshot file) and its metadata, the file first.
+    fn keep(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), String> {
+        write_atomic(&self.file, bytes).map_err(|e| e.to_string())?;
+        let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+        write_atomic(&self.meta, &meta).map_err(|e| e.to_string())
+    }
+
+    /// The kept snapshot's metadata, if the pair is whole and matches.
+    fn load(&self) -> Option<SnapshotMeta> {
+        let meta: SnapshotMeta = serde_json::from_slice(&std::fs::read(&self.meta).ok()?).ok()?;
+        let bytes = std::fs::read(&self.file).ok()?;
+        match snapshot::parse_file(&self.file, &bytes) {
+            Ok((header, _)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => Some(meta),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "raft snapshot ignored");
+                None
+            }
+        }
+    }
+
+    fn read(&self) -> Result<Vec<u8>, StorageError> {
+        std::fs::read(&self.file).map_err(|e| {
+            StorageIOError::read_snapshot(
+                None,
+                AnyError::error(format!("{}: {e}", self.file.display())),
+            )
+            .into()
+        })
+    }
 }
 
 /// The state machine of group `group` on this node.
@@ -53,7 +101,9 @@ pub struct GroupMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     marked_at: Instant,
-    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    files: SnapshotFiles,
+    /// The metadata of the kept snapshot, if any.
+    snapshot: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -75,6 +125,8 @@ impl GroupMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marker::default(),
             Err(e) => return Err(format!("{}: cannot read: {e}", marker_path.display())),
         };
+        let files = SnapshotFiles::in_dir(&dir);
+        let kept = files.load();
         Ok(GroupMachine {
             group,
             local,
@@ -83,7 +135,8 @@ impl GroupMachine {
             applied: marker.applied,
             membership: marker.membership,
             marked_at: Instant::now(),
-            snapshot: Arc::new(Mutex::new(None)),
+            files,
+            snapshot: Arc::new(Mutex::new(kept)),
         })
     }
 
@@ -105,6 +158,7 @@ impl GroupMachine {
             topology: self.topology.clone(),
             applied: self.applied,
             membership: self.membership.clone(),
+            files: self.files.clone(),
             snapshot: self.snapshot.clone(),
         }
     }
@@ -161,33 +215,47 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let (views, _): (Vec<RecordView>, usize) = codec::decode_verified(&data).map_err(sm_err)?;
-        self.local
-            .apply(&GroupWrite {
-                dest: Destination::ONLINE,
-                views,
-            })
-            .await;
+        let (_, body) = snapshot::parse_file(&self.files.file, &data).map_err(sm_err)?;
+        let views = self.local.wal.views();
+        let mut write = GroupWrite {
+            dest: Destination::ONLINE,
+            views: Vec::with_capacity(body.views.len()),
+        };
+        for section in body.views {
+            match views.iter().position(|v| *v == section.view) {
+                Some(id) => write.views.push(RecordView {
+                    view: id as u32,
+                    data: section.data,
+                }),
+                None => tracing::error!(
+                    group = self.group,
+                    view = %section.view.name,
+                    "a raft snapshot holds a view this node does not serve (every node must serve the same registry); its rows are skipped"
+                ),
+            }
+        }
+        self.local.apply(&write).await;
+        self.files.keep(meta, &data).map_err(sm_err)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.mark().map_err(sm_err)?;
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: Arc::new(data),
-        });
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(group = self.group, last = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let stored = self
+        let kept = self
             .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data.as_ref().clone())),
+        let Some(meta) = kept else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(self.files.read()?)),
         }))
     }
 }
@@ -199,7 +267,8 @@ pub struct GroupSnapshotBuilder {
     topology: Arc<Topology>,
     applied: Option<LogId>,
     membership: StoredMembership,
-    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    files: SnapshotFiles,
+    snapshot: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
@@ -208,6 +277,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         // the copy holds at least that (perhaps more, which re-applying later makes harmless).
         let frozen = self.local.grid.freeze().await.map_err(sm_err)?;
         let layouts = self.local.grid.layouts();
+        let metas = self.local.wal.views();
         let mut views = Vec::new();
         for part in &frozen {
             for view in 0..layouts.len() {
@@ -216,7 +286,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
                 if !data.is_empty() {
                     views.push(RecordView {
                         view: view as u32,
-                        data: codec::Blob(data),
+                        data: Blob(data),
                     });
                 }
             }
@@ -229,21 +299,51 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         .map_err(sm_err)?
         .swap_remove(group)
         .unwrap_or_default();
-        let data = codec::encode(&mine).map_err(sm_err)?;
+        let mut sections = Vec::with_capacity(mine.len());
+        for rv in mine {
+            let id = rv.view as usize;
+            let (Some(layout), Some(view)) = (layouts.get(id), metas.get(id)) else {
+                return Err(sm_err(format!(
+                    "view id {id} has no name in the log's views"
+                )));
+            };
+            sections.push(ViewSection {
+                view: view.clone(),
+                rows: PortableRows::new(layout, &rv.data.0).count() as u64,
+                data: rv.data,
+            });
+        }
+        let index = self.applied.map_or(0, |l| l.index);
+        let ranges = &topology.groups[group].ranges;
+        let header = Header {
+            shard: group as u32,
+            shards: topology.groups.len() as u32,
+            slots: ranges.iter().map(|r| r.0 as u32).min().unwrap_or(0)
+                ..ranges.iter().map(|r| r.1 as u32 + 1).max().unwrap_or(0),
+            seq: index,
+            rows: sections.iter().map(|s| s.rows).sum(),
+        };
+        let data = snapshot::encode_file(
+            &header,
+            &Body {
+                wal_lsn: index,
+                views: sections,
+            },
+        )
+        .map_err(sm_err)?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
-            snapshot_id: format!(
-                "g{group}-{}-{}",
-                self.applied.map_or(0, |l| l.index),
-                crate::value::now_micros()
-            ),
+            snapshot_id: format!("g{group}-{index}-{}", crate::value::now_micros()),
         };
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: Arc::new(data.clone()),
-        });
-        tracing::info!(group, bytes = data.len(), "raft snapshot built");
+        self.files.keep(&meta, &data).map_err(sm_err)?;
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
+        tracing::info!(
+            group,
+            bytes = data.len(),
+            rows = header.rows,
+            "raft snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

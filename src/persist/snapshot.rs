@@ -156,9 +156,28 @@ pub fn write_shard(
     Ok((HEADER_LEN + encoded.len()) as u64)
 }
 
+/// A whole file's bytes (header and body), for a file that travels before it is written: a
+/// cluster group's Raft snapshot is one such file ([`crate::cluster::state_machine`]).
+pub fn encode_file(header: &Header, body: &Body) -> Result<Vec<u8>, SnapshotError> {
+    let encoded = codec::encode(body)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + encoded.len());
+    out.extend_from_slice(&encode_header(
+        header,
+        encoded.len() as u64,
+        crc32c(&encoded),
+    ));
+    out.extend_from_slice(&encoded);
+    Ok(out)
+}
+
 /// Reads and checks a shard file.
 pub fn read_shard(path: &Path) -> Result<(Header, Body), SnapshotError> {
     let bytes = fs::read(path).at(path, "read")?;
+    parse_file(path, &bytes)
+}
+
+/// Checks and decodes a file's bytes; `path` names it in errors.
+pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<(Header, Body), SnapshotError> {
     let corrupt = |problem: String| SnapshotError::corrupt(path, problem);
     if bytes.len() < HEADER_LEN {
         return Err(corrupt(format!(

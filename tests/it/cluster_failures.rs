@@ -324,6 +324,16 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The snapshot it installed is kept as a snapshot file of the group's rows, which a
+    // restart finds again.
+    let file = cluster.data_dir(2).join("raft/g0/snapshot.snap");
+    let (header, body) = featgrid::persist::snapshot::read_shard(&file).expect("snapshot file");
+    assert_eq!(header.shard, 0);
+    assert!(header.rows >= 20 && header.seq >= 20, "{header:?}");
+    assert_eq!(body.views[0].view.name, "driver_hourly_stats");
+    cluster.kill9(2);
+    cluster.restart(2);
+    assert_all_readable(&cluster.node(2).url(), &ids, Some("local"));
 }
 
 #[test]

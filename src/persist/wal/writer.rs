@@ -242,6 +242,11 @@ impl Wal {
         answered.await.map_err(|_| self.shared.unavailable())
     }
 
+    /// The views records refer to by index now (index = view id).
+    pub fn views(&self) -> Vec<ViewMeta> {
+        lock(&self.shared.views).clone()
+    }
+
     /// Every record with a smaller lsn is logged and handed on: its rows are queued on the
     /// shards (and in the offline sink) ahead of anything queued after this call.
     pub fn covered_lsn(&self) -> u64 {
