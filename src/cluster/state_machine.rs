@@ -81,14 +81,8 @@ impl SnapshotFiles {
         }
     }
 
-    fn read(&self) -> Result<Vec<u8>, StorageError> {
-        std::fs::read(&self.file).map_err(|e| {
-            StorageIOError::read_snapshot(
-                None,
-                AnyError::error(format!("{}: {e}", self.file.display())),
-            )
-            .into()
-        })
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        std::fs::read(&self.file)
     }
 }
 
@@ -255,7 +249,12 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         };
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(self.files.read()?)),
+            snapshot: Box::new(Cursor::new(self.files.read().map_err(|e| {
+                StorageError::from(StorageIOError::read_snapshot(
+                    None,
+                    AnyError::error(format!("{}: {e}", self.files.file.display())),
+                ))
+            })?)),
         }))
     }
 }

@@ -188,27 +188,27 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<(Header, Body), SnapshotE
     if bytes[0..8] != MAGIC {
         return Err(corrupt("not a featgrid snapshot (bad magic)".into()));
     }
-    let stored = u32_at(&bytes, 60);
+    let stored = u32_at(bytes, 60);
     let computed = crc32c(&bytes[..60]);
     if stored != computed {
         return Err(corrupt(format!(
             "header checksum mismatch (stored {stored:08x}, computed {computed:08x})"
         )));
     }
-    let version = u32_at(&bytes, 8);
+    let version = u32_at(bytes, 8);
     if version != FORMAT_VERSION {
         return Err(corrupt(format!(
             "format version {version}; this featgrid reads version {FORMAT_VERSION}"
         )));
     }
     let header = Header {
-        shard: u32_at(&bytes, 12),
-        shards: u32_at(&bytes, 16),
-        slots: u32_at(&bytes, 20)..u32_at(&bytes, 24),
-        seq: u64_at(&bytes, 32),
-        rows: u64_at(&bytes, 40),
+        shard: u32_at(bytes, 12),
+        shards: u32_at(bytes, 16),
+        slots: u32_at(bytes, 20)..u32_at(bytes, 24),
+        seq: u64_at(bytes, 32),
+        rows: u64_at(bytes, 40),
     };
-    let body_len = u64_at(&bytes, 48);
+    let body_len = u64_at(bytes, 48);
     let actual = (bytes.len() - HEADER_LEN) as u64;
     if actual != body_len {
         let what = if actual < body_len {
@@ -221,7 +221,7 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<(Header, Body), SnapshotE
         )));
     }
     let body_bytes = &bytes[HEADER_LEN..];
-    let (stored, computed) = (u32_at(&bytes, 56), crc32c(body_bytes));
+    let (stored, computed) = (u32_at(bytes, 56), crc32c(body_bytes));
     if stored != computed {
         return Err(corrupt(format!(
             "body checksum mismatch (stored {stored:08x}, computed {computed:08x})"
