@@ -227,6 +227,9 @@ impl Cluster {
         local: LocalStore,
         served: Served,
     ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
+        topology
+            .check_node_ids(data_dir)
+            .map_err(|e| ClusterStartError::Other(e.to_string()))?;
         let topology = Arc::new(topology);
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());

@@ -154,6 +154,58 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Checks that the `[[node]]` list only grew since this data directory's last start (a
+    /// node's place in it is its Raft id: reordered or removed entries would give votes and log
+    /// entries to the wrong node), then notes the list (`raft/node-ids.json`) for the next start.
+    pub fn check_node_ids(&self, data_dir: &Path) -> Result<(), TopologyError> {
+        let file = data_dir.join("raft").join("node-ids.json");
+        let problem = |key: String, problem: String| TopologyError {
+            path: self.path.display().to_string(),
+            key,
+            problem,
+        };
+        let ids: Vec<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let before: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| {
+                    problem(
+                        "(data dir)".into(),
+                        format!("{}: does not parse: {e}", file.display()),
+                    )
+                })?;
+                for (i, old) in before.iter().enumerate() {
+                    match ids.get(i) {
+                        Some(&now) if now == old => {}
+                        now => {
+                            return Err(problem(
+                                format!("node[{i}]"),
+                                format!(
+                                    "is {} but was {old:?} when {} was last started: a node's place in the [[node]] list is its Raft id; add nodes at the end only, never reorder or remove them (a retired node stays listed, in no group)",
+                                    now.map_or("missing".into(), |n| format!("{n:?}")),
+                                    data_dir.display()
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(problem(
+                    "(data dir)".into(),
+                    format!("{}: cannot read: {e}", file.display()),
+                ))
+            }
+        }
+        let write = std::fs::create_dir_all(data_dir.join("raft"))
+            .map_err(|e| e.to_string())
+            .and_then(|_| serde_json::to_vec(&ids).map_err(|e| e.to_string()))
+            .and_then(|bytes| {
+                crate::persist::atomic::write_atomic(&file, &bytes).map_err(|e| e.to_string())
+            });
+        write.map_err(|e| problem("(data dir)".into(), format!("{}: {e}", file.display())))
+    }
+
     /// Reads and validates a topology file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
@@ -402,6 +454,25 @@ mod tests {
 
     fn problem(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_node_list_may_grow_but_not_be_reordered_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = "[[group]]\nslots = \"0-16383\"\nnodes = [\"n1\"]\n";
+        let two = parse(&format!("{SECRET}{}{groups}", nodes(2))).unwrap();
+        two.check_node_ids(dir.path()).unwrap();
+        two.check_node_ids(dir.path()).unwrap();
+        let three = parse(&format!("{SECRET}{}{groups}", nodes(3))).unwrap();
+        three.check_node_ids(dir.path()).unwrap();
+        let swapped = nodes(3)
+            .replace("\"n2\"", "\"tmp\"")
+            .replace("\"n3\"", "\"n2\"");
+        let swapped = parse(&format!("{SECRET}{swapped}{groups}")).unwrap();
+        let e = swapped.check_node_ids(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("node[1]: is \"tmp\" but was \"n2\""), "{e}");
+        let e = two.check_node_ids(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("node[2]: is missing but was \"n3\""), "{e}");
     }
 
     #[test]
