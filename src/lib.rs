@@ -307,7 +307,12 @@ pub async fn start_cluster(
         wal: state.wal.clone(),
         offline: state.offline.clone(),
     };
-    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local)
+    let log = cluster::log_store::LogOptions {
+        fsync,
+        segment_bytes: settings.wal_segment_bytes,
+        recover: settings.recover,
+    };
+    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local)
         .await
         .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());

@@ -304,6 +304,11 @@ impl Wal {
         Ok(deleted)
     }
 
+    /// The segments on disk, oldest first (the last one is being written).
+    pub fn segments(&self) -> Vec<SegmentFile> {
+        lock(&self.shared.segments).clone()
+    }
+
     pub fn stats(&self) -> WalStats {
         let s = &self.shared;
         WalStats {
