@@ -305,9 +305,12 @@ impl LogStore {
     /// [`LogStore::write`], then waits until the record is logged.
     async fn write_logged(&self, op: Op) -> Result<u64, WalError> {
         let (tx, rx) = oneshot::channel();
-        self.write(|_| op, move |logged| {
-            let _ = tx.send(logged);
-        })?;
+        self.write(
+            |_| op,
+            move |logged| {
+                let _ = tx.send(logged);
+            },
+        )?;
         rx.await.map_err(|_| WalError::Unavailable {
             reason: "the raft log closed".into(),
         })?
@@ -319,9 +322,10 @@ impl LogStore {
         list: Vec<Entry>,
         done: impl FnOnce(std::io::Result<()>) + Send + 'static,
     ) -> Result<(), WalError> {
-        self.write(|_| Op::Entries(list), move |logged| {
-            done(logged.map(|_| ()).map_err(std::io::Error::other))
-        })
+        self.write(
+            |_| Op::Entries(list),
+            move |logged| done(logged.map(|_| ()).map_err(std::io::Error::other)),
+        )
     }
 
     /// Queues the group's whole log as one record, superseding its earlier ones.

@@ -510,4 +510,3 @@ fn replay(
     let offline_next = offline_covered.iter().max().map_or(0, |c| c + 1);
     Ok(next_lsn.max(offline_next))
 }
-

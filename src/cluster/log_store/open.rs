@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{group_dir, Group, GroupState, LogOpenError, LogOptions, Op, Pin, Pins, RaftLog, Shared};
+use super::{
+    group_dir, Group, GroupState, LogOpenError, LogOptions, Op, Pin, Pins, RaftLog, Shared,
+};
 use crate::persist::atomic::create_dir;
 use crate::persist::wal::{self, Wal, WalOptions};
 
