@@ -298,7 +298,10 @@ impl LogStore {
                 done(logged);
             }),
         )?;
-        state.apply(op);
+        // A restatement is the state as it is: nothing to apply.
+        if !matches!(op, Op::Restate { .. }) {
+            state.apply(op);
+        }
         Ok(())
     }
 
