@@ -242,6 +242,7 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 "shard_timeout" => unavailable("shard_timeout"),
                 "wal_unavailable" => unavailable("wal_unavailable"),
                 "no_quorum" => unavailable("no_quorum"),
+                "cluster_overloaded" => unavailable("cluster_overloaded"),
                 "invalid_member_change" => {
                     ApiError::bad_request("invalid_member_change", e.to_string())
                 }

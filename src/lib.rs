@@ -306,13 +306,16 @@ pub async fn start_cluster(
         grid: state.grid.clone(),
         wal: state.wal.clone(),
         offline: state.offline.clone(),
+        rows_written: state.metrics.rows_written.clone(),
+        rows_skipped_older: state.metrics.rows_skipped_older.clone(),
     };
     let log = cluster::log_store::LogOptions {
         fsync,
         segment_bytes: settings.wal_segment_bytes,
         recover: settings.recover,
     };
-    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local)
+    let served = cluster::Served::new(&state.metrics.cluster_parts);
+    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local, served)
         .await
         .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());

@@ -67,6 +67,14 @@ enum ClusterCommand {
         /// Print the JSON answer instead of the table.
         #[arg(long)]
         json: bool,
+        /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "FEATGRID_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
     /// Change a group's voters through its leader, e.g. replace a dead node: new nodes are
     /// added as learners, caught up, then made voters with the removed ones dropped (joint
@@ -84,6 +92,14 @@ enum ClusterCommand {
         /// A node id to remove; repeat for several.
         #[arg(long, value_name = "ID")]
         remove: Vec<String>,
+        /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "FEATGRID_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
 }
 
@@ -222,6 +238,14 @@ struct BenchArgs {
     /// PEM certificate(s) to trust for https:// targets (the server's own, or its CA).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Bearer token sent with every request (servers with auth_tokens or JWTs).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FEATGRID_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -273,6 +297,7 @@ impl BenchArgs {
             probe_timeout: self.probe_timeout,
             seed: self.seed,
             ca_cert: self.ca_cert,
+            token: self.token,
             json: self.json,
             plot: self.plot,
             progress: std::io::stderr().is_terminal(),
@@ -293,13 +318,16 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
         Command::Token(command) => token(command),
-        Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
+        Command::Cluster(ClusterCommand::Status { node, json, token }) => {
+            cluster_status(&node, json, token.as_deref())
+        }
         Command::Cluster(ClusterCommand::Members {
             node,
             group,
             add,
             remove,
-        }) => cluster_members(&node, group, add, remove),
+            token,
+        }) => cluster_members(&node, group, add, remove, token.as_deref()),
     }
 }
 
@@ -326,10 +354,20 @@ fn token(command: TokenCommand) -> ExitCode {
     }
 }
 
-/// GETs `url` (or POSTs `body` as JSON): the answer's body when it is a 200.
-fn http(url: &str, body: Option<serde_json::Value>, timeout: Duration) -> Result<Vec<u8>, String> {
+/// GETs `url` (or POSTs `body` as JSON), with `token` as a bearer token if given: the answer's
+/// body when it is a 200.
+fn http(
+    url: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     actix_rt::System::new().block_on(async {
-        let client = awc::Client::builder().timeout(timeout).finish();
+        let mut client = awc::Client::builder().timeout(timeout);
+        if let Some(token) = token {
+            client = client.bearer_auth(token);
+        }
+        let client = client.finish();
         let sent = match body {
             Some(body) => client.post(url).send_json(&body).await,
             None => client.get(url).send().await,
@@ -347,13 +385,19 @@ fn http(url: &str, body: Option<serde_json::Value>, timeout: Duration) -> Result
     })
 }
 
-fn cluster_members(node: &str, group: usize, add: Vec<String>, remove: Vec<String>) -> ExitCode {
+fn cluster_members(
+    node: &str,
+    group: usize,
+    add: Vec<String>,
+    remove: Vec<String>,
+    token: Option<&str>,
+) -> ExitCode {
     let url = format!(
         "{}/cluster/groups/{group}/members",
         node.trim_end_matches('/')
     );
     let body = serde_json::json!({"add": add, "remove": remove});
-    match http(&url, Some(body), Duration::from_secs(180)) {
+    match http(&url, Some(body), token, Duration::from_secs(180)) {
         Ok(answer) => {
             println!("{}", String::from_utf8_lossy(&answer));
             ExitCode::SUCCESS
@@ -365,9 +409,9 @@ fn cluster_members(node: &str, group: usize, add: Vec<String>, remove: Vec<Strin
     }
 }
 
-fn cluster_status(node: &str, json: bool) -> ExitCode {
+fn cluster_status(node: &str, json: bool, token: Option<&str>) -> ExitCode {
     let url = format!("{}/cluster", node.trim_end_matches('/'));
-    let body = match http(&url, None, Duration::from_secs(10)) {
+    let body = match http(&url, None, token, Duration::from_secs(10)) {
         Ok(body) => body,
         Err(e) => {
             eprintln!("featgrid cluster status: {url}: {e}");

@@ -86,10 +86,40 @@ pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// Which rows `GET /admin/digest` covers: all, or (on a cluster node) one slot group's.
+#[derive(Debug, serde::Deserialize)]
+pub struct DigestQuery {
+    group: Option<usize>,
+}
+
 /// `{rows, digest}`: the wrapping sum of a CRC-64 per row over its view name and stored
-/// bytes, computed on frozen copies off the shard threads. Copies of all shards are held
-/// at once: an admin route for tests and audits, not for a hot loop.
-pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// bytes, computed on frozen copies off the shard threads. `?group=N` on a cluster node: the
+/// rows of slot group N only, equal on every replica of the group once they agree. Copies of
+/// all shards are held at once: an admin route for tests and audits, not for a hot loop.
+pub async fn digest(
+    state: web::Data<AppState>,
+    query: web::Query<DigestQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let topology = match (query.group, state.cluster.get()) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_a_cluster",
+                "group= needs a cluster node; this server runs as a single node",
+            ))
+        }
+        (Some(g), Some(cluster)) if g >= cluster.topology.groups.len() => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "group {g} does not exist: the topology has {} groups",
+                    cluster.topology.groups.len()
+                ),
+            ))
+        }
+        (Some(g), Some(cluster)) => Some((g, cluster.topology.clone())),
+    };
     let frozen = state.grid.freeze().await?;
     let names: Vec<String> = state
         .registry
@@ -99,8 +129,12 @@ pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .map(|v| v.name.clone())
         .collect();
     let (rows, sum) = actix_web::rt::task::spawn_blocking(move || {
+        let keep = |key: &[u8]| match &topology {
+            None => true,
+            Some((g, topology)) => topology.group_of_slot(crate::grid::routing::slot(key)) == *g,
+        };
         frozen.iter().fold((0u64, 0u64), |(rows, sum), f| {
-            let (r, s) = f.digest(&names);
+            let (r, s) = f.digest(&names, &keep);
             (rows + r, sum.wrapping_add(s))
         })
     })
@@ -112,7 +146,11 @@ pub async fn digest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             format!("the digest task failed: {e}"),
         )
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"rows": rows, "digest": format!("{sum:016x}")})))
+    let mut answer = serde_json::json!({"rows": rows, "digest": format!("{sum:016x}")});
+    if let Some(g) = query.group {
+        answer["group"] = g.into();
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `POST /admin/test/stall?ms=N`: holds every shard thread for N ms (at most 60 s) without

@@ -15,6 +15,8 @@ pub struct Metrics {
     duration: HistogramVec,
     pub rows_written: IntCounter,
     pub rows_skipped_older: IntCounter,
+    /// Cluster nodes: the per-group parts of requests, by operation and how they were served.
+    pub cluster_parts: IntCounterVec,
     next_request_id: AtomicU64,
 }
 
@@ -45,8 +47,17 @@ impl Metrics {
             "rows skipped because a newer event was stored",
         )
         .expect("valid metric");
+        let cluster_parts = IntCounterVec::new(
+            Opts::new(
+                "cluster_group_parts_total",
+                "cluster nodes: the per-group parts of requests by op (read, write) and how they were served (local: this node leads the group, or the read asked for local consistency; forwarded: the group's leader on another node was called)",
+            ),
+            &["op", "served"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cluster_parts.clone()),
             Box::new(duration.clone()),
             Box::new(rows_written.clone()),
             Box::new(rows_skipped_older.clone()),
@@ -62,6 +73,7 @@ impl Metrics {
             duration,
             rows_written,
             rows_skipped_older,
+            cluster_parts,
             next_request_id: AtomicU64::new(1),
         }
     }

@@ -202,10 +202,11 @@ pub async fn write_rows<C: Cell>(
     if dest.online {
         state.memory.check(incoming)?;
     }
-    let stats = match state.cluster.get() {
+    match state.cluster.get() {
+        // Each replica's store counts the rows it applies.
         Some(cluster) => cluster.write(per_shard, &layouts, dest).await?,
         None => {
-            store(
+            let stats = store(
                 &state.grid,
                 &state.wal,
                 &state.offline,
@@ -213,20 +214,20 @@ pub async fn write_rows<C: Cell>(
                 &layouts,
                 dest,
             )
-            .await?
+            .await?;
+            state.metrics.rows_written.inc_by(stats.written);
+            state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
+            tracing::debug!(
+                rows,
+                written = stats.written,
+                skipped_older = stats.skipped_older,
+                "rows applied"
+            );
         }
-    };
+    }
     if dest.online {
         state.memory.add(incoming);
     }
-    state.metrics.rows_written.inc_by(stats.written);
-    state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
-    tracing::debug!(
-        rows,
-        written = stats.written,
-        skipped_older = stats.skipped_older,
-        "rows applied"
-    );
     Ok(())
 }
 

@@ -167,6 +167,8 @@ pub struct Session {
     endpoints: Vec<[Uri; 2]>,
     targets: usize,
     has_read_target: bool,
+    /// `Bearer <token>`, when the options give a token.
+    authorization: Option<header::HeaderValue>,
 }
 
 impl Session {
@@ -200,11 +202,17 @@ impl Session {
             .chain(&options.read_target)
             .map(|t| [uri(&t.base, Route::Read), uri(&t.base, Route::Push)])
             .collect();
+        let authorization = options.token.as_ref().and_then(|t| {
+            header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| tracing::error!("--token holds characters a header cannot carry"))
+                .ok()
+        });
         Session {
             client,
             endpoints,
             targets: options.targets.len(),
             has_read_target: options.read_target.is_some(),
+            authorization,
         }
     }
 
@@ -225,10 +233,14 @@ impl Session {
     /// Sends `call` to endpoint `target`; the whole answer body on a 2xx.
     pub async fn send(&self, target: usize, call: &Call) -> Result<Bytes, Failure> {
         let uri = &self.endpoints[target][call.route as usize];
-        let mut response = self
+        let mut request = self
             .client
             .post(uri.clone())
-            .insert_header((header::CONTENT_TYPE, call.content_type.clone()))
+            .insert_header((header::CONTENT_TYPE, call.content_type.clone()));
+        if let Some(authorization) = &self.authorization {
+            request = request.insert_header((header::AUTHORIZATION, authorization.clone()));
+        }
+        let mut response = request
             .send_body(call.body.clone())
             .await
             .map_err(|e| match e {

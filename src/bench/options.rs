@@ -158,6 +158,8 @@ pub struct Options {
     pub seed: u64,
     /// PEM certificates to trust for `https://` targets (a self-signed server's, or its CA's).
     pub ca_cert: Option<PathBuf>,
+    /// A bearer token sent with every request (servers with `auth_tokens` or JWTs).
+    pub token: Option<String>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     /// A progress line on stderr (the CLI turns it on when stderr is a terminal).
@@ -188,6 +190,7 @@ impl Default for Options {
             probe_timeout: Duration::from_secs(5),
             seed: 1,
             ca_cert: None,
+            token: None,
             json: None,
             plot: None,
             progress: false,

@@ -5,6 +5,8 @@
 //!
 //! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
+//! - `POST /internal/v1/writes`: commit parts of several groups here (one call per node and
+//!   client request); an answer per part.
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
@@ -26,6 +28,7 @@ use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Refusal, RowsRequest, DEADLINE};
 use crate::error::ApiError;
 use crate::persist::codec;
+use openraft::raft::AppendEntriesResponse;
 
 /// The largest internal request body.
 const BODY_LIMIT: usize = 1 << 30;
@@ -72,6 +75,7 @@ pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
                 web::post().to(snapshot),
             )
             .route("/internal/v1/write/{group}", web::post().to(write))
+            .route("/internal/v1/writes", web::post().to(writes))
             .route(
                 "/internal/v1/read-index/{group}",
                 web::post().to(read_index),
@@ -117,7 +121,11 @@ async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&body)?;
-    Ok(encoded(&raft.append_entries(rpc).await))
+    let answer = raft.append_entries(rpc).await;
+    if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+        cluster.heard_from_leader(*group);
+    }
+    Ok(encoded(&answer))
 }
 
 async fn vote(
@@ -154,13 +162,18 @@ async fn write(
     Ok(encoded(&answer))
 }
 
+async fn writes(cluster: web::Data<Cluster>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let writes: Vec<(usize, GroupWrite)> = decode(&body)?;
+    Ok(encoded(&cluster.commit_parts_here(writes).await))
+}
+
 async fn read_index(
     cluster: web::Data<Cluster>,
     group: web::Path<usize>,
 ) -> Result<HttpResponse, ApiError> {
     let group = *group;
     let answer = match cluster.raft(group) {
-        Some(raft) => cluster.read_index_here(group, raft, DEADLINE).await,
+        Some(_) => cluster.read_index_for_peer(group).await,
         None => Err(Refusal::NotLeader { leader: None }),
     };
     Ok(encoded(&answer))

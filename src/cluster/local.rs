@@ -1,6 +1,8 @@
 //! This node's own store, as the cluster sees it: the same shards, write-ahead log and offline
 //! sink a single node uses. A committed entry is applied here exactly as a local push is
 //! ([`crate::api::rows::store`]); rows travel between nodes in the portable form of the log.
+//! `rows_written_total` and `rows_skipped_older_total` count what this node's own store did:
+//! every replica counts the rows it applies.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use crate::persist::codec::Blob;
 use crate::persist::offline::OfflineSink;
 use crate::persist::wal::{RecordView, Wal};
 
-use super::types::{Applied, GroupWrite};
+use super::types::{GroupBatch, GroupWrite};
 
 /// How long an apply waits before trying again when the shards or the log refuse for now.
 const APPLY_RETRY: Duration = Duration::from_millis(20);
@@ -25,20 +27,41 @@ pub struct LocalStore {
     pub grid: Coordinator,
     pub wal: Wal,
     pub offline: OfflineSink,
+    pub rows_written: prometheus::IntCounter,
+    pub rows_skipped_older: prometheus::IntCounter,
 }
 
 impl LocalStore {
+    /// Applies a committed batch: consecutive writes with the same destination as one local
+    /// write (one log record, one job per shard), in the batch's order, so later rows of a
+    /// key land after earlier ones exactly as if the pushes had been applied one by one.
+    pub async fn apply_batch(&self, batch: &GroupBatch) {
+        for run in batch.writes.chunk_by(|a, b| a.dest == b.dest) {
+            match run {
+                [one] => self.apply(one).await,
+                _ => {
+                    let merged = GroupWrite {
+                        dest: run[0].dest,
+                        views: run.iter().flat_map(|w| w.views.iter().cloned()).collect(),
+                    };
+                    self.apply(&merged).await
+                }
+            }
+        }
+    }
+
     /// Applies a committed write as a local push. A full mailbox or an unavailable log is
     /// waited out (the entry is committed: it must be applied, in order); after a shard
-    /// timeout (queued, not yet applied) it waits until the shards have run it. Rows that do not fit this node's registry are
-    /// logged and skipped: every node must serve the same registry.
-    pub async fn apply(&self, write: &GroupWrite) -> Applied {
+    /// timeout (queued, not yet applied) it waits until the shards have run it. Rows that do
+    /// not fit this node's registry are logged and skipped: every node must serve the same
+    /// registry.
+    pub async fn apply(&self, write: &GroupWrite) {
         let layouts = self.grid.layouts();
         let per_shard = match self.to_shards(&write.views, &layouts) {
             Ok(per_shard) => per_shard,
             Err(problem) => {
                 tracing::error!(%problem, "committed rows do not fit this node's registry; skipped");
-                return Applied::default();
+                return;
             }
         };
         loop {
@@ -53,10 +76,9 @@ impl LocalStore {
             .await;
             match attempt {
                 Ok(stats) => {
-                    return Applied {
-                        written: stats.written,
-                        skipped_older: stats.skipped_older,
-                    }
+                    self.rows_written.inc_by(stats.written);
+                    self.rows_skipped_older.inc_by(stats.skipped_older);
+                    return;
                 }
                 Err(e) if matches!(e.code, "shard_overloaded" | "wal_unavailable") => {
                     tracing::debug!(code = e.code, "apply waits for the local store");
@@ -68,11 +90,11 @@ impl LocalStore {
                     while self.grid.stats().await.is_err() {
                         actix_rt::time::sleep(APPLY_RETRY).await;
                     }
-                    return Applied::default();
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "a committed write could not be applied here");
-                    return Applied::default();
+                    return;
                 }
             }
         }

@@ -123,7 +123,7 @@ impl Cluster {
     ) -> Result<Members, super::ClusterError> {
         let path = format!("/internal/v1/members/{group}");
         let deadline = Instant::now() + CHANGE_DEADLINE;
-        self.on_leader(group, path, &change, deadline, |raft, left| {
+        self.on_leader(group, None, path, &change, deadline, |raft, left| {
             let change = change.clone();
             async move { self.change_members_here(group, &raft, &change, left).await }
         })

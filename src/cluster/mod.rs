@@ -13,6 +13,7 @@
 //! read from their leader. Calls between nodes have deadlines ([`DEADLINE`]): a group
 //! without a leader that has a quorum answers 503 `no_quorum`, never a wait without end.
 
+mod batch;
 pub mod internal;
 pub mod local;
 pub mod log_store;
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
 use openraft::error::{ForwardToLeader, RaftError};
@@ -37,6 +38,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy, TryAsRef};
 use serde::{Deserialize, Serialize};
 
 use crate::persist::codec::Blob;
+use batch::Batcher;
 use local::LocalStore;
 use log_store::{LogOptions, RaftLog};
 use network::{GroupNetwork, Net, NetError};
@@ -58,6 +60,8 @@ const SNAPSHOT_EVERY: u64 = 20_000;
 /// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
 /// the log rather than a whole snapshot.
 const KEEP_AFTER_SNAPSHOT: u64 = 1_000;
+/// How often a waiting request checks whether its node lost touch with the group's quorum.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 /// No hint about a group's leader.
 const NO_LEADER: u64 = u64::MAX;
 
@@ -90,6 +94,27 @@ impl Consistency {
                     Self::HEADER
                 ),
             )),
+        }
+    }
+}
+
+/// How the per-group parts of requests were served (`featgrid_cluster_group_parts_total`).
+pub struct Served {
+    read_local: prometheus::IntCounter,
+    read_forwarded: prometheus::IntCounter,
+    write_local: prometheus::IntCounter,
+    write_forwarded: prometheus::IntCounter,
+}
+
+impl Served {
+    /// The counters of `parts` (labels op, served).
+    pub fn new(parts: &prometheus::IntCounterVec) -> Served {
+        let counter = |op, served| parts.with_label_values(&[op, served]);
+        Served {
+            read_local: counter("read", "local"),
+            read_forwarded: counter("read", "forwarded"),
+            write_local: counter("write", "local"),
+            write_forwarded: counter("write", "forwarded"),
         }
     }
 }
@@ -161,6 +186,8 @@ pub struct Cluster {
     pub me: NodeIndex,
     /// Index = group: this node's Raft node of each group, member or not.
     rafts: Vec<Raft>,
+    /// Index = group: the write queue of each group, used while this node leads it.
+    batchers: Vec<Batcher>,
     /// Index = group: the leader last heard of ([`NO_LEADER`]: none).
     hints: Vec<AtomicU64>,
     rotor: AtomicUsize,
@@ -168,6 +195,15 @@ pub struct Cluster {
     local: LocalStore,
     /// Every group's Raft log.
     log: RaftLog,
+    /// Index = group: when this node last heard from the group's leader (ms since `epoch`):
+    /// a replica cut off from it refuses at once instead of waiting for the deadline.
+    heard: Vec<AtomicU64>,
+    epoch: Instant,
+    served: Served,
+    /// Index = group: the read-index rounds of the group on this node.
+    rounds: Vec<std::sync::Mutex<read::Rounds>>,
+    /// This cluster itself, for the tasks it spawns.
+    this: std::sync::Weak<Cluster>,
 }
 
 /// Why the cluster side could not start.
@@ -191,6 +227,7 @@ impl Cluster {
         data_dir: &Path,
         log: LogOptions,
         local: LocalStore,
+        served: Served,
     ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
         let topology = Arc::new(topology);
         let (net, net_thread) = Net::start(&topology.secret);
@@ -239,22 +276,30 @@ impl Cluster {
             }
             rafts.push(raft);
         }
+        let batchers = rafts.iter().cloned().map(Batcher::start).collect();
+        let rafts_len = rafts.len();
         let hints = topology
             .groups
             .iter()
             .map(|g| AtomicU64::new(g.nodes[0]))
             .collect();
-        let cluster = Cluster {
+        let cluster = Arc::new_cyclic(|this| Cluster {
             topology,
             me,
             rafts,
+            batchers,
             hints,
             rotor: AtomicUsize::new(0),
             net,
             local,
             log,
-        };
-        Ok((Arc::new(cluster), net_thread))
+            heard: (0..rafts_len).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            served,
+            rounds: (0..rafts_len).map(|_| Default::default()).collect(),
+            this: this.clone(),
+        });
+        Ok((cluster, net_thread))
     }
 
     /// Stops every group's Raft node (at shutdown, after the HTTP servers).
@@ -375,7 +420,7 @@ impl Cluster {
             loop {
                 match self.lost_quorum(raft) {
                     Some(reason) => return reason,
-                    None => actix_rt::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await,
+                    None => actix_rt::time::sleep(WATCH_EVERY).await,
                 }
             }
         };
@@ -398,6 +443,50 @@ impl Cluster {
                 "group {group}: {what} within {} ms",
                 left.as_millis()
             ))),
+        }
+    }
+
+    /// Notes that `group`'s leader was just heard from (an append or heartbeat it sent).
+    pub fn heard_from_leader(&self, group: usize) {
+        if let Some(heard) = self.heard.get(group) {
+            heard.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Why this node, a follower holding a replica of `group`, cannot reach a leader with a
+    /// quorum now: no leader has been heard from for longer than an election timeout (it is
+    /// cut off, or an election is taking long). A node so cut off refuses requests about the
+    /// group at once (503 `no_quorum`) rather than waiting for the deadline; one that is
+    /// merely between leaders hears from the new one within a heartbeat of its election.
+    fn cut_off(&self, group: usize) -> Option<String> {
+        let raft = self.replica(group)?;
+        if raft.metrics().borrow().current_leader == Some(self.me) {
+            return None;
+        }
+        let silent = (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.heard[group].load(Ordering::Relaxed));
+        (silent > ELECTION_MAX_MS)
+            .then(|| format!("this replica has not heard from a leader for {silent} ms"))
+    }
+
+    /// Runs `call` (a call forwarded to `group`'s leader) unless this node finds itself cut
+    /// off from the group's leader first ([`Cluster::cut_off`]): then why.
+    async fn unless_cut_off<T>(
+        &self,
+        group: usize,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
+        let cut_off = async {
+            loop {
+                match self.cut_off(group) {
+                    Some(reason) => return reason,
+                    None => actix_rt::time::sleep(WATCH_EVERY).await,
+                }
+            }
+        };
+        match select(std::pin::pin!(call), std::pin::pin!(cut_off)).await {
+            Either::Left((answer, _)) => Ok(answer),
+            Either::Right((reason, _)) => Err(reason),
         }
     }
 
@@ -479,9 +568,11 @@ impl Node {
         data_dir: &Path,
         log: LogOptions,
         local: LocalStore,
+        served: Served,
     ) -> Result<Node, ClusterStartError> {
         let addr = topology.node(me).internal.clone();
-        let (cluster, net_thread) = Cluster::start(topology, me, data_dir, log, local).await?;
+        let (cluster, net_thread) =
+            Cluster::start(topology, me, data_dir, log, local, served).await?;
         let server = internal::serve(cluster.clone(), addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();

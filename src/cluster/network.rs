@@ -1,10 +1,13 @@
 //! Node-to-node calls: HTTP POSTs to a peer's `internal` address with bodies in the codec's
 //! binary format, each carrying the cluster secret (`x-featgrid-cluster-secret`).
 //!
-//! awc's client is bound to the thread that made it, while openraft's network futures must be
-//! `Send`; so every call is handed to one dedicated arbiter (thread) that owns one client with
-//! pooled keep-alive connections, and its answer comes back on a oneshot. Every call has a
-//! timeout (connecting included): no node waits forever on another.
+//! awc's client is bound to the thread that made it. Calls made while serving a request
+//! (forwarded writes and reads, read indexes) run on the worker thread serving it, with that
+//! thread's own client and pooled keep-alive connections ([`Net::call`]): no thread hop. Raft's
+//! own RPCs come from openraft, whose network futures must be `Send`: they are handed to one
+//! dedicated arbiter (thread) that owns a client, and their answer comes back on a oneshot
+//! ([`Net::call_sendable`]). Every call has a timeout (connecting included): no node waits
+//! forever on another.
 
 use std::time::Duration;
 
@@ -77,8 +80,8 @@ impl Net {
         (net, arbiter)
     }
 
-    /// POSTs `body` to `path` on `addr`; answers the body of a 200.
-    pub async fn call_raw(
+    /// POSTs `body` to `path` on `addr` from the net thread; answers the body of a 200.
+    async fn call_raw_sendable(
         &self,
         addr: Address,
         path: String,
@@ -107,7 +110,8 @@ impl Net {
         }
     }
 
-    /// [`Net::call_raw`] with a request and answer in the codec's format.
+    /// POSTs `request` to `path` on `addr` from the current thread (an actix arbiter, e.g. the
+    /// worker serving a request), in the codec's format; answers the decoded body of a 200.
     pub async fn call<Q: Serialize, A: DeserializeOwned>(
         &self,
         addr: Address,
@@ -115,15 +119,41 @@ impl Net {
         request: &Q,
         timeout: Duration,
     ) -> Result<A, NetError> {
-        let garbled = |problem: String| NetError::Garbled {
-            addr: addr.clone(),
-            problem,
-        };
-        let body = codec::encode(request).map_err(|e| garbled(e.to_string()))?;
-        let answer = self.call_raw(addr.clone(), path, body, timeout).await?;
-        let (value, _) = codec::decode(&answer).map_err(|e| garbled(e.to_string()))?;
-        Ok(value)
+        let body = encode_request(&addr, request)?;
+        let answer = post(addr.clone(), &path, &self.secret, body, timeout).await?;
+        decode_answer(&addr, &answer)
     }
+
+    /// [`Net::call`] as a `Send` future, from any thread: the call runs on the net thread.
+    pub async fn call_sendable<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: Address,
+        path: String,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<A, NetError> {
+        let body = encode_request(&addr, request)?;
+        let answer = self
+            .call_raw_sendable(addr.clone(), path, body, timeout)
+            .await?;
+        decode_answer(&addr, &answer)
+    }
+}
+
+fn encode_request<Q: Serialize>(addr: &Address, request: &Q) -> Result<Vec<u8>, NetError> {
+    codec::encode(request).map_err(|e| NetError::Garbled {
+        addr: addr.clone(),
+        problem: e.to_string(),
+    })
+}
+
+fn decode_answer<A: DeserializeOwned>(addr: &Address, answer: &[u8]) -> Result<A, NetError> {
+    codec::decode(answer)
+        .map(|(value, _)| value)
+        .map_err(|e| NetError::Garbled {
+            addr: addr.clone(),
+            problem: e.to_string(),
+        })
 }
 
 async fn post(
@@ -216,8 +246,10 @@ impl Peer {
             .clone()
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
         let path = format!("/internal/v1/raft/{}/{what}", self.group);
-        let answer: Result<Result<A, RaftError<NodeId, E>>, NetError> =
-            self.net.call(addr, path, request, option.hard_ttl()).await;
+        let answer: Result<Result<A, RaftError<NodeId, E>>, NetError> = self
+            .net
+            .call_sendable(addr, path, request, option.hard_ttl())
+            .await;
         match answer {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::sync::oneshot;
 
 use super::local::Found;
 use super::types::Raft;
@@ -16,6 +17,24 @@ use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
 use crate::persist::wal::RecordView;
+
+/// A read-index round of one group on this node: the reads waiting for the next round, and
+/// whether one is under way.
+#[derive(Default)]
+pub(super) struct Rounds {
+    under_way: bool,
+    waiting: Vec<oneshot::Sender<RoundResult>>,
+}
+
+/// What one read-index round came to: the index and whether this node leads the group, or
+/// why not (try again, or a final error).
+type RoundResult = Result<(u64, bool), Attempt>;
+
+#[derive(Debug, Clone)]
+pub(super) enum Attempt {
+    Retry(String),
+    Fail(ClusterError),
+}
 
 impl Cluster {
     /// Waits until this node's replica of `group` may serve a linearizable read: the leader
@@ -33,46 +52,118 @@ impl Cluster {
             if left.is_zero() {
                 return Err(no_quorum(group, last));
             }
-            let index = match self.leader(group) {
-                Leader::Here(raft) => match self.read_index_here(group, raft, left).await {
-                    Ok(index) => Some(index),
-                    Err(Refusal::NotLeader { .. }) => {
-                        last = "the leader changed".into();
-                        None
-                    }
-                    Err(r) => return Err(refusal_error(group, self.internal_addr(self.me), r)),
-                },
-                Leader::There(node) => {
-                    let addr = self.internal_addr(node);
-                    let answer = self
-                        .net
-                        .call(
-                            addr,
-                            format!("/internal/v1/read-index/{group}"),
-                            &(),
-                            attempt(left),
-                        )
-                        .await;
-                    match self.forwarded(group, node, answer)? {
-                        Forwarded::Done(index) => Some(index),
-                        Forwarded::Retry(why) => {
-                            last = why;
-                            None
-                        }
-                    }
+            if let Some(reason) = self.cut_off(group) {
+                return Err(no_quorum(group, reason));
+            }
+            match actix_rt::time::timeout(left, self.shared_read_index(group)).await {
+                Ok(Ok((index, here))) => {
+                    let served = match here {
+                        true => &self.served.read_local,
+                        false => &self.served.read_forwarded,
+                    };
+                    served.inc();
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    return raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "read barrier")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            no_quorum(group, format!("this replica did not catch up: {e}"))
+                        });
                 }
-                Leader::Unknown => None,
-            };
-            if let Some(index) = index {
-                let left = deadline.saturating_duration_since(Instant::now());
-                return raft
-                    .wait(Some(left))
-                    .applied_index_at_least(Some(index), "read barrier")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| no_quorum(group, format!("this replica did not catch up: {e}")));
+                Ok(Err(Attempt::Retry(why))) => last = why,
+                Ok(Err(Attempt::Fail(e))) => return Err(e),
+                Err(_) => last = "no read index within the deadline".into(),
             }
             actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
+        }
+    }
+
+    /// A read index of `group`, from a round that starts after this call: every read of the
+    /// group that arrives while a round is under way waits for the next one, and they all
+    /// share it (one quorum confirmation, and on a follower one call to the leader, for all of
+    /// them). Still linearizable: each read's index is confirmed after the read started.
+    pub(super) async fn shared_read_index(&self, group: usize) -> RoundResult {
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut rounds = self.rounds[group].lock().unwrap_or_else(|p| p.into_inner());
+            rounds.waiting.push(answer);
+            !std::mem::replace(&mut rounds.under_way, true)
+        };
+        if start {
+            match self.this.upgrade() {
+                Some(cluster) => {
+                    actix_rt::spawn(async move { cluster.read_index_rounds(group).await });
+                }
+                None => return Err(Attempt::Retry("the node is stopping".into())),
+            }
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Attempt::Retry("the read-index round was dropped".into())))
+    }
+
+    /// Runs rounds for `group` until no read waits.
+    async fn read_index_rounds(&self, group: usize) {
+        loop {
+            let waiting = {
+                let mut rounds = self.rounds[group].lock().unwrap_or_else(|p| p.into_inner());
+                if rounds.waiting.is_empty() {
+                    rounds.under_way = false;
+                    return;
+                }
+                std::mem::take(&mut rounds.waiting)
+            };
+            let result = self.read_index_once(group).await;
+            for answer in waiting {
+                let _ = answer.send(result.clone());
+            }
+        }
+    }
+
+    /// One read index of `group`: from this node if it leads the group, else from the leader.
+    async fn read_index_once(&self, group: usize) -> RoundResult {
+        let left = attempt(DEADLINE);
+        match self.leader(group) {
+            Leader::Here(raft) => match self.read_index_here(group, raft, left).await {
+                Ok(index) => Ok((index, true)),
+                Err(Refusal::NotLeader { .. }) => Err(Attempt::Retry("the leader changed".into())),
+                Err(r) => Err(Attempt::Fail(refusal_error(
+                    group,
+                    self.internal_addr(self.me),
+                    r,
+                ))),
+            },
+            Leader::There(node) => {
+                let addr = self.internal_addr(node);
+                let call =
+                    self.net
+                        .call(addr, format!("/internal/v1/read-index/{group}"), &(), left);
+                let answer = self
+                    .unless_cut_off(group, call)
+                    .await
+                    .map_err(|reason| Attempt::Fail(no_quorum(group, reason)))?;
+                match self.forwarded(group, node, answer).map_err(Attempt::Fail)? {
+                    Forwarded::Done(index) => Ok((index, false)),
+                    Forwarded::Retry(why) => Err(Attempt::Retry(why)),
+                }
+            }
+            Leader::Unknown => Err(Attempt::Retry("no leader is known".into())),
+        }
+    }
+
+    /// The read index of `group`, asked of this node by another: from a shared round when
+    /// this node leads the group, else where the leader is.
+    pub async fn read_index_for_peer(&self, group: usize) -> Result<u64, Refusal> {
+        match self.leader(group) {
+            Leader::Here(_) => match self.shared_read_index(group).await {
+                Ok((index, true)) => Ok(index),
+                Ok((_, false)) | Err(Attempt::Retry(_)) => Err(Refusal::NotLeader { leader: None }),
+                Err(Attempt::Fail(e)) => Err(Refusal::NoQuorum(e.to_string())),
+            },
+            Leader::There(node) => Err(Refusal::NotLeader { leader: Some(node) }),
+            Leader::Unknown => Err(Refusal::NotLeader { leader: None }),
         }
     }
 
@@ -112,6 +203,10 @@ impl Cluster {
             }
         }
         let deadline = Instant::now() + DEADLINE;
+        if consistency == Consistency::Local {
+            let local = (0..groups).filter(|&g| touched[g] && here[g]).count();
+            self.served.read_local.inc_by(local as u64);
+        }
         if consistency == Consistency::Linearizable {
             let barriers = (0..groups)
                 .filter(|&g| touched[g] && here[g])
@@ -195,7 +290,10 @@ impl Cluster {
                 )
                 .await;
             match self.forwarded(group, node, answer)? {
-                Forwarded::Done(rows) => return Ok(rows),
+                Forwarded::Done(rows) => {
+                    self.served.read_forwarded.inc();
+                    return Ok(rows);
+                }
                 Forwarded::Retry(why) => last = why,
             }
             actix_rt::time::sleep(RETRY_PAUSE.min(left)).await;
@@ -212,7 +310,7 @@ impl Cluster {
             return Err(Refusal::NotLeader { leader: None });
         };
         if request.consistency == Consistency::Linearizable {
-            let index = self.read_index_here(group, raft, DEADLINE).await?;
+            let index = self.read_index_for_peer(group).await?;
             raft.wait(Some(DEADLINE))
                 .applied_index_at_least(Some(index), "forwarded read")
                 .await

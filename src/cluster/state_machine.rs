@@ -1,6 +1,6 @@
 //! A slot group's state machine: the node's shard partitions, restricted to the group's slots.
 //!
-//! A committed entry is applied as a local write ([`LocalStore::apply`]): logged ahead in the
+//! A committed entry is applied as local writes ([`LocalStore::apply_batch`]): logged ahead in the
 //! node's write-ahead log and applied by the shards, so the node's snapshots and log bring it
 //! back after a restart like any push. What was applied is remembered in `raft/g<group>/applied`
 //! (last applied log id and membership, written atomically at most once a second and on every
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::local::{split_by_group, LocalStore};
 use super::topology::Topology;
 use super::types::{
-    Applied, Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::persist::atomic::write_atomic;
 use crate::persist::codec;
@@ -117,7 +117,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         Ok((self.applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -125,17 +125,16 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         let mut answers = Vec::new();
         let mut membership_changed = false;
         for entry in entries {
-            let answer = match &entry.payload {
-                EntryPayload::Blank => Applied::default(),
-                EntryPayload::Normal(write) => self.local.apply(write).await,
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(batch) => self.local.apply_batch(batch).await,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     membership_changed = true;
-                    Applied::default()
                 }
-            };
+            }
             self.applied = Some(entry.log_id);
-            answers.push(answer);
+            answers.push(());
         }
         if membership_changed || self.marked_at.elapsed() >= MARK_EVERY {
             self.mark().map_err(sm_err)?;

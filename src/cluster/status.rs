@@ -34,6 +34,10 @@ pub struct GroupReport {
     /// The members this node knows of.
     pub voters: Vec<String>,
     pub learners: Vec<String>,
+    /// Writes this node proposed as the group's leader since it started, and the entries
+    /// they took (several writes share an entry under load).
+    pub writes_proposed: u64,
+    pub entries_proposed: u64,
 }
 
 /// The whole cluster as one node sees it.
@@ -69,6 +73,9 @@ pub struct GroupStatus {
     pub applied: BTreeMap<String, Option<u64>>,
     /// Per follower: entries it is behind the leader's last log index.
     pub lag: BTreeMap<String, u64>,
+    /// The leader's: writes it proposed since it started, and the entries they took.
+    pub writes_proposed: u64,
+    pub entries_proposed: u64,
 }
 
 impl Cluster {
@@ -101,8 +108,11 @@ impl Cluster {
                     .filter(|(&n, _)| n != self.me)
                     .map(|(&n, id)| (self.name(n), id.map(|l| l.index)))
                     .collect();
+                let (writes_proposed, entries_proposed) = self.batchers[g].proposed();
                 Some(GroupReport {
                     group: g,
+                    writes_proposed,
+                    entries_proposed,
                     state: state.into(),
                     leader: m.current_leader.map(|n| self.name(n)),
                     term: m.current_term,
@@ -168,6 +178,8 @@ impl Cluster {
                     last_log_index: None,
                     applied: BTreeMap::new(),
                     lag: BTreeMap::new(),
+                    writes_proposed: 0,
+                    entries_proposed: 0,
                 };
                 for (n, report) in reports.iter().enumerate() {
                     let Some(r) = report
@@ -184,6 +196,8 @@ impl Cluster {
                         status.replicas = r.voters.clone();
                         status.learners = r.learners.clone();
                         status.last_log_index = r.last_log_index;
+                        status.writes_proposed = r.writes_proposed;
+                        status.entries_proposed = r.entries_proposed;
                         let last = r.last_log_index.unwrap_or(0);
                         status.lag = r
                             .matched
@@ -291,6 +305,8 @@ mod tests {
                 last_log_index: None,
                 applied: BTreeMap::from([("n1".to_string(), Some(7))]),
                 lag: BTreeMap::new(),
+                writes_proposed: 0,
+                entries_proposed: 0,
             }],
         };
         let text = table(&status);

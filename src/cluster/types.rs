@@ -1,9 +1,11 @@
 //! The Raft type configuration of a slot group, and what its log entries carry.
 //!
-//! An entry's data is one write to one group ([`GroupWrite`]): the rows of a push that fall in
-//! the group's slots, in the portable form of the write-ahead log ([`RecordView`]), with the
-//! push's destination. Applying it is applying a local write; applying it twice changes nothing
-//! (newest event wins, an equal write is a no-op), so a retried push is harmless.
+//! An entry's data is a batch of writes to one group ([`GroupBatch`]): each the rows of a push
+//! that fall in the group's slots, in the portable form of the write-ahead log
+//! ([`RecordView`]), with the push's destination. The leader puts every push that arrived while
+//! earlier entries were being committed into one entry ([`super::batch`]). Applying an entry
+//! is applying its writes in order as local writes; applying it twice changes nothing (newest
+//! event wins, an equal write is a no-op), so a retried push is harmless.
 
 use std::io::Cursor;
 
@@ -24,18 +26,23 @@ impl std::fmt::Display for GroupWrite {
     }
 }
 
-/// What applying a write did on the replica that answers the client.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    pub written: u64,
-    pub skipped_older: u64,
+/// The writes of one or more pushes to one group, in the order the leader took them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupBatch {
+    pub writes: Vec<GroupWrite>,
+}
+
+impl std::fmt::Display for GroupBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch of {} write(s)", self.writes.len())
+    }
 }
 
 openraft::declare_raft_types!(
     /// The Raft types of a featgrid slot group.
     pub TypeConfig:
-        D = GroupWrite,
-        R = Applied,
+        D = GroupBatch,
+        R = (),
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

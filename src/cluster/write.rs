@@ -1,52 +1,72 @@
 //! Writes from any node: a push's rows are split by group, and each group's part is committed by
 //! the group's leader (here, or forwarded to it), following leader changes until a deadline.
+//! On the leader, writes share entries ([`super::batch`]).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::batch::QUEUE;
 use super::local::split_by_group;
-use super::types::{Applied, GroupWrite, Raft};
+use super::network::NetError;
+use super::topology::NodeIndex;
+use super::types::{GroupWrite, Raft};
 use super::{
     attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
     RETRY_PAUSE,
 };
-use crate::grid::partition::{ApplyStats, RowBatch, RowLayout};
+use crate::grid::partition::{RowBatch, RowLayout};
 use crate::persist::wal::{self, Destination};
 
 impl Cluster {
     /// Writes per-shard batches: split by group, each group's part committed by its leader.
+    /// The rows written are counted by each replica's store as it applies them.
     pub async fn write(
         &self,
         per_shard: Vec<Vec<RowBatch>>,
         layouts: &[RowLayout],
         dest: Destination,
-    ) -> Result<ApplyStats, ClusterError> {
+    ) -> Result<(), ClusterError> {
         let views = wal::portable_views(&per_shard, layouts);
         let topology = &self.topology;
         let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
             topology.group_of_slot(s)
         })
         .map_err(ClusterError::Internal)?;
-        let writes = per_group
-            .into_iter()
-            .enumerate()
-            .filter_map(|(g, views)| views.map(|views| (g, GroupWrite { dest, views })))
-            .map(|(g, write)| async move {
-                (g, self.propose(g, write, Instant::now() + DEADLINE).await)
-            });
-        let answers = join_all(writes).await;
-        let mut stats = ApplyStats::default();
+        let deadline = Instant::now() + DEADLINE;
+        // The parts of groups led by another node go to it in one call per node; the others
+        // (led here, or no leader known) each on their own.
+        let mut by_node: BTreeMap<NodeIndex, Vec<(usize, GroupWrite)>> = BTreeMap::new();
+        let mut alone = Vec::new();
+        for (g, views) in per_group.into_iter().enumerate() {
+            let Some(views) = views else { continue };
+            let write = GroupWrite { dest, views };
+            match self.leader(g) {
+                Leader::There(node) if self.cut_off(g).is_none() => {
+                    by_node.entry(node).or_default().push((g, write))
+                }
+                _ => alone.push((g, write)),
+            }
+        }
+        let bundled = join_all(
+            by_node
+                .into_iter()
+                .map(|(node, writes)| self.write_to_node(node, writes, deadline)),
+        );
+        let alone = join_all(
+            alone
+                .into_iter()
+                .map(|(g, write)| async move { (g, self.propose(g, write, deadline).await) }),
+        );
+        let (bundled, alone) = futures_util::future::join(bundled, alone).await;
+        let answers = bundled.into_iter().flatten().chain(alone);
         let (mut ok, mut failed, mut first) = (Vec::new(), Vec::new(), None);
         for (g, answer) in answers {
             match answer {
-                Ok(a) => {
-                    stats.written += a.written;
-                    stats.skipped_older += a.skipped_older;
-                    ok.push(g);
-                }
+                Ok(()) => ok.push(g),
                 Err(e) => {
                     failed.push(g);
                     first.get_or_insert(e);
@@ -54,7 +74,7 @@ impl Cluster {
             }
         }
         match first {
-            None => Ok(stats),
+            None => Ok(()),
             Some(e) if ok.is_empty() => Err(merge_no_quorum(e, failed)),
             Some(e) => Err(ClusterError::PartialFailure {
                 ok,
@@ -64,6 +84,82 @@ impl Cluster {
         }
     }
 
+    /// Commits the parts of several groups that `node` leads, in one call to it. A part it
+    /// did not commit because it no longer leads the group, or that the call did not bring
+    /// back, goes on alone ([`Cluster::propose`]); repeating a write is harmless.
+    async fn write_to_node(
+        &self,
+        node: NodeIndex,
+        writes: Vec<(usize, GroupWrite)>,
+        deadline: Instant,
+    ) -> Vec<(usize, Result<(), ClusterError>)> {
+        let addr = self.internal_addr(node);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer: Result<Vec<Result<(), Refusal>>, NetError> = self
+            .net
+            .call(
+                addr.clone(),
+                "/internal/v1/writes".into(),
+                &writes,
+                attempt(left),
+            )
+            .await;
+        let answers = match answer {
+            Ok(answers) if answers.len() == writes.len() => answers.into_iter().map(Some).collect(),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                let failure = ClusterError::Peer {
+                    addr,
+                    status,
+                    code,
+                    message,
+                };
+                return writes
+                    .into_iter()
+                    .map(|(g, _)| (g, Err(failure.clone())))
+                    .collect();
+            }
+            _ => vec![None; writes.len()],
+        };
+        let parts = writes.into_iter().zip(answers).map(|((g, write), answer)| {
+            let addr = addr.clone();
+            async move {
+                match answer {
+                    Some(Ok(())) => {
+                        self.served.write_forwarded.inc();
+                        (g, Ok(()))
+                    }
+                    Some(Err(Refusal::NotLeader { leader })) => {
+                        self.note_leader(g, leader.filter(|&l| l != node));
+                        (g, self.propose(g, write, deadline).await)
+                    }
+                    Some(Err(refusal)) => (g, Err(refusal_error(g, addr, refusal))),
+                    None => (g, self.propose(g, write, deadline).await),
+                }
+            }
+        });
+        join_all(parts).await
+    }
+
+    /// Commits parts of several groups on this node, as their leader: the internal endpoint's
+    /// side of [`Cluster::write_to_node`].
+    pub async fn commit_parts_here(
+        &self,
+        writes: Vec<(usize, GroupWrite)>,
+    ) -> Vec<Result<(), Refusal>> {
+        join_all(writes.into_iter().map(|(g, write)| async move {
+            match self.raft(g) {
+                Some(raft) => self.commit_here(g, raft, write, DEADLINE).await,
+                None => Err(Refusal::NotLeader { leader: None }),
+            }
+        }))
+        .await
+    }
+
     /// Commits `write` in `group`: here if this node leads it, else on its leader, following
     /// leader changes until `deadline`.
     pub async fn propose(
@@ -71,9 +167,10 @@ impl Cluster {
         group: usize,
         write: GroupWrite,
         deadline: Instant,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<(), ClusterError> {
         let path = format!("/internal/v1/write/{group}");
-        self.on_leader(group, path, &write, deadline, |raft, left| {
+        let counter = Some((&self.served.write_local, &self.served.write_forwarded));
+        self.on_leader(group, counter, path, &write, deadline, |raft, left| {
             let write = write.clone();
             async move { self.commit_here(group, &raft, write, left).await }
         })
@@ -82,10 +179,12 @@ impl Cluster {
 
     /// Runs an operation on `group`'s leader: `here` when this node leads it, else a call of
     /// `path` with `request` on the leader's internal endpoint (served there by the same
-    /// operation); follows leader changes until `deadline`.
+    /// operation); follows leader changes until `deadline`. Counts a success in `counter`, if
+    /// given: (served here, forwarded).
     pub(super) async fn on_leader<Q, A, F, Fut>(
         &self,
         group: usize,
+        counter: Option<(&prometheus::IntCounter, &prometheus::IntCounter)>,
         path: String,
         request: &Q,
         deadline: Instant,
@@ -103,6 +202,9 @@ impl Cluster {
             if left.is_zero() {
                 return Err(no_quorum(group, last));
             }
+            if let Some(reason) = self.cut_off(group) {
+                return Err(no_quorum(group, reason));
+            }
             match self.leader(group) {
                 Leader::Here(raft) => match here(raft.clone(), left).await {
                     Err(Refusal::NotLeader { leader }) => {
@@ -110,18 +212,27 @@ impl Cluster {
                         last = "the leader changed".into();
                     }
                     other => {
+                        if let (Ok(_), Some((here, _))) = (&other, counter) {
+                            here.inc();
+                        }
                         return other
-                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r))
+                            .map_err(|r| refusal_error(group, self.internal_addr(self.me), r));
                     }
                 },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
+                    let call = self.net.call(addr, path.clone(), request, attempt(left));
                     let answer = self
-                        .net
-                        .call(addr, path.clone(), request, attempt(left))
-                        .await;
+                        .unless_cut_off(group, call)
+                        .await
+                        .map_err(|reason| no_quorum(group, reason))?;
                     match self.forwarded(group, node, answer)? {
-                        Forwarded::Done(value) => return Ok(value),
+                        Forwarded::Done(value) => {
+                            if let Some((_, forwarded)) = counter {
+                                forwarded.inc();
+                            }
+                            return Ok(value);
+                        }
                         Forwarded::Retry(why) => last = why,
                     }
                 }
@@ -139,17 +250,26 @@ impl Cluster {
         }
     }
 
-    /// Commits `write` through this node's Raft node for `group` (its leader).
+    /// Commits `write` through this node's Raft node for `group` (its leader), in the group's
+    /// next entry.
     pub async fn commit_here(
         &self,
         group: usize,
         raft: &Raft,
         write: GroupWrite,
         left: Duration,
-    ) -> Result<Applied, Refusal> {
-        self.as_leader(group, raft, left, "not committed", raft.client_write(write))
+    ) -> Result<(), Refusal> {
+        let Ok(committed) = self.batchers[group].propose(write) else {
+            return Err(Refusal::Failed {
+                status: 503,
+                code: "cluster_overloaded".into(),
+                message: format!(
+                    "group {group}: {QUEUE} writes already wait for the leader to commit them; retry later"
+                ),
+            });
+        };
+        self.as_leader(group, raft, left, "not committed", committed)
             .await
-            .map(|response| response.data)
     }
 }
 

@@ -436,3 +436,63 @@ fn without_credentials_only_loopback_is_served_unless_insecure() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn bench_and_the_cluster_commands_send_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, e1) = token("loader", &[Scope::Read, Scope::Write], &[]);
+    let (admin, e2) = token("ops", &[Scope::Admin], &[]);
+    let file = dir.path().join("tokens.toml");
+    std::fs::write(&file, [e1, e2].concat()).unwrap();
+    let server = Server::start_with(&["--auth-tokens", file.to_str().unwrap()], &[]);
+    let bench = |token: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["bench", "--target", &server.url(), "--entities", "50"])
+            .args(["--warmup", "0s", "--duration", "1s", "--max-requests", "20"])
+            .env("FEATGRID_LOG", "warn")
+            .env_remove("FEATGRID_TOKEN");
+        if let Some(t) = token {
+            command.args(["--token", t]);
+        }
+        command.output().expect("run featgrid bench")
+    };
+    let refused = bench(None);
+    assert!(!refused.status.success(), "a bench without a token ran");
+    let out = bench(Some(&writer));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A cluster node with tokens: `featgrid cluster status` needs the admin one.
+    let tokens: &'static str = Box::leak(file.to_str().unwrap().to_string().into_boxed_str());
+    let cluster = super::cluster::Cluster::start_as(
+        1,
+        &[&[1]],
+        &[("FEATGRID_AUTH_TOKENS", tokens)],
+        "127.0.0.1",
+        Some(admin.clone()),
+    );
+    let status = |token: &str| {
+        Command::new(BIN)
+            .args(["cluster", "status", "--node", &cluster.node(0).url()])
+            .env("FEATGRID_TOKEN", token)
+            .output()
+            .expect("run featgrid cluster status")
+    };
+    let out = status(&admin);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("asked node: n1"),
+        "{table}"
+    );
+    let out = status(&writer);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -17,7 +17,7 @@ use crate::support::{column, now_rfc3339, BIN};
 /// A reader checks, Jepsen style, that linearizable reads never miss a push acknowledged
 /// before they started: each read asks for the last ids acknowledged so far (each id is
 /// pushed once, with its own value), through a node in turn.
-struct Load {
+pub(super) struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<i64>>>,
     reads: Arc<AtomicI64>,
@@ -26,10 +26,10 @@ struct Load {
 }
 
 /// What the load saw: acknowledged pushes, reads checked, stale reads found.
-struct History {
-    acked: Vec<i64>,
-    reads: i64,
-    stale: Vec<String>,
+pub(super) struct History {
+    pub(super) acked: Vec<i64>,
+    pub(super) reads: i64,
+    pub(super) stale: Vec<String>,
 }
 
 /// One reader: reads the last acknowledged ids through live nodes in turn until stopped.
@@ -84,7 +84,7 @@ fn check_reads(
 }
 
 impl Load {
-    fn start(urls: Arc<Mutex<Vec<Option<String>>>>, writers: usize) -> Load {
+    pub(super) fn start(urls: Arc<Mutex<Vec<Option<String>>>>, writers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let reads = Arc::new(AtomicI64::new(0));
@@ -141,11 +141,11 @@ impl Load {
         }
     }
 
-    fn acked(&self) -> usize {
+    pub(super) fn acked(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
-    fn stop(self) -> History {
+    pub(super) fn stop(self) -> History {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
@@ -161,7 +161,7 @@ impl Load {
 }
 
 /// Checks every id reads back through `url` with its own value as avg_daily_trips.
-fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&str>) {
+pub(super) fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&str>) {
     for chunk in ids.chunks(500) {
         let values = read_trips(url, chunk, consistency)
             .unwrap_or_else(|a| panic!("read through {url}: {}", a.text));

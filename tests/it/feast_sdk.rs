@@ -58,6 +58,30 @@ fn feast_sdk_round_trip() {
     passes(&mut check, "feast sdk check: OK", &url);
 }
 
+/// The same check against a 3-node cluster (the embedded registry, which is the example's):
+/// the SDK talks to one node, which forwards what other nodes lead.
+#[test]
+fn feast_sdk_round_trip_through_a_cluster_node() {
+    let Some(python) = feast_python() else {
+        return;
+    };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
+        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
+    }
+    feast_apply(&python, repo.path());
+    let cluster = super::cluster::Cluster::three();
+    let url = cluster.node(1).url();
+    set_online_store(repo.path(), &url);
+    let mut check = Command::new(&python);
+    check
+        .arg(example.join("run.py"))
+        .arg("--repo")
+        .arg(repo.path());
+    passes(&mut check, "feast sdk check: OK", &url);
+}
+
 /// `error_format = "feast"`: the SDK raises FeatureViewNotFoundException,
 /// FeatureServiceNotFoundException, PushSourceNotFoundException (and FeastError for errors
 /// Feast has no class for), as against Feast's own server.

@@ -119,15 +119,19 @@ impl FrozenPartition {
         self.tables.iter().map(|t| t.rows as u64).sum()
     }
 
-    /// Calls `f` with each row of `view` in the portable form (see [`super::portable`]).
-    fn for_each_row(&self, view: ViewId, scratch: &mut Vec<u8>, mut f: impl FnMut(&[u8])) {
+    /// Calls `f` with the key and the portable form (see [`super::portable`]) of each row
+    /// of `view`.
+    fn for_each_row(&self, view: ViewId, scratch: &mut Vec<u8>, mut f: impl FnMut(&[u8], &[u8])) {
         let (Some(layout), Some(table)) = (self.layouts.get(view), self.tables.get(view)) else {
             return;
         };
         for id in 0..table.rows {
             scratch.clear();
             Self::encode(layout, table, id, scratch);
-            f(scratch);
+            f(
+                record_key(layout, &table.records, &table.key_arena, id),
+                scratch,
+            );
         }
     }
 
@@ -158,19 +162,24 @@ impl FrozenPartition {
 
     /// An order-independent digest of every row: the wrapping sum of each row's CRC-64 over
     /// its view's name and its portable bytes. Equal contents give equal digests whatever
-    /// the shard count or insertion order. `view_names` is indexed by view id.
-    pub fn digest(&self, view_names: &[String]) -> (u64, u64) {
-        let mut sum = 0u64;
+    /// the shard count or insertion order. `view_names` is indexed by view id. Only the rows
+    /// whose key `keep` accepts count; answers (rows, digest).
+    pub fn digest(&self, view_names: &[String], keep: &dyn Fn(&[u8]) -> bool) -> (u64, u64) {
+        let (mut rows, mut sum) = (0u64, 0u64);
         let mut scratch = Vec::new();
         for (view, name) in view_names.iter().enumerate().take(self.tables.len()) {
-            self.for_each_row(view, &mut scratch, |row| {
+            self.for_each_row(view, &mut scratch, |key, row| {
+                if !keep(key) {
+                    return;
+                }
                 let mut digest = CRC64.digest();
                 digest.update(name.as_bytes());
                 digest.update(&[0]);
                 digest.update(row);
                 sum = sum.wrapping_add(digest.finalize());
+                rows += 1;
             });
         }
-        (self.rows(), sum)
+        (rows, sum)
     }
 }
