@@ -309,8 +309,13 @@ pub async fn start_cluster(
         rows_written: state.metrics.rows_written.clone(),
         rows_skipped_older: state.metrics.rows_skipped_older.clone(),
     };
+    let log = cluster::log_store::LogOptions {
+        fsync,
+        segment_bytes: settings.wal_segment_bytes,
+        recover: settings.recover,
+    };
     let served = cluster::Served::new(&state.metrics.cluster_parts);
-    let started = cluster::Node::start(topology, node, &settings.data_dir, fsync, local, served)
+    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local, served)
         .await
         .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());

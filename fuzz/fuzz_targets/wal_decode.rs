@@ -1,12 +1,15 @@
 //! Write-ahead log segments: the input is `[u16 header length][segment header body]` then
 //! records `[u16 length][payload]`; the harness frames them with a valid magic, version,
 //! lengths, lsns and checksums, so the segment header and record payload decoders are what
-//! gets fuzzed, both as the newest segment and as an older one, with and without --recover.
+//! gets fuzzed, both as the newest segment and as an older one, with and without --recover;
+//! the payloads are decoded as write-ahead log records and as Raft log records (the same
+//! segments hold a cluster node's Raft log).
 
 #![no_main]
 
 use featgrid::persist::crc32c;
-use featgrid::persist::wal::{read_segment, FORMAT_VERSION, MAGIC, RECORD_HEADER};
+use featgrid::cluster::log_store::Op;
+use featgrid::persist::wal::{read_segment, WritePayload, FORMAT_VERSION, MAGIC, RECORD_HEADER};
 use libfuzzer_sys::fuzz_target;
 
 include!("common.rs");
@@ -45,9 +48,10 @@ fuzz_target!(|data: &[u8]| {
     let path = scratch_dir().join("00000000000000000001.wal");
     std::fs::write(&path, &file).expect("write the scratch segment");
     for (newest, recover) in [(true, false), (false, false), (false, true)] {
-        let _ = read_segment(&path, newest, recover, |_, _, _, views| {
+        let _ = read_segment(&path, newest, recover, |_, _, (_, views): WritePayload| {
             assert!(views.len() <= file.len(), "more views than bytes");
             Ok(())
         });
+        let _ = read_segment(&path, newest, recover, |_, _, _: (u32, Op)| Ok(()));
     }
 });

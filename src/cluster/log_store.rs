@@ -1,266 +1,352 @@
-//! A slot group's Raft log and vote, durable on the node's disk.
+//! The Raft logs of a node's slot groups, and their votes, durable on the node's disk.
 //!
-//! `raft/g<group>/log` is an append-only file of frames, the write-ahead log's record framing
-//! without the lsn: `[u32 payload length][u32 CRC-32C of payload][payload]`, the payload one
-//! [`LogRecord`] in the codec's format: appended entries, a truncation (a follower dropping
-//! entries a new leader overwrote) or a purge. Reading it back replays the records in order.
-//! As in the write-ahead log, a frame cut short or mis-checksummed at the very end is an
-//! append cut by a crash (never acknowledged: the append's callback runs after the write) and
-//! is cut off; the same damage before the end refuses the start, naming file and offset.
+//! One log holds every group's records: `raft/log/`, segments of the write-ahead log's format
+//! written, read and recovered by its code ([`crate::persist::wal`]): the same magic, record
+//! framing, group commit, `--fsync` policy, segment size (`wal_segment_bytes`), torn-tail and
+//! `--recover` handling. A record's payload is `(group, `[`Op`]`)`: entries appended, a
+//! truncation (a follower dropping entries a new leader overwrote), a purge (entries compacted
+//! into a Raft snapshot), or a restatement (the group's whole log, see below). Reading the
+//! segments back replays each group's records in order. Concurrent appends of all the groups
+//! share one write and, under `always`, one fsync.
 //!
-//! Appends are written to the OS before openraft is told they are stored, so a `kill -9`
-//! loses nothing a peer counted; under `fsync = always` they are fsynced first, under
-//! `everysec` within about a second (by a syncer thread, [`sync_every_second`]), under `no`
-//! when the OS likes.
-//! The vote is one small file written atomically (temp file, fsync, rename). A purge (after a
-//! Raft snapshot) rewrites the file atomically with the entries it keeps, so it stays small.
-//! The whole log is kept in memory too (entries are shared with openraft as clones).
+//! An append is queued for the writer thread without waiting; openraft is told the entries
+//! are stored (its `LogFlushed` callback) from the writer once they are where the policy
+//! promises: written to the OS (so a `kill -9` loses nothing a peer counted), and fsynced
+//! first under `always`. A record that cannot be written reaches the callback as an error:
+//! openraft then stops that group's Raft node (this node leaves the group until restarted;
+//! the others carry on), while the log itself recovers as the write-ahead log does.
+//! Truncations and purges are awaited until logged.
+//!
+//! A segment is deleted once no group needs it: a group needs its records from the oldest one
+//! that may hold an entry it keeps, and its last purge. A group that writes little would hold
+//! on to every segment after its oldest entry; so once more than [`KEEP_SEGMENTS`] segments
+//! are kept, the groups holding the oldest ones write their whole log (the purge point and
+//! the entries kept) as one restatement, which supersedes their earlier records.
+//!
+//! The vote is a small file per group, `raft/g<group>/vote`, written atomically. Every
+//! group's log is kept in memory too (entries are handed to openraft as clones).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::persist::atomic::write_atomic;
-use crate::persist::codec;
-use crate::persist::crc32c;
-use crate::persist::wal::FsyncPolicy;
+use crate::persist::wal::{self, FsyncPolicy, Wal, WalError, WalStats};
 
-const FRAME_HEADER: usize = 8;
+mod open;
+#[cfg(test)]
+mod tests;
 
-/// One frame of the log file.
+/// Segments kept before the groups holding the oldest ones restate their logs.
+pub const KEEP_SEGMENTS: usize = 4;
+
+/// How the node's Raft log is written: the write-ahead log's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    pub fsync: FsyncPolicy,
+    pub segment_bytes: u64,
+    /// `--recover`: start past damaged segments (see [`wal::read_segment`]).
+    pub recover: bool,
+}
+
+/// What one record does to one group's log.
 #[derive(Debug, Serialize, Deserialize)]
-enum LogRecord {
+pub enum Op {
     Entries(Vec<Entry>),
     /// Drop every entry from this index on.
     Truncate(u64),
     /// Entries up to and including this id were applied and compacted away.
     Purge(LogId),
+    /// The group's whole log: what it purged, and every entry it keeps.
+    Restate {
+        purged: Option<LogId>,
+        entries: Vec<Entry>,
+    },
 }
 
-/// Why a group's log could not be opened.
+/// Why the Raft log could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {problem}", path.display())]
-pub struct LogOpenError {
-    pub path: PathBuf,
-    pub problem: String,
+pub enum LogOpenError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("{}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
 }
 
-struct Inner {
-    path: PathBuf,
-    vote_path: PathBuf,
-    file: File,
-    fsync: FsyncPolicy,
-    /// Written since the last fsync.
-    dirty: bool,
+/// A group's log as it stands (its records replayed).
+#[derive(Default)]
+struct GroupState {
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
 }
 
-/// A group's log; clones share it (openraft reads through a clone while it appends).
+impl GroupState {
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Entries(list) => {
+                for e in list {
+                    self.entries.insert(e.log_id.index, e);
+                }
+            }
+            Op::Truncate(since) => {
+                self.entries.split_off(&since);
+            }
+            Op::Purge(id) => {
+                self.entries = self.entries.split_off(&(id.index + 1));
+                self.last_purged = Some(id);
+            }
+            Op::Restate { purged, entries } => {
+                self.entries = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
+                self.last_purged = purged;
+            }
+        }
+    }
+}
+
+/// Which of a group's logged records it still needs (by lsn).
+#[derive(Debug, Default)]
+struct Pins {
+    /// Records that may hold entries the group keeps: lsn -> the last index they hold.
+    records: BTreeMap<u64, u64>,
+    /// The group's last purge or restatement.
+    purge: Option<u64>,
+}
+
+/// What a logged record changes in its group's [`Pins`].
+#[derive(Debug, Clone, Copy)]
+enum Pin {
+    Nothing,
+    Entries { last: u64 },
+    Purge { index: u64 },
+    Restate { last: Option<u64> },
+}
+
+impl Pin {
+    fn of(op: &Op) -> Pin {
+        match op {
+            Op::Entries(list) => match list.last() {
+                Some(e) => Pin::Entries {
+                    last: e.log_id.index,
+                },
+                None => Pin::Nothing,
+            },
+            Op::Truncate(_) => Pin::Nothing,
+            Op::Purge(id) => Pin::Purge { index: id.index },
+            Op::Restate { entries, .. } => Pin::Restate {
+                last: entries.last().map(|e| e.log_id.index),
+            },
+        }
+    }
+}
+
+impl Pins {
+    /// Notes a record logged at `lsn`, in lsn order. A truncation pins nothing: it follows the
+    /// records it truncates, and segments are only deleted from the oldest on.
+    fn note(&mut self, lsn: u64, pin: Pin) {
+        match pin {
+            Pin::Nothing => {}
+            Pin::Entries { last } => {
+                self.records.insert(lsn, last);
+            }
+            Pin::Purge { index } => {
+                self.records.retain(|_, last| *last > index);
+                self.purge = Some(lsn);
+            }
+            Pin::Restate { last } => {
+                self.records.clear();
+                if let Some(last) = last {
+                    self.records.insert(lsn, last);
+                }
+                self.purge = Some(lsn);
+            }
+        }
+    }
+
+    /// The oldest lsn the group needs; `None`: nothing logged is needed.
+    fn needed_from(&self) -> Option<u64> {
+        let oldest = self.records.keys().next().copied();
+        oldest.into_iter().chain(self.purge).min()
+    }
+}
+
+struct Group {
+    /// Held while a record of the group is queued and applied, so that the group's records
+    /// are queued in the order its state changes.
+    state: Mutex<GroupState>,
+    /// Updated by the writer thread once a record is logged (never while queueing).
+    pins: Mutex<Pins>,
+    vote_path: PathBuf,
+}
+
+struct Shared {
+    wal: Wal,
+    groups: Vec<Group>,
+}
+
+/// The node's Raft log: every group's records. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftLog {
+    shared: Arc<Shared>,
+}
+
+/// One group's log (openraft's storage of it); clones share it (openraft reads through a
+/// clone while it appends).
 #[derive(Clone)]
 pub struct LogStore {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
+    group: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn write_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_logs(AnyError::error(e.to_string())).into()
 }
 
+impl RaftLog {
+    /// The log of `group` (below the number of groups it was opened with).
+    pub fn store(&self, group: usize) -> LogStore {
+        LogStore {
+            shared: self.shared.clone(),
+            group,
+        }
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.shared.wal.stats()
+    }
+
+    /// Writes what is queued, fsyncs and stops the writer (at shutdown, after the Raft
+    /// nodes). Blocking.
+    pub fn close(&self) {
+        self.shared.wal.close();
+    }
+
+    /// Deletes the segments no group needs; when more than [`KEEP_SEGMENTS`] are still kept,
+    /// has the groups holding the older ones restate their logs (the next tidy deletes them).
+    /// Failures are logged: nothing is lost, the disk is only not reclaimed yet.
+    fn tidy(&self) {
+        let shared = &self.shared;
+        let needs: Vec<Option<u64>> = shared
+            .groups
+            .iter()
+            .map(|g| lock(&g.pins).needed_from())
+            .collect();
+        let upto = needs
+            .iter()
+            .flatten()
+            .min()
+            .copied()
+            .unwrap_or_else(|| shared.wal.covered_lsn());
+        match shared.wal.delete_covered(upto) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "raft log segments deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete raft log segments"),
+        }
+        let segments = shared.wal.segments();
+        let Some(bound) = segments
+            .len()
+            .checked_sub(KEEP_SEGMENTS)
+            .and_then(|at| segments.get(at))
+            .map(|s| s.first_lsn)
+        else {
+            return;
+        };
+        for (group, need) in needs.iter().enumerate() {
+            if need.is_some_and(|lsn| lsn < bound) {
+                if let Err(e) = self.store(group).restate() {
+                    tracing::warn!(group, error = %e, "cannot restate a raft log");
+                }
+            }
+        }
+    }
+}
+
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, replaying what it holds.
-    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<LogStore, LogOpenError> {
-        let failed = |path: &Path, problem: String| LogOpenError {
-            path: path.to_path_buf(),
-            problem,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| failed(dir, format!("cannot create: {e}")))?;
-        let path = dir.join("log");
-        let vote_path = dir.join("vote");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(failed(&path, format!("cannot read: {e}"))),
-        };
-        let mut entries = BTreeMap::new();
-        let mut last_purged = None;
-        let mut at = 0;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            let torn = |problem: &str| format!("offset {at}: {problem}");
-            if rest.len() < FRAME_HEADER {
-                tracing::warn!(path = %path.display(), offset = at, "raft log: torn last frame dropped");
-                break;
-            }
-            let len = u32::from_le_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
-            let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
-                tracing::warn!(path = %path.display(), offset = at, "raft log: torn last frame dropped");
-                break;
-            };
-            let at_end = at + FRAME_HEADER + len == bytes.len();
-            if crc32c(payload) != crc {
-                if at_end {
-                    tracing::warn!(path = %path.display(), offset = at, "raft log: torn last frame dropped");
-                    break;
+    /// Queues the record `make` builds from the group's state for the writer, and applies it
+    /// to that state, under the group's lock (so records are queued in the order the state
+    /// changes). Once it is logged, the writer notes it in the group's pins and calls `done`
+    /// with its lsn (or the write's error).
+    fn write(
+        &self,
+        make: impl FnOnce(&GroupState) -> Op,
+        done: impl FnOnce(Result<u64, WalError>) + Send + 'static,
+    ) -> Result<(), WalError> {
+        let mut state = self.lock();
+        let op = make(&state);
+        let record = wal::encode_payload(&(self.group as u32, &op))?;
+        let pin = Pin::of(&op);
+        let shared = self.shared.clone();
+        let group = self.group;
+        self.shared.wal.submit(
+            record,
+            Box::new(move |logged| {
+                if let Ok(lsn) = logged {
+                    lock(&shared.groups[group].pins).note(lsn, pin);
                 }
-                return Err(failed(&path, torn("frame checksum mismatch")));
-            }
-            let (record, _): (LogRecord, usize) = codec::decode_verified(payload)
-                .map_err(|e| failed(&path, torn(&format!("frame does not decode: {e}"))))?;
-            match record {
-                LogRecord::Entries(list) => {
-                    for e in list {
-                        entries.insert(e.log_id.index, e);
-                    }
-                }
-                LogRecord::Truncate(since) => {
-                    entries.split_off(&since);
-                }
-                LogRecord::Purge(id) => {
-                    entries = entries.split_off(&(id.index + 1));
-                    last_purged = Some(id);
-                }
-            }
-            at += FRAME_HEADER + len;
+                done(logged);
+            }),
+        )?;
+        // A restatement is the state as it is: nothing to apply.
+        if !matches!(op, Op::Restate { .. }) {
+            state.apply(op);
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| failed(&path, format!("cannot open: {e}")))?;
-        if at < bytes.len() {
-            file.set_len(at as u64)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| failed(&path, format!("cannot cut the torn tail: {e}")))?;
-        }
-        file.flush().ok();
-        let vote = match std::fs::read(&vote_path) {
-            Ok(b) => Some(
-                serde_json::from_slice(&b)
-                    .map_err(|e| failed(&vote_path, format!("does not parse: {e}")))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(failed(&vote_path, format!("cannot read: {e}"))),
+        Ok(())
+    }
+
+    /// [`LogStore::write`], then waits until the record is logged.
+    async fn write_logged(&self, op: Op) -> Result<u64, WalError> {
+        let (tx, rx) = oneshot::channel();
+        self.write(
+            |_| op,
+            move |logged| {
+                let _ = tx.send(logged);
+            },
+        )?;
+        rx.await.map_err(|_| WalError::Unavailable {
+            reason: "the raft log closed".into(),
+        })?
+    }
+
+    /// Queues appended entries (readable at once); `done` runs once they are logged.
+    fn push(
+        &self,
+        list: Vec<Entry>,
+        done: impl FnOnce(std::io::Result<()>) + Send + 'static,
+    ) -> Result<(), WalError> {
+        self.write(
+            |_| Op::Entries(list),
+            move |logged| done(logged.map(|_| ()).map_err(std::io::Error::other)),
+        )
+    }
+
+    /// Queues the group's whole log as one record, superseding its earlier ones.
+    fn restate(&self) -> Result<(), WalError> {
+        let group = self.group;
+        let make = |state: &GroupState| Op::Restate {
+            purged: state.last_purged,
+            entries: state.entries.values().cloned().collect(),
         };
-        Ok(LogStore {
-            inner: Arc::new(Mutex::new(Inner {
-                path,
-                vote_path,
-                file,
-                fsync,
-                dirty: false,
-                entries,
-                last_purged,
-                vote,
-            })),
+        self.write(make, move |logged| {
+            if let Ok(lsn) = logged {
+                tracing::debug!(group, lsn, "raft log restated");
+            }
         })
     }
 
-    /// Writes appended entries (to the OS, fsynced as the policy says), then keeps them.
-    fn store(&self, list: Vec<Entry>) -> Result<(), String> {
-        let mut inner = self.lock();
-        inner.write(&LogRecord::Entries(list.clone()))?;
-        for e in list {
-            inner.entries.insert(e.log_id.index, e);
-        }
-        Ok(())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// One record as a frame.
-fn frame(record: &LogRecord) -> Result<Vec<u8>, String> {
-    let payload = codec::encode(record).map_err(|e| e.to_string())?;
-    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32c(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
-    Ok(frame)
-}
-
-impl Inner {
-    /// Rewrites the file with what it holds now (the purge point and the entries after it),
-    /// atomically, and appends to the new file from then on.
-    fn compact(&mut self) -> Result<(), String> {
-        let mut bytes = Vec::new();
-        if let Some(purged) = self.last_purged {
-            bytes.extend(frame(&LogRecord::Purge(purged))?);
-        }
-        let entries: Vec<Entry> = self.entries.values().cloned().collect();
-        if !entries.is_empty() {
-            bytes.extend(frame(&LogRecord::Entries(entries))?);
-        }
-        write_atomic(&self.path, &bytes).map_err(|e| e.to_string())?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| format!("{}: reopen: {e}", self.path.display()))?;
-        Ok(())
-    }
-
-    /// Appends one frame; written to the OS (and fsynced as the policy says) on return.
-    fn write(&mut self, record: &LogRecord) -> Result<(), String> {
-        let frame = frame(record)?;
-        let path = self.path.display().to_string();
-        self.file
-            .write_all(&frame)
-            .map_err(|e| format!("{path}: {e}"))?;
-        if self.fsync == FsyncPolicy::Always {
-            self.file
-                .sync_data()
-                .map_err(|e| format!("{path}: fsync: {e}"))?;
-        } else {
-            self.dirty = true;
-        }
-        Ok(())
-    }
-}
-
-/// Under `fsync = everysec`: a thread that fsyncs every log written to in the last second,
-/// until the logs are gone. A failed fsync is logged and tried again a second later.
-pub fn sync_every_second(stores: &[LogStore]) {
-    let logs: Vec<Weak<Mutex<Inner>>> = stores.iter().map(|s| Arc::downgrade(&s.inner)).collect();
-    let spawned = std::thread::Builder::new()
-        .name("featgrid-raft-sync".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let mut alive = false;
-            for log in &logs {
-                let Some(inner) = log.upgrade() else { continue };
-                alive = true;
-                // The fsync runs outside the lock, on a handle of the same file.
-                let handle = {
-                    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    if !std::mem::take(&mut inner.dirty) {
-                        continue;
-                    }
-                    inner.file.try_clone()
-                };
-                if let Err(e) = handle.and_then(|file| file.sync_data()) {
-                    tracing::error!(error = %e, "raft log fsync failed; trying again in a second");
-                    inner.lock().unwrap_or_else(|p| p.into_inner()).dirty = true;
-                }
-            }
-            if !alive {
-                return;
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the raft log syncer");
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        lock(&self.shared.groups[self.group].state)
     }
 }
 
@@ -282,11 +368,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let inner = self.lock();
-        let last = inner.entries.values().next_back().map(|e| e.log_id);
+        let state = self.lock();
+        let last = state.entries.values().next_back().map(|e| e.log_id);
         Ok(LogState {
-            last_purged_log_id: inner.last_purged,
-            last_log_id: last.or(inner.last_purged),
+            last_purged_log_id: state.last_purged,
+            last_log_id: last.or(state.last_purged),
         })
     }
 
@@ -295,11 +381,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut inner = self.lock();
+        let path = &self.shared.groups[self.group].vote_path;
+        let mut state = self.lock();
         let bytes = serde_json::to_vec(vote).map_err(write_err)?;
-        write_atomic(&inner.vote_path, &bytes)
+        write_atomic(path, &bytes)
             .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?;
-        inner.vote = Some(*vote);
+        state.vote = Some(*vote);
         Ok(())
     }
 
@@ -316,102 +403,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        match self.store(entries.into_iter().collect()) {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.clone())));
-                Err(write_err(e))
-            }
-        }
+        // When the record cannot even be queued, `push` dropped the callback: the error
+        // returned stops the Raft node as a failed write would.
+        self.push(entries.into_iter().collect(), move |r| {
+            callback.log_io_completed(r)
+        })
+        .map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut inner = self.lock();
-        inner
-            .write(&LogRecord::Truncate(log_id.index))
+        self.write_logged(Op::Truncate(log_id.index))
+            .await
             .map_err(write_err)?;
-        inner.entries.split_off(&log_id.index);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut inner = self.lock();
-        inner.write(&LogRecord::Purge(log_id)).map_err(write_err)?;
-        inner.entries = inner.entries.split_off(&(log_id.index + 1));
-        inner.last_purged = Some(log_id);
-        // The purged entries are in a snapshot: drop them from the file too. Purges come once
-        // per Raft snapshot, and what is rewritten is the few entries kept after it.
-        inner.compact().map_err(write_err)
+        self.write_logged(Op::Purge(log_id))
+            .await
+            .map_err(write_err)?;
+        RaftLog {
+            shared: self.shared.clone(),
+        }
+        .tidy();
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    fn entry(term: u64, index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 0), index),
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    async fn append(store: &mut LogStore, list: Vec<Entry>) {
-        store.store(list).unwrap();
-    }
-
-    #[actix_rt::test]
-    async fn entries_truncations_purges_and_the_vote_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(dir.path(), FsyncPolicy::Always).unwrap();
-        append(&mut store, (1..=5).map(|i| entry(1, i)).collect()).await;
-        store.truncate(entry(1, 4).log_id).await.unwrap();
-        append(&mut store, vec![entry(2, 4)]).await;
-        store.purge(entry(1, 1).log_id).await.unwrap();
-        store.save_vote(&Vote::new(2, 1)).await.unwrap();
-        append(&mut store, vec![entry(2, 5)]).await;
-        store.truncate(entry(2, 5).log_id).await.unwrap();
-        drop(store);
-        let mut again = LogStore::open(dir.path(), FsyncPolicy::Always).unwrap();
-        let all = again.try_get_log_entries(..).await.unwrap();
-        let ids: Vec<_> = all
-            .iter()
-            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
-            .collect();
-        assert_eq!(ids, vec![(1, 2), (1, 3), (2, 4)]);
-        let state = again.get_log_state().await.unwrap();
-        assert_eq!(state.last_purged_log_id, Some(entry(1, 1).log_id));
-        assert_eq!(state.last_log_id, Some(entry(2, 4).log_id));
-        assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
-    }
-
-    #[actix_rt::test]
-    async fn a_torn_last_frame_is_cut_and_damage_before_the_end_refuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(dir.path(), FsyncPolicy::No).unwrap();
-        append(&mut store, vec![entry(1, 1)]).await;
-        append(&mut store, vec![entry(1, 2)]).await;
-        drop(store);
-        let path = dir.path().join("log");
-        let full = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
-        let mut again = LogStore::open(dir.path(), FsyncPolicy::No).unwrap();
-        assert_eq!(again.try_get_log_entries(..).await.unwrap().len(), 1);
-        // Appends after the cut land where the torn frame was.
-        append(&mut again, vec![entry(1, 2)]).await;
-        drop(again);
-        let mut bytes = std::fs::read(&path).unwrap();
-        assert_eq!(bytes.len(), full.len());
-        bytes[FRAME_HEADER + 1] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let e = LogStore::open(dir.path(), FsyncPolicy::No).err().unwrap();
-        assert!(
-            e.to_string().contains("offset 0: frame checksum mismatch"),
-            "{e}"
-        );
-    }
+/// The directory of group `group`'s vote (and its state machine's files).
+pub fn group_dir(raft_dir: &Path, group: usize) -> PathBuf {
+    raft_dir.join(format!("g{group}"))
 }

@@ -38,10 +38,9 @@ use openraft::{BasicNode, Config, SnapshotPolicy, TryAsRef};
 use serde::{Deserialize, Serialize};
 
 use crate::persist::codec::Blob;
-use crate::persist::wal::FsyncPolicy;
 use batch::Batcher;
 use local::LocalStore;
-use log_store::LogStore;
+use log_store::{LogOptions, RaftLog};
 use network::{GroupNetwork, Net, NetError};
 use state_machine::GroupMachine;
 use topology::{Address, NodeIndex, Topology};
@@ -194,6 +193,8 @@ pub struct Cluster {
     rotor: AtomicUsize,
     net: Net,
     local: LocalStore,
+    /// Every group's Raft log.
+    log: RaftLog,
     /// Index = group: when this node last heard from the group's leader (ms since `epoch`):
     /// a replica cut off from it refuses at once instead of waiting for the deadline.
     heard: Vec<AtomicU64>,
@@ -215,7 +216,8 @@ pub enum ClusterStartError {
 }
 
 impl Cluster {
-    /// Opens this node's groups (log, vote, applied marker under `data_dir/raft/g<N>`), starts
+    /// Opens this node's groups (the Raft log of them all under `data_dir/raft/log`, each
+    /// group's vote and applied marker under `data_dir/raft/g<N>`), starts
     /// their Raft nodes, and has each group's preferred leader (its first node) initialize a
     /// group that was never initialized. Must run inside the actix system, after the shards
     /// were restored.
@@ -223,7 +225,7 @@ impl Cluster {
         topology: Topology,
         me: NodeIndex,
         data_dir: &Path,
-        fsync: FsyncPolicy,
+        log: LogOptions,
         local: LocalStore,
         served: Served,
     ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
@@ -234,13 +236,12 @@ impl Cluster {
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
-        let mut logs = Vec::with_capacity(topology.groups.len());
+        let raft_dir = data_dir.join("raft");
+        let log = RaftLog::open(&raft_dir, log, topology.groups.len())?;
         // Every node runs every group's Raft node: one that is no member stays idle (never
         // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
-            let dir = data_dir.join("raft").join(format!("g{g}"));
-            let log = LogStore::open(&dir, fsync)?;
-            logs.push(log.clone());
+            let dir = log_store::group_dir(&raft_dir, g);
             let machine = GroupMachine::open(g, dir, local.clone(), topology.clone())
                 .map_err(ClusterStartError::Other)?;
             let config = Config {
@@ -258,7 +259,7 @@ impl Cluster {
                 net: net.clone(),
                 group: g,
             };
-            let raft = Raft::new(me, Arc::new(config), network, log, machine)
+            let raft = Raft::new(me, Arc::new(config), network, log.store(g), machine)
                 .await
                 .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
             let initialized = raft
@@ -280,9 +281,6 @@ impl Cluster {
         }
         let batchers = rafts.iter().cloned().map(Batcher::start).collect();
         let rafts_len = rafts.len();
-        if fsync == FsyncPolicy::Everysec {
-            log_store::sync_every_second(&logs);
-        }
         let hints = topology
             .groups
             .iter()
@@ -297,6 +295,7 @@ impl Cluster {
             rotor: AtomicUsize::new(0),
             net,
             local,
+            log,
             heard: (0..rafts_len).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             served,
@@ -311,6 +310,7 @@ impl Cluster {
         for raft in &self.rafts {
             let _ = raft.shutdown().await;
         }
+        self.log.close();
     }
 
     /// This node's Raft node of `group`, member or not.
@@ -569,13 +569,13 @@ impl Node {
         topology: Topology,
         me: NodeIndex,
         data_dir: &Path,
-        fsync: FsyncPolicy,
+        log: LogOptions,
         local: LocalStore,
         served: Served,
     ) -> Result<Node, ClusterStartError> {
         let addr = topology.node(me).internal.clone();
         let (cluster, net_thread) =
-            Cluster::start(topology, me, data_dir, fsync, local, served).await?;
+            Cluster::start(topology, me, data_dir, log, local, served).await?;
         let server = internal::serve(cluster.clone(), addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();

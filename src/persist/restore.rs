@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::atomic::{create_dir, sync_dir, Context, FileError};
+use super::atomic::{create_dir, Context, FileError};
 use super::manifest::{self, SetEntry};
 use super::snapshot::{read_shard, Body, Header, SnapshotError};
 use super::wal::{self, FsyncPolicy, RecordView, Wal, WalError, WalOptions};
@@ -425,7 +425,8 @@ fn replay(
             continue;
         }
         let mut failure = None;
-        let read = wal::read_segment(&segment.path, newest, recover, |lsn, meta, dest, views| {
+        let read = wal::read_segment(&segment.path, newest, recover, |lsn, meta, payload| {
+            let (dest, views): wal::WritePayload = payload;
             if lsn < from_lsn || failure.is_some() {
                 return Ok(());
             }
@@ -501,26 +502,11 @@ fn replay(
                 *needs_snapshot = true;
             }
             target.skipped.push(what);
-            truncate(&segment.path, read.valid_len)?;
+            wal::cut_segment(&segment.path, read.valid_len)?;
         }
     }
     // A Parquet file may cover records the log on disk no longer holds (under `everysec` the
     // log can be behind a fsynced file): new records must never reuse those lsns.
     let offline_next = offline_covered.iter().max().map_or(0, |c| c + 1);
     Ok(next_lsn.max(offline_next))
-}
-
-/// Cuts a segment back to its valid bytes (removing it when none are), durably.
-fn truncate(path: &Path, len: u64) -> Result<(), FileError> {
-    if len == 0 {
-        std::fs::remove_file(path).at(path, "remove the empty log segment")?;
-    } else {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .at(path, "open")?;
-        file.set_len(len).at(path, "truncate")?;
-        file.sync_all().at(path, "fsync")?;
-    }
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

@@ -22,20 +22,27 @@
 //! write cut by a crash; it is dropped, logged, and the file truncated before it. The same
 //! damage anywhere else is corruption: the start is refused with the file and the offset,
 //! unless `--recover`, which drops the rest of that segment (logged) and goes on.
+//!
+//! The same segments, writer and reader also hold a cluster node's Raft log
+//! (`raft/log/`, see [`crate::cluster::log_store`]): the magic, version, framing, group commit,
+//! fsync policies, torn-tail and `--recover` handling are this module's; only the payload
+//! differs (the caller's type, through [`encode_payload`] and [`read_segment`]'s `P`), and the
+//! header names no views.
 
 pub mod writer;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{Context, FileError};
+use super::atomic::{sync_dir, Context, FileError};
 use super::codec::{self, Blob, CodecError};
 use super::{crc32c, ViewMeta};
 use crate::grid::partition::{RowBatch, RowLayout};
 
-pub use writer::{OnLogged, Wal, WalOptions, WalStats};
+pub use writer::{Done, OnLogged, Wal, WalOptions, WalStats};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
 pub const FORMAT_VERSION: u32 = 2;
@@ -147,11 +154,20 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
     views
 }
 
+/// The payload of a write-ahead log record: where its rows go, and the rows per view.
+pub type WritePayload = (Destination, Vec<RecordView>);
+
 /// Encodes one write as a record whose lsn is not yet stamped; the writer stamps it with
-/// [`seal`]. The payload is `(destination, views)`.
+/// [`seal`]. The payload is a [`WritePayload`].
 pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>, CodecError> {
+    encode_payload(&(dest, views))
+}
+
+/// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
+/// [`seal`]); [`read_segment`] with the same type reads it back.
+pub fn encode_payload<P: Serialize>(payload: &P) -> Result<Vec<u8>, CodecError> {
     let mut record = vec![0u8; RECORD_HEADER];
-    codec::encode_into(&(dest, views), &mut record)?;
+    codec::encode_into(payload, &mut record)?;
     let payload_len = (record.len() - RECORD_HEADER) as u32;
     let payload_crc = crc32c(&record[RECORD_HEADER..]);
     record[0..4].copy_from_slice(&payload_len.to_le_bytes());
@@ -214,15 +230,15 @@ pub struct SegmentRead {
     pub skipped: Vec<String>,
 }
 
-/// Reads a segment, calling `on_record(lsn, meta, destination, views)` for each valid record
-/// in order.
+/// Reads a segment, calling `on_record(lsn, meta, payload)` for each valid record in order,
+/// its payload decoded as a `P` (a [`WritePayload`] for the write-ahead log).
 /// `newest`: this is the last segment (a torn tail is expected there). `recover`: skip the
 /// rest of a corrupt segment instead of failing.
-pub fn read_segment(
+pub fn read_segment<P: DeserializeOwned>(
     path: &Path,
     newest: bool,
     recover: bool,
-    mut on_record: impl FnMut(u64, &SegmentMeta, Destination, Vec<RecordView>) -> Result<(), WalError>,
+    mut on_record: impl FnMut(u64, &SegmentMeta, P) -> Result<(), WalError>,
 ) -> Result<SegmentRead, WalError> {
     let bytes = fs::read(path).at(path, "read")?;
     let mut read = SegmentRead {
@@ -267,7 +283,7 @@ pub fn read_segment(
                 }
                 let payload = &bytes[at + RECORD_HEADER..end];
                 match decode_payload(payload) {
-                    Ok((dest, views)) => on_record(lsn, &meta, dest, views)?,
+                    Ok(payload) => on_record(lsn, &meta, payload)?,
                     Err(problem) if recover => read
                         .skipped
                         .push(format!("offset {at}: record {lsn} skipped: {problem}")),
@@ -296,14 +312,30 @@ pub fn read_segment(
     Ok(read)
 }
 
-/// A record's payload: where its rows go, and the rows per view.
-fn decode_payload(payload: &[u8]) -> Result<(Destination, Vec<RecordView>), String> {
+/// A record's payload, all of it.
+fn decode_payload<P: DeserializeOwned>(payload: &[u8]) -> Result<P, String> {
     let (record, used) =
         codec::decode_verified(payload).map_err(|e| format!("does not decode: {e}"))?;
     if used != payload.len() {
         return Err("has trailing bytes".into());
     }
     Ok(record)
+}
+
+/// Cuts a segment back to its valid bytes (`SegmentRead::valid_len`; removing it when none
+/// are), durably.
+pub fn cut_segment(path: &Path, len: u64) -> Result<(), FileError> {
+    if len == 0 {
+        fs::remove_file(path).at(path, "remove the empty log segment")?;
+    } else {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .at(path, "open")?;
+        file.set_len(len).at(path, "truncate")?;
+        file.sync_all().at(path, "fsync")?;
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn parse_header(bytes: &[u8]) -> Result<SegmentMeta, String> {

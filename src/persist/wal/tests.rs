@@ -48,18 +48,23 @@ fn segment(n: i64) -> (Vec<u8>, Vec<usize>) {
 fn ids(path: &Path, newest: bool, recover: bool) -> Result<(Vec<i64>, SegmentRead), WalError> {
     let layouts = layouts();
     let mut ids = Vec::new();
-    let read = read_segment(path, newest, recover, |lsn, meta, _, views| {
-        assert_eq!(meta.views[0].name, "driver_hourly_stats");
-        for v in views {
-            for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
-                let row = row.unwrap();
-                let id = i64::from_le_bytes(row.key.try_into().unwrap());
-                assert_eq!(id as u64, lsn);
-                ids.push(id);
+    let read = read_segment(
+        path,
+        newest,
+        recover,
+        |lsn, meta, (_, views): WritePayload| {
+            assert_eq!(meta.views[0].name, "driver_hourly_stats");
+            for v in views {
+                for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
+                    let row = row.unwrap();
+                    let id = i64::from_le_bytes(row.key.try_into().unwrap());
+                    assert_eq!(id as u64, lsn);
+                    ids.push(id);
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok((ids, read))
 }
 
@@ -153,14 +158,19 @@ fn all_ids(dir: &Path) -> Vec<i64> {
     let segments = list_segments(dir).unwrap();
     let mut ids = Vec::new();
     for (i, s) in segments.iter().enumerate() {
-        read_segment(&s.path, i + 1 == segments.len(), false, |_, _, _, views| {
-            for v in views {
-                for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
-                    ids.push(i64::from_le_bytes(row.unwrap().key.try_into().unwrap()));
+        read_segment(
+            &s.path,
+            i + 1 == segments.len(),
+            false,
+            |_, _, (_, views): WritePayload| {
+                for v in views {
+                    for row in PortableRows::new(&layouts[v.view as usize], &v.data.0) {
+                        ids.push(i64::from_le_bytes(row.unwrap().key.try_into().unwrap()));
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
     }
     ids

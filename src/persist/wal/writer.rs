@@ -1,5 +1,6 @@
-//! The log writer: one dedicated thread owns the current segment file. HTTP workers send it
-//! encoded records over a bounded crossbeam channel; it takes whatever is queued (group
+//! The log writer: one dedicated thread owns the current segment file. HTTP workers (or a
+//! Raft group's log, through [`Wal::submit`]) send it encoded records over a bounded
+//! crossbeam channel; it takes whatever is queued (group
 //! commit), stamps the lsns, writes the batch with one `write`, and under `fsync = always`
 //! one `fdatasync`, then answers every waiter through its oneshot. So concurrent pushes
 //! share one fsync, and a push is acknowledged only once its record is where the policy
@@ -105,7 +106,7 @@ impl Shared {
         let reason = format!("{what}: {e}");
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.healthy.store(false, Ordering::Release);
-        tracing::error!(error = %reason, failures = self.failures.load(Ordering::Relaxed), "write-ahead log failed; refusing writes until it recovers");
+        tracing::error!(dir = %self.options.dir.display(), error = %reason, failures = self.failures.load(Ordering::Relaxed), "write-ahead log failed; refusing writes until it recovers");
         *lock(&self.last_error) = Some(reason);
     }
 
@@ -122,8 +123,28 @@ impl Shared {
 /// lsn order, so it must only queue work elsewhere (never block).
 pub type OnLogged = Box<dyn FnOnce(u64) + Send>;
 
+/// What [`Wal::submit`] calls with the outcome of one record (its lsn once logged); run on
+/// the writer thread, in lsn order, so it must only hand work on (never block).
+pub type Done = Box<dyn FnOnce(Result<u64, WalError>) + Send>;
+
 /// Where the writer answers one append: the record's lsn.
-type Answer = oneshot::Sender<Result<u64, WalError>>;
+enum Answer {
+    /// [`Wal::append`] awaits it.
+    Channel(oneshot::Sender<Result<u64, WalError>>),
+    /// [`Wal::submit`]'s callback.
+    Call(Done),
+}
+
+impl Answer {
+    fn send(self, result: Result<u64, WalError>) {
+        match self {
+            Answer::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Answer::Call(done) => done(result),
+        }
+    }
+}
 
 enum Job {
     Append {
@@ -210,7 +231,7 @@ impl Wal {
         let job = Job::Append {
             record,
             on_logged,
-            answer,
+            answer: Answer::Channel(answer),
         };
         match self.tx.try_send(job) {
             Ok(()) => {}
@@ -225,6 +246,24 @@ impl Wal {
             .await
             .map_err(|_| self.shared.unavailable())
             .and_then(|r| r)
+    }
+
+    /// Hands a record made by [`super::encode_payload`] to the writer without waiting for it:
+    /// `done` gets its lsn once it is logged as the fsync policy promises (after the write,
+    /// and the fsync under `always`; in lsn order, on the writer thread), or the error that
+    /// kept it from the disk. An error here (the log is failing or closed) means `done` is
+    /// dropped uncalled. Unlike [`Wal::append`] a full queue is waited out (blocking the
+    /// caller until the writer takes the next batch): backpressure rather than a refusal.
+    pub fn submit(&self, record: Vec<u8>, done: Done) -> Result<(), WalError> {
+        if !self.shared.healthy.load(Ordering::Acquire) {
+            return Err(self.shared.unavailable());
+        }
+        let job = Job::Append {
+            record,
+            on_logged: Box::new(|_| {}),
+            answer: Answer::Call(done),
+        };
+        self.tx.send(job).map_err(|_| self.shared.unavailable())
     }
 
     /// Views were added to the registry: `views` (indexed by view id, the current ones first)
@@ -268,6 +307,11 @@ impl Wal {
             sync_dir(&self.shared.options.dir)?;
         }
         Ok(deleted)
+    }
+
+    /// The segments on disk, oldest first (the last one is being written).
+    pub fn segments(&self) -> Vec<SegmentFile> {
+        lock(&self.shared.segments).clone()
     }
 
     pub fn stats(&self) -> WalStats {
@@ -393,7 +437,7 @@ impl Writer {
         let shared = self.shared.clone();
         if !shared.healthy.load(Ordering::Acquire) {
             for (_, _, answer) in group.drain(..) {
-                let _ = answer.send(Err(shared.unavailable()));
+                answer.send(Err(shared.unavailable()));
             }
             return;
         }
@@ -410,7 +454,7 @@ impl Writer {
             self.failed_at = Some(Instant::now());
             // Unlogged: the hooks are dropped unrun, the lsns are not used.
             for (_, _, answer) in group.drain(..) {
-                let _ = answer.send(Err(shared.unavailable()));
+                answer.send(Err(shared.unavailable()));
             }
             return;
         }
@@ -429,7 +473,7 @@ impl Writer {
         }
         shared.covered.store(first + n, Ordering::Release);
         for (lsn, answer) in answers {
-            let _ = answer.send(Ok(lsn));
+            answer.send(Ok(lsn));
         }
         if self.len >= shared.options.segment_bytes {
             self.roll();

@@ -1,0 +1,221 @@
+//! The node's Raft log: what survives a reopen, torn tails and damage, segment deletion, and
+//! group commit across groups.
+
+use std::path::PathBuf;
+
+use openraft::{CommittedLeaderId, EntryPayload};
+
+use super::*;
+
+fn entry(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(term, 0), index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+fn options(fsync: FsyncPolicy, segment_bytes: u64, recover: bool) -> LogOptions {
+    LogOptions {
+        fsync,
+        segment_bytes,
+        recover,
+    }
+}
+
+fn open(dir: &Path, groups: usize) -> RaftLog {
+    RaftLog::open(dir, options(FsyncPolicy::Always, 1 << 20, false), groups).unwrap()
+}
+
+/// Appends and waits until the record is logged.
+async fn append(store: &LogStore, list: Vec<Entry>) {
+    let (tx, rx) = oneshot::channel();
+    store
+        .push(list, move |r| {
+            let _ = tx.send(r);
+        })
+        .unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+async fn ids(store: &mut LogStore) -> Vec<(u64, u64)> {
+    let all = store.try_get_log_entries(..).await.unwrap();
+    all.iter()
+        .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+        .collect()
+}
+
+fn segments(raft_dir: &Path) -> Vec<PathBuf> {
+    wal::list_segments(&raft_dir.join("log"))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn entries_truncations_purges_and_votes_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2);
+    let (mut a, mut b) = (log.store(0), log.store(1));
+    append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
+    append(&b, (1..=3).map(|i| entry(7, i)).collect()).await;
+    a.truncate(entry(1, 4).log_id).await.unwrap();
+    append(&a, vec![entry(2, 4)]).await;
+    a.purge(entry(1, 1).log_id).await.unwrap();
+    a.save_vote(&Vote::new(2, 1)).await.unwrap();
+    append(&a, vec![entry(2, 5)]).await;
+    a.truncate(entry(2, 5).log_id).await.unwrap();
+    b.purge(entry(7, 3).log_id).await.unwrap();
+    log.close();
+    drop((log, a, b));
+
+    let log = open(dir.path(), 2);
+    let (mut a, mut b) = (log.store(0), log.store(1));
+    assert_eq!(ids(&mut a).await, vec![(1, 2), (1, 3), (2, 4)]);
+    let state = a.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(entry(1, 1).log_id));
+    assert_eq!(state.last_log_id, Some(entry(2, 4).log_id));
+    assert_eq!(a.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+    // Everything purged: the last log id is the purged one.
+    assert!(ids(&mut b).await.is_empty());
+    let state = b.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(entry(7, 3).log_id));
+    assert_eq!(b.read_vote().await.unwrap(), None);
+}
+
+#[actix_rt::test]
+async fn a_torn_last_record_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1);
+    append(&log.store(0), vec![entry(1, 1)]).await;
+    append(&log.store(0), vec![entry(1, 2)]).await;
+    log.close();
+    drop(log);
+    let path = segments(dir.path()).pop().unwrap();
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+
+    let log = open(dir.path(), 1);
+    assert_eq!(ids(&mut log.store(0)).await, vec![(1, 1)]);
+    let cut = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(cut < full.len() - 3, "the torn record is cut off the file");
+    // Appends after the cut go on from there, and read back.
+    append(&log.store(0), vec![entry(1, 2)]).await;
+    log.close();
+    drop(log);
+    let log = open(dir.path(), 1);
+    assert_eq!(ids(&mut log.store(0)).await, vec![(1, 1), (1, 2)]);
+}
+
+#[actix_rt::test]
+async fn damage_before_the_end_refuses_and_recover_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1);
+    let path = segments(dir.path()).pop().unwrap();
+    let mut ends = Vec::new();
+    for i in 1..=3 {
+        append(&log.store(0), vec![entry(1, i)]).await;
+        ends.push(std::fs::metadata(&path).unwrap().len() as usize);
+    }
+    log.close();
+    drop(log);
+    // A byte of the second record's payload.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[ends[1] - 1] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let refused = RaftLog::open(dir.path(), options(FsyncPolicy::No, 1 << 20, false), 1);
+    let e = refused.err().unwrap().to_string();
+    assert!(
+        e.contains(&path.display().to_string())
+            && e.contains(&format!("offset {}", ends[0]))
+            && e.contains("checksum"),
+        "{e}"
+    );
+    let log = RaftLog::open(dir.path(), options(FsyncPolicy::No, 1 << 20, true), 1).unwrap();
+    assert_eq!(ids(&mut log.store(0)).await, vec![(1, 1)]);
+}
+
+#[actix_rt::test]
+async fn a_purge_deletes_the_segments_no_group_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = RaftLog::open(dir.path(), options(FsyncPolicy::No, 512, false), 2).unwrap();
+    let (mut busy, idle) = (log.store(0), log.store(1));
+    // The idle group's only entry is in the first segment.
+    append(&idle, vec![entry(1, 0)]).await;
+    for i in 0..200 {
+        append(&busy, vec![entry(1, i)]).await;
+    }
+    let first = segments(dir.path())[0].clone();
+    let before = log.stats().segments;
+    assert!(before > 2 * KEEP_SEGMENTS, "{before} segments");
+    // The idle group holds the first segment: it restates its log instead.
+    busy.purge(entry(1, 150).log_id).await.unwrap();
+    assert!(first.exists());
+    busy.purge(entry(1, 160).log_id).await.unwrap();
+    assert!(!first.exists());
+    let after = log.stats().segments;
+    assert!(after < before / 2, "{after} of {before} segments kept");
+    log.close();
+    drop((log, busy, idle));
+
+    let log = RaftLog::open(dir.path(), options(FsyncPolicy::No, 512, false), 2).unwrap();
+    let (mut busy, mut idle) = (log.store(0), log.store(1));
+    let kept: Vec<_> = (161..200).map(|i| (1, i)).collect();
+    assert_eq!(ids(&mut busy).await, kept);
+    let state = busy.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(entry(1, 160).log_id));
+    assert_eq!(ids(&mut idle).await, vec![(1, 0)]);
+    assert_eq!(idle.get_log_state().await.unwrap().last_purged_log_id, None);
+}
+
+#[actix_rt::test]
+async fn concurrent_appends_of_the_groups_share_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 3);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..100 {
+        for g in 0..3 {
+            let tx = tx.clone();
+            log.store(g)
+                .push(vec![entry(1, i)], move |r| tx.send(r).unwrap())
+                .unwrap();
+        }
+    }
+    for _ in 0..300 {
+        rx.recv().unwrap().unwrap();
+    }
+    let stats = log.stats();
+    assert_eq!(stats.records, 300);
+    assert!(
+        stats.group_commits < stats.records && stats.fsyncs < stats.records,
+        "{stats:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_failed_write_reaches_the_callback_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1);
+    log.shared.wal.inject_write_failures(1);
+    let (tx, rx) = oneshot::channel();
+    log.store(0)
+        .push(vec![entry(1, 1)], move |r| {
+            let _ = tx.send(r);
+        })
+        .unwrap();
+    assert!(rx.await.unwrap().is_err());
+}
+
+#[test]
+fn a_log_of_the_earlier_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("g1").join("log");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"old frames").unwrap();
+    let e = RaftLog::open(dir.path(), options(FsyncPolicy::No, 1 << 20, false), 2)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains(&old.display().to_string()), "{e}");
+}
