@@ -51,10 +51,16 @@ use types::{NodeId, Raft};
 pub const DEADLINE: Duration = Duration::from_secs(3);
 /// Pause between attempts while a group has no reachable leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// Raft timing (ms): a lost leader is replaced within about a second.
+/// Raft timing (ms). Followers keep a leader's lease for ELECTION_MAX_MS after its last
+/// heartbeat (openraft's leader lease) and then wait an election timeout: a lost leader is
+/// replaced within about 1.3 to 1.6 s.
 const HEARTBEAT_MS: u64 = 150;
-const ELECTION_MIN_MS: u64 = 600;
-const ELECTION_MAX_MS: u64 = 1000;
+const ELECTION_MIN_MS: u64 = 500;
+const ELECTION_MAX_MS: u64 = 800;
+/// A leader serves read indexes without asking a quorum while a majority accepted it in
+/// appends sent within this long: half the followers' lease, the rest a margin for clocks
+/// that run at different rates on different machines.
+const LEASE_READ_MS: u64 = ELECTION_MAX_MS / 2;
 /// Entries between Raft snapshots of a group (then the log before them is dropped).
 const SNAPSHOT_EVERY: u64 = 20_000;
 /// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
@@ -204,6 +210,8 @@ pub struct Cluster {
     rounds: Vec<std::sync::Mutex<read::Rounds>>,
     /// This cluster itself, for the tasks it spawns.
     this: std::sync::Weak<Cluster>,
+    /// Index = group: when its followers last accepted this node as leader (lease reads).
+    acks: Vec<Arc<network::Acks>>,
 }
 
 /// Why the cluster side could not start.
@@ -235,6 +243,7 @@ impl Cluster {
         let topology = Arc::new(topology);
         let (net, net_thread) = Net::start(&topology.secret);
         let mut rafts = Vec::with_capacity(topology.groups.len());
+        let mut acks = Vec::with_capacity(topology.groups.len());
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         let raft_dir = data_dir.join("raft");
         let log = RaftLog::open(&raft_dir, log, topology.groups.len())?;
@@ -255,9 +264,12 @@ impl Cluster {
             }
             .validate()
             .map_err(|e| ClusterStartError::Other(e.to_string()))?;
+            let group_acks = Arc::new(network::Acks::default());
+            acks.push(group_acks.clone());
             let network = GroupNetwork {
                 net: net.clone(),
                 group: g,
+                acks: group_acks,
             };
             let raft = Raft::new(me, Arc::new(config), network, log.store(g), machine)
                 .await
@@ -301,6 +313,7 @@ impl Cluster {
             served,
             rounds: (0..rafts_len).map(|_| Default::default()).collect(),
             this: this.clone(),
+            acks,
         });
         Ok((cluster, net_thread))
     }

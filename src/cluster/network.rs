@@ -9,7 +9,7 @@
 //! ([`Net::call_sendable`]). Every call has a timeout (connecting included): no node waits
 //! forever on another.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use openraft::error::{
@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::topology::Address;
-use super::types::{NodeId, TypeConfig};
+use super::types::{NodeId, TypeConfig, Vote};
 use crate::persist::codec;
 
 /// The header carrying the cluster secret.
@@ -202,10 +202,40 @@ async fn post(
     })
 }
 
+/// When each follower of a group last accepted this node as its leader: per follower, the
+/// vote it accepted and when the append (or heartbeat) it answered was sent. A follower that
+/// accepts an append keeps refusing other candidates' votes for openraft's leader lease (the
+/// maximum election timeout) from when it got it, so no other leader can be elected before
+/// `sent + lease` by a majority that acknowledged `sent` ([`super::Cluster::lease_read_index`]).
+#[derive(Default)]
+pub struct Acks {
+    by_node: std::sync::Mutex<std::collections::HashMap<NodeId, (Vote, Instant)>>,
+}
+
+impl Acks {
+    fn note(&self, node: NodeId, vote: Vote, sent: Instant) {
+        let mut by_node = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = by_node.get(&node).is_none_or(|&(_, at)| at < sent);
+        if newer {
+            by_node.insert(node, (vote, sent));
+        }
+    }
+
+    /// When `node` last acknowledged `vote`, if it did.
+    pub fn acked(&self, node: NodeId, vote: &Vote) -> Option<Instant> {
+        let by_node = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
+        by_node
+            .get(&node)
+            .filter(|(v, _)| v == vote)
+            .map(|&(_, at)| at)
+    }
+}
+
 /// Opens Raft connections of one group to its peers.
 pub struct GroupNetwork {
     pub net: Net,
     pub group: usize,
+    pub acks: std::sync::Arc<Acks>,
 }
 
 /// One group's Raft connection to one peer.
@@ -214,6 +244,7 @@ pub struct Peer {
     group: usize,
     target: NodeId,
     addr: Result<Address, String>,
+    acks: std::sync::Arc<Acks>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
@@ -225,6 +256,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             group: self.group,
             target,
             addr: Address::parse(&node.addr),
+            acks: self.acks.clone(),
         }
     }
 }
@@ -267,7 +299,13 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.rpc("append", &rpc, &option).await
+        let (sent, vote) = (Instant::now(), rpc.vote);
+        let answer = self.rpc("append", &rpc, &option).await;
+        // Any answer but a higher vote accepts this leader (a log conflict included).
+        if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+            self.acks.note(self.target, vote, sent);
+        }
+        answer
     }
 
     async fn install_snapshot(

@@ -11,7 +11,7 @@ use super::local::Found;
 use super::types::Raft;
 use super::{
     attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader,
-    Refusal, RowsRequest, DEADLINE, RETRY_PAUSE,
+    Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -167,17 +167,64 @@ impl Cluster {
         }
     }
 
-    /// The read index of `group`, this node leading it: confirmed with a quorum.
+    /// The read index of `group`, this node leading it: under a valid lease at once
+    /// ([`Cluster::lease_read_index`]), else confirmed with a quorum.
     pub async fn read_index_here(
         &self,
         group: usize,
         raft: &Raft,
         left: Duration,
     ) -> Result<u64, Refusal> {
+        if let Some(index) = self.lease_read_index(group, raft).await {
+            return Ok(index);
+        }
         let confirmed = raft.get_read_log_id();
         self.as_leader(group, raft, left, "leadership not confirmed", confirmed)
             .await
             .map(|(read, _applied)| read.map_or(0, |l| l.index))
+    }
+
+    /// The read index of `group` under this node's leader lease, without asking anyone: its
+    /// commit index, when a majority of the group's voters (this node included) accepted it as
+    /// leader, in its current vote, in appends sent less than [`LEASE_READ_MS`] ago, and
+    /// openraft's core still has it leading with that vote, its commit index in its own term
+    /// (so everything committed before its election is below it). No other leader can have
+    /// been elected since: those followers refuse votes for a whole leader lease (openraft's,
+    /// the maximum election timeout, counted from when they got the append), and this node
+    /// has granted none (its vote is unchanged). `None`: ask a quorum instead.
+    async fn lease_read_index(&self, group: usize, raft: &Raft) -> Option<u64> {
+        let (state, vote, committed, voters, joint) = raft
+            .with_raft_state(|st| {
+                let membership = st.membership_state.effective();
+                (
+                    st.server_state,
+                    *st.vote_ref(),
+                    st.committed,
+                    membership.voter_ids().collect::<Vec<_>>(),
+                    membership.get_joint_config().len() > 1,
+                )
+            })
+            .await
+            .ok()?;
+        let committed = committed?;
+        let current = state == openraft::ServerState::Leader
+            && vote.is_committed()
+            && committed.leader_id.term == vote.leader_id().get_term();
+        if !current || joint {
+            return None;
+        }
+        let now = Instant::now();
+        let lease = Duration::from_millis(LEASE_READ_MS);
+        let acked = voters
+            .iter()
+            .filter(|&&n| {
+                n == self.me
+                    || self.acks[group]
+                        .acked(n, &vote)
+                        .is_some_and(|sent| now.saturating_duration_since(sent) < lease)
+            })
+            .count();
+        (acked * 2 > voters.len()).then_some(committed.index)
     }
 
     /// Reads per-shard key batches (index = shard) as the grid does, from this node's
