@@ -11,7 +11,8 @@
    and through n2 (a follower: each read asks n1 for a read index), p99 of each and the ratio.
 3. Election pause after kill -9: a client pushes 100-row pushes (every group) back to back
    through a surviving node; a group leader is killed; the pause is from the kill to the first
-   acknowledged push. Repeated ROUNDS times (the victim restarted in between).
+   acknowledged push. Repeated ROUNDS times (the victim restarted, and every replica caught up,
+   in between).
 4. Catch-up: one node is killed, pushes go on for CATCHUP_SECS, the node is restarted; the
    time until its applied index reaches the leaders' last index in every group, and the
    entries and rows per second that makes.
@@ -103,6 +104,18 @@ def wait_for_leaders(node, timeout=60):
             pass
         time.sleep(0.1)
     sys.exit(f"no leader for every group through {node.name}")
+
+
+def caught_up(node, timeout=120):
+    """Waits until every replica has applied every group's last log index."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = status(node)
+        if all(g["leader"] and len(g["applied"]) == len(g["replicas"])
+               and all(a == g["last_log_index"] for a in g["applied"].values()) for g in s["groups"]):
+            return
+        time.sleep(0.1)
+    sys.exit("the replicas did not catch up")
 
 
 def parts(nodes):
@@ -226,6 +239,7 @@ def main():
             print(f"election pause {r + 1}: {leader} killed, {pauses[-1] * 1000:.0f} ms", file=sys.stderr)
             victim.start()
             wait_for_leaders(victim)
+            caught_up(survivor)
         summary["election_pause_ms"] = [round(p * 1000) for p in pauses]
 
         # 4. Catch-up of a restarted node.
