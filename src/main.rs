@@ -61,28 +61,18 @@ fn parse_scope(s: &str) -> Result<featgrid::auth::Scope, String> {
 enum ClusterCommand {
     /// Print who owns what, who leads, who is healthy (GET /cluster of one node, as a table).
     Status {
-        /// Any node's client URL, e.g. http://127.0.0.1:7001.
-        #[arg(long, value_name = "URL")]
-        node: String,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Print the JSON answer instead of the table.
         #[arg(long)]
         json: bool,
-        /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "FEATGRID_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
     },
     /// Change a group's voters through its leader, e.g. replace a dead node: new nodes are
     /// added as learners, caught up, then made voters with the removed ones dropped (joint
     /// consensus). Prints the group's members.
     Members {
-        /// Any node's client URL, e.g. http://127.0.0.1:7001.
-        #[arg(long, value_name = "URL")]
-        node: String,
+        #[command(flatten)]
+        node: NodeArgs,
         /// The group (its index in the topology's [[group]] list).
         #[arg(long, value_name = "N")]
         group: usize,
@@ -92,15 +82,23 @@ enum ClusterCommand {
         /// A node id to remove; repeat for several.
         #[arg(long, value_name = "ID")]
         remove: Vec<String>,
-        /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "FEATGRID_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
     },
+}
+
+/// Which node the cluster commands ask, and how.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Any node's client URL, e.g. http://127.0.0.1:7001.
+    #[arg(long, value_name = "URL")]
+    node: String,
+    /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FEATGRID_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -318,16 +316,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
         Command::Token(command) => token(command),
-        Command::Cluster(ClusterCommand::Status { node, json, token }) => {
-            cluster_status(&node, json, token.as_deref())
-        }
+        Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
         Command::Cluster(ClusterCommand::Members {
             node,
             group,
             add,
             remove,
-            token,
-        }) => cluster_members(&node, group, add, remove, token.as_deref()),
+        }) => cluster_members(&node, group, add, remove),
     }
 }
 
@@ -386,18 +381,22 @@ fn http(
 }
 
 fn cluster_members(
-    node: &str,
+    node: &NodeArgs,
     group: usize,
     add: Vec<String>,
     remove: Vec<String>,
-    token: Option<&str>,
 ) -> ExitCode {
     let url = format!(
         "{}/cluster/groups/{group}/members",
-        node.trim_end_matches('/')
+        node.node.trim_end_matches('/')
     );
     let body = serde_json::json!({"add": add, "remove": remove});
-    match http(&url, Some(body), token, Duration::from_secs(180)) {
+    match http(
+        &url,
+        Some(body),
+        node.token.as_deref(),
+        Duration::from_secs(180),
+    ) {
         Ok(answer) => {
             println!("{}", String::from_utf8_lossy(&answer));
             ExitCode::SUCCESS
@@ -409,9 +408,9 @@ fn cluster_members(
     }
 }
 
-fn cluster_status(node: &str, json: bool, token: Option<&str>) -> ExitCode {
-    let url = format!("{}/cluster", node.trim_end_matches('/'));
-    let body = match http(&url, None, token, Duration::from_secs(10)) {
+fn cluster_status(node: &NodeArgs, json: bool) -> ExitCode {
+    let url = format!("{}/cluster", node.node.trim_end_matches('/'));
+    let body = match http(&url, None, node.token.as_deref(), Duration::from_secs(10)) {
         Ok(body) => body,
         Err(e) => {
             eprintln!("featgrid cluster status: {url}: {e}");

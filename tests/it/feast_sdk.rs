@@ -39,12 +39,7 @@ fn feast_sdk_round_trip() {
     let Some(python) = feast_python() else {
         return; // feast_python said why
     };
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
-    let repo = tempfile::tempdir().expect("temporary repo");
-    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
-        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
-    }
-    feast_apply(&python, repo.path());
+    let (example, repo) = example_repo(&python);
     let server =
         crate::support::Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
     let url = server.url();
@@ -65,12 +60,7 @@ fn feast_sdk_round_trip_through_a_cluster_node() {
     let Some(python) = feast_python() else {
         return;
     };
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
-    let repo = tempfile::tempdir().expect("temporary repo");
-    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
-        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
-    }
-    feast_apply(&python, repo.path());
+    let (example, repo) = example_repo(&python);
     let cluster = super::cluster::Cluster::three();
     let url = cluster.node(1).url();
     set_online_store(repo.path(), &url);
@@ -187,6 +177,17 @@ pub fn run_sdk_script(
         check.env(k, v);
     }
     passes(&mut check, ok_line, &url);
+}
+
+/// `examples/feast_sdk`, and a copy of its feature repo where `feast apply` ran.
+fn example_repo(python: &Path) -> (PathBuf, tempfile::TempDir) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feast_sdk");
+    let repo = tempfile::tempdir().expect("temporary repo");
+    for file in ["feature_store.yaml", "definitions.py", ".feastignore"] {
+        std::fs::copy(example.join(file), repo.path().join(file)).expect("copy the example");
+    }
+    feast_apply(python, repo.path());
+    (example, repo)
 }
 
 /// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.
