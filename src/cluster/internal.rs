@@ -9,6 +9,8 @@
 //!   client request); an answer per part.
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
+//! - `POST /internal/v1/rows`: forwarded reads of several groups' keys (one call per node and
+//!   client request); an answer per group.
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
 
@@ -25,7 +27,7 @@ use serde::Serialize;
 use super::membership::{MemberChange, CHANGE_DEADLINE};
 use super::network::{CONTENT_TYPE, SECRET_HEADER};
 use super::types::{GroupWrite, TypeConfig};
-use super::{Cluster, Refusal, RowsRequest, DEADLINE};
+use super::{Cluster, Consistency, GroupKeys, Refusal, RowsRequest, DEADLINE};
 use crate::error::ApiError;
 use crate::persist::codec;
 use openraft::raft::AppendEntriesResponse;
@@ -81,6 +83,7 @@ pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
                 web::post().to(read_index),
             )
             .route("/internal/v1/rows/{group}", web::post().to(rows))
+            .route("/internal/v1/rows", web::post().to(rows_of_groups))
             .route("/internal/v1/members/{group}", web::post().to(members))
             .route("/internal/v1/status", web::post().to(status))
     })
@@ -186,6 +189,14 @@ async fn rows(
 ) -> Result<HttpResponse, ApiError> {
     let request: RowsRequest = decode(&body)?;
     Ok(encoded(&cluster.serve_rows(*group, request).await))
+}
+
+async fn rows_of_groups(
+    cluster: web::Data<Cluster>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (consistency, parts): (Consistency, GroupKeys) = decode(&body)?;
+    Ok(encoded(&cluster.serve_parts(consistency, parts).await))
 }
 
 async fn members(

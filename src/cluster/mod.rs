@@ -165,11 +165,17 @@ pub enum Refusal {
     },
 }
 
+/// Keys to read: (view id, canonical key).
+pub type Keys = Vec<(u32, Blob)>;
+
+/// The keys of several groups (group, its keys), read on their leader in one call.
+pub type GroupKeys = Vec<(usize, Keys)>;
+
 /// Keys to read on a group's leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowsRequest {
     pub consistency: Consistency,
-    pub keys: Vec<(u32, Blob)>,
+    pub keys: Keys,
 }
 
 /// Where a group's leader is, as far as this node knows.

@@ -2,16 +2,19 @@
 //! replica catches up to it) unless the read is `local`, then this node's replicas; keys of
 //! groups without a replica here are read from their leader.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::local::Found;
+use super::network::NetError;
+use super::topology::NodeIndex;
 use super::types::Raft;
 use super::{
-    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, Leader,
-    Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, GroupKeys,
+    Keys, Leader, Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -239,7 +242,7 @@ impl Cluster {
         // Decided once per request: a membership change may add a replica meanwhile.
         let here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
         let mut touched = vec![false; groups];
-        let mut remote: Vec<Vec<(u32, Blob)>> = vec![Vec::new(); groups];
+        let mut remote: Vec<Keys> = vec![Vec::new(); groups];
         for batch in &per_shard {
             for (view, key) in batch.iter() {
                 let g = self.topology.group_of_slot(slot(key));
@@ -275,14 +278,33 @@ impl Cluster {
                 .await
                 .map_err(|e| ClusterError::Internal(e.to_string()));
         }
-        let fetches = remote
-            .into_iter()
-            .enumerate()
-            .filter(|(_, keys)| !keys.is_empty())
-            .map(|(g, keys)| self.fetch_rows(g, keys, consistency, deadline));
+        // The keys of groups led by the same node go to it in one call; the others (no
+        // leader known) each on their own.
+        let mut by_node: BTreeMap<NodeIndex, GroupKeys> = BTreeMap::new();
+        let mut alone = Vec::new();
+        for (g, keys) in remote.into_iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            match self.leader(g) {
+                Leader::There(node) => by_node.entry(node).or_default().push((g, keys)),
+                _ => alone.push((g, keys)),
+            }
+        }
+        let bundled = join_all(
+            by_node
+                .into_iter()
+                .map(|(node, parts)| self.read_from_node(node, parts, consistency, deadline)),
+        );
+        let alone = join_all(
+            alone
+                .into_iter()
+                .map(|(g, keys)| self.fetch_rows(g, keys, consistency, deadline)),
+        );
+        let (bundled, alone) = futures_util::future::join(bundled, alone).await;
         let layouts = self.local.grid.layouts();
         let mut found = Found::default();
-        for rows in join_all(fetches).await {
+        for rows in bundled.into_iter().flatten().chain(alone) {
             found
                 .add_portable(&rows?, &layouts)
                 .map_err(ClusterError::Internal)?;
@@ -307,11 +329,86 @@ impl Cluster {
             .collect()
     }
 
+    /// Reads the keys of several groups that `node` leads (no replica here) in one call to it.
+    /// A group it did not answer for (it no longer leads it, or the call did not come back)
+    /// is read on its own ([`Cluster::fetch_rows`]).
+    async fn read_from_node(
+        &self,
+        node: NodeIndex,
+        parts: GroupKeys,
+        consistency: Consistency,
+        deadline: Instant,
+    ) -> Vec<Result<Vec<RecordView>, ClusterError>> {
+        let addr = self.internal_addr(node);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = (consistency, &parts);
+        let answer: Result<Vec<Result<Vec<RecordView>, Refusal>>, NetError> = self
+            .net
+            .call(
+                addr.clone(),
+                "/internal/v1/rows".into(),
+                &request,
+                attempt(left),
+            )
+            .await;
+        let answers = match answer {
+            Ok(answers) if answers.len() == parts.len() => answers.into_iter().map(Some).collect(),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                let failure = ClusterError::Peer {
+                    addr,
+                    status,
+                    code,
+                    message,
+                };
+                return parts.iter().map(|_| Err(failure.clone())).collect();
+            }
+            _ => vec![None; parts.len()],
+        };
+        let reads = parts.into_iter().zip(answers).map(|((g, keys), answer)| {
+            let addr = addr.clone();
+            async move {
+                match answer {
+                    Some(Ok(rows)) => {
+                        self.served.read_forwarded.inc();
+                        Ok(rows)
+                    }
+                    Some(Err(Refusal::NotLeader { leader })) => {
+                        self.note_leader(g, leader.filter(|&l| l != node));
+                        self.fetch_rows(g, keys, consistency, deadline).await
+                    }
+                    Some(Err(refusal)) => Err(refusal_error(g, addr, refusal)),
+                    None => self.fetch_rows(g, keys, consistency, deadline).await,
+                }
+            }
+        });
+        join_all(reads).await
+    }
+
+    /// Serves reads of several groups' keys on their leader: the internal endpoint's side
+    /// of [`Cluster::read_from_node`].
+    pub async fn serve_parts(
+        &self,
+        consistency: Consistency,
+        parts: GroupKeys,
+    ) -> Vec<Result<Vec<RecordView>, Refusal>> {
+        join_all(
+            parts
+                .into_iter()
+                .map(|(g, keys)| self.serve_rows(g, RowsRequest { consistency, keys })),
+        )
+        .await
+    }
+
     /// Reads keys of `group` (no replica here) from its leader.
     async fn fetch_rows(
         &self,
         group: usize,
-        keys: Vec<(u32, Blob)>,
+        keys: Keys,
         consistency: Consistency,
         deadline: Instant,
     ) -> Result<Vec<RecordView>, ClusterError> {
