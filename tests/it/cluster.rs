@@ -358,6 +358,30 @@ fn five_nodes_each_hold_three_fifths_and_serve_every_key() {
         3 * 500,
         "each row on exactly three nodes: {per_node:?}"
     );
+    // Per group, its three replicas hold the same rows; the groups' rows add up to 500.
+    let mut rows = 0;
+    for g in 0..5 {
+        let digests: Vec<Value> = (0..5)
+            .map(|i| {
+                cluster
+                    .node(i)
+                    .get(&format!("/admin/digest?group={g}"))
+                    .json
+            })
+            .filter(|d| d["rows"].as_u64() > Some(0))
+            .collect();
+        assert_eq!(digests.len(), 3, "group {g}: {digests:?}");
+        assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
+        rows += digests[0]["rows"].as_u64().unwrap();
+    }
+    assert_eq!(rows, 500);
+    let bad = cluster.node(0).get("/admin/digest?group=5");
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        bad.text
+    );
 }
 
 #[test]
@@ -371,6 +395,13 @@ fn a_single_node_has_no_cluster_routes() {
         a.text
     );
     let a = server.post("/cluster/groups/0/members", &json!({"add": ["n1"]}));
+    assert_eq!(
+        (a.status, a.json["code"].as_str()),
+        (404, Some("not_a_cluster")),
+        "{}",
+        a.text
+    );
+    let a = server.get("/admin/digest?group=0");
     assert_eq!(
         (a.status, a.json["code"].as_str()),
         (404, Some("not_a_cluster")),
