@@ -549,6 +549,31 @@ fn snapshot_cadence() -> (u64, u64) {
     }
 }
 
+/// The answer of a call to `addr` carrying the parts of several groups: one answer per part
+/// (`None`: the call brought none back; try that part alone), or the peer's refusal of the
+/// whole call, which is final for every part.
+fn part_answers<T>(
+    addr: &Address,
+    answer: Result<Vec<Result<T, Refusal>>, NetError>,
+    parts: usize,
+) -> Result<Vec<Option<Result<T, Refusal>>>, ClusterError> {
+    match answer {
+        Ok(answers) if answers.len() == parts => Ok(answers.into_iter().map(Some).collect()),
+        Err(NetError::Refused {
+            status,
+            code,
+            message,
+            ..
+        }) => Err(ClusterError::Peer {
+            addr: addr.clone(),
+            status,
+            code,
+            message,
+        }),
+        _ => Ok((0..parts).map(|_| None).collect()),
+    }
+}
+
 fn no_quorum(group: usize, reason: String) -> ClusterError {
     ClusterError::NoQuorum {
         groups: vec![group],

@@ -13,8 +13,8 @@ use super::network::NetError;
 use super::topology::NodeIndex;
 use super::types::Raft;
 use super::{
-    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, GroupKeys,
-    Keys, Leader, Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
+    attempt, no_quorum, part_answers, refusal_error, Cluster, ClusterError, Consistency, Forwarded,
+    GroupKeys, Keys, Leader, Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -351,23 +351,9 @@ impl Cluster {
                 attempt(left),
             )
             .await;
-        let answers = match answer {
-            Ok(answers) if answers.len() == parts.len() => answers.into_iter().map(Some).collect(),
-            Err(NetError::Refused {
-                status,
-                code,
-                message,
-                ..
-            }) => {
-                let failure = ClusterError::Peer {
-                    addr,
-                    status,
-                    code,
-                    message,
-                };
-                return parts.iter().map(|_| Err(failure.clone())).collect();
-            }
-            _ => vec![None; parts.len()],
+        let answers = match part_answers(&addr, answer, parts.len()) {
+            Ok(answers) => answers,
+            Err(failure) => return parts.iter().map(|_| Err(failure.clone())).collect(),
         };
         let reads = parts.into_iter().zip(answers).map(|((g, keys), answer)| {
             let addr = addr.clone();

@@ -15,8 +15,8 @@ use super::network::NetError;
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, Raft};
 use super::{
-    attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
-    RETRY_PAUSE,
+    attempt, no_quorum, part_answers, refusal_error, Cluster, ClusterError, Forwarded, Leader,
+    Refusal, DEADLINE, RETRY_PAUSE,
 };
 use crate::grid::partition::{RowBatch, RowLayout};
 use crate::persist::wal::{self, Destination};
@@ -104,26 +104,14 @@ impl Cluster {
                 attempt(left),
             )
             .await;
-        let answers = match answer {
-            Ok(answers) if answers.len() == writes.len() => answers.into_iter().map(Some).collect(),
-            Err(NetError::Refused {
-                status,
-                code,
-                message,
-                ..
-            }) => {
-                let failure = ClusterError::Peer {
-                    addr,
-                    status,
-                    code,
-                    message,
-                };
+        let answers = match part_answers(&addr, answer, writes.len()) {
+            Ok(answers) => answers,
+            Err(failure) => {
                 return writes
                     .into_iter()
                     .map(|(g, _)| (g, Err(failure.clone())))
-                    .collect();
+                    .collect()
             }
-            _ => vec![None; writes.len()],
         };
         let parts = writes.into_iter().zip(answers).map(|((g, write), answer)| {
             let addr = addr.clone();
