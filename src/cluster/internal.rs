@@ -148,7 +148,11 @@ async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&body)?;
-    Ok(encoded(&raft.install_snapshot(rpc).await))
+    let answer = raft.install_snapshot(rpc).await;
+    if answer.is_ok() {
+        cluster.heard_from_leader(*group);
+    }
+    Ok(encoded(&answer))
 }
 
 async fn write(

@@ -207,8 +207,9 @@ pub struct Cluster {
     local: LocalStore,
     /// Every group's Raft log.
     log: RaftLog,
-    /// Index = group: when this node last heard from the group's leader (ms since `epoch`):
-    /// a replica cut off from it refuses at once instead of waiting for the deadline.
+    /// Index = group: when this node last heard from the group's leader (ms since `epoch`,
+    /// plus one; 0: not since it started): a replica cut off from it refuses at once instead
+    /// of waiting for the deadline.
     heard: Vec<AtomicU64>,
     epoch: Instant,
     served: Served,
@@ -471,7 +472,10 @@ impl Cluster {
     /// Notes that `group`'s leader was just heard from (an append or heartbeat it sent).
     pub fn heard_from_leader(&self, group: usize) {
         if let Some(heard) = self.heard.get(group) {
-            heard.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            heard.store(
+                self.epoch.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -479,14 +483,19 @@ impl Cluster {
     /// quorum now: no leader has been heard from for longer than an election timeout (it is
     /// cut off, or an election is taking long). A node so cut off refuses requests about the
     /// group at once (503 `no_quorum`) rather than waiting for the deadline; one that is
-    /// merely between leaders hears from the new one within a heartbeat of its election.
+    /// merely between leaders hears from the new one within a heartbeat of its election. A
+    /// node that has heard from no leader since it started is not judged yet (a leader may
+    /// still be backing off from when the node was down): it waits like any request.
     fn cut_off(&self, group: usize) -> Option<String> {
+        let heard = self.heard.get(group)?.load(Ordering::Relaxed);
+        if heard == 0 {
+            return None;
+        }
         let raft = self.replica(group)?;
         if raft.metrics().borrow().current_leader == Some(self.me) {
             return None;
         }
-        let silent = (self.epoch.elapsed().as_millis() as u64)
-            .saturating_sub(self.heard[group].load(Ordering::Relaxed));
+        let silent = (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard);
         (silent > ELECTION_MAX_MS)
             .then(|| format!("this replica has not heard from a leader for {silent} ms"))
     }
