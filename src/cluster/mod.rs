@@ -61,6 +61,11 @@ const ELECTION_MAX_MS: u64 = 800;
 /// appends sent within this long: half the followers' lease, the rest a margin for clocks
 /// that run at different rates on different machines.
 const LEASE_READ_MS: u64 = ELECTION_MAX_MS / 2;
+/// A follower that has heard from no leader, or a leader that has heard from no quorum, for
+/// this long refuses requests about the group at once (503 `no_quorum`): more than four
+/// missed heartbeats, and short of the longest election timeout, so that a node cut off from
+/// the others refuses within one election timeout of the cut.
+const CUT_OFF_MS: u64 = 700;
 /// Entries between Raft snapshots of a group (then the log before them is dropped).
 const SNAPSHOT_EVERY: u64 = 20_000;
 /// Entries kept in the log after a snapshot, so that a briefly absent node catches up from
@@ -426,8 +431,8 @@ impl Cluster {
     }
 
     /// Runs `op` on this node's Raft node for `group`, as its leader, for at most `left`;
-    /// gives up as soon as the leader has not heard from a quorum for an election timeout
-    /// (the others may have elected a new leader: a minority refuses within about that).
+    /// gives up as soon as the leader has not heard from a quorum for [`CUT_OFF_MS`] (the
+    /// others may be electing a new leader: a minority refuses within about that).
     async fn as_leader<T, E>(
         &self,
         group: usize,
@@ -480,8 +485,8 @@ impl Cluster {
     }
 
     /// Why this node, a follower holding a replica of `group`, cannot reach a leader with a
-    /// quorum now: no leader has been heard from for longer than an election timeout (it is
-    /// cut off, or an election is taking long). A node so cut off refuses requests about the
+    /// quorum now: no leader has been heard from for longer than [`CUT_OFF_MS`] (it is cut
+    /// off, or an election is taking long). A node so cut off refuses requests about the
     /// group at once (503 `no_quorum`) rather than waiting for the deadline; one that is
     /// merely between leaders hears from the new one within a heartbeat of its election. A
     /// node that has heard from no leader since it started is not judged yet (a leader may
@@ -496,7 +501,7 @@ impl Cluster {
             return None;
         }
         let silent = (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard);
-        (silent > ELECTION_MAX_MS)
+        (silent > CUT_OFF_MS)
             .then(|| format!("this replica has not heard from a leader for {silent} ms"))
     }
 
@@ -522,12 +527,12 @@ impl Cluster {
     }
 
     /// Why this node, leading a group, cannot count on a quorum now: it has not heard from
-    /// one for longer than an election timeout (the others may have elected a new leader).
+    /// one for longer than [`CUT_OFF_MS`] (the others may be electing a new leader).
     fn lost_quorum(&self, raft: &Raft) -> Option<String> {
         let metrics = raft.metrics();
         let m = metrics.borrow();
         match m.millis_since_quorum_ack {
-            Some(ms) if ms > ELECTION_MAX_MS => Some(format!(
+            Some(ms) if ms > CUT_OFF_MS => Some(format!(
                 "the leader has not heard from a quorum for {ms} ms"
             )),
             _ => None,

@@ -26,12 +26,20 @@ pub(super) struct Cluster {
     bearer: Option<String>,
 }
 
-/// A free loopback port (bound, then released for the node to take).
+/// A free loopback port for a node to take, never handed out twice by this process: a node
+/// restarted after `kill -9` binds its ports again, and a port the system had handed out
+/// (bind to port 0) could meanwhile have gone to another test's node. So ports come from a
+/// counter below the system's ephemeral range (32768 up), from a base that differs per
+/// process, each checked free when handed out.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 1_000) * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 impl Cluster {

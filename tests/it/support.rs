@@ -138,9 +138,17 @@ impl Server {
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
+        let started = std::time::Instant::now();
+        let url = loop {
+            if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
+                break url;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "featgrid exited ({status}) before reporting its address; its stderr says why"
+                );
+            }
+            if started.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
                 panic!("featgrid did not report its address within 30 s ({status})");
