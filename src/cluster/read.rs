@@ -342,15 +342,22 @@ impl Cluster {
         let addr = self.internal_addr(node);
         let left = deadline.saturating_duration_since(Instant::now());
         let request = (consistency, &parts);
-        let answer: Result<Vec<Result<Vec<RecordView>, Refusal>>, NetError> = self
-            .net
-            .call(
-                addr.clone(),
-                "/internal/v1/rows".into(),
-                &request,
-                attempt(left),
-            )
-            .await;
+        let call = self.net.call(
+            addr.clone(),
+            "/internal/v1/rows".into(),
+            &request,
+            attempt(left),
+        );
+        // Cut off from the leaders meanwhile: each part then refuses on its own, at once.
+        let first = parts[0].0;
+        let answer: Result<Vec<Result<Vec<RecordView>, Refusal>>, NetError> =
+            match self.unless_cut_off(first, call).await {
+                Ok(answer) => answer,
+                Err(reason) => Err(NetError::Unreachable {
+                    addr: addr.clone(),
+                    reason,
+                }),
+            };
         let answers = match part_answers(&addr, answer, parts.len()) {
             Ok(answers) => answers,
             Err(failure) => return parts.iter().map(|_| Err(failure.clone())).collect(),

@@ -95,15 +95,22 @@ impl Cluster {
     ) -> Vec<(usize, Result<(), ClusterError>)> {
         let addr = self.internal_addr(node);
         let left = deadline.saturating_duration_since(Instant::now());
-        let answer: Result<Vec<Result<(), Refusal>>, NetError> = self
-            .net
-            .call(
-                addr.clone(),
-                "/internal/v1/writes".into(),
-                &writes,
-                attempt(left),
-            )
-            .await;
+        let call = self.net.call(
+            addr.clone(),
+            "/internal/v1/writes".into(),
+            &writes,
+            attempt(left),
+        );
+        // Cut off from the leaders meanwhile: each part then refuses on its own, at once.
+        let first = writes[0].0;
+        let answer: Result<Vec<Result<(), Refusal>>, NetError> =
+            match self.unless_cut_off(first, call).await {
+                Ok(answer) => answer,
+                Err(reason) => Err(NetError::Unreachable {
+                    addr: addr.clone(),
+                    reason,
+                }),
+            };
         let answers = match part_answers(&addr, answer, writes.len()) {
             Ok(answers) => answers,
             Err(failure) => {

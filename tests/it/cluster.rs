@@ -185,7 +185,11 @@ fn stored_rows(node: &Server) -> u64 {
 }
 
 pub(super) fn push(node: &Server, ids: &[i64], trips: i64) -> Answer {
-    let now = now_rfc3339();
+    push_at(node, ids, trips, now_rfc3339())
+}
+
+/// [`push`] with the rows' event time.
+pub(super) fn push_at(node: &Server, ids: &[i64], trips: i64, now: String) -> Answer {
     node.post(
         "/push",
         &json!({"push_source_name": "driver_stats_push_source", "df": {
