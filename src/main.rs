@@ -91,7 +91,15 @@ struct NodeArgs {
     /// Any node's client URL, e.g. http://127.0.0.1:7001.
     #[arg(long, value_name = "URL")]
     node: String,
-    /// Bearer token with the admin scope (a node with auth_tokens or JWTs asks for it).
+    /// A token with the admin scope (a node with auth_tokens or JWTs asks for it).
+    #[command(flatten)]
+    token: TokenArg,
+}
+
+/// A bearer token for the requests a command sends.
+#[derive(clap::Args)]
+struct TokenArg {
+    /// Bearer token sent with every request (servers with auth_tokens or JWTs ask for one).
     #[arg(
         long,
         value_name = "TOKEN",
@@ -236,14 +244,8 @@ struct BenchArgs {
     /// PEM certificate(s) to trust for https:// targets (the server's own, or its CA).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
-    /// Bearer token sent with every request (servers with auth_tokens or JWTs).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "FEATGRID_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    token: TokenArg,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -295,7 +297,7 @@ impl BenchArgs {
             probe_timeout: self.probe_timeout,
             seed: self.seed,
             ca_cert: self.ca_cert,
-            token: self.token,
+            token: self.token.token,
             json: self.json,
             plot: self.plot,
             progress: std::io::stderr().is_terminal(),
@@ -394,7 +396,7 @@ fn cluster_members(
     match http(
         &url,
         Some(body),
-        node.token.as_deref(),
+        node.token.token.as_deref(),
         Duration::from_secs(180),
     ) {
         Ok(answer) => {
@@ -410,7 +412,12 @@ fn cluster_members(
 
 fn cluster_status(node: &NodeArgs, json: bool) -> ExitCode {
     let url = format!("{}/cluster", node.node.trim_end_matches('/'));
-    let body = match http(&url, None, node.token.as_deref(), Duration::from_secs(10)) {
+    let body = match http(
+        &url,
+        None,
+        node.token.token.as_deref(),
+        Duration::from_secs(10),
+    ) {
         Ok(body) => body,
         Err(e) => {
             eprintln!("featgrid cluster status: {url}: {e}");

@@ -13,25 +13,13 @@ BATCH=${BATCH:-1}
 WORKLOAD=${WORKLOAD:-read}
 OUT=${OUT:-target/cpu-per-request}
 mkdir -p "$OUT"
-cargo build --release --quiet --bin featgrid --example ceiling
-BIN=target/release/featgrid
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }
-trap cleanup EXIT
+source benches/scripts/common.sh
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
 
 run() { # NAME CMD...
-  local name=$1; shift
-  "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
-  pid=$!
-  local url=
-  for _ in $(seq 100); do
-    url=$(grep -o 'http://[0-9.:]*' "$OUT/$name.stdout" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  "$BIN" bench --target "$url" --entities "$ENTITIES" --preload-batch 5000 --max-requests 1 --warmup 0s >/dev/null
+  local name=$1
+  start "$@"
   local t0 s0 t1 s1
   t0=$(ticks "$pid"); s0=$(switches "$pid")
   "$BIN" bench --target "$url" --entities "$ENTITIES" --no-preload --workload "$WORKLOAD" --batch "$BATCH" \
@@ -47,7 +35,7 @@ sw = (int(s1) - int(s0)) / n
 l = op["latency_us"]
 print(f"| {name} | {n:,} | {cpu_us:.1f} | {sw:.2f} | {l['p50']} | {l['p99']} | {l['p999']} |")
 PY
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  stop
 }
 
 echo "$WORKLOAD, batch $BATCH, $RATE requests/s for $DURATION:"

@@ -17,24 +17,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 FSYNC=${FSYNC:-no}
 OUT=${OUT:-target/wrk-ab}
 mkdir -p "$OUT"
-cargo build --release --quiet --bin featgrid --example ceiling
-BIN=target/release/featgrid
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-start() { # NAME CMD...: sets $url and $pid
-  local name=$1; shift
-  "$@" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
-  pid=$!
-  for _ in $(seq 100); do
-    url=$(grep -o 'http://[0-9.:]*' "$OUT/$name.stdout" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "$name did not start" >&2; exit 1; }
-  "$BIN" bench --target "$url" --entities "$ENTITIES" --preload-batch 5000 --max-requests 1 --warmup 0s >/dev/null
-}
+source benches/scripts/common.sh
 
 measure() { # NAME: one wrk run per workload, requests/s printed as "NAME MODE RPS"
   for mode in read1 read100 push100; do
@@ -50,11 +33,11 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$OUT/data"
     FEATGRID_READ_PATH=$path start "featgrid-$path" "$BIN" serve --bind 127.0.0.1:0 --fsync "$FSYNC" --data-dir "$OUT/data" --snapshot-interval 0
     measure "featgrid-$path"
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    stop
   done
   start ceiling target/release/examples/ceiling 127.0.0.1:0
   measure ceiling
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  stop
 done
 python3 - "$OUT/results.txt" <<'PY'
 import sys, collections

@@ -526,6 +526,49 @@ impl Cluster {
         }
     }
 
+    /// Calls `path` on `node` with `request`, which carries the parts of `parts` groups, the
+    /// first of them `first`: one answer per part (`None`: the call brought none back, try
+    /// that part alone), or the node's refusal of the whole call, final for every part. The
+    /// call stops early when this node finds itself cut off ([`Cluster::cut_off`] of
+    /// `first`): then every part is tried alone, and refuses at once.
+    async fn call_parts<Q: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        node: NodeIndex,
+        path: &str,
+        request: &Q,
+        (first, parts): (usize, usize),
+        deadline: Instant,
+    ) -> Result<Vec<Option<Result<T, Refusal>>>, ClusterError> {
+        let addr = self.internal_addr(node);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = self
+            .net
+            .call(addr.clone(), path.into(), request, attempt(left));
+        let answer: Result<Vec<Result<T, Refusal>>, NetError> =
+            match self.unless_cut_off(first, call).await {
+                Ok(answer) => answer,
+                Err(reason) => Err(NetError::Unreachable {
+                    addr: addr.clone(),
+                    reason,
+                }),
+            };
+        match answer {
+            Ok(answers) if answers.len() == parts => Ok(answers.into_iter().map(Some).collect()),
+            Err(NetError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => Err(ClusterError::Peer {
+                addr,
+                status,
+                code,
+                message,
+            }),
+            _ => Ok((0..parts).map(|_| None).collect()),
+        }
+    }
+
     /// Why this node, leading a group, cannot count on a quorum now: it has not heard from
     /// one for longer than [`CUT_OFF_MS`] (the others may be electing a new leader).
     fn lost_quorum(&self, raft: &Raft) -> Option<String> {
@@ -560,31 +603,6 @@ fn snapshot_cadence() -> (u64, u64) {
     match every {
         Some(every) => (every, 0),
         None => (SNAPSHOT_EVERY, KEEP_AFTER_SNAPSHOT),
-    }
-}
-
-/// The answer of a call to `addr` carrying the parts of several groups: one answer per part
-/// (`None`: the call brought none back; try that part alone), or the peer's refusal of the
-/// whole call, which is final for every part.
-fn part_answers<T>(
-    addr: &Address,
-    answer: Result<Vec<Result<T, Refusal>>, NetError>,
-    parts: usize,
-) -> Result<Vec<Option<Result<T, Refusal>>>, ClusterError> {
-    match answer {
-        Ok(answers) if answers.len() == parts => Ok(answers.into_iter().map(Some).collect()),
-        Err(NetError::Refused {
-            status,
-            code,
-            message,
-            ..
-        }) => Err(ClusterError::Peer {
-            addr: addr.clone(),
-            status,
-            code,
-            message,
-        }),
-        _ => Ok((0..parts).map(|_| None).collect()),
     }
 }
 

@@ -9,12 +9,11 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::local::Found;
-use super::network::NetError;
 use super::topology::NodeIndex;
 use super::types::Raft;
 use super::{
-    attempt, no_quorum, part_answers, refusal_error, Cluster, ClusterError, Consistency, Forwarded,
-    GroupKeys, Keys, Leader, Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Consistency, Forwarded, GroupKeys,
+    Keys, Leader, Refusal, RowsRequest, DEADLINE, LEASE_READ_MS, RETRY_PAUSE,
 };
 use crate::grid::partition::{ReadBatch, ReadOutput};
 use crate::grid::routing::slot;
@@ -339,29 +338,16 @@ impl Cluster {
         consistency: Consistency,
         deadline: Instant,
     ) -> Vec<Result<Vec<RecordView>, ClusterError>> {
-        let addr = self.internal_addr(node);
-        let left = deadline.saturating_duration_since(Instant::now());
+        let place = (parts[0].0, parts.len());
         let request = (consistency, &parts);
-        let call = self.net.call(
-            addr.clone(),
-            "/internal/v1/rows".into(),
-            &request,
-            attempt(left),
-        );
-        // Cut off from the leaders meanwhile: each part then refuses on its own, at once.
-        let first = parts[0].0;
-        let answer: Result<Vec<Result<Vec<RecordView>, Refusal>>, NetError> =
-            match self.unless_cut_off(first, call).await {
-                Ok(answer) => answer,
-                Err(reason) => Err(NetError::Unreachable {
-                    addr: addr.clone(),
-                    reason,
-                }),
-            };
-        let answers = match part_answers(&addr, answer, parts.len()) {
+        let answers = match self
+            .call_parts(node, "/internal/v1/rows", &request, place, deadline)
+            .await
+        {
             Ok(answers) => answers,
             Err(failure) => return parts.iter().map(|_| Err(failure.clone())).collect(),
         };
+        let addr = self.internal_addr(node);
         let reads = parts.into_iter().zip(answers).map(|((g, keys), answer)| {
             let addr = addr.clone();
             async move {

@@ -11,12 +11,11 @@ use serde::Serialize;
 
 use super::batch::QUEUE;
 use super::local::split_by_group;
-use super::network::NetError;
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, Raft};
 use super::{
-    attempt, no_quorum, part_answers, refusal_error, Cluster, ClusterError, Forwarded, Leader,
-    Refusal, DEADLINE, RETRY_PAUSE,
+    attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
+    RETRY_PAUSE,
 };
 use crate::grid::partition::{RowBatch, RowLayout};
 use crate::persist::wal::{self, Destination};
@@ -93,25 +92,11 @@ impl Cluster {
         writes: Vec<(usize, GroupWrite)>,
         deadline: Instant,
     ) -> Vec<(usize, Result<(), ClusterError>)> {
-        let addr = self.internal_addr(node);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let call = self.net.call(
-            addr.clone(),
-            "/internal/v1/writes".into(),
-            &writes,
-            attempt(left),
-        );
-        // Cut off from the leaders meanwhile: each part then refuses on its own, at once.
-        let first = writes[0].0;
-        let answer: Result<Vec<Result<(), Refusal>>, NetError> =
-            match self.unless_cut_off(first, call).await {
-                Ok(answer) => answer,
-                Err(reason) => Err(NetError::Unreachable {
-                    addr: addr.clone(),
-                    reason,
-                }),
-            };
-        let answers = match part_answers(&addr, answer, writes.len()) {
+        let place = (writes[0].0, writes.len());
+        let answers = match self
+            .call_parts(node, "/internal/v1/writes", &writes, place, deadline)
+            .await
+        {
             Ok(answers) => answers,
             Err(failure) => {
                 return writes
@@ -120,6 +105,7 @@ impl Cluster {
                     .collect()
             }
         };
+        let addr = self.internal_addr(node);
         let parts = writes.into_iter().zip(answers).map(|((g, write), answer)| {
             let addr = addr.clone();
             async move {

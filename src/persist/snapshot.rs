@@ -145,9 +145,8 @@ pub fn write_shard(
         wal_lsn,
         views: sections,
     };
-    let encoded = codec::encode(&body)?;
+    let (head, encoded) = encode_parts(header, &body)?;
     drop(body);
-    let head = encode_header(header, encoded.len() as u64, crc32c(&encoded));
     write_atomic_with(path, |file| {
         use std::io::Write;
         file.write_all(&head)?;
@@ -159,15 +158,21 @@ pub fn write_shard(
 /// A whole file's bytes (header and body), for a file that travels before it is written: a
 /// cluster group's Raft snapshot is one such file ([`crate::cluster::state_machine`]).
 pub fn encode_file(header: &Header, body: &Body) -> Result<Vec<u8>, SnapshotError> {
-    let encoded = codec::encode(body)?;
+    let (head, encoded) = encode_parts(header, body)?;
     let mut out = Vec::with_capacity(HEADER_LEN + encoded.len());
-    out.extend_from_slice(&encode_header(
-        header,
-        encoded.len() as u64,
-        crc32c(&encoded),
-    ));
+    out.extend_from_slice(&head);
     out.extend_from_slice(&encoded);
     Ok(out)
+}
+
+/// A file's header and encoded body.
+fn encode_parts(
+    header: &Header,
+    body: &Body,
+) -> Result<([u8; HEADER_LEN], Vec<u8>), SnapshotError> {
+    let encoded = codec::encode(body)?;
+    let head = encode_header(header, encoded.len() as u64, crc32c(&encoded));
+    Ok((head, encoded))
 }
 
 /// Reads and checks a shard file.

@@ -11,7 +11,7 @@ use featgrid::auth::tokens::{file_entry, new_token};
 use featgrid::auth::Scope;
 use serde_json::json;
 
-use crate::support::{Answer, Server, BIN};
+use crate::support::{assert_error, Answer, Server, BIN};
 
 /// A token and its `[[token]]` entry.
 fn token(name: &str, scopes: &[Scope], views: &[&str]) -> (String, String) {
@@ -46,16 +46,6 @@ fn call(
         .map(|b| ("Authorization", b.as_str()))
         .collect();
     server.send(method, path, &headers, body)
-}
-
-fn assert_error(a: &Answer, status: u16, code: &str) {
-    assert_eq!(a.status, status, "{}", a.text);
-    assert_eq!(a.json["code"], code, "{}", a.text);
-    assert!(
-        a.json["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{}",
-        a.text
-    );
 }
 
 #[test]

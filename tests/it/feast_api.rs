@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{column, now_plus, now_rfc3339, Server};
+use crate::support::{assert_error, column, now_plus, now_rfc3339, Server};
 
 /// A driver row stamped now (the view's TTL is a day), in pandas' space-separated form.
 fn driver_row(id: i64, conv: f64) -> Value {
@@ -146,17 +146,6 @@ fn metrics_count_requests_and_every_answer_has_a_request_id() {
     assert!(
         metrics.contains("featgrid_process_resident_memory_bytes"),
         "{metrics}"
-    );
-}
-
-/// Asserts the one error shape: status, stable code, a message.
-fn assert_error(a: &crate::support::Answer, status: u16, code: &str) {
-    assert_eq!(a.status, status, "{}", a.text);
-    assert_eq!(a.json["code"], code, "{}", a.text);
-    assert!(
-        a.json["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{}",
-        a.text
     );
 }
 

@@ -44,13 +44,7 @@ fn feast_sdk_round_trip() {
         crate::support::Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
     let url = server.url();
     assert_eq!(server.get("/registry").json["loaded_from"]["kind"], "feast");
-    set_online_store(repo.path(), &url);
-    let mut check = Command::new(&python);
-    check
-        .arg(example.join("run.py"))
-        .arg("--repo")
-        .arg(repo.path());
-    passes(&mut check, "feast sdk check: OK", &url);
+    run_example(&python, &example, repo.path(), &url);
 }
 
 /// The same check against a 3-node cluster (the embedded registry, which is the example's):
@@ -63,13 +57,7 @@ fn feast_sdk_round_trip_through_a_cluster_node() {
     let (example, repo) = example_repo(&python);
     let cluster = super::cluster::Cluster::three();
     let url = cluster.node(1).url();
-    set_online_store(repo.path(), &url);
-    let mut check = Command::new(&python);
-    check
-        .arg(example.join("run.py"))
-        .arg("--repo")
-        .arg(repo.path());
-    passes(&mut check, "feast sdk check: OK", &url);
+    run_example(&python, &example, repo.path(), &url);
 }
 
 /// `error_format = "feast"`: the SDK raises FeatureViewNotFoundException,
@@ -188,6 +176,14 @@ fn example_repo(python: &Path) -> (PathBuf, tempfile::TempDir) {
     }
     feast_apply(python, repo.path());
     (example, repo)
+}
+
+/// Points the example repo at `url` and runs the example's `run.py` against it.
+fn run_example(python: &Path, example: &Path, repo: &Path, url: &str) {
+    set_online_store(repo, url);
+    let mut check = Command::new(python);
+    check.arg(example.join("run.py")).arg("--repo").arg(repo);
+    passes(&mut check, "feast sdk check: OK", url);
 }
 
 /// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.

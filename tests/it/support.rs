@@ -382,6 +382,17 @@ pub fn now_rfc3339() -> String {
     now_plus(0).format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Asserts the one error shape: status, stable code, a message.
+pub fn assert_error(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{}", a.text);
+    assert_eq!(a.json["code"], code, "{}", a.text);
+    assert!(
+        a.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        a.text
+    );
+}
+
 /// Now plus `seconds`, truncated to the second.
 pub fn now_plus(seconds: i64) -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now().timestamp() + seconds;
