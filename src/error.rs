@@ -170,6 +170,17 @@ impl From<crate::persist::offline::OfflineError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Grid(e) => e.into(),
+            StoreError::Wal(e) => e.into(),
+            StoreError::Offline(e) => e.into(),
+        }
+    }
+}
+
 impl From<GridError> for ApiError {
     fn from(e: GridError) -> ApiError {
         let code = match &e {

@@ -17,6 +17,7 @@ pub mod grid;
 pub mod persist;
 pub mod registry;
 pub mod reload;
+pub mod store;
 pub mod tls;
 pub mod value;
 
@@ -64,6 +65,7 @@ pub fn build_app(
     let write = Need::Scope(Scope::Write);
     let admin = Need::Scope(Scope::Admin);
     App::new()
+        .app_data(web::Data::from(state.auth.clone()))
         .app_data(state)
         .wrap_fn(move |req, service| {
             // One span per request, with an id the client sees as `x-request-id`.
@@ -119,10 +121,10 @@ pub fn build_app(
         )
         .service(guarded("/admin/digest", admin).route(web::get().to(admin::digest)))
         .service(guarded("/admin/test/stall", admin).route(web::post().to(admin::test_stall)))
-        .service(guarded("/cluster", admin).route(web::get().to(cluster::status::route)))
+        .service(guarded("/cluster", admin).route(web::get().to(api::cluster::status)))
         .service(
             guarded("/cluster/groups/{group}/members", admin)
-                .route(web::post().to(cluster::membership::route)),
+                .route(web::post().to(api::cluster::members)),
         )
         .default_service(web::to(api::not_found))
 }
@@ -254,12 +256,17 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         scheduler: snapshotter.schedule(settings.snapshot_interval()),
         snapshotter: snapshotter.clone(),
     };
+    let metrics = api::metrics::Metrics::new();
     let state = web::Data::new(AppState {
         registry: reload::LiveRegistry::new(registry),
-        grid,
-        wal: opened.wal,
+        store: store::LocalStore {
+            grid,
+            wal: opened.wal,
+            offline,
+            rows_written: metrics.rows_written.clone(),
+            rows_skipped_older: metrics.rows_skipped_older.clone(),
+        },
         snapshotter,
-        offline,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
             max_read_body_bytes: settings.max_read_body_bytes,
@@ -270,9 +277,9 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_answer_bytes: settings.max_answer_bytes,
         },
         memory,
-        metrics: api::metrics::Metrics::new(),
+        metrics,
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
-        auth,
+        auth: Arc::new(auth),
         feast_errors: settings.error_format == "feast",
         cluster: std::sync::OnceLock::new(),
     });
@@ -298,26 +305,29 @@ pub async fn start_cluster(
     registry: Registry,
     topology: cluster::topology::Topology,
     node: cluster::topology::NodeIndex,
+    bootstrap: bool,
 ) -> Result<Running, StartError> {
     let prepared = prepare(settings, registry)?;
     let fsync = settings.fsync_policy().map_err(std::io::Error::other)?;
     let state = &prepared.state;
-    let local = cluster::local::LocalStore {
-        grid: state.grid.clone(),
-        wal: state.wal.clone(),
-        offline: state.offline.clone(),
-        rows_written: state.metrics.rows_written.clone(),
-        rows_skipped_older: state.metrics.rows_skipped_older.clone(),
-    };
+    let local = state.store.clone();
     let log = cluster::log_store::LogOptions {
         fsync,
         segment_bytes: settings.wal_segment_bytes,
         recover: settings.recover,
     };
     let served = cluster::Served::new(&state.metrics.cluster_parts);
-    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local, served)
-        .await
-        .map_err(std::io::Error::other)?;
+    let started = cluster::Node::start(
+        topology,
+        node,
+        &settings.data_dir,
+        log,
+        local,
+        served,
+        bootstrap,
+    )
+    .await
+    .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());
     serve(settings, prepared, Some(started))
 }

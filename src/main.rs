@@ -168,6 +168,12 @@ struct ServeArgs {
     /// This node's id in the --cluster topology.
     #[arg(long, value_name = "ID", requires = "cluster")]
     node_id: Option<String>,
+    /// The first start of a brand-new cluster: groups this node has no Raft state for are
+    /// started afresh (the first node of each group initializes it). Without it, a node with
+    /// no Raft state for a group (a wiped or new data directory) rejoins: it votes in no
+    /// election until the group's leader has added it back and caught it up.
+    #[arg(long, requires = "cluster", env = "FEATGRID_BOOTSTRAP")]
+    bootstrap: bool,
     /// Validate the settings, the registry and the topology, then exit: 0 and a summary when
     /// they are valid, 2 and the first problem otherwise.
     #[arg(long)]
@@ -529,7 +535,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let result = system.block_on(async move {
         let running = match cluster {
             Some((topology, node)) => {
-                featgrid::start_cluster(&settings, registry, topology, node).await
+                featgrid::start_cluster(&settings, registry, topology, node, args.bootstrap).await
             }
             None => featgrid::start(&settings, registry),
         }

@@ -22,7 +22,6 @@ use super::{
     check_answer_size, parse_json, read_body, unique_columns, AppState, BodyKind, Frame, Limits,
 };
 use crate::auth::check_views;
-use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
@@ -205,7 +204,7 @@ pub async fn get_online_features(
         selection,
         &request.entities,
         request.full_feature_names,
-        Consistency::of(&req)?,
+        super::cluster::consistency(&req)?,
     )
     .await?;
     let body = render(&found, &request.entities, views.as_deref(), &state.limits)?;

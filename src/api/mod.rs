@@ -9,6 +9,7 @@
 //! value conversions are the same code, whatever the format.
 
 pub mod admin;
+pub mod cluster;
 pub mod feast;
 pub mod lookup;
 pub mod memory;
@@ -24,10 +25,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::grid::coordinator::Coordinator;
-use crate::persist::offline::OfflineSink;
 use crate::persist::snapshotter::Snapshotter;
-use crate::persist::wal::Wal;
 use crate::reload::LiveRegistry;
 
 /// A columnar data frame: column name -> one value per row, in the order given.
@@ -112,16 +110,16 @@ pub enum BodyKind {
 pub struct AppState {
     /// Load it once per request ([`LiveRegistry::current`]): a reload may swap it meanwhile.
     pub registry: LiveRegistry,
-    pub grid: Coordinator,
-    pub wal: Wal,
+    /// The shards, the write-ahead log and the offline sink: the local write path.
+    pub store: crate::store::LocalStore,
     pub snapshotter: Snapshotter,
-    pub offline: OfflineSink,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
     pub test_hooks: bool,
     pub memory: Arc<memory::MemoryGuard>,
-    pub auth: crate::auth::Auth,
+    /// Also app data of its own, for the auth middleware ([`crate::auth::require`]).
+    pub auth: Arc<crate::auth::Auth>,
     /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.
     pub feast_errors: bool,
     /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;

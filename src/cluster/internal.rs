@@ -12,6 +12,8 @@
 //! - `POST /internal/v1/rows`: forwarded reads of several groups' keys (one call per node and
 //!   client request); an answer per group.
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
+//! - `POST /internal/v1/rejoin/{group}`: add back a node that lost its Raft state, on the
+//!   group's leader ([`super::rejoin`]).
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use super::membership::{MemberChange, CHANGE_DEADLINE};
 use super::network::{CONTENT_TYPE, SECRET_HEADER};
+use super::topology::NodeIndex;
 use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Consistency, GroupKeys, Refusal, RowsRequest, DEADLINE};
 use crate::error::ApiError;
@@ -45,8 +48,8 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// Binds the internal endpoint on `addr` and starts serving it.
-pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
+/// Starts serving the internal endpoint on `listener` (the node's `internal` address).
+pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io::Result<Server> {
     let data = web::Data::from(cluster);
     let server = HttpServer::new(move || {
         let secret = data.topology.secret.clone();
@@ -85,11 +88,12 @@ pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
             .route("/internal/v1/rows/{group}", web::post().to(rows))
             .route("/internal/v1/rows", web::post().to(rows_of_groups))
             .route("/internal/v1/members/{group}", web::post().to(members))
+            .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
             .route("/internal/v1/status", web::post().to(status))
     })
     .workers(2)
     .disable_signals()
-    .bind(addr)?;
+    .listen(listener)?;
     Ok(server.run())
 }
 
@@ -138,6 +142,16 @@ async fn vote(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::VoteRequest<u64> = decode(&body)?;
+    if cluster.rejoining(*group).is_some() {
+        // Lost its Raft state: its vote could elect a leader without acknowledged writes.
+        let refused: Result<_, openraft::error::RaftError<u64>> =
+            Ok(openraft::raft::VoteResponse {
+                vote: rpc.vote,
+                vote_granted: false,
+                last_log_id: None,
+            });
+        return Ok(encoded(&refused));
+    }
     Ok(encoded(&raft.vote(rpc).await))
 }
 
@@ -214,6 +228,30 @@ async fn members(
         Some(raft) => {
             cluster
                 .change_members_here(group, raft, &change, CHANGE_DEADLINE)
+                .await
+        }
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn rejoin(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let node: NodeIndex = decode(&body)?;
+    if node as usize >= cluster.topology.nodes.len() {
+        return Err(ApiError::bad_request(
+            "unknown_node",
+            format!("node #{node} is not in the topology"),
+        ));
+    }
+    let answer = match cluster.raft(group) {
+        Some(raft) => {
+            cluster
+                .rejoin_here(group, raft, node, CHANGE_DEADLINE)
                 .await
         }
         None => Err(Refusal::NotLeader { leader: None }),

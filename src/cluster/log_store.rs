@@ -223,6 +223,12 @@ impl RaftLog {
         }
     }
 
+    /// Whether `group` has any Raft state here: a vote, entries, or a purge (a snapshot).
+    pub fn has_state(&self, group: usize) -> bool {
+        let state = lock(&self.shared.groups[group].state);
+        state.vote.is_some() || !state.entries.is_empty() || state.last_purged.is_some()
+    }
+
     pub fn stats(&self) -> WalStats {
         self.shared.wal.stats()
     }

@@ -1,6 +1,6 @@
 //! A slot group's state machine: the node's shard partitions, restricted to the group's slots.
 //!
-//! A committed entry is applied as local writes ([`LocalStore::apply_batch`]): logged ahead in the
+//! A committed entry is applied as local writes ([`Replica::apply_batch`]): logged ahead in the
 //! node's write-ahead log and applied by the shards, so the node's snapshots and log bring it
 //! back after a restart like any push. What was applied is remembered in `raft/g<group>/applied`
 //! (last applied log id and membership, written atomically at most once a second and on every
@@ -25,7 +25,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::local::{split_by_group, LocalStore};
+use super::local::{split_by_group, Replica};
 use super::topology::Topology;
 use super::types::{
     Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -89,7 +89,7 @@ impl SnapshotFiles {
 /// The state machine of group `group` on this node.
 pub struct GroupMachine {
     group: usize,
-    local: LocalStore,
+    local: Replica,
     topology: Arc<Topology>,
     marker_path: PathBuf,
     applied: Option<LogId>,
@@ -109,7 +109,7 @@ impl GroupMachine {
     pub fn open(
         group: usize,
         dir: PathBuf,
-        local: LocalStore,
+        local: Replica,
         topology: Arc<Topology>,
     ) -> Result<GroupMachine, String> {
         let marker_path = dir.join("applied");
@@ -175,7 +175,10 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         for entry in entries {
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => self.local.apply_batch(batch).await,
+                EntryPayload::Normal(batch) => self.local.apply_batch(batch).await.map_err(|e| {
+                    tracing::error!(group = self.group, index = entry.log_id.index, error = %e, "the group stops on this node");
+                    sm_err(e)
+                })?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     membership_changed = true;
@@ -216,19 +219,24 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             views: Vec::with_capacity(body.views.len()),
         };
         for section in body.views {
-            match views.iter().position(|v| *v == section.view) {
-                Some(id) => write.views.push(RecordView {
-                    view: id as u32,
-                    data: section.data,
-                }),
-                None => tracing::error!(
-                    group = self.group,
-                    view = %section.view.name,
-                    "a raft snapshot holds a view this node does not serve (every node must serve the same registry); its rows are skipped"
-                ),
-            }
+            let Some(id) = views.iter().position(|v| *v == section.view) else {
+                // Skipping the rows would leave this replica short of what it says it holds.
+                let e = format!(
+                    "a raft snapshot of group {} holds feature view '{}', which this node does not serve (every node must serve the same registry)",
+                    self.group, section.view.name
+                );
+                tracing::error!(group = self.group, error = %e, "the group stops on this node");
+                return Err(sm_err(e));
+            };
+            write.views.push(RecordView {
+                view: id as u32,
+                data: section.data,
+            });
         }
-        self.local.apply(&write).await;
+        self.local.apply(&write).await.map_err(|e| {
+            tracing::error!(group = self.group, error = %e, "the group stops on this node");
+            sm_err(e)
+        })?;
         self.files.keep(meta, &data).map_err(sm_err)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -262,7 +270,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
 /// Builds a snapshot of one group from frozen copies of the shards.
 pub struct GroupSnapshotBuilder {
     group: usize,
-    local: LocalStore,
+    local: Replica,
     topology: Arc<Topology>,
     applied: Option<LogId>,
     membership: StoredMembership,

@@ -24,6 +24,8 @@ pub(super) struct Cluster {
     internal: Vec<String>,
     /// An admin token for `GET /cluster`, when the nodes require tokens.
     bearer: Option<String>,
+    /// Per node: started before. Its first start is the cluster's `--bootstrap`.
+    started: Vec<bool>,
 }
 
 /// A free loopback port for a node to take, never handed out twice by this process: a node
@@ -99,6 +101,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             internal,
             bearer,
+            started: vec![false; n],
         };
         for i in 0..n {
             cluster.restart(i);
@@ -129,15 +132,24 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir(i))
+            .args((!self.started[i]).then_some("--bootstrap"))
             .env("FEATGRID_LOG", "warn,openraft=off")
             .envs(self.env.iter().copied());
         self.nodes[i] = Some(Server::launch(command, std::process::Stdio::inherit()));
+        self.started[i] = true;
     }
 
     pub(super) fn kill9(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             node.kill9();
         }
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to node `i`.
+    pub(super) fn signal(&self, i: usize, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child the harness spawned and has not reaped.
+        let rc = unsafe { libc::kill(self.node(i).pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) of node {i} failed");
     }
 
     pub(super) fn node(&self, i: usize) -> &Server {

@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_config;
 mod cluster_failures;
 mod cluster_partition;
+mod cluster_trust;
 mod consistency;
 mod durability;
 mod error_format;
