@@ -94,7 +94,7 @@ impl Replica {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => {
                     attempts += 1;
-                    if attempts % STALL_REPORT_EVERY == 0 {
+                    if attempts.is_multiple_of(STALL_REPORT_EVERY) {
                         tracing::warn!(error = %e, attempts, "a committed write waits for the local store");
                     }
                     actix_rt::time::sleep(APPLY_RETRY).await;
