@@ -30,11 +30,12 @@ use super::topology::Topology;
 use super::types::{
     Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::grid::partition::PortableRows;
+use crate::grid::partition::{FrozenPartition, PortableRows, RowLayout};
 use crate::persist::atomic::write_atomic;
 use crate::persist::codec::Blob;
 use crate::persist::snapshot::{self, Body, Header, ViewSection};
 use crate::persist::wal::{Destination, RecordView};
+use crate::persist::ViewMeta;
 
 /// How often the applied marker is written while entries are applied.
 const MARK_EVERY: Duration = Duration::from_secs(1);
@@ -104,6 +105,17 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
 }
 
+/// Runs `work` (file I/O, fsyncs, encoding or checking a snapshot) on a blocking thread: the
+/// thread this is awaited on drives every group's Raft core, heartbeats included, and a
+/// snapshot of any size must not delay them into an election.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    actix_rt::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(format!("a blocking task failed: {e}")))
+}
+
 impl GroupMachine {
     /// The machine of `group`, its marker in `dir` (read if present).
     pub fn open(
@@ -134,13 +146,15 @@ impl GroupMachine {
         })
     }
 
-    fn mark(&mut self) -> Result<(), String> {
+    /// Writes the applied marker, on a blocking thread (the Raft cores share this one).
+    async fn mark(&mut self) -> Result<(), String> {
         let marker = Marker {
             applied: self.applied,
             membership: self.membership.clone(),
         };
         let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
-        write_atomic(&self.marker_path, &bytes).map_err(|e| e.to_string())?;
+        let path = self.marker_path.clone();
+        blocking(move || write_atomic(&path, &bytes).map_err(|e| e.to_string())).await?;
         self.marked_at = Instant::now();
         Ok(())
     }
@@ -188,7 +202,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             answers.push(());
         }
         if membership_changed || self.marked_at.elapsed() >= MARK_EVERY {
-            self.mark().map_err(sm_err)?;
+            self.mark().await.map_err(sm_err)?;
         }
         Ok(answers)
     }
@@ -196,7 +210,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
     async fn get_snapshot_builder(&mut self) -> GroupSnapshotBuilder {
         // The log is purged up to the snapshot once it is built: the marker must not lag
         // behind that point, or a restart would start from entries no longer in the log.
-        if let Err(e) = self.mark() {
+        if let Err(e) = self.mark().await {
             tracing::error!(group = self.group, error = %e, "cannot write the applied marker");
         }
         self.builder()
@@ -211,8 +225,12 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let (_, body) = snapshot::parse_file(&self.files.file, &data).map_err(sm_err)?;
+        let data = Arc::new(snapshot.into_inner());
+        let (path, bytes) = (self.files.file.clone(), data.clone());
+        let (_, body) =
+            blocking(move || snapshot::parse_file(&path, &bytes).map_err(|e| e.to_string()))
+                .await
+                .map_err(sm_err)?;
         let views = self.local.wal.views();
         let mut write = GroupWrite {
             dest: Destination::ONLINE,
@@ -237,10 +255,13 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             tracing::error!(group = self.group, error = %e, "the group stops on this node");
             sm_err(e)
         })?;
-        self.files.keep(meta, &data).map_err(sm_err)?;
+        let (files, kept) = (self.files.clone(), meta.clone());
+        blocking(move || files.keep(&kept, &data))
+            .await
+            .map_err(sm_err)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.mark().map_err(sm_err)?;
+        self.mark().await.map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(group = self.group, last = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
@@ -255,14 +276,17 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         let Some(meta) = kept else {
             return Ok(None);
         };
+        let files = self.files.clone();
+        let bytes = blocking(move || {
+            files
+                .read()
+                .map_err(|e| format!("{}: {e}", files.file.display()))
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::error(e))))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(self.files.read().map_err(|e| {
-                StorageError::from(StorageIOError::read_snapshot(
-                    None,
-                    AnyError::error(format!("{}: {e}", self.files.file.display())),
-                ))
-            })?)),
+            snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
 }
@@ -285,65 +309,22 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         let frozen = self.local.grid.freeze().await.map_err(sm_err)?;
         let layouts = self.local.grid.layouts();
         let metas = self.local.wal.views();
-        let mut views = Vec::new();
-        for part in &frozen {
-            for view in 0..layouts.len() {
-                let mut data = Vec::new();
-                part.encode_view(view, &mut data);
-                if !data.is_empty() {
-                    views.push(RecordView {
-                        view: view as u32,
-                        data: Blob(data),
-                    });
-                }
-            }
-        }
         let group = self.group;
-        let topology = &self.topology;
-        let mine = split_by_group(&views, &layouts, topology.groups.len(), |s| {
-            topology.group_of_slot(s)
-        })
-        .map_err(sm_err)?
-        .swap_remove(group)
-        .unwrap_or_default();
-        let mut sections = Vec::with_capacity(mine.len());
-        for rv in mine {
-            let id = rv.view as usize;
-            let (Some(layout), Some(view)) = (layouts.get(id), metas.get(id)) else {
-                return Err(sm_err(format!(
-                    "view id {id} has no name in the log's views"
-                )));
-            };
-            sections.push(ViewSection {
-                view: view.clone(),
-                rows: PortableRows::new(layout, &rv.data.0).count() as u64,
-                data: rv.data,
-            });
-        }
         let index = self.applied.map_or(0, |l| l.index);
-        let ranges = &topology.groups[group].ranges;
-        let header = Header {
-            shard: group as u32,
-            shards: topology.groups.len() as u32,
-            slots: ranges.iter().map(|r| r.0 as u32).min().unwrap_or(0)
-                ..ranges.iter().map(|r| r.1 as u32 + 1).max().unwrap_or(0),
-            seq: index,
-            rows: sections.iter().map(|s| s.rows).sum(),
-        };
-        let data = snapshot::encode_file(
-            &header,
-            &Body {
-                wal_lsn: index,
-                views: sections,
-            },
-        )
-        .map_err(sm_err)?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
             snapshot_id: format!("g{group}-{index}-{}", crate::value::now_micros()),
         };
-        self.files.keep(&meta, &data).map_err(sm_err)?;
+        // Encoding and keeping the file take long for a large group: off the Raft thread.
+        let (topology, files, kept) = (self.topology.clone(), self.files.clone(), meta.clone());
+        let (header, data) = blocking(move || {
+            let (header, data) = encode_group(&frozen, &layouts, &metas, &topology, group, index)?;
+            files.keep(&kept, &data)?;
+            Ok((header, data))
+        })
+        .await
+        .map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(
             group,
@@ -356,4 +337,64 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             snapshot: Box::new(Cursor::new(data)),
         })
     }
+}
+
+/// Group `group`'s rows in frozen copies of the shards, as a snapshot file whose sequence is
+/// the last log index it covers: its header and bytes.
+fn encode_group(
+    frozen: &[FrozenPartition],
+    layouts: &[RowLayout],
+    metas: &[ViewMeta],
+    topology: &Topology,
+    group: usize,
+    index: u64,
+) -> Result<(Header, Vec<u8>), String> {
+    let mut views = Vec::new();
+    for part in frozen {
+        for view in 0..layouts.len() {
+            let mut data = Vec::new();
+            part.encode_view(view, &mut data);
+            if !data.is_empty() {
+                views.push(RecordView {
+                    view: view as u32,
+                    data: Blob(data),
+                });
+            }
+        }
+    }
+    let mine = split_by_group(&views, layouts, topology.groups.len(), |s| {
+        topology.group_of_slot(s)
+    })?
+    .swap_remove(group)
+    .unwrap_or_default();
+    let mut sections = Vec::with_capacity(mine.len());
+    for rv in mine {
+        let id = rv.view as usize;
+        let (Some(layout), Some(view)) = (layouts.get(id), metas.get(id)) else {
+            return Err(format!("view id {id} has no name in the log's views"));
+        };
+        sections.push(ViewSection {
+            view: view.clone(),
+            rows: PortableRows::new(layout, &rv.data.0).count() as u64,
+            data: rv.data,
+        });
+    }
+    let ranges = &topology.groups[group].ranges;
+    let header = Header {
+        shard: group as u32,
+        shards: topology.groups.len() as u32,
+        slots: ranges.iter().map(|r| r.0 as u32).min().unwrap_or(0)
+            ..ranges.iter().map(|r| r.1 as u32 + 1).max().unwrap_or(0),
+        seq: index,
+        rows: sections.iter().map(|s| s.rows).sum(),
+    };
+    let data = snapshot::encode_file(
+        &header,
+        &Body {
+            wal_lsn: index,
+            views: sections,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((header, data))
 }
