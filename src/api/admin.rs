@@ -64,6 +64,20 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(cluster) = state.cluster.get() {
+        for group in cluster.topology.groups_of(cluster.me) {
+            let label = group.to_string();
+            let set = |problem, on: bool| {
+                state
+                    .metrics
+                    .cluster_group_problem
+                    .with_label_values(&[label.as_str(), problem])
+                    .set(on as i64)
+            };
+            set("stopped", cluster.stopped(group).is_some());
+            set("rejoining", cluster.rejoining(group).is_some());
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -398,3 +398,64 @@ fn encode_group(
     .map_err(|e| e.to_string())?;
     Ok((header, data))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, Settings};
+    use crate::persist::wal::Destination;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64, views: Vec<RecordView>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(super::super::types::GroupBatch {
+                writes: vec![GroupWrite {
+                    dest: Destination::ONLINE,
+                    views,
+                }],
+            }),
+        }
+    }
+
+    /// A committed entry this node cannot apply (here: rows of a view its registry does not
+    /// have) stops the machine with an error; `applied` stays at the last entry applied.
+    #[actix_rt::test]
+    async fn an_entry_that_cannot_be_applied_is_never_counted_applied() {
+        let data = tempfile::tempdir().unwrap();
+        let flags = Overrides {
+            data_dir: Some(data.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let (settings, registry) = Settings::load(None, [], &flags).unwrap();
+        let prepared = crate::prepare(&settings, registry).unwrap();
+        let topology = Topology::parse(
+            "cluster_secret = \"0123456789abcdef\"\n[[node]]\nid = \"n1\"\nclient = \"127.0.0.1:1\"\ninternal = \"127.0.0.1:2\"\n[[group]]\nslots = \"0-16383\"\nnodes = [\"n1\"]\n",
+            std::path::Path::new("cluster.toml"),
+        )
+        .unwrap();
+        let mut machine = GroupMachine::open(
+            0,
+            data.path().join("g0"),
+            Replica::new(prepared.state.store.clone()),
+            Arc::new(topology),
+        )
+        .unwrap();
+        machine.apply(vec![entry(1, Vec::new())]).await.unwrap();
+        assert_eq!(machine.applied.map(|l| l.index), Some(1));
+        let unknown = RecordView {
+            view: 99,
+            data: Blob(vec![1, 2, 3]),
+        };
+        let e = machine
+            .apply(vec![entry(2, Vec::new()), entry(3, vec![unknown])])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("view id 99"), "{e}");
+        // Entry 2 was applied, entry 3 was not: a restart re-applies from there.
+        assert_eq!(machine.applied.map(|l| l.index), Some(2));
+        let (applied, _) = machine.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+        prepared.shard_threads.stop();
+    }
+}

@@ -686,6 +686,12 @@ impl PartitionView {
                 continue;
             };
             let key = key.of(&batch.keys);
+            // Keys come from peers too (forwarded reads): one of another width than the view's
+            // keys is no key of it (a shorter one would match a prefix of a stored key).
+            if layout.key_width != Some(key.len()) {
+                out.items.push(None);
+                continue;
+            }
             let Some(id) = table.find_key(self.hasher.hash_one(key), key) else {
                 out.items.push(None);
                 continue;

@@ -63,6 +63,9 @@ fn a_node_restarted_on_a_wiped_data_directory_never_votes_and_rejoins() {
             .is_some_and(|p| p.starts_with("rejoining")),
         "n2 should report it is rejoining: {problems}"
     );
+    let metrics = cluster.node(1).get("/metrics").text;
+    let line = "featgrid_cluster_group_replica_problem{group=\"0\",problem=\"rejoining\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
     // n1 is back: it leads, adds n2 back (learner, caught up, voter) and every acknowledged
     // row reads back through every node.
     cluster.signal(0, libc::SIGCONT);

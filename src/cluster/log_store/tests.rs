@@ -157,7 +157,10 @@ async fn a_purge_deletes_the_segments_no_group_needs() {
     // waits for the purge): tidy again until the restatement is logged and they are gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while first.exists() {
-        assert!(std::time::Instant::now() < deadline, "the first segment is kept");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first segment is kept"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
         log.tidy();
     }

@@ -378,3 +378,25 @@ fn read_view_never_shows_a_torn_row() {
         .collect();
     assert_eq!(direct, owned);
 }
+
+/// Keys arrive from peers too: one shorter or longer than the view's fixed key width is no
+/// key of it, through the actor and through the read view alike (a shorter one once matched
+/// a stored key's prefix, a longer one read past the row).
+#[test]
+fn keys_of_another_width_are_never_found_and_never_panic() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 7, 10, NO_CREATED, 0.5, None);
+    let view = p.view();
+    for bad in [&key(7)[..4], &[7u8, 0, 0, 0, 0, 0, 0, 0, 0][..], &[][..]] {
+        let mut rb = ReadBatch::default();
+        rb.push(0, bad);
+        let out = view.read(&rb).expect("fixed-width view").unwrap();
+        assert!(out.row(&layouts, 0).is_none(), "{bad:?}");
+        let out = p.read(&rb).unwrap();
+        assert!(out.row(&layouts, 0).is_none(), "{bad:?}");
+    }
+    let mut rb = ReadBatch::default();
+    rb.push(0, &key(7));
+    assert!(view.read(&rb).unwrap().unwrap().row(&layouts, 0).is_some());
+}
