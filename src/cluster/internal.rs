@@ -1,7 +1,9 @@
 //! The internal endpoint, on the node's `internal` address: Raft messages and forwarded
 //! requests from the other nodes, bodies in the codec's binary format. Every call must carry
 //! the cluster secret (`x-featgrid-cluster-secret`); a call without it, or with another, is
-//! refused with 401 `cluster_secret_required` before its body is read.
+//! refused with 401 `cluster_secret_required` before its body is read; one whose topology
+//! fingerprint (`x-featgrid-topology`) differs from this node's, with 409 `topology_mismatch`
+//! naming both.
 //!
 //! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
@@ -27,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::membership::{MemberChange, CHANGE_DEADLINE};
-use super::network::{CONTENT_TYPE, SECRET_HEADER};
+use super::network::{CONTENT_TYPE, SECRET_HEADER, TOPOLOGY_HEADER};
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Consistency, GroupKeys, Refusal, RowsRequest, DEADLINE};
@@ -51,26 +53,42 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// Starts serving the internal endpoint on `listener` (the node's `internal` address).
 pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io::Result<Server> {
     let data = web::Data::from(cluster);
+    let fingerprint = data.topology.fingerprint();
+    let path = data.topology.path.display().to_string();
     let server = HttpServer::new(move || {
         let secret = data.topology.secret.clone();
+        let (fingerprint, path) = (fingerprint.clone(), path.clone());
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .wrap_fn(move |req, service| {
-                let allowed = req
-                    .headers()
+                let headers = req.headers();
+                let allowed = headers
                     .get(SECRET_HEADER)
                     .is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes()));
-                if allowed {
-                    Either::Left(service.call(req).map_ok(|r| r.map_into_left_body()))
-                } else {
-                    let refusal = ApiError::new(
+                let theirs = headers.get(TOPOLOGY_HEADER).map(|v| v.as_bytes());
+                let refusal = if !allowed {
+                    Some(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "cluster_secret_required",
                         "node-to-node calls must carry the cluster secret",
-                    );
-                    let response = req.into_response(refusal.error_response());
-                    Either::Right(ready(Ok(response.map_into_right_body())))
+                    ))
+                } else if theirs != Some(fingerprint.as_bytes()) {
+                    let theirs = theirs.map_or("none".into(), String::from_utf8_lossy);
+                    Some(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "topology_mismatch",
+                        format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {fingerprint}): every node must use the same topology file"),
+                    ))
+                } else {
+                    None
+                };
+                match refusal {
+                    None => Either::Left(service.call(req).map_ok(|r| r.map_into_left_body())),
+                    Some(refusal) => {
+                        let response = req.into_response(refusal.error_response());
+                        Either::Right(ready(Ok(response.map_into_right_body())))
+                    }
                 }
             })
             .route("/internal/v1/raft/{group}/append", web::post().to(append))

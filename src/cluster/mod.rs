@@ -238,7 +238,10 @@ impl Cluster {
             .map_err(|e| ClusterStartError::Other(e.to_string()))?;
         let topology = Arc::new(topology);
         let local = Replica::new(local);
-        let (net, net_thread) = Net::start(&topology.secret);
+        let (net, net_thread) = Net::start(network::Credentials {
+            secret: topology.secret.clone(),
+            fingerprint: topology.fingerprint(),
+        });
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let mut acks = Vec::with_capacity(topology.groups.len());
         let mut to_rejoin = Vec::new();

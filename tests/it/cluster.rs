@@ -305,7 +305,7 @@ fn a_push_through_one_node_is_read_through_every_other() {
 }
 
 #[test]
-fn internal_calls_without_the_secret_are_refused() {
+fn internal_calls_without_the_secret_or_with_another_topology_are_refused() {
     let cluster = Cluster::start(1, &[&[1]]);
     let url = format!("http://{}/internal/v1/status", cluster.internal[0]);
     for secret in [None, Some("wrong-secret-0123456789")] {
@@ -321,8 +321,31 @@ fn internal_calls_without_the_secret_are_refused() {
             other => panic!("expected 401, got {other:?}"),
         }
     }
+    // The right secret with another topology (or none) is refused, both fingerprints named.
+    let fingerprint = featgrid::cluster::topology::Topology::load(&cluster.topology)
+        .expect("topology")
+        .fingerprint();
+    for theirs in [None, Some("0123456789abcdef")] {
+        let mut request = ureq::post(&url).set("x-featgrid-cluster-secret", SECRET);
+        if let Some(t) = theirs {
+            request = request.set("x-featgrid-topology", t);
+        }
+        match request.send_bytes(&[]) {
+            Err(ureq::Error::Status(409, r)) => {
+                let body: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+                assert_eq!(body["code"], "topology_mismatch");
+                let message = body["message"].as_str().unwrap();
+                assert!(
+                    message.contains(&fingerprint) && message.contains(theirs.unwrap_or("none")),
+                    "{message}"
+                );
+            }
+            other => panic!("expected 409, got {other:?}"),
+        }
+    }
     let ok = ureq::post(&url)
         .set("x-featgrid-cluster-secret", SECRET)
+        .set("x-featgrid-topology", &fingerprint)
         .send_bytes(&[]);
     assert_eq!(ok.map(|r| r.status()).ok(), Some(200));
 }
