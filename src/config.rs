@@ -85,6 +85,9 @@ pub struct Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub bind: Option<String>,
+    /// Where `bind` comes from when not from `--bind` (a cluster node listens on its `client`
+    /// address in the topology): named in errors about it.
+    pub bind_source: Option<String>,
     pub feast_repo: Option<PathBuf>,
     pub shards: Option<usize>,
     pub shard_threads: Option<usize>,
@@ -110,6 +113,8 @@ enum Origin {
     File(PathBuf),
     Env(String),
     Flag(&'static str),
+    /// Another source, described (e.g. a node's address in the cluster topology).
+    Named(String),
 }
 
 impl Origin {
@@ -119,6 +124,7 @@ impl Origin {
             Origin::File(path) => path.display().to_string(),
             Origin::Env(var) => format!("environment variable {var}"),
             Origin::Flag(flag) => format!("flag {flag}"),
+            Origin::Named(source) => source.clone(),
         }
     }
 }
@@ -227,13 +233,17 @@ impl Settings {
                     key: "(settings)".into(),
                     problem: e.message().to_string(),
                 })?;
+        if let Some(v) = &flags.bind {
+            settings.bind = v.clone();
+            let origin = match &flags.bind_source {
+                Some(source) => Origin::Named(source.clone()),
+                None => Origin::Flag("--bind"),
+            };
+            origins.0.insert("bind".into(), origin);
+        }
         let mut flag = |key: &str, name: &'static str| {
             origins.0.insert(key.into(), Origin::Flag(name));
         };
-        if let Some(v) = &flags.bind {
-            settings.bind = v.clone();
-            flag("bind", "--bind");
-        }
         if let Some(v) = &flags.feast_repo {
             settings.feast_repo = v.display().to_string();
             flag("feast_repo", "--feast-repo");
