@@ -199,6 +199,20 @@ fn past_max_memory_writes_are_507_and_reads_keep_working() {
     assert_eq!(read["results"][1]["values"], json!([0.5, 0.5]));
 }
 
+/// README "Limits": a view's first row in a shard takes a first block of 1,024 records (and a
+/// sequence number per 16) beside its index: 42,304 bytes for the driver quickstart's 41-byte
+/// records, from the first row to the 12th.
+#[test]
+fn a_views_first_row_in_a_shard_takes_the_documented_floor() {
+    let server = Server::start_with(&["--shards", "1"], &[]);
+    let memory = || server.get("/stats").json["memory_bytes"].clone();
+    assert_eq!(memory(), 64, "an empty index of 16 slots");
+    push(&server, drivers(1, 1));
+    assert_eq!(memory(), 1024 * 41 + 1024 / 16 * 4 + 64);
+    push(&server, drivers(2, 11));
+    assert_eq!(memory(), 42_304);
+}
+
 /// Sends a raw HTTP/1.1 request (Host plus `headers` extra headers of `value`) and returns the
 /// status line of the answer.
 fn status_with_headers(server: &Server, headers: usize, value: &str) -> String {
