@@ -70,7 +70,6 @@ pub fn build_app(
             // One span per request, with an id the client sees as `x-request-id`.
             let state = metrics_state.clone();
             let body = api::drain::Body::share(&mut req);
-            let declared = api::drain::declared_length(&req);
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -82,7 +81,7 @@ pub fn build_app(
                 if let Some(body) = body {
                     let limits = &state.limits;
                     let most = 2 * limits.max_body_bytes.max(limits.max_read_body_bytes) as u64;
-                    body.discard_rest(declared, most, limits.body_timeout).await;
+                    body.discard_rest(most, limits.body_timeout).await;
                 }
                 let status = response.status();
                 state.metrics.observe(&route, status.as_u16(), started);

@@ -26,7 +26,11 @@ use futures_util::{Stream, StreamExt};
 
 /// The request body, shared between the route (which reads what it needs) and the request
 /// middleware (which discards the rest).
-pub struct Body(Rc<RefCell<Payload>>);
+pub struct Body {
+    payload: Rc<RefCell<Payload>>,
+    /// The request's `Content-Length`, when it has a valid one.
+    declared: Option<u64>,
+}
 
 /// What the route reads: the shared body, chunk by chunk.
 struct RouteSide(Rc<RefCell<Payload>>);
@@ -46,45 +50,37 @@ impl Body {
         if req.version() != Version::HTTP_2 {
             return None;
         }
-        let shared = Rc::new(RefCell::new(req.take_payload()));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let payload = Rc::new(RefCell::new(req.take_payload()));
         let route_side: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
-            Box::pin(RouteSide(shared.clone()));
+            Box::pin(RouteSide(payload.clone()));
         req.set_payload(Payload::from(route_side));
-        Some(Body(shared))
+        Some(Body { payload, declared })
     }
 
     /// Reads and discards what the route left of the body, up to `most` bytes and within
-    /// `timeout`; `declared` is the request's `Content-Length`. Returns the bytes discarded.
-    pub async fn discard_rest(self, declared: Option<u64>, most: u64, timeout: Duration) -> u64 {
-        if declared.is_some_and(|n| n > most) {
-            return 0;
+    /// `timeout`; nothing when the body is declared larger than `most`.
+    pub async fn discard_rest(self, most: u64, timeout: Duration) {
+        if self.declared.is_some_and(|n| n > most) {
+            return;
         }
-        let mut discarded = 0u64;
         let drain = async {
-            loop {
-                let next =
-                    futures_util::future::poll_fn(|cx| self.0.borrow_mut().poll_next_unpin(cx))
-                        .await;
+            let mut discarded = 0u64;
+            while discarded <= most {
+                let next = futures_util::future::poll_fn(|cx| {
+                    self.payload.borrow_mut().poll_next_unpin(cx)
+                })
+                .await;
                 match next {
-                    Some(Ok(chunk)) => {
-                        discarded += chunk.len() as u64;
-                        if discarded > most {
-                            break;
-                        }
-                    }
+                    Some(Ok(chunk)) => discarded += chunk.len() as u64,
                     Some(Err(_)) | None => break,
                 }
             }
         };
         let _ = actix_rt::time::timeout(timeout, drain).await;
-        discarded
     }
-}
-
-/// A request's `Content-Length`, when it has a valid one.
-pub fn declared_length(req: &ServiceRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
