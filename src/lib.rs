@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grid;
+pub mod logging;
 pub mod persist;
 pub mod registry;
 pub mod reload;
@@ -67,9 +68,10 @@ pub fn build_app(
     App::new()
         .app_data(web::Data::from(state.auth.clone()))
         .app_data(state)
-        .wrap_fn(move |req, service| {
+        .wrap_fn(move |mut req, service| {
             // One span per request, with an id the client sees as `x-request-id`.
             let state = metrics_state.clone();
+            let body = api::drain::Body::share(&mut req);
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -78,14 +80,19 @@ pub fn build_app(
             let response = service.call(req).instrument(span);
             async move {
                 let mut response = response.await?;
+                if let Some(body) = body {
+                    let limits = &state.limits;
+                    let most = 2 * limits.max_body_bytes.max(limits.max_read_body_bytes) as u64;
+                    body.discard_rest(most, limits.body_timeout).await;
+                }
                 let status = response.status();
                 state.metrics.observe(&route, status.as_u16(), started);
-                // 503 is backpressure (counted in the metrics); other 5xx are faults.
-                if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-                    tracing::debug!(request_id = id, route = %route, "request refused: 503");
-                } else if status.is_server_error() {
-                    tracing::warn!(request_id = id, route = %route, status = status.as_u16(), "request failed");
-                }
+                let code = response
+                    .response()
+                    .extensions()
+                    .get::<error::ApiError>()
+                    .map(|e| e.code);
+                api::request_log::answered(id, &route, status, code);
                 response.headers_mut().insert(
                     actix_web::http::header::HeaderName::from_static("x-request-id"),
                     actix_web::http::header::HeaderValue::from(id),

@@ -19,6 +19,16 @@ use featgrid::config::{Overrides, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the log (standard error) is written: text (coloured only on a terminal, never with
+    /// NO_COLOR) or one JSON object a line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FEATGRID_LOG_FORMAT"
+    )]
+    log_format: featgrid::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -312,14 +322,8 @@ impl BenchArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FEATGRID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    featgrid::logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
@@ -475,10 +479,18 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // A cluster node listens on its `client` address (a name resolved now) unless --bind
     // says otherwise.
+    let mut bind_source = None;
     let bind = match (args.bind, &cluster) {
         (Some(bind), _) => Some(bind),
         (None, Some((t, n))) => {
             let client = &t.node(*n).client;
+            bind_source = args.cluster.as_ref().map(|file| {
+                format!(
+                    "cluster topology {} (node {}'s client address)",
+                    file.display(),
+                    t.node(*n).id
+                )
+            });
             match std::net::ToSocketAddrs::to_socket_addrs(client.as_str()).map(|mut a| a.next()) {
                 Ok(Some(addr)) => Some(addr.to_string()),
                 _ => {
@@ -491,6 +503,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let flags = Overrides {
         bind,
+        bind_source,
         feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,

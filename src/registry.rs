@@ -257,11 +257,10 @@ pub struct LoadedFrom {
     /// Feast's `last_updated` of the registry file, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
-    /// Objects the file declares that featgrid does not serve, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Objects the file declares that featgrid does not serve, and why (always present).
     pub not_served: Vec<String>,
-    /// What the file declares but the last reload refused to apply (loaded definitions kept).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What the file declares but the last reload refused to apply (loaded definitions kept;
+    /// always present).
     pub refused: Vec<String>,
 }
 

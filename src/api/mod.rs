@@ -4,17 +4,21 @@
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
 //! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`, `/admin/snapshot`, `/admin/digest`.
+//! - [`request_log`]: failed requests in the log (4xx at `info`, 5xx at `warn`), rate-limited.
+//! - [`drain`]: over HTTP/2, the body a route left unread is read before its answer goes out.
 //!
 //! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
 //! value conversions are the same code, whatever the format.
 
 pub mod admin;
 pub mod cluster;
+pub mod drain;
 pub mod feast;
 pub mod lookup;
 pub mod memory;
 pub mod metrics;
 pub mod native;
+pub mod request_log;
 pub mod rows;
 
 use std::sync::Arc;
@@ -186,14 +190,7 @@ pub fn check_answer_size(bytes: usize, limits: &Limits) -> Result<(), ApiError> 
     if bytes <= limits.max_answer_bytes {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "answer_too_large",
-        format!(
-            "the answer would be larger than {} bytes (max_answer_bytes); ask for fewer entities or features per request",
-            limits.max_answer_bytes
-        ),
-    ))
+    Err(ApiError::answer_too_large(limits.max_answer_bytes))
 }
 
 /// Parses a JSON body read by [`read_body`], borrowing strings from it where it can. Any

@@ -126,6 +126,9 @@ fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
         .as_str()
         .unwrap()
         .ends_with("data/registry.db"));
+    // Always present, empty here.
+    assert_eq!(registry["loaded_from"]["not_served"], json!([]));
+    assert_eq!(registry["loaded_from"]["refused"], json!([]));
     push(
         &server,
         json!({"rider_id": ["r1"], "count": [3], "event_timestamp": [now()]}),

@@ -16,6 +16,7 @@ mod feast_api;
 mod feast_repo;
 mod feast_sdk;
 mod limits;
+mod logs;
 mod native;
 mod offline;
 mod robustness;

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::registry::Registry;
 use crate::value::{encode_key_value, encode_value, render_json};
 
 fn driver() -> (Registry, Arc<[RowLayout]>) {
