@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{ScalarType, ValueType};
+use crate::value::ValueType;
 
 mod checks;
 
@@ -370,7 +370,7 @@ impl Registry {
                     ),
                 )
             })?;
-            if ty.list || matches!(ty.scalar, ScalarType::Float32 | ScalarType::Float64) {
+            if ty.list || !ty.scalar.can_be_key() {
                 return Err(invalid(
                     key("value_type"),
                     format!("a join key cannot be {ty}: expected int32, int64, string, bytes, bool or unix_timestamp"),

@@ -192,29 +192,62 @@ impl FeastRepo {
     }
 }
 
-/// Feast's value type as featgrid's; `None` for the types featgrid does not store.
+/// Feast's value type as featgrid's; `None` for the types featgrid does not store (`NULL`,
+/// `INVALID`, and numbers Feast does not define).
 pub fn value_type(feast: i32) -> Option<ValueType> {
     use proto::value_type::*;
-    let (scalar, list) = match feast {
-        BYTES => (ScalarType::Bytes, false),
-        STRING => (ScalarType::String, false),
-        INT32 => (ScalarType::Int32, false),
-        INT64 => (ScalarType::Int64, false),
-        DOUBLE => (ScalarType::Float64, false),
-        FLOAT => (ScalarType::Float32, false),
-        BOOL => (ScalarType::Bool, false),
-        UNIX_TIMESTAMP => (ScalarType::UnixTimestamp, false),
-        BYTES_LIST => (ScalarType::Bytes, true),
-        STRING_LIST => (ScalarType::String, true),
-        INT32_LIST => (ScalarType::Int32, true),
-        INT64_LIST => (ScalarType::Int64, true),
-        DOUBLE_LIST => (ScalarType::Float64, true),
-        FLOAT_LIST => (ScalarType::Float32, true),
-        BOOL_LIST => (ScalarType::Bool, true),
-        UNIX_TIMESTAMP_LIST => (ScalarType::UnixTimestamp, true),
+    use ScalarType as S;
+    let one = ValueType::scalar;
+    let list = ValueType::list_of;
+    let set = ValueType::set_of;
+    Some(match feast {
+        BYTES => one(S::Bytes),
+        STRING => one(S::String),
+        INT32 => one(S::Int32),
+        INT64 => one(S::Int64),
+        DOUBLE => one(S::Float64),
+        FLOAT => one(S::Float32),
+        BOOL => one(S::Bool),
+        UNIX_TIMESTAMP => one(S::UnixTimestamp),
+        BYTES_LIST => list(S::Bytes),
+        STRING_LIST => list(S::String),
+        INT32_LIST => list(S::Int32),
+        INT64_LIST => list(S::Int64),
+        DOUBLE_LIST => list(S::Float64),
+        FLOAT_LIST => list(S::Float32),
+        BOOL_LIST => list(S::Bool),
+        UNIX_TIMESTAMP_LIST => list(S::UnixTimestamp),
+        MAP => one(S::Map),
+        MAP_LIST => list(S::Map),
+        BYTES_SET => set(S::Bytes),
+        STRING_SET => set(S::String),
+        INT32_SET => set(S::Int32),
+        INT64_SET => set(S::Int64),
+        DOUBLE_SET => set(S::Float64),
+        FLOAT_SET => set(S::Float32),
+        BOOL_SET => set(S::Bool),
+        UNIX_TIMESTAMP_SET => set(S::UnixTimestamp),
+        JSON => one(S::Json),
+        JSON_LIST => list(S::Json),
+        STRUCT => one(S::Struct),
+        STRUCT_LIST => list(S::Struct),
+        UUID => one(S::Uuid),
+        TIME_UUID => one(S::TimeUuid),
+        UUID_LIST => list(S::Uuid),
+        TIME_UUID_LIST => list(S::TimeUuid),
+        UUID_SET => set(S::Uuid),
+        TIME_UUID_SET => set(S::TimeUuid),
+        VALUE_LIST => list(S::Value),
+        VALUE_SET => set(S::Value),
+        DECIMAL => one(S::Decimal),
+        DECIMAL_LIST => list(S::Decimal),
+        DECIMAL_SET => set(S::Decimal),
+        SCALAR_MAP => one(S::ScalarMap),
+        ZONED_TIMESTAMP => one(S::ZonedTimestamp),
+        PDF_BYTES => one(S::PdfBytes),
+        IMAGE_BYTES => one(S::ImageBytes),
         _ => return None,
-    };
-    Some(ValueType { scalar, list })
+    })
 }
 
 /// The project's objects as registry declarations, and what is not served (with why).

@@ -18,7 +18,10 @@ pub mod cell;
 pub mod json;
 pub mod native;
 pub mod nonfinite;
+mod pyjson;
+pub mod scalars;
 mod time;
+pub mod tree;
 
 use std::fmt;
 use std::ops::Range;
@@ -32,7 +35,8 @@ pub use time::{
 /// A timestamp in microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
 
-/// The scalar types featgrid stores.
+/// The element types featgrid stores (Feast's `PrimitiveFeastType`s, plus `Struct` and the
+/// untyped element of nested lists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScalarType {
     Int32,
@@ -43,10 +47,31 @@ pub enum ScalarType {
     Bytes,
     Bool,
     UnixTimestamp,
+    /// 16 bytes; answered in the canonical hyphenated form.
+    Uuid,
+    /// A version-1 UUID, stored like [`ScalarType::Uuid`].
+    TimeUuid,
+    /// Decimal text as given (validated), answered as that string, as Feast does.
+    Decimal,
+    PdfBytes,
+    ImageBytes,
+    /// Microseconds since the epoch (i64) and the UTC offset in minutes (i16): 10 bytes.
+    ZonedTimestamp,
+    /// String keys to values typed as Feast infers them ([`tree`]).
+    Map,
+    /// JSON text, answered as a string, as Feast does.
+    Json,
+    /// Stored and answered like a map (Feast stores a struct in a `Map` proto).
+    Struct,
+    /// Non-string keys: JSON cannot carry them (see [`tree`]); only null is accepted.
+    ScalarMap,
+    /// One element of a nested list (`Array(Array(T))`, `Set(Array(T))`): a list typed as
+    /// Feast infers it from the values, or null ([`tree`]).
+    Value,
 }
 
 impl ScalarType {
-    const ALL: [ScalarType; 8] = [
+    const ALL: [ScalarType; 19] = [
         ScalarType::Int32,
         ScalarType::Int64,
         ScalarType::Float32,
@@ -55,6 +80,17 @@ impl ScalarType {
         ScalarType::Bytes,
         ScalarType::Bool,
         ScalarType::UnixTimestamp,
+        ScalarType::Uuid,
+        ScalarType::TimeUuid,
+        ScalarType::Decimal,
+        ScalarType::PdfBytes,
+        ScalarType::ImageBytes,
+        ScalarType::ZonedTimestamp,
+        ScalarType::Map,
+        ScalarType::Json,
+        ScalarType::Struct,
+        ScalarType::ScalarMap,
+        ScalarType::Value,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,25 +103,100 @@ impl ScalarType {
             ScalarType::Bytes => "bytes",
             ScalarType::Bool => "bool",
             ScalarType::UnixTimestamp => "unix_timestamp",
+            ScalarType::Uuid => "uuid",
+            ScalarType::TimeUuid => "time_uuid",
+            ScalarType::Decimal => "decimal",
+            ScalarType::PdfBytes => "pdf_bytes",
+            ScalarType::ImageBytes => "image_bytes",
+            ScalarType::ZonedTimestamp => "zoned_timestamp",
+            ScalarType::Map => "map",
+            ScalarType::Json => "json",
+            ScalarType::Struct => "struct",
+            ScalarType::ScalarMap => "scalar_map",
+            ScalarType::Value => "value",
         }
     }
 
-    /// Bytes of one element when stored fixed-width; `None` for string and bytes.
+    /// Bytes of one element when stored fixed-width; `None` for variable-length types.
     pub fn fixed_width(self) -> Option<usize> {
         match self {
             ScalarType::Int32 | ScalarType::Float32 => Some(4),
             ScalarType::Int64 | ScalarType::Float64 | ScalarType::UnixTimestamp => Some(8),
             ScalarType::Bool => Some(1),
-            ScalarType::String | ScalarType::Bytes => None,
+            ScalarType::Uuid | ScalarType::TimeUuid => Some(16),
+            ScalarType::ZonedTimestamp => Some(10),
+            _ => None,
         }
+    }
+
+    /// Whether a join key may have this type.
+    pub fn can_be_key(self) -> bool {
+        matches!(
+            self,
+            ScalarType::Int32
+                | ScalarType::Int64
+                | ScalarType::String
+                | ScalarType::Bytes
+                | ScalarType::Bool
+                | ScalarType::UnixTimestamp
+        )
+    }
+
+    /// Whether values are stored as a tree of typed values ([`tree`]) rather than one scalar.
+    pub fn is_tree(self) -> bool {
+        matches!(
+            self,
+            ScalarType::Map
+                | ScalarType::Json
+                | ScalarType::Struct
+                | ScalarType::ScalarMap
+                | ScalarType::Value
+        )
+    }
+
+    /// Whether Feast has a list type of it (`Array(T)`).
+    fn has_list(self) -> bool {
+        !matches!(
+            self,
+            ScalarType::PdfBytes
+                | ScalarType::ImageBytes
+                | ScalarType::ZonedTimestamp
+                | ScalarType::ScalarMap
+        )
+    }
+
+    /// Whether Feast has a set type of it (`Set(T)`).
+    fn has_set(self) -> bool {
+        self.has_list()
+            && !matches!(
+                self,
+                ScalarType::Map | ScalarType::Json | ScalarType::Struct
+            )
+    }
+
+    /// The type named `name` (lower case), in featgrid's or Feast's spelling, `_` optional.
+    fn parse(name: &str) -> Option<ScalarType> {
+        let bare: String = name.chars().filter(|&c| c != '_').collect();
+        let aliased = match bare.as_str() {
+            "double" => "float64",
+            "float" => "float32",
+            other => other,
+        };
+        ScalarType::ALL
+            .iter()
+            .copied()
+            .filter(|&t| t != ScalarType::Value)
+            .find(|t| t.name().replace('_', "") == aliased)
     }
 }
 
-/// A declared value type: a scalar, or a list of one scalar type.
+/// A declared value type: a scalar, a list of one element type, or a set (a list whose
+/// duplicates are dropped on write, as Feast does; `set` implies `list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ValueType {
     pub scalar: ScalarType,
     pub list: bool,
+    pub set: bool,
 }
 
 impl ValueType {
@@ -93,11 +204,28 @@ impl ValueType {
         ValueType {
             scalar,
             list: false,
+            set: false,
         }
     }
 
-    /// Bytes in a row record when the value is fixed-width (a non-list number, bool or
-    /// timestamp); `None` when it is stored as a variable-length span.
+    pub const fn list_of(scalar: ScalarType) -> Self {
+        ValueType {
+            scalar,
+            list: true,
+            set: false,
+        }
+    }
+
+    pub const fn set_of(scalar: ScalarType) -> Self {
+        ValueType {
+            scalar,
+            list: true,
+            set: true,
+        }
+    }
+
+    /// Bytes in a row record when the value is fixed-width (a non-list number, bool,
+    /// timestamp or UUID); `None` when it is stored as a variable-length span.
     pub fn fixed_width(self) -> Option<usize> {
         if self.list {
             None
@@ -106,37 +234,79 @@ impl ValueType {
         }
     }
 
-    /// Parses `int64`, `list<int64>`, and Feast's spellings `INT64`, `INT64_LIST`, `Array(Int64)`.
+    /// Parses featgrid's names (`int64`, `list<int64>`, `set<string>`, `map`, `json`,
+    /// `list<list<int64>>`, ...) and Feast's (`INT64`, `INT64_LIST`, `STRING_SET`,
+    /// `Array(Int64)`, `Set(String)`, `Struct({...})`, `Array(Array(Int64))`, `VALUE_LIST`).
+    /// Only the types Feast has are accepted (no `set<map>`, no `list<pdf_bytes>`).
     pub fn parse(text: &str) -> Option<ValueType> {
         let lower = text.trim().to_ascii_lowercase();
-        let (inner, list) = if let Some(rest) = lower.strip_prefix("list<") {
-            (rest.strip_suffix('>')?, true)
-        } else if let Some(rest) = lower.strip_prefix("array(") {
-            (rest.strip_suffix(')')?, true)
-        } else if let Some(rest) = lower.strip_suffix("_list") {
-            (rest, true)
+        let ty = Self::parse_lower(&lower)?;
+        let valid = match (ty.list, ty.set) {
+            (false, _) => ty.scalar != ScalarType::Value,
+            (true, false) => ty.scalar.has_list(),
+            (true, true) => ty.scalar.has_set() || ty.scalar == ScalarType::Value,
+        };
+        valid.then_some(ty)
+    }
+
+    fn parse_lower(text: &str) -> Option<ValueType> {
+        let text = text.trim();
+        match text {
+            "value_list" => return Some(ValueType::list_of(ScalarType::Value)),
+            "value_set" => return Some(ValueType::set_of(ScalarType::Value)),
+            _ => {}
+        }
+        // A struct's field list is not kept: Feast stores a struct as a map of the values
+        // as given, whatever the declared fields.
+        if text.starts_with("struct(") && text.ends_with(')') {
+            return Some(ValueType::scalar(ScalarType::Struct));
+        }
+        let wrapped = |open: &str, close: char| {
+            text.strip_prefix(open)
+                .and_then(|rest| rest.strip_suffix(close))
+        };
+        let collection = if let Some(inner) = wrapped("list<", '>').or(wrapped("array(", ')')) {
+            Some((inner, false))
+        } else if let Some(inner) = wrapped("set<", '>').or(wrapped("set(", ')')) {
+            Some((inner, true))
+        } else if let Some(inner) = text.strip_suffix("_list") {
+            Some((inner, false))
         } else {
-            (lower.as_str(), false)
+            text.strip_suffix("_set").map(|inner| (inner, true))
         };
-        let scalar = match inner.trim() {
-            "unixtimestamp" | "unix_timestamp" => ScalarType::UnixTimestamp,
-            name => *ScalarType::ALL.iter().find(|t| t.name() == name)?,
-        };
-        Some(ValueType { scalar, list })
+        match collection {
+            Some((inner, set)) => {
+                let inner = Self::parse(inner)?;
+                let scalar = if inner.list {
+                    // Nested: Feast types the inner lists from their values.
+                    ScalarType::Value
+                } else {
+                    inner.scalar
+                };
+                Some(ValueType {
+                    scalar,
+                    list: true,
+                    set,
+                })
+            }
+            None => ScalarType::parse(text).map(ValueType::scalar),
+        }
     }
 
     /// The spellings [`ValueType::parse`] accepts, for error messages.
     pub fn expected() -> &'static str {
-        "one of int32, int64, float32, float64, string, bytes, bool, unix_timestamp, or list<T> of those"
+        "one of int32, int64, float32, float64, string, bytes, bool, unix_timestamp, uuid, time_uuid, decimal, pdf_bytes, image_bytes, zoned_timestamp, map, json, struct, scalar_map; list<T> or set<T> of those Feast has; list<list<T>> or set<list<T>> (or Feast's spellings: INT64_LIST, Array(Int64), Set(String), Struct({...}))"
     }
 }
 
 impl fmt::Display for ValueType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.list {
-            write!(f, "list<{}>", self.scalar.name())
-        } else {
-            f.write_str(self.scalar.name())
+        match (self.list, self.set, self.scalar) {
+            (true, false, ScalarType::Value) => f.write_str("value_list"),
+            (true, true, ScalarType::Value) => f.write_str("value_set"),
+            (true, false, s) => write!(f, "list<{}>", s.name()),
+            (true, true, s) => write!(f, "set<{}>", s.name()),
+            (false, _, s) => f.write_str(s.name()),
         }
     }
 }
@@ -156,6 +326,9 @@ pub enum ValueError {
     BadTimestamp { got: String },
     #[error("list elements may not be null")]
     NullInList,
+    /// A value of a structured or checked type (map, json, uuid, decimal ...) that is not one.
+    #[error("expected {expected}: {reason}")]
+    Invalid { expected: ValueType, reason: String },
     /// `hint`: for a number, what it would be in another unit.
     #[error("timestamp {got} is outside the years 1 to 9999{hint}")]
     TimestampOutOfRange { got: String, hint: String },
@@ -192,6 +365,9 @@ pub trait Cell {
     /// The element type of a list: the same form, or (native) a scalar-only type.
     type Item: Cell;
     fn as_list(&self) -> Option<&[Self::Item]>;
+    /// The value as a JSON tree, for the types stored with structure ([`tree`]); `None`
+    /// when the form has no such value.
+    fn to_tree(&self) -> Option<cell::JsonCell<'static>>;
     /// A short description for error messages.
     fn describe(&self) -> String;
     /// A whole number that is no integer without loss (a JSON float beyond 2^53, an integer
@@ -220,6 +396,9 @@ pub fn encode_value<C: Cell>(
     value: &C,
     out: &mut Vec<u8>,
 ) -> Result<(), ValueError> {
+    if ty.scalar.is_tree() {
+        return tree::encode(ty, value, out);
+    }
     if !ty.list {
         if is_missing(ty, value) {
             // Stored as null by the caller, never as a value.
@@ -234,17 +413,50 @@ pub fn encode_value<C: Cell>(
         expected: ty,
         got: value.describe(),
     })?;
+    let mut seen = ty.set.then(SetElements::default);
+    let first = out.len();
     for item in items {
         if item.is_null() {
             return Err(ValueError::NullInList);
         }
-        if ty.scalar.fixed_width().is_some() {
+        let at = out.len();
+        let element = if ty.scalar.fixed_width().is_some() {
             encode_scalar(ty.scalar, item, false, out)?;
+            at..out.len()
         } else {
-            encode_prefixed(ty, item, false, out)?;
+            encode_prefixed(ty, item, false, out)?
+        };
+        if let Some(seen) = &mut seen {
+            if seen.is_repeat(&out[first..], element.start - first..element.end - first) {
+                out.truncate(at);
+            }
         }
     }
     Ok(())
+}
+
+/// The elements of a set so far, to drop a repeat as Feast does (`list(set(value))`; the
+/// first occurrence keeps its place, where Feast's order is Python's set order).
+#[derive(Default)]
+struct SetElements {
+    by_hash: std::collections::HashMap<u64, Vec<Range<usize>>>,
+    hasher: ahash::RandomState,
+}
+
+impl SetElements {
+    /// Whether `bytes[element]` equals an earlier element; if not, it is remembered.
+    fn is_repeat(&mut self, bytes: &[u8], element: Range<usize>) -> bool {
+        let hash = self.hasher.hash_one(&bytes[element.clone()]);
+        let same = self.by_hash.entry(hash).or_default();
+        if same
+            .iter()
+            .any(|r| bytes[r.clone()] == bytes[element.clone()])
+        {
+            return true;
+        }
+        same.push(element);
+        false
+    }
 }
 
 /// Appends one join-key value in its canonical key form: fixed-width scalars as in a row,
@@ -331,6 +543,59 @@ fn encode_scalar<C: Cell>(
         }
         ScalarType::Bytes => out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??),
         ScalarType::UnixTimestamp => out.extend_from_slice(&timestamp_of(value)?.to_le_bytes()),
+        ScalarType::PdfBytes | ScalarType::ImageBytes => {
+            out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??)
+        }
+        ScalarType::Uuid | ScalarType::TimeUuid => {
+            let text = value.as_text(false).ok_or_else(wrong)?;
+            let uuid = scalars::parse_uuid(&text).ok_or_else(|| ValueError::Invalid {
+                expected: ty,
+                reason: format!("{} is not a UUID (8-4-4-4-12 hex digits)", value.describe()),
+            })?;
+            if scalar == ScalarType::TimeUuid && scalars::uuid_version(&uuid) != 1 {
+                return Err(ValueError::Invalid {
+                    expected: ty,
+                    reason: format!(
+                        "{} is a version-{} UUID, not a time-based (version 1) one",
+                        value.describe(),
+                        scalars::uuid_version(&uuid)
+                    ),
+                });
+            }
+            out.extend_from_slice(&uuid);
+        }
+        ScalarType::Decimal => {
+            // A number is refused rather than read through f64 (Feast refuses it too).
+            let text = value.as_text(false).ok_or_else(|| ValueError::Invalid {
+                expected: ty,
+                reason: format!(
+                    "got {}: send a decimal as a string (\"12.50\"), so no digit is lost",
+                    value.describe()
+                ),
+            })?;
+            if !scalars::is_decimal(&text) {
+                return Err(ValueError::Invalid {
+                    expected: ty,
+                    reason: format!("{} is not a decimal number", value.describe()),
+                });
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        ScalarType::ZonedTimestamp => {
+            let (micros, offset) = match value.as_text(false) {
+                Some(text) => scalars::parse_zoned(&text).ok_or_else(|| ValueError::Invalid {
+                    expected: ty,
+                    reason: format!("{} is not a timestamp with a UTC offset (e.g. 2026-11-25T02:00:00-08:00; named zones are not read)", value.describe()),
+                })?,
+                None => (timestamp_of(value)?, 0),
+            };
+            scalars::encode_zoned(micros, offset, out);
+        }
+        ScalarType::Map
+        | ScalarType::Json
+        | ScalarType::Struct
+        | ScalarType::ScalarMap
+        | ScalarType::Value => return Err(wrong()),
     }
     Ok(())
 }
@@ -359,6 +624,21 @@ pub fn stored_elements(scalar: ScalarType, bytes: &[u8]) -> impl Iterator<Item =
     })
 }
 
+/// The text form of a stored (non-null) element of the text-like and structured types: a
+/// UUID's canonical form, a decimal's or JSON value's text, a zoned timestamp in ISO 8601,
+/// a map or nested list as JSON text. What native answers and offline files hold.
+pub fn render_text(scalar: ScalarType, bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    match scalar {
+        ScalarType::Uuid | ScalarType::TimeUuid => scalars::write_uuid(bytes, &mut out),
+        ScalarType::ZonedTimestamp => scalars::write_zoned(bytes, &mut out),
+        ScalarType::Map | ScalarType::Struct => tree::render_map(bytes, &mut out),
+        ScalarType::Value => tree::render_value(bytes, &mut out),
+        _ => out.extend_from_slice(bytes),
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// A little-endian integer or float from stored bytes (short input reads as zero-padded).
 pub fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
@@ -377,10 +657,7 @@ mod tests {
             ValueType::parse("int64"),
             Some(ValueType::scalar(ScalarType::Int64))
         );
-        let list = ValueType {
-            scalar: ScalarType::String,
-            list: true,
-        };
+        let list = ValueType::list_of(ScalarType::String);
         assert_eq!(ValueType::parse("list<string>"), Some(list));
         assert_eq!(ValueType::parse("STRING_LIST"), Some(list));
         assert_eq!(ValueType::parse("Array(String)"), Some(list));
@@ -390,5 +667,92 @@ mod tests {
         );
         assert_eq!(ValueType::parse("int65"), None);
         assert_eq!(list.to_string(), "list<string>");
+    }
+
+    #[test]
+    fn every_feast_type_has_a_name_that_reads_back() {
+        use crate::registry::feast::proto::value_type::NAMES;
+        use crate::registry::feast::value_type;
+        let mut served = 0;
+        for (number, feast_name) in NAMES {
+            let Some(ty) = value_type(number) else {
+                assert!(matches!(feast_name, "INVALID" | "NULL"), "{feast_name}");
+                continue;
+            };
+            served += 1;
+            assert_eq!(ValueType::parse(&ty.to_string()), Some(ty), "{feast_name}");
+            assert_eq!(ValueType::parse(feast_name), Some(ty), "{feast_name}");
+        }
+        assert_eq!(served, 45);
+        for (feast, ours) in [
+            ("Array(Array(Int64))", "value_list"),
+            ("Set(Array(String))", "value_set"),
+            ("Struct({name: String, age: String})", "struct"),
+            ("Array(Struct({a: Int64}))", "list<struct>"),
+            ("Set(Uuid)", "set<uuid>"),
+            ("Array(Json)", "list<json>"),
+            ("Map", "map"),
+            ("ZonedTimestamp", "zoned_timestamp"),
+            ("PdfBytes", "pdf_bytes"),
+        ] {
+            assert_eq!(
+                ValueType::parse(feast).unwrap().to_string(),
+                ours,
+                "{feast}"
+            );
+        }
+        // Types Feast does not have.
+        for bad in [
+            "set<map>",
+            "list<pdf_bytes>",
+            "Array(ZonedTimestamp)",
+            "set<json>",
+            "value",
+        ] {
+            assert_eq!(ValueType::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sets_drop_repeats_and_new_scalars_are_checked() {
+        use serde_json::json;
+        let stored = |ty: &str, v: serde_json::Value| {
+            let ty = ValueType::parse(ty).unwrap();
+            let mut bytes = Vec::new();
+            encode_value(ty, &v, &mut bytes).map(|()| {
+                let mut out = Vec::new();
+                render_json(ty, &bytes, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+        };
+        assert_eq!(
+            stored("set<string>", json!(["b", "a", "b", "a"])).unwrap(),
+            r#"["b","a"]"#
+        );
+        assert_eq!(
+            stored("set<float64>", json!([1.5, 1.5, 2])).unwrap(),
+            "[1.5,2.0]"
+        );
+        let uuid = "a0b1c2d3-e4f5-4789-8abc-def012345678";
+        assert_eq!(
+            stored("set<uuid>", json!([uuid, uuid.to_uppercase()])).unwrap(),
+            format!(r#"["{uuid}"]"#)
+        );
+        assert_eq!(stored("uuid", json!(uuid)).unwrap(), format!(r#""{uuid}""#));
+        let e = stored("time_uuid", json!(uuid)).unwrap_err().to_string();
+        assert!(e.contains("version-4 UUID, not a time-based"), "{e}");
+        assert!(stored("uuid", json!("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("is not a UUID"));
+        assert_eq!(stored("decimal", json!("12.50")).unwrap(), r#""12.50""#);
+        let e = stored("decimal", json!(12.5)).unwrap_err().to_string();
+        assert!(e.contains("send a decimal as a string"), "{e}");
+        assert_eq!(stored("pdf_bytes", json!("aGk=")).unwrap(), r#""aGk=""#);
+        assert_eq!(
+            stored("zoned_timestamp", json!("2026-11-25T02:00:00-08:00")).unwrap(),
+            r#""2026-11-25T02:00:00-08:00""#
+        );
+        assert!(stored("set<int64>", json!([1, null])).is_err());
     }
 }
