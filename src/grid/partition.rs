@@ -16,13 +16,15 @@
 //!
 //! Writes arrive as [`RowBatch`]es whose rows carry the same value part, so applying a row is
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken
-//! by the created timestamp, then by arrival (the later write wins). Writes arrive in log order
+//! by the created timestamp, then by arrival (the later write wins). A label view keeps the
+//! last write instead, whatever its times ([`WriteRule::LastWrite`]): the rule is applied here,
+//! so the write path, the log replay and every cluster replica follow it alike. Writes arrive in log order
 //! (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay of the log
 //! breaks every tie the same way.
 
 use std::sync::Arc;
 
-use crate::registry::{FeatureView, Registry, ViewId};
+use crate::registry::{FeatureView, Registry, ViewId, WriteRule};
 use crate::value::Micros;
 
 /// A `created` timestamp that was not given: older than any given one.
@@ -43,6 +45,8 @@ pub struct RowLayout {
     /// Bytes of the value part: timestamps, bitmap and fixed-width fields.
     value_len: usize,
     var_count: usize,
+    /// The view keeps the last write of a key, not its newest event (label views).
+    last_write_wins: bool,
 }
 
 const EVENT_AT: usize = 0;
@@ -81,6 +85,7 @@ impl RowLayout {
             slots,
             value_len: offset,
             var_count,
+            last_write_wins: view.write_rule == WriteRule::LastWrite,
         }
     }
 
@@ -471,7 +476,9 @@ impl Table {
                 let at = layout.key_part_len();
                 let stored = &self.shared.writer_row(id)[at..];
                 let stored_order = (read_i64(stored, EVENT_AT), read_i64(stored, CREATED_AT));
-                if (incoming.event_ts(), incoming.created_ts()) < stored_order {
+                if !layout.last_write_wins
+                    && (incoming.event_ts(), incoming.created_ts()) < stored_order
+                {
                     return Ok(false);
                 }
                 self.shared.overwrite(id, at, incoming.value);

@@ -25,6 +25,8 @@ pub struct Registry {
     pub data_sources: Vec<DataSource>,
     #[prost(message, repeated, tag = "14")]
     pub stream_feature_views: Vec<Named>,
+    #[prost(message, repeated, tag = "19")]
+    pub label_views: Vec<LabelView>,
 }
 
 /// `google.protobuf.Timestamp`.
@@ -100,6 +102,51 @@ pub struct FeatureSpec {
 pub struct FeatureView {
     #[prost(message, optional, tag = "1")]
     pub spec: Option<FeatureViewSpec>,
+    #[prost(message, optional, tag = "2")]
+    pub meta: Option<FeatureViewMeta>,
+}
+
+/// `feast.core.FeatureViewMeta`: the view's version number.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FeatureViewMeta {
+    #[prost(int32, tag = "4")]
+    pub current_version_number: i32,
+}
+
+/// `feast.core.LabelView` (Feast 0.67's `feast.labeling.LabelView`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelView {
+    #[prost(message, optional, tag = "1")]
+    pub spec: Option<LabelViewSpec>,
+}
+
+/// `feast.core.LabelViewSpec`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelViewSpec {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub project: String,
+    #[prost(string, repeated, tag = "3")]
+    pub entities: Vec<String>,
+    #[prost(message, repeated, tag = "4")]
+    pub features: Vec<FeatureSpec>,
+    #[prost(message, optional, tag = "6")]
+    pub ttl: Option<Duration>,
+    /// Its push source (labels are pushed), with that source's batch source inside.
+    #[prost(message, optional, tag = "7")]
+    pub source: Option<DataSource>,
+    #[prost(bool, tag = "8")]
+    pub online: bool,
+    #[prost(string, tag = "9")]
+    pub description: String,
+    #[prost(message, repeated, tag = "11")]
+    pub entity_columns: Vec<FeatureSpec>,
+    #[prost(string, tag = "12")]
+    pub labeler_field: String,
+    /// `ConflictResolutionPolicy`: 0 last write wins, 1 labeler priority, 2 majority vote.
+    #[prost(int32, tag = "13")]
+    pub conflict_policy: i32,
 }
 
 /// `feast.core.FeatureViewSpec`.
@@ -127,6 +174,11 @@ pub struct FeatureViewSpec {
     /// The join-key columns with their types, as `feast apply` inferred them.
     #[prost(message, repeated, tag = "12")]
     pub entity_columns: Vec<FeatureSpec>,
+    #[prost(bool, tag = "17")]
+    pub enable_validation: bool,
+    /// The version declared (`version="latest"`, `"v2"`).
+    #[prost(string, tag = "18")]
+    pub version: String,
     #[prost(bool, tag = "20")]
     pub disabled: bool,
 }
