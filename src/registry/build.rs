@@ -70,6 +70,11 @@ pub(super) struct FeatureViewDecl {
     pub(super) version_number: u32,
     #[serde(default)]
     pub(super) enable_validation: bool,
+    /// The view's own join-key types where they differ from its entities' (a Feast view's
+    /// `entity_columns`, as `feast apply` inferred them: Feast keys and echoes each view's
+    /// entity values by these). Never from TOML.
+    #[serde(skip)]
+    pub(super) key_types: Vec<(String, ValueType)>,
 }
 
 impl RegistryFile {
@@ -282,9 +287,15 @@ impl Registry {
                         format!("join key '{}' appears twice", entity.join_key),
                     ));
                 }
+                let own_type = decl
+                    .key_types
+                    .iter()
+                    .find(|(k, _)| k == &entity.join_key)
+                    .map(|&(_, t)| t)
+                    .filter(|t| !t.list && t.scalar.can_be_key());
                 join_keys.push(JoinKey {
                     name: entity.join_key.clone(),
-                    value_type: join_key_types[&entity.join_key],
+                    value_type: own_type.unwrap_or(join_key_types[&entity.join_key]),
                 });
             }
             for (column, setting) in [

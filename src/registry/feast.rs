@@ -531,6 +531,14 @@ fn ttl_declaration(ttl: Option<proto::Duration>) -> Result<Option<toml::Value>, 
     })
 }
 
+/// A view's join-key types as `feast apply` inferred them (its `entity_columns`).
+fn key_types(columns: &[proto::FeatureSpec]) -> Vec<(String, ValueType)> {
+    columns
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), value_type(c.value_type)?)))
+        .collect()
+}
+
 /// A timestamp column named by `batch`, or the default.
 fn column_of(
     batch: Option<&proto::DataSource>,
@@ -573,6 +581,7 @@ fn label_view_declaration(spec: proto::LabelViewSpec) -> Result<FeatureViewDecl,
         timestamp_field: column_of(batch, |s| &s.timestamp_field, "event_timestamp"),
         created_timestamp_column: column_of(batch, |s| &s.created_timestamp_column, "created"),
         description: spec.description,
+        key_types: key_types(&spec.entity_columns),
         kind: ViewKind::LabelView,
         labeler_field: (!spec.labeler_field.is_empty()).then_some(spec.labeler_field),
         conflict_policy: Some(conflict_policy.to_string()),
@@ -609,6 +618,7 @@ fn view_declaration(spec: proto::FeatureViewSpec) -> Result<FeatureViewDecl, Str
         timestamp_field: column_of(batch, |s| &s.timestamp_field, "event_timestamp"),
         created_timestamp_column: column_of(batch, |s| &s.created_timestamp_column, "created"),
         description: spec.description,
+        key_types: key_types(&spec.entity_columns),
         kind: ViewKind::FeatureView,
         labeler_field: None,
         conflict_policy: None,

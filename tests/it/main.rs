@@ -14,6 +14,7 @@ mod error_format;
 mod feast_api;
 mod feast_repo;
 mod feast_sdk;
+mod feast_template;
 mod limits;
 mod native;
 mod offline;
