@@ -22,4 +22,5 @@ mod robustness;
 mod semantics;
 mod support;
 mod tls;
+mod types;
 mod validation;
