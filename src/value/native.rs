@@ -300,6 +300,54 @@ mod tests {
         ));
     }
 
+    /// Structured and text-like types travel as the text of their JSON answer, both ways.
+    #[test]
+    fn structured_values_travel_as_text() {
+        use NativeValue::*;
+        let text = |s: &str| String(s.to_string());
+        assert_eq!(
+            round_trip("map", text(r#"{"a": 1, "b": [1.5]}"#)),
+            Ok(text(r#"{"a":1,"b":[1.5]}"#))
+        );
+        assert_eq!(
+            round_trip("json", text(r#"{"a": 1}"#)),
+            Ok(text(r#"{"a": 1}"#))
+        );
+        assert_eq!(
+            round_trip("uuid", text("A0B1C2D3-E4F5-4789-8ABC-DEF012345678")),
+            Ok(text("a0b1c2d3-e4f5-4789-8abc-def012345678"))
+        );
+        assert_eq!(round_trip("decimal", text("1.50")), Ok(text("1.50")));
+        assert_eq!(
+            round_trip(
+                "set<int64>",
+                List(vec![NativeScalar::Int64(2), NativeScalar::Int64(2)])
+            ),
+            Ok(List(vec![NativeScalar::Int64(2)]))
+        );
+        assert_eq!(
+            round_trip(
+                "list<map>",
+                List(vec![NativeScalar::String(r#"{"a": 1}"#.into())])
+            ),
+            Ok(List(vec![NativeScalar::String(r#"{"a":1}"#.into())]))
+        );
+        let texts = |items: &[&str]| {
+            List(
+                items
+                    .iter()
+                    .map(|t| NativeScalar::String(t.to_string()))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            round_trip("value_list", texts(&["[1, 2]", "[]", "null"])),
+            Ok(texts(&["[1,2]", "null", "null"]))
+        );
+        assert!(round_trip("value_list", texts(&["\"x\""])).is_err());
+        assert!(round_trip("map", Int64(1)).is_err());
+    }
+
     proptest! {
         #[test]
         fn int_lists_round_trip(items in proptest::collection::vec(any::<i64>(), 0..16)) {

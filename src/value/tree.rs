@@ -15,9 +15,11 @@
 //! - An element of a nested list is a list typed from its values as above, or null; an empty
 //!   inner list is stored as null (Feast answers it as null).
 //!
-//! Stored form: a map is `u32 count` then per entry `u32 key length, key, typed value`; a
-//! typed value is a tag byte and its payload (numbers little-endian, strings `u32 length`
-//! and bytes, lists `u32 count` and elements). Nothing is re-parsed from JSON text at read.
+//! Stored form: a map is its entry count then per entry `key length, key, typed value`; a
+//! typed value is a tag byte and its payload (numbers little-endian, strings a length and
+//! their bytes, lists a count and their elements). Counts and lengths are LEB128 varints (one
+//! byte below 128), so a small map takes fewer bytes than its JSON text. Nothing is re-parsed
+//! from JSON text at read.
 
 use std::borrow::Cow;
 
@@ -169,10 +171,18 @@ fn for_each_prefixed<T>(
     Ok(())
 }
 
+/// A count or length as a LEB128 varint.
 fn put_len(len: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    let len = u32::try_from(len).map_err(|_| "more than 2^32 items".to_string())?;
-    out.extend_from_slice(&len.to_le_bytes());
-    Ok(())
+    let mut n = len as u64;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return Ok(());
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 fn put_str(s: &str, out: &mut Vec<u8>) -> Result<(), String> {
@@ -296,6 +306,16 @@ fn encode_nested_element(item: &JsonCell<'_>, out: &mut Vec<u8>) -> Result<(), S
             }
         }
         JsonCell::List(items) => encode_inferred_list(items, out)?,
+        // The native path (and the SDK's transport) sends an element as its JSON text.
+        JsonCell::Str(text) => match parse_text(text)? {
+            JsonCell::Str(_) => {
+                return Err(format!(
+                    "an element is {}: each element of a nested list is a list or null",
+                    item.describe()
+                ))
+            }
+            parsed => encode_nested_element(&parsed, out)?,
+        },
         other => {
             return Err(format!(
                 "an element is {}: each element of a nested list is a list or null",
@@ -322,8 +342,19 @@ impl<'a> Reader<'a> {
         self.take(1).first().copied().unwrap_or(NULL)
     }
 
+    /// A LEB128 varint ([`put_len`]).
     fn len(&mut self) -> usize {
-        u32::from_le_bytes(super::le(self.take(4))) as usize
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.take(1).first() else {
+                break;
+            };
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 
     fn str(&mut self) -> std::borrow::Cow<'a, str> {

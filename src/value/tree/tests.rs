@@ -127,3 +127,23 @@ fn python_nan_inside_a_map_is_a_double() {
     render_json(ty, &bytes, &mut out);
     assert_eq!(out, br#"{"a":"NaN"}"#);
 }
+
+/// The template's `driver_metadata` value takes fewer bytes stored than as JSON text.
+#[test]
+fn a_small_map_is_stored_in_fewer_bytes_than_its_json_text() {
+    let text = r#"{"vehicle_type":"truck","rating":"5.0"}"#;
+    let cell: JsonCell = serde_json::from_str(text).unwrap();
+    let mut bytes = Vec::new();
+    encode_value(ValueType::parse("map").unwrap(), &cell, &mut bytes).unwrap();
+    assert_eq!(bytes.len(), 33, "{bytes:?}");
+    assert!(bytes.len() < text.len());
+    // Long strings and many entries take multi-byte lengths and read back the same.
+    let long = "x".repeat(300);
+    let many: String = (0..200)
+        .map(|i| format!(r#""k{i}": {i}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let input = format!(r#"{{"long": "{long}", "many": {{{many}}}}}"#);
+    let got = stored("map", &input).unwrap();
+    assert_eq!(json(&got), json(&input));
+}
