@@ -18,9 +18,9 @@
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken
 //! by the created timestamp, then by arrival (the later write wins). A label view keeps the
 //! last write instead, whatever its times ([`WriteRule::LastWrite`]): the rule is applied here,
-//! so the write path, the log replay and every cluster replica follow it alike. Writes arrive in log order
-//! (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay of the log
-//! breaks every tie the same way.
+//! so the write path, the log replay and every cluster replica follow it alike. Writes arrive
+//! in log order (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay
+//! of the log breaks every tie the same way.
 
 use std::sync::Arc;
 

@@ -374,43 +374,36 @@ pub fn render_value(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 fn render_map_from(r: &mut Reader<'_>, out: &mut Vec<u8>) {
-    let count = r.len();
-    out.push(b'{');
-    for i in 0..count {
-        if r.0.is_empty() {
-            break;
-        }
-        if i > 0 {
-            out.push(b',');
-        }
+    render_items(r, out, (b'{', b'}'), |r, out| {
         render_str(&r.str(), out);
         out.push(b':');
         render_tagged(r, out);
-    }
-    out.push(b'}');
+    });
 }
 
 fn render_tagged(r: &mut Reader<'_>, out: &mut Vec<u8>) {
     let tag = r.u8();
     match tag {
         INT64..=BOOL => render_scalar(tag, r, out),
-        INT64_LIST..=BOOL_LIST => render_list(r, out, |r, out| {
+        INT64_LIST..=BOOL_LIST => render_items(r, out, (b'[', b']'), |r, out| {
             render_scalar(tag - (INT64_LIST - INT64), r, out)
         }),
         MAP => render_map_from(r, out),
-        MAP_LIST => render_list(r, out, render_map_from),
-        VALUE_LIST => render_list(r, out, render_tagged),
+        MAP_LIST => render_items(r, out, (b'[', b']'), render_map_from),
+        VALUE_LIST => render_items(r, out, (b'[', b']'), render_tagged),
         _ => out.extend_from_slice(b"null"),
     }
 }
 
-fn render_list(
+/// A count, then that many items between `brackets`, comma-separated.
+fn render_items(
     r: &mut Reader<'_>,
     out: &mut Vec<u8>,
+    brackets: (u8, u8),
     item: impl Fn(&mut Reader<'_>, &mut Vec<u8>),
 ) {
     let count = r.len();
-    out.push(b'[');
+    out.push(brackets.0);
     for i in 0..count {
         if r.0.is_empty() {
             break;
@@ -420,7 +413,7 @@ fn render_list(
         }
         item(r, out);
     }
-    out.push(b']');
+    out.push(brackets.1);
 }
 
 fn render_scalar(tag: u8, r: &mut Reader<'_>, out: &mut Vec<u8>) {

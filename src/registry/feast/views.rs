@@ -121,12 +121,54 @@ fn column_of(
         .unwrap_or_else(|| default.to_string())
 }
 
+/// The parts a feature view and a label view declare alike; `push_source` feeds the view and
+/// `batch` names its timestamp columns. A plain feature view's declaration, until the caller
+/// says otherwise.
+struct Common<'a> {
+    name: String,
+    entities: Vec<String>,
+    features: &'a [proto::FeatureSpec],
+    ttl: Option<proto::Duration>,
+    entity_columns: &'a [proto::FeatureSpec],
+    description: String,
+    push_source: Option<&'a proto::DataSource>,
+    batch: Option<&'a proto::DataSource>,
+}
+
+impl Common<'_> {
+    fn declaration(self) -> Result<FeatureViewDecl, String> {
+        Ok(FeatureViewDecl {
+            entities: self
+                .entities
+                .into_iter()
+                .filter(|e| e.as_str() != DUMMY_ENTITY)
+                .collect(),
+            fields: field_declarations(self.features)?,
+            ttl: ttl_declaration(self.ttl)?,
+            source: self.push_source.map(|p| p.name.clone()),
+            timestamp_field: column_of(self.batch, |s| &s.timestamp_field, "event_timestamp"),
+            created_timestamp_column: column_of(
+                self.batch,
+                |s| &s.created_timestamp_column,
+                "created",
+            ),
+            description: self.description,
+            key_types: key_types(self.entity_columns),
+            kind: ViewKind::FeatureView,
+            labeler_field: None,
+            conflict_policy: None,
+            version: None,
+            version_number: 0,
+            enable_validation: false,
+            name: self.name,
+        })
+    }
+}
+
 /// A served label view's declaration: fed by its push source, keeping the last write.
 pub(super) fn label_view_declaration(
     spec: proto::LabelViewSpec,
 ) -> Result<FeatureViewDecl, String> {
-    let fields = field_declarations(&spec.features)?;
-    let ttl = ttl_declaration(spec.ttl)?;
     let push_source = spec
         .source
         .as_ref()
@@ -139,34 +181,26 @@ pub(super) fn label_view_declaration(
         2 => "majority_vote",
         _ => "last_write_wins",
     };
-    Ok(FeatureViewDecl {
-        entities: spec
-            .entities
-            .iter()
-            .filter(|e| *e != DUMMY_ENTITY)
-            .cloned()
-            .collect(),
-        fields,
-        ttl,
-        source: push_source.map(|p| p.name.clone()),
-        timestamp_field: column_of(batch, |s| &s.timestamp_field, "event_timestamp"),
-        created_timestamp_column: column_of(batch, |s| &s.created_timestamp_column, "created"),
+    let common = Common {
+        name: spec.name,
+        entities: spec.entities,
+        features: &spec.features,
+        ttl: spec.ttl,
+        entity_columns: &spec.entity_columns,
         description: spec.description,
-        key_types: key_types(&spec.entity_columns),
+        push_source,
+        batch,
+    };
+    Ok(FeatureViewDecl {
         kind: ViewKind::LabelView,
         labeler_field: (!spec.labeler_field.is_empty()).then_some(spec.labeler_field),
         conflict_policy: Some(conflict_policy.to_string()),
-        version: None,
-        version_number: 0,
-        enable_validation: false,
-        name: spec.name,
+        ..common.declaration()?
     })
 }
 
 /// A served feature view's declaration; `Err` says why it cannot be served.
 pub(super) fn view_declaration(spec: proto::FeatureViewSpec) -> Result<FeatureViewDecl, String> {
-    let fields = field_declarations(&spec.features)?;
-    let ttl = ttl_declaration(spec.ttl)?;
     let push_source = spec
         .stream_source
         .as_ref()
@@ -176,26 +210,19 @@ pub(super) fn view_declaration(spec: proto::FeatureViewSpec) -> Result<FeatureVi
         .batch_source
         .as_ref()
         .or_else(|| push_source.and_then(|p| p.batch_source.as_deref()));
-    Ok(FeatureViewDecl {
-        entities: spec
-            .entities
-            .iter()
-            .filter(|e| *e != DUMMY_ENTITY)
-            .cloned()
-            .collect(),
-        fields,
-        ttl,
-        source: push_source.map(|p| p.name.clone()),
-        timestamp_field: column_of(batch, |s| &s.timestamp_field, "event_timestamp"),
-        created_timestamp_column: column_of(batch, |s| &s.created_timestamp_column, "created"),
-        description: spec.description,
-        key_types: key_types(&spec.entity_columns),
-        kind: ViewKind::FeatureView,
-        labeler_field: None,
-        conflict_policy: None,
-        version: (!spec.version.is_empty()).then_some(spec.version),
-        version_number: 0,
-        enable_validation: spec.enable_validation,
+    let common = Common {
         name: spec.name,
+        entities: spec.entities,
+        features: &spec.features,
+        ttl: spec.ttl,
+        entity_columns: &spec.entity_columns,
+        description: spec.description,
+        push_source,
+        batch,
+    };
+    Ok(FeatureViewDecl {
+        version: (!spec.version.is_empty()).then_some(spec.version),
+        enable_validation: spec.enable_validation,
+        ..common.declaration()?
     })
 }
