@@ -164,6 +164,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::BadFeatureRef { .. } => {
                 (StatusCode::BAD_REQUEST, "bad_feature_reference")
             }
+            RegistryError::VersionedReference { .. } => {
+                (StatusCode::BAD_REQUEST, "versioned_reference_unsupported")
+            }
             RegistryError::Invalid { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "invalid_registry")
             }

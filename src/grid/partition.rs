@@ -16,9 +16,11 @@
 //!
 //! Writes arrive as [`RowBatch`]es whose rows carry the same value part, so applying a row is
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken
-//! by the created timestamp, then by arrival (the later write wins). Writes arrive in log order
-//! (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay of the log
-//! breaks every tie the same way.
+//! by the created timestamp, then by arrival (the later write wins). A label view keeps the
+//! last write instead, whatever its times ([`crate::registry::WriteRule::LastWrite`]): the rule
+//! is applied here, so the write path, the log replay and every cluster replica follow it
+//! alike. Writes arrive in log order (the log writer queues them, see
+//! [`crate::persist::wal::writer`]), so a replay of the log breaks every tie the same way.
 //!
 //! Here: the tables, the partition and its readers' view. `rows`: the row layout and the
 //! batches rows travel in; `shared`: the part of a table other threads read; `frozen`: frozen
@@ -144,7 +146,9 @@ impl Table {
                 let at = layout.key_part_len();
                 let stored = &self.shared.writer_row(id)[at..];
                 let stored_order = (read_i64(stored, EVENT_AT), read_i64(stored, CREATED_AT));
-                if (incoming.event_ts(), incoming.created_ts()) < stored_order {
+                if !layout.last_write_wins
+                    && (incoming.event_ts(), incoming.created_ts()) < stored_order
+                {
                     return Ok(false);
                 }
                 self.shared.overwrite(id, at, incoming.value);

@@ -189,7 +189,7 @@ fn run_example(python: &Path, example: &Path, repo: &Path, url: &str) {
 }
 
 /// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.
-fn passes(command: &mut Command, ok_line: &str, url: &str) {
+pub fn passes(command: &mut Command, ok_line: &str, url: &str) {
     let output = run(command, CHECK_DEADLINE).expect("running the check script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -201,7 +201,7 @@ fn passes(command: &mut Command, ok_line: &str, url: &str) {
 }
 
 /// `feast apply` in `repo` with the venv's feast (which does not call the online store).
-fn feast_apply(python: &Path, repo: &Path) {
+pub fn feast_apply(python: &Path, repo: &Path) {
     let mut apply = Command::new(python.with_file_name("feast"));
     apply.arg("apply").current_dir(repo);
     let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
@@ -404,7 +404,7 @@ fn prepare_venv(venv: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs `command` with its output captured; kills it and says so past `deadline`.
-fn run(command: &mut Command, deadline: Duration) -> std::io::Result<Output> {
+pub fn run(command: &mut Command, deadline: Duration) -> std::io::Result<Output> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

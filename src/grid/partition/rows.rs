@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::{FeatureView, Registry, ViewId};
+use crate::registry::{FeatureView, Registry, ViewId, WriteRule};
 use crate::value::Micros;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct RowLayout {
     /// Bytes of the value part: timestamps, bitmap and fixed-width fields.
     pub(super) value_len: usize,
     pub(super) var_count: usize,
+    /// The view keeps the last write of a key, not its newest event (label views).
+    pub(super) last_write_wins: bool,
 }
 
 pub(super) const EVENT_AT: usize = 0;
@@ -60,6 +62,7 @@ impl RowLayout {
             slots,
             value_len: offset,
             var_count,
+            last_write_wins: view.write_rule == WriteRule::LastWrite,
         }
     }
 

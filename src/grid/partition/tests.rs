@@ -100,6 +100,63 @@ fn newest_event_wins_then_created_then_arrival() {
     assert_eq!(p.row_counts(), vec![1]);
 }
 
+/// The embedded registry with its one view made a label view (last write wins).
+fn labels() -> Arc<[RowLayout]> {
+    let text = crate::registry::DEFAULT_REGISTRY.replace(
+        "name = \"driver_hourly_stats\"",
+        "name = \"driver_hourly_stats\"\nkind = \"label_view\"",
+    );
+    let registry = Registry::parse(&text, "labels").unwrap();
+    RowLayout::for_registry(&registry)
+}
+
+#[test]
+fn a_label_view_keeps_the_last_write_whatever_its_times() {
+    let layouts = labels();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 1, 100, 10, 0.5, None);
+    // Older event and older created: still the last write, so it is kept.
+    let s = push(&mut p, &layouts, 1, 50, 5, 0.25, None);
+    assert_eq!((s.written, s.skipped_older), (1, 0));
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.25, 50)));
+    push(&mut p, &layouts, 1, 200, NO_CREATED, 0.75, None);
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.75, 200)));
+}
+
+proptest! {
+    /// Whatever the times, a label view holds each key's last write, and a feature view the
+    /// write with the greatest (event, created) that came last among equals.
+    #[test]
+    fn each_view_follows_its_write_rule(writes in proptest::collection::vec((0i64..4, 0i64..5, 0i64..3), 1..40)) {
+        let (_, newest_layouts) = driver();
+        let label_layouts = labels();
+        let mut newest = Partition::new(newest_layouts.clone());
+        let mut last = Partition::new(label_layouts.clone());
+        let mut expect_newest: HashMap<i64, (i64, i64, f64)> = HashMap::new();
+        let mut expect_last: HashMap<i64, (f64, i64)> = HashMap::new();
+        for (n, &(id, event, created)) in writes.iter().enumerate() {
+            let conv = n as f64;
+            push(&mut newest, &newest_layouts, id, event, created, conv, None);
+            push(&mut last, &label_layouts, id, event, created, conv, None);
+            let kept = expect_newest.entry(id).or_insert((event, created, conv));
+            if (event, created) >= (kept.0, kept.1) {
+                *kept = (event, created, conv);
+            }
+            expect_last.insert(id, (conv, event));
+        }
+        for id in 0..4 {
+            prop_assert_eq!(
+                read_conv(&newest, &newest_layouts, id),
+                expect_newest.get(&id).map(|&(e, _, c)| (c as f32, e))
+            );
+            prop_assert_eq!(
+                read_conv(&last, &label_layouts, id),
+                expect_last.get(&id).map(|&(c, e)| (c as f32, e))
+            );
+        }
+    }
+}
+
 #[test]
 fn nulls_are_kept_per_field() {
     let (_, layouts) = driver();

@@ -23,7 +23,18 @@ fn leaf(name: &str, scalar: ScalarType, repetition: Repetition) -> Result<TypePt
         ScalarType::Float64 => (PhysicalType::DOUBLE, None),
         ScalarType::Bool => (PhysicalType::BOOLEAN, None),
         ScalarType::String => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
-        ScalarType::Bytes => (PhysicalType::BYTE_ARRAY, None),
+        ScalarType::Bytes | ScalarType::PdfBytes | ScalarType::ImageBytes => {
+            (PhysicalType::BYTE_ARRAY, None)
+        }
+        ScalarType::Uuid
+        | ScalarType::TimeUuid
+        | ScalarType::Decimal
+        | ScalarType::ZonedTimestamp
+        | ScalarType::Map
+        | ScalarType::Json
+        | ScalarType::Struct
+        | ScalarType::ScalarMap
+        | ScalarType::Value => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
         ScalarType::UnixTimestamp => (
             PhysicalType::INT64,
             Some(LogicalType::timestamp(true, TimeUnit::MICROS)),
