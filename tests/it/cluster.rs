@@ -106,7 +106,7 @@ impl Cluster {
         for i in 0..n {
             cluster.restart(i);
         }
-        cluster.wait_for_leaders(0);
+        cluster.wait_for_replicas();
         cluster
     }
 
@@ -166,6 +166,31 @@ impl Cluster {
         let a = self.node(i).send("GET", "/cluster", &headers, None);
         assert_eq!(a.status, 200, "{}", a.text);
         a.json
+    }
+
+    /// Waits (at most 60 s) until every group has a leader and every replica has joined it
+    /// (reports an applied index): a node killed before it joined would come back with no Raft
+    /// state and rejoin, which is not what most tests test.
+    pub(super) fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.wait_for_leaders(0);
+            let groups = status["groups"].as_array().expect("groups");
+            let joined = groups.iter().all(|g| {
+                g["replicas"].as_array().is_some_and(|rs| {
+                    rs.iter()
+                        .all(|r| g["applied"][r.as_str().unwrap_or("")].is_u64())
+                })
+            });
+            if joined {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every replica joined: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits (at most 60 s) until node `i` sees a leader for every group.
