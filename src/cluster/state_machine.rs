@@ -251,14 +251,15 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
                 data: section.data,
             });
         }
-        self.local.apply(&write).await.map_err(|e| {
-            tracing::error!(group = self.group, error = %e, "the group stops on this node");
-            sm_err(e)
-        })?;
+        // Kept first: once its rows are visible, the snapshot is on disk too.
         let (files, kept) = (self.files.clone(), meta.clone());
         blocking(move || files.keep(&kept, &data))
             .await
             .map_err(sm_err)?;
+        self.local.apply(&write).await.map_err(|e| {
+            tracing::error!(group = self.group, error = %e, "the group stops on this node");
+            sm_err(e)
+        })?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.mark().await.map_err(sm_err)?;

@@ -342,6 +342,9 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
     // The snapshot it installed is kept as a snapshot file of the group's rows, which a
     // restart finds again.
     let file = cluster.data_dir(2).join("raft/g0/snapshot.snap");
+    // (A `local` read may be answered by the leader while node 3 is still starting its
+    // groups: wait for the install itself.)
+    super::cluster::eventually("node 3 installed a snapshot", || file.exists());
     let (header, body) = featgrid::persist::snapshot::read_shard(&file).expect("snapshot file");
     assert_eq!(header.shard, 0);
     assert!(header.rows >= 20 && header.seq >= 20, "{header:?}");
