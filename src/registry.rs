@@ -6,9 +6,10 @@
 //! immutable: a reload builds a new one and swaps it in ([`crate::reload`]). Everything
 //! downstream refers to views by [`ViewId`] and to features by index.
 
+pub mod batch;
 pub mod feast;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ struct FeatureViewDecl {
     created_timestamp_column: String,
     #[serde(default)]
     description: String,
+    /// Where materialization reads the view's rows (from a Feast repo; TOML names it through
+    /// `source`).
+    #[serde(skip)]
+    offline: Option<batch::OfflineSource>,
 }
 
 fn default_timestamp_field() -> String {
@@ -112,14 +117,20 @@ struct PushSourceDecl {
     description: String,
 }
 
-/// A source featgrid does not read (Feast's `FileSource`, `BigQuerySource`, ...): views naming
-/// it are written through `write-to-online-store` (e.g. by `feast materialize`).
+/// An offline source: views naming it are written through `write-to-online-store` (e.g. by
+/// Feast's client-side `feast materialize`), or, with a `path`, materialized by featgrid from
+/// that Parquet file or directory ([`batch`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchSourceDecl {
     name: String,
     #[serde(default)]
     description: String,
+    /// A Parquet file or a directory of Parquet files, relative to the registry file.
+    path: Option<String>,
+    /// Source column -> the view's column.
+    #[serde(default)]
+    field_mapping: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +191,10 @@ pub struct FeatureView {
     pub created_timestamp_column: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where materialization reads the view's rows; `None` when the view has no batch source
+    /// with data featgrid knows of (a push-only view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<batch::OfflineSource>,
     /// Removed from the registry by a reload: unknown to requests, but its id (and rows) stay
     /// until a restart, since ids index the shards' tables.
     #[serde(skip)]
@@ -210,6 +225,11 @@ pub struct BatchSource {
     pub feature_views: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where its rows are read from by materialization (a Parquet file or directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    #[serde(skip)]
+    pub field_mapping: BTreeMap<String, String>,
 }
 
 /// One feature of one view.
@@ -314,6 +334,7 @@ impl Registry {
             problem: format!("cannot read: {e}"),
         })?;
         let mut registry = Registry::parse(&text, &name)?;
+        registry.resolve_batch_paths(path.parent().unwrap_or(Path::new(".")));
         registry.loaded_from = LoadedFrom {
             kind: "toml",
             path: Some(name),
@@ -425,6 +446,8 @@ impl Registry {
                 name: decl.name,
                 feature_views: Vec::new(),
                 description: decl.description,
+                path: decl.path.map(Into::into),
+                field_mapping: decl.field_mapping,
             });
         }
 
@@ -537,12 +560,18 @@ impl Registry {
                     .map_err(|p| invalid(key("ttl"), p))?,
             };
             let id = views.len();
+            let mut offline = decl.offline;
             if let Some(source) = &decl.source {
                 if let Some(ps) = push_sources.iter_mut().find(|p| &p.name == source) {
                     ps.views.push(id);
                     ps.feature_views.push(decl.name.clone());
                 } else if let Some(bs) = batch_sources.iter_mut().find(|b| &b.name == source) {
                     bs.feature_views.push(decl.name.clone());
+                    offline = bs.path.clone().map(|path| batch::OfflineSource {
+                        name: bs.name.clone(),
+                        format: batch::SourceFormat::Parquet { path },
+                        field_mapping: bs.field_mapping.clone(),
+                    });
                 } else {
                     return Err(invalid(
                         key("source"),
@@ -561,6 +590,7 @@ impl Registry {
                 timestamp_field: decl.timestamp_field,
                 created_timestamp_column: decl.created_timestamp_column,
                 description: decl.description,
+                offline,
                 retired: false,
             });
         }
@@ -635,6 +665,20 @@ impl Registry {
         }
         registry.rebuild_index();
         Ok(registry)
+    }
+
+    /// Resolves relative Parquet paths of batch sources against `dir`.
+    pub(crate) fn resolve_batch_paths(&mut self, dir: &Path) {
+        for view in &mut self.feature_views {
+            if let Some(source) = &mut view.offline {
+                source.resolve_against(dir);
+            }
+        }
+        for source in &mut self.batch_sources {
+            if let Some(path) = source.path.as_mut().filter(|p| p.is_relative()) {
+                *path = dir.join(&*path);
+            }
+        }
     }
 
     /// A registry of already validated parts (view ids = positions); retired views get no name.

@@ -3,6 +3,7 @@
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
+//! - [`materialize`]: `/materialize`, `/materialize-incremental` (Feast's routes).
 //! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`, `/admin/snapshot`, `/admin/digest`.
 //!
 //! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod feast;
 pub mod lookup;
+pub mod materialize;
 pub mod memory;
 pub mod metrics;
 pub mod native;
@@ -127,6 +129,8 @@ pub struct AppState {
     /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;
     /// empty on a single node.
     pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Materialized intervals per view, and the runs in progress.
+    pub materialized: Arc<crate::materialize::state::MaterializeState>,
 }
 
 /// Reads the whole body, refusing more than the route's limit with 413 and a body that takes

@@ -179,6 +179,7 @@ impl FeastRepo {
         });
         let (decls, not_served) = declarations(file, &self.project, &source_name)?;
         let mut registry = Registry::build(decls, &source_name)?;
+        registry.resolve_batch_paths(&self.dir);
         registry.loaded_from = LoadedFrom {
             kind: "feast",
             path: Some(self.registry_path.display().to_string()),
@@ -473,6 +474,7 @@ fn view_declaration(
         timestamp_field: column(|s| &s.timestamp_field, "event_timestamp"),
         created_timestamp_column: column(|s| &s.created_timestamp_column, "created"),
         description: spec.description,
+        offline: batch.map(super::batch::OfflineSource::from_feast),
         name: spec.name,
     })
 }

@@ -199,7 +199,7 @@ fn passes(command: &mut Command, ok_line: &str, url: &str) {
 }
 
 /// `feast apply` in `repo` with the venv's feast (which does not call the online store).
-fn feast_apply(python: &Path, repo: &Path) {
+pub fn feast_apply(python: &Path, repo: &Path) {
     let mut apply = Command::new(python.with_file_name("feast"));
     apply.arg("apply").current_dir(repo);
     let output = run(&mut apply, CHECK_DEADLINE).expect("running feast apply");
@@ -213,7 +213,7 @@ fn feast_apply(python: &Path, repo: &Path) {
 }
 
 /// Points `repo`'s `online_store.path` at `url` (the only `path:` under `online_store:`).
-fn set_online_store(repo: &Path, url: &str) {
+pub fn set_online_store(repo: &Path, url: &str) {
     let file = repo.join("feature_store.yaml");
     let text = std::fs::read_to_string(&file).expect("read feature_store.yaml");
     let mut in_online_store = false;
@@ -372,7 +372,7 @@ pub fn feast_python() -> Option<PathBuf> {
 }
 
 /// Runs `command` with its output captured; kills it and says so past `deadline`.
-fn run(command: &mut Command, deadline: Duration) -> std::io::Result<Output> {
+pub fn run(command: &mut Command, deadline: Duration) -> std::io::Result<Output> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

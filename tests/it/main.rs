@@ -15,6 +15,7 @@ mod feast_api;
 mod feast_repo;
 mod feast_sdk;
 mod limits;
+mod materialize;
 mod native;
 mod offline;
 mod robustness;
