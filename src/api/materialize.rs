@@ -312,18 +312,20 @@ async fn run(
 /// Reads one view's interval into the online store and records the interval.
 async fn run_one(state: &AppState, p: Planned, claim: &Claim) -> Result<Done, ApiError> {
     let started = std::time::Instant::now();
-    let before = claim.rows.load(Ordering::Relaxed);
+    let before = claim.progress.rows_written.load(Ordering::Relaxed);
     let read = p.spec.is_some();
     let stats = match p.spec {
         None => ScanStats::default(),
-        Some(spec) => materialize::run_view(&WritePath(state), p.view, &p.name, spec, &claim.rows)
-            .await
-            .map_err(|e| match e {
-                RunError::Read(e) => ApiError::from(e),
-                RunError::Write(e) => e,
-            })?,
+        Some(spec) => {
+            materialize::run_view(&WritePath(state), p.view, &p.name, spec, &claim.progress)
+                .await
+                .map_err(|e| match e {
+                    RunError::Read(e) => ApiError::from(e),
+                    RunError::Write(e) => e,
+                })?
+        }
     };
-    let written = claim.rows.load(Ordering::Relaxed) - before;
+    let written = claim.progress.rows_written.load(Ordering::Relaxed) - before;
     if read {
         let interval = Interval {
             start: p.start,

@@ -12,17 +12,19 @@
 //! Nothing here knows about HTTP: the routes (`api::materialize`) parse the request, resolve
 //! the views, claim them, and hand a [`RowSink`] to [`run_view`].
 
+pub mod command;
 pub mod convert;
 pub mod parquet;
 pub mod state;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::registry::batch::SourceFormat;
 use crate::registry::{FeatureView, ViewId};
 use crate::value::Micros;
-use parquet::{Chunk, ScanError, ScanSpec, ScanStats, Wanted};
+use parquet::{Chunk, Progress, ScanError, ScanSpec, ScanStats, Wanted};
 
 /// Why a view cannot be materialized.
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +134,7 @@ enum Message {
     Done(Result<ScanStats, ScanError>),
 }
 
-/// Reads `spec` and writes its rows to `sink` as view `view`, counting written rows in
-/// `written`. Reading runs on a thread of its own, a chunk ahead of the writes; nothing here
+/// Reads `spec` and writes its rows to `sink` as view `view`, counting rows in `progress`. Reading runs on a thread of its own, a chunk ahead of the writes; nothing here
 /// blocks the caller's thread. Cancel safety: a dropped future stops the reader at its next
 /// chunk; chunks already written stay written.
 pub async fn run_view<S: RowSink>(
@@ -141,7 +142,7 @@ pub async fn run_view<S: RowSink>(
     view: ViewId,
     view_name: &str,
     spec: ScanSpec,
-    written: &AtomicU64,
+    progress: &Arc<Progress>,
 ) -> Result<ScanStats, RunError<S::Error>> {
     let read_error = |source| {
         RunError::Read(MaterializeError::Read {
@@ -150,10 +151,11 @@ pub async fn run_view<S: RowSink>(
         })
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(2);
+    let counts = progress.clone();
     std::thread::Builder::new()
         .name("featgrid-materialize".into())
         .spawn(move || {
-            let done = parquet::scan(&spec, |chunk| {
+            let done = parquet::scan(&spec, &counts, |chunk| {
                 tx.blocking_send(Message::Chunk(chunk)).is_ok()
             });
             let _ = tx.blocking_send(Message::Done(done));
@@ -169,7 +171,7 @@ pub async fn run_view<S: RowSink>(
             Message::Chunk(chunk) => {
                 let rows = chunk.first().map_or(0, |(_, v)| v.len() as u64);
                 sink.write(view, chunk).await.map_err(RunError::Write)?;
-                written.fetch_add(rows, Ordering::Relaxed);
+                progress.rows_written.fetch_add(rows, Ordering::Relaxed);
             }
             Message::Done(done) => return done.map_err(read_error),
         }

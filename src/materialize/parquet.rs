@@ -10,12 +10,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, TimeUnit};
 use indexmap::IndexMap;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
 use super::convert::{self, ConvertError};
@@ -126,14 +128,49 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, ScanError> {
     Ok(files)
 }
 
+/// Progress of a scan, for `GET /materialize` and `featgrid materialize`: rows in the files
+/// (their footers, read first), rows read so far (row groups skipped count as read), rows
+/// written (counted by the caller).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub rows_total: AtomicU64,
+    pub rows_read: AtomicU64,
+    pub rows_written: AtomicU64,
+}
+
+impl serde::Serialize for Progress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("Progress", 3)?;
+        out.serialize_field("rows_total", &self.rows_total.load(Ordering::Relaxed))?;
+        out.serialize_field("rows_read", &self.rows_read.load(Ordering::Relaxed))?;
+        out.serialize_field("rows_written", &self.rows_written.load(Ordering::Relaxed))?;
+        out.end()
+    }
+}
+
 /// Reads `spec`, handing each chunk of rows in the interval to `emit`; stops early (without
 /// an error) when `emit` answers false.
-pub fn scan(spec: &ScanSpec, mut emit: impl FnMut(Chunk) -> bool) -> Result<ScanStats, ScanError> {
+pub fn scan(
+    spec: &ScanSpec,
+    progress: &Progress,
+    mut emit: impl FnMut(Chunk) -> bool,
+) -> Result<ScanStats, ScanError> {
+    let files = list_files(&spec.path)?;
+    for path in &files {
+        let rows = File::open(path)
+            .ok()
+            .and_then(|f| SerializedFileReader::new(f).ok())
+            .map_or(0, |r| r.metadata().file_metadata().num_rows());
+        progress
+            .rows_total
+            .fetch_add(u64::try_from(rows).unwrap_or(0), Ordering::Relaxed);
+    }
     let mut stats = ScanStats::default();
     let mut chunk = new_chunk(spec);
-    for path in list_files(&spec.path)? {
+    for path in files {
         stats.files += 1;
-        let go_on = scan_file(spec, &path, &mut stats, &mut chunk, &mut emit)?;
+        let go_on = scan_file(spec, &path, progress, &mut stats, &mut chunk, &mut emit)?;
         if !go_on {
             return Ok(stats);
         }
@@ -162,6 +199,7 @@ fn chunk_len(chunk: &Chunk) -> usize {
 fn scan_file(
     spec: &ScanSpec,
     path: &Path,
+    progress: &Progress,
     stats: &mut ScanStats,
     chunk: &mut Chunk,
     emit: &mut impl FnMut(Chunk) -> bool,
@@ -209,6 +247,8 @@ fn scan_file(
         match range {
             Some((min, max)) if max < spec.start || min >= spec.end => {
                 stats.row_groups_skipped += 1;
+                let rows = u64::try_from(rg.num_rows()).unwrap_or(0);
+                progress.rows_read.fetch_add(rows, Ordering::Relaxed);
             }
             _ => keep.push(g),
         }
@@ -227,6 +267,9 @@ fn scan_file(
     for batch in reader {
         let batch = batch.map_err(|e| file_error(format!("cannot decode: {e}")))?;
         stats.rows_read += batch.num_rows() as u64;
+        progress
+            .rows_read
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         let times = convert::timestamps(column(&batch, path, &spec.timestamp)?)
             .map_err(|problem| column_error(path, &spec.timestamp, problem))?;
         selected.clear();

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::parquet::Progress;
 use crate::persist::atomic::{write_atomic, FileError};
 use crate::value::{format_timestamp, now_micros, Micros};
 
@@ -72,9 +73,8 @@ pub struct Running {
     pub end: Micros,
     #[serde(with = "rfc3339")]
     pub started_at: Micros,
-    /// Rows written so far.
-    #[serde(serialize_with = "load_count")]
-    pub rows: Arc<AtomicU64>,
+    #[serde(flatten)]
+    pub progress: Arc<Progress>,
 }
 
 /// The record (durable) and the runs in progress (in memory).
@@ -91,7 +91,7 @@ pub struct Claim {
     state: Arc<MaterializeState>,
     id: u64,
     views: Vec<String>,
-    pub rows: Arc<AtomicU64>,
+    pub progress: Arc<Progress>,
 }
 
 impl Drop for Claim {
@@ -166,7 +166,7 @@ impl MaterializeState {
             return Err(busy);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let rows = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Progress::default());
         for v in views {
             running.insert(
                 v.clone(),
@@ -176,7 +176,7 @@ impl MaterializeState {
                     start,
                     end,
                     started_at: now_micros(),
-                    rows: rows.clone(),
+                    progress: progress.clone(),
                 },
             );
         }
@@ -184,7 +184,7 @@ impl MaterializeState {
             state: self.clone(),
             id,
             views: views.to_vec(),
-            rows,
+            progress,
         })
     }
 
@@ -233,10 +233,6 @@ impl MaterializeState {
         }
         serde_json::json!({ "views": views })
     }
-}
-
-fn load_count<S: serde::Serializer>(n: &Arc<AtomicU64>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(n.load(Ordering::Relaxed))
 }
 
 mod rfc3339 {

@@ -16,6 +16,7 @@ mod feast_repo;
 mod feast_sdk;
 mod limits;
 mod materialize;
+mod materialize_native;
 mod native;
 mod offline;
 mod robustness;
