@@ -25,12 +25,17 @@ fn fixture(file: &str) -> std::path::PathBuf {
         .join(file)
 }
 
-/// A Feast repo (remote online store at a placeholder, file offline store) with `rows` in
-/// data/stats.parquet, applied.
-fn repo(python: &Path, rows: &Value) -> tempfile::TempDir {
+/// The remote topology: Feast's client posts materialization to featgrid.
+const REMOTE: &str = "remote";
+/// The plugin: Feast materializes on the client and writes through featgrid_feast.
+const PLUGIN: &str = "featgrid_feast.FeatgridOnlineStore";
+
+/// A Feast repo (online store `online_type` at a placeholder URL, file offline store) with
+/// `rows` in data/stats.parquet, applied.
+fn repo(python: &Path, rows: &Value, online_type: &str) -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     let dir = repo.path();
-    let yaml = "project: materialize_it\nregistry: data/registry.db\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: remote\n  path: http://127.0.0.1:6566\nentity_key_serialization_version: 3\n";
+    let yaml = format!("project: materialize_it\nregistry: data/registry.db\nprovider: local\noffline_store:\n  type: file\nonline_store:\n  type: {online_type}\n  path: http://127.0.0.1:6566\nentity_key_serialization_version: 3\n");
     std::fs::write(dir.join("feature_store.yaml"), yaml).unwrap();
     std::fs::copy(fixture("definitions.py"), dir.join("definitions.py")).unwrap();
     std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -136,7 +141,7 @@ fn feast_materialize_and_materialize_incremental_load_the_newest_rows_of_the_int
         row(3, now, now, 1.0, 5, "Future"),
         row(4, now - hours(72), now - hours(72), 2.0, 6, "Lille"),
     ]);
-    let repo = repo(&python, &rows);
+    let repo = repo(&python, &rows, REMOTE);
     let server = Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
     set_online_store(repo.path(), &server.url());
 
@@ -209,7 +214,7 @@ fn a_bad_request_is_a_clear_4xx_and_async_runs_answer_202_then_409_until_done() 
         1,
         "Paris"
     )]);
-    let repo = repo(&python, &rows);
+    let repo = repo(&python, &rows, REMOTE);
     let server = Server::start_with(
         &["--feast-repo", repo.path().to_str().unwrap()],
         &[("FEATGRID_TEST_HOOKS", "1")],
@@ -285,5 +290,84 @@ fn a_bad_request_is_a_clear_4xx_and_async_runs_answer_202_then_409_until_done() 
     assert_eq!(
         server.get("/materialize").json["views"]["driver_stats"]["intervals"][0]["rows"],
         1
+    );
+}
+
+/// Installs `python/featgrid-feast` into the venv: without dependencies (feast is there) and
+/// without build isolation, so the only download is `wheel`, once, for setuptools' wheel build.
+fn install_plugin(python: &Path) {
+    let pip = |args: &[&str]| {
+        let mut pip = Command::new(python);
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(args);
+        let output = run(&mut pip, Duration::from_secs(300)).expect("pip install");
+        assert!(
+            output.status.success(),
+            "pip install {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let has_wheel = Command::new(python)
+        .args(["-c", "import wheel"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_wheel {
+        pip(&["--retries", "1", "--timeout", "20", "wheel"]);
+    }
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/featgrid-feast");
+    pip(&[
+        "--no-deps",
+        "--no-build-isolation",
+        "--force-reinstall",
+        package.to_str().unwrap(),
+    ]);
+}
+
+/// The featgrid_feast plugin: `feast materialize` runs in Feast (its file offline store and
+/// dedup), writing through FeatgridOnlineStore.online_write_batch; the SDK reads back through
+/// online_read and computes the on-demand view `boosted` in the client.
+#[test]
+fn the_plugin_lets_feast_materialize_on_the_client_and_compute_on_demand_views() {
+    let Some(python) = feast_python() else {
+        return;
+    };
+    install_plugin(&python);
+    let now = Utc::now().trunc_subsecs(0);
+    let hours = chrono::Duration::hours;
+    let rows = json!([
+        row(1, now - hours(3), now - hours(3), 0.25, 1, "Paris"),
+        row(1, now - hours(2), now - hours(2), 0.5, 2, "Lyon"),
+        row(2, now - hours(2), now - hours(2), 0.125, 3, "Nice"),
+        row(3, now + hours(1), now, 1.0, 5, "Future"),
+    ]);
+    let repo = repo(&python, &rows, PLUGIN);
+    let server = Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
+    set_online_store(repo.path(), &server.url());
+    succeeds(&feast(
+        &python,
+        repo.path(),
+        &["materialize", &iso(now - hours(24)), &iso(now)],
+    ));
+    let got = read(&server, &[1, 2, 3]);
+    assert_eq!(got[0], Some((0.5, 2, "Lyon".into(), rfc(now - hours(2)))));
+    assert_eq!(got[1], Some((0.125, 3, "Nice".into(), rfc(now - hours(2)))));
+    assert_eq!(got[2], None);
+    let mut check = Command::new(&python);
+    check
+        .arg(fixture("plugin_check.py"))
+        .arg("--repo")
+        .arg(repo.path());
+    let output = run(&mut check, Duration::from_secs(180)).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("plugin check: OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
