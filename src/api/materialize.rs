@@ -192,8 +192,12 @@ fn select_views(registry: &Registry, names: Option<&[String]>) -> Result<Vec<Vie
             "no feature view has an offline source: name a Parquet `path` under [[batch_sources]] (TOML registry) or give views a FileSource (Feast repo)",
         ));
     }
-    let mut unique = views;
-    unique.dedup();
+    let mut unique: Vec<ViewId> = Vec::with_capacity(views.len());
+    for v in views {
+        if !unique.contains(&v) {
+            unique.push(v);
+        }
+    }
     Ok(unique)
 }
 

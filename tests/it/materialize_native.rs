@@ -246,3 +246,39 @@ fn a_warehouse_source_is_refused_with_501_naming_its_type() {
         "{message}"
     );
 }
+
+/// On a cluster node, materialized rows go through the cluster's write (each group's part
+/// committed through its leader): every node reads them.
+#[test]
+fn a_cluster_node_materializes_through_the_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("trips")).unwrap();
+    let now = chrono::Utc::now().timestamp() * 1_000_000;
+    let rows: Vec<(i64, i64, f64, &[&str])> = (0..200)
+        .map(|i| (i, now - HOUR, i as f64 / 2.0, &["x"][..]))
+        .collect();
+    write_file(&dir.path().join("trips/a.parquet"), &rows);
+    let registry = registry(dir.path(), "rate_src");
+    let path: &'static str = Box::leak(registry.to_str().unwrap().to_string().into_boxed_str());
+    let cluster = super::cluster::Cluster::start_with(
+        3,
+        &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]],
+        &[("FEATGRID_REGISTRY", path)],
+        "127.0.0.1",
+    );
+    let a = cluster
+        .node(0)
+        .post("/materialize", &json!({"disable_event_timestamp": true}));
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["feature_views"][0]["rows_written"], 200);
+    let ids: Vec<i64> = (0..200).collect();
+    let expected: Vec<f64> = ids.iter().map(|&i| i as f64 / 2.0).collect();
+    for node in 0..3 {
+        super::cluster::eventually("every node reads the materialized rows", || {
+            let answer = cluster
+                .node(node)
+                .read(&["trips:rate"], json!({ "driver_id": ids }));
+            answer["results"][1]["values"] == json!(expected)
+        });
+    }
+}
