@@ -295,6 +295,7 @@ fn a_bad_request_is_a_clear_4xx_and_async_runs_answer_202_then_409_until_done() 
 
 /// Installs `python/featgrid-feast` into the venv: without dependencies (feast is there) and
 /// without build isolation, so the only download is `wheel`, once, for setuptools' wheel build.
+/// (benches/scripts/materialize.sh installs it the same way.)
 fn install_plugin(python: &Path) {
     let pip = |args: &[&str]| {
         let mut pip = Command::new(python);
@@ -320,7 +321,19 @@ fn install_plugin(python: &Path) {
     if !has_wheel {
         pip(&["--retries", "1", "--timeout", "20", "wheel"]);
     }
-    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/featgrid-feast");
+    // From a copy: pip's in-tree build leaves build/ and *.egg-info behind.
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/featgrid-feast");
+    let copy = tempfile::tempdir().unwrap();
+    let package = copy.path().join("featgrid-feast");
+    std::fs::create_dir_all(package.join("featgrid_feast")).unwrap();
+    for file in [
+        "pyproject.toml",
+        "README.md",
+        "featgrid_feast/__init__.py",
+        "featgrid_feast/online_store.py",
+    ] {
+        std::fs::copy(sources.join(file), package.join(file)).unwrap();
+    }
     pip(&[
         "--no-deps",
         "--no-build-isolation",
