@@ -122,6 +122,22 @@ pub fn append(
                 }
             }));
         }
+        DataType::Dictionary(..) => {
+            // Each distinct value converted once (pandas categoricals, dictionary pages).
+            let dict = array.as_any_dictionary();
+            let keys = dict.normalized_keys();
+            let values = dict.values();
+            let every: Vec<u32> = (0..values.len() as u32).collect();
+            let mut decoded = Vec::with_capacity(values.len());
+            append(values.as_ref(), &every, &mut decoded)?;
+            for &r in rows {
+                let r = r as usize;
+                out.push(match decoded.get(keys[r]) {
+                    Some(v) if !array.is_null(r) => v.clone(),
+                    _ => NativeValue::Null,
+                });
+            }
+        }
         _ => {
             for &r in rows {
                 let r = r as usize;
