@@ -40,6 +40,18 @@ impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
+
+    /// 413 `answer_too_large`: the one text, whether the answer was refused as the shards
+    /// built it or once rendered.
+    pub fn answer_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "answer_too_large",
+            format!(
+                "the answer would be larger than {limit} bytes (max_answer_bytes); ask for fewer entities or features per request"
+            ),
+        )
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -152,6 +164,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::BadFeatureRef { .. } => {
                 (StatusCode::BAD_REQUEST, "bad_feature_reference")
             }
+            RegistryError::VersionedReference { .. } => {
+                (StatusCode::BAD_REQUEST, "versioned_reference_unsupported")
+            }
             RegistryError::Invalid { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "invalid_registry")
             }
@@ -188,6 +203,17 @@ impl From<crate::persist::offline::OfflineError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Grid(e) => e.into(),
+            StoreError::Wal(e) => e.into(),
+            StoreError::Offline(e) => e.into(),
+        }
+    }
+}
+
 impl From<GridError> for ApiError {
     fn from(e: GridError) -> ApiError {
         let code = match &e {
@@ -202,12 +228,8 @@ impl From<GridError> for ApiError {
                     e.to_string(),
                 )
             }
-            GridError::Partition(PartitionError::AnswerTooLarge { .. }) => {
-                return ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "answer_too_large",
-                    e.to_string(),
-                )
+            GridError::Partition(PartitionError::AnswerTooLarge { limit }) => {
+                return ApiError::answer_too_large(*limit)
             }
             GridError::Partition(PartitionError::UnknownView { .. }) => {
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -322,6 +344,26 @@ mod tests {
         assert_eq!(inner["message"], "invalid_value: column 'a' row 0: bad");
         let denied = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no token");
         assert_eq!(denied.feast_body(), r#"{"detail":"no token"}"#);
+    }
+
+    #[test]
+    fn answer_too_large_has_one_text_whoever_refuses_it() {
+        let from_shards = ApiError::from(GridError::Partition(PartitionError::AnswerTooLarge {
+            limit: 1000,
+        }));
+        let limits = crate::api::Limits {
+            max_body_bytes: 1,
+            max_read_body_bytes: 1,
+            body_timeout: std::time::Duration::from_secs(1),
+            max_entities_per_request: 1,
+            max_rows_per_push: 1,
+            max_value_bytes: 1,
+            max_answer_bytes: 1000,
+        };
+        let rendered = crate::api::check_answer_size(1001, &limits).unwrap_err();
+        assert_eq!(from_shards, rendered);
+        assert_eq!(rendered.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(rendered.message.contains("1000 bytes (max_answer_bytes)"));
     }
 
     #[test]

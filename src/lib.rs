@@ -14,10 +14,12 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grid;
+pub mod logging;
 pub mod materialize;
 pub mod persist;
 pub mod registry;
 pub mod reload;
+pub mod store;
 pub mod tls;
 pub mod value;
 
@@ -65,10 +67,12 @@ pub fn build_app(
     let write = Need::Scope(Scope::Write);
     let admin = Need::Scope(Scope::Admin);
     App::new()
+        .app_data(web::Data::from(state.auth.clone()))
         .app_data(state)
-        .wrap_fn(move |req, service| {
+        .wrap_fn(move |mut req, service| {
             // One span per request, with an id the client sees as `x-request-id`.
             let state = metrics_state.clone();
+            let body = api::drain::Body::share(&mut req);
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -77,14 +81,19 @@ pub fn build_app(
             let response = service.call(req).instrument(span);
             async move {
                 let mut response = response.await?;
+                if let Some(body) = body {
+                    let limits = &state.limits;
+                    let most = 2 * limits.max_body_bytes.max(limits.max_read_body_bytes) as u64;
+                    body.discard_rest(most, limits.body_timeout).await;
+                }
                 let status = response.status();
                 state.metrics.observe(&route, status.as_u16(), started);
-                // 503 is backpressure (counted in the metrics); other 5xx are faults.
-                if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-                    tracing::debug!(request_id = id, route = %route, "request refused: 503");
-                } else if status.is_server_error() {
-                    tracing::warn!(request_id = id, route = %route, status = status.as_u16(), "request failed");
-                }
+                let code = response
+                    .response()
+                    .extensions()
+                    .get::<error::ApiError>()
+                    .map(|e| e.code);
+                api::request_log::answered(id, &route, status, code);
                 response.headers_mut().insert(
                     actix_web::http::header::HeaderName::from_static("x-request-id"),
                     actix_web::http::header::HeaderValue::from(id),
@@ -129,10 +138,10 @@ pub fn build_app(
         )
         .service(guarded("/admin/digest", admin).route(web::get().to(admin::digest)))
         .service(guarded("/admin/test/stall", admin).route(web::post().to(admin::test_stall)))
-        .service(guarded("/cluster", admin).route(web::get().to(cluster::status::route)))
+        .service(guarded("/cluster", admin).route(web::get().to(api::cluster::status)))
         .service(
             guarded("/cluster/groups/{group}/members", admin)
-                .route(web::post().to(cluster::membership::route)),
+                .route(web::post().to(api::cluster::members)),
         )
         .default_service(web::to(api::not_found))
 }
@@ -268,12 +277,17 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         materialize::state::MaterializeState::open(&settings.data_dir)
             .map_err(|e| std::io::Error::other(e.to_string()))?,
     );
+    let metrics = api::metrics::Metrics::new();
     let state = web::Data::new(AppState {
         registry: reload::LiveRegistry::new(registry),
-        grid,
-        wal: opened.wal,
+        store: store::LocalStore {
+            grid,
+            wal: opened.wal,
+            offline,
+            rows_written: metrics.rows_written.clone(),
+            rows_skipped_older: metrics.rows_skipped_older.clone(),
+        },
         snapshotter,
-        offline,
         limits: Limits {
             max_body_bytes: settings.max_body_bytes,
             max_read_body_bytes: settings.max_read_body_bytes,
@@ -284,9 +298,9 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
             max_answer_bytes: settings.max_answer_bytes,
         },
         memory,
-        metrics: api::metrics::Metrics::new(),
+        metrics,
         test_hooks: std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1"),
-        auth,
+        auth: Arc::new(auth),
         feast_errors: settings.error_format == "feast",
         cluster: std::sync::OnceLock::new(),
         materialized,
@@ -313,26 +327,29 @@ pub async fn start_cluster(
     registry: Registry,
     topology: cluster::topology::Topology,
     node: cluster::topology::NodeIndex,
+    bootstrap: bool,
 ) -> Result<Running, StartError> {
     let prepared = prepare(settings, registry)?;
     let fsync = settings.fsync_policy().map_err(std::io::Error::other)?;
     let state = &prepared.state;
-    let local = cluster::local::LocalStore {
-        grid: state.grid.clone(),
-        wal: state.wal.clone(),
-        offline: state.offline.clone(),
-        rows_written: state.metrics.rows_written.clone(),
-        rows_skipped_older: state.metrics.rows_skipped_older.clone(),
-    };
+    let local = state.store.clone();
     let log = cluster::log_store::LogOptions {
         fsync,
         segment_bytes: settings.wal_segment_bytes,
         recover: settings.recover,
     };
     let served = cluster::Served::new(&state.metrics.cluster_parts);
-    let started = cluster::Node::start(topology, node, &settings.data_dir, log, local, served)
-        .await
-        .map_err(std::io::Error::other)?;
+    let started = cluster::Node::start(
+        topology,
+        node,
+        &settings.data_dir,
+        log,
+        local,
+        served,
+        bootstrap,
+    )
+    .await
+    .map_err(std::io::Error::other)?;
     let _ = state.cluster.set(started.cluster.clone());
     serve(settings, prepared, Some(started))
 }

@@ -20,6 +20,16 @@ use featgrid::config::{Overrides, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the log (standard error) is written: text (coloured only on a terminal, never with
+    /// NO_COLOR) or one JSON object a line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FEATGRID_LOG_FORMAT"
+    )]
+    log_format: featgrid::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +208,12 @@ struct ServeArgs {
     /// This node's id in the --cluster topology.
     #[arg(long, value_name = "ID", requires = "cluster")]
     node_id: Option<String>,
+    /// The first start of a brand-new cluster: groups this node has no Raft state for are
+    /// started afresh (the first node of each group initializes it). Without it, a node with
+    /// no Raft state for a group (a wiped or new data directory) rejoins: it votes in no
+    /// election until the group's leader has added it back and caught it up.
+    #[arg(long, requires = "cluster", env = "FEATGRID_BOOTSTRAP")]
+    bootstrap: bool,
     /// Validate the settings, the registry and the topology, then exit: 0 and a summary when
     /// they are valid, 2 and the first problem otherwise.
     #[arg(long)]
@@ -336,14 +352,8 @@ impl BenchArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FEATGRID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    featgrid::logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
@@ -575,10 +585,18 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // A cluster node listens on its `client` address (a name resolved now) unless --bind
     // says otherwise.
+    let mut bind_source = None;
     let bind = match (args.bind, &cluster) {
         (Some(bind), _) => Some(bind),
         (None, Some((t, n))) => {
             let client = &t.node(*n).client;
+            bind_source = args.cluster.as_ref().map(|file| {
+                format!(
+                    "cluster topology {} (node {}'s client address)",
+                    file.display(),
+                    t.node(*n).id
+                )
+            });
             match std::net::ToSocketAddrs::to_socket_addrs(client.as_str()).map(|mut a| a.next()) {
                 Ok(Some(addr)) => Some(addr.to_string()),
                 _ => {
@@ -591,6 +609,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let flags = Overrides {
         bind,
+        bind_source,
         feast_repo: args.feast_repo,
         shards: args.shards,
         shard_threads: args.shard_threads,
@@ -635,7 +654,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let result = system.block_on(async move {
         let running = match cluster {
             Some((topology, node)) => {
-                featgrid::start_cluster(&settings, registry, topology, node).await
+                featgrid::start_cluster(&settings, registry, topology, node, args.bootstrap).await
             }
             None => featgrid::start(&settings, registry),
         }

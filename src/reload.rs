@@ -218,16 +218,18 @@ pub async fn apply(state: &AppState, fresh: Registry) -> Result<Changes, ReloadE
     if merged.feature_views.len() > current.feature_views.len() {
         let layouts = RowLayout::for_registry(&merged);
         let metas = ViewMeta::all(&merged);
-        state.grid.add_views(layouts.clone()).await?;
-        state.wal.set_views(metas.clone()).await?;
+        state.store.grid.add_views(layouts.clone()).await?;
+        state.store.wal.set_views(metas.clone()).await?;
         state.snapshotter.set_views(metas);
         state
+            .store
             .offline
             .set_views(merged.feature_views.clone(), layouts);
     } else {
         state
+            .store
             .offline
-            .set_views(merged.feature_views.clone(), state.grid.layouts());
+            .set_views(merged.feature_views.clone(), state.store.grid.layouts());
     }
     state.registry.current.store(Arc::new(merged));
     Ok(changes)

@@ -41,7 +41,7 @@ struct Stats {
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Loaded first: the shards know every view of a registry that was swapped in.
     let registry = state.registry.current();
-    let per_shard = state.grid.stats().await?;
+    let per_shard = state.store.grid.stats().await?;
     let feature_views = registry
         .serving_views()
         .map(|v| ViewStats {
@@ -64,6 +64,20 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(cluster) = state.cluster.get() {
+        for group in cluster.topology.groups_of(cluster.me) {
+            let label = group.to_string();
+            let set = |problem, on: bool| {
+                state
+                    .metrics
+                    .cluster_group_problem
+                    .with_label_values(&[label.as_str(), problem])
+                    .set(on as i64)
+            };
+            set("stopped", cluster.stopped(group).is_some());
+            set("rejoining", cluster.rejoining(group).is_some());
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
@@ -81,8 +95,8 @@ pub async fn last_snapshot(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "last": state.snapshotter.last(),
         "sets": state.snapshotter.sets(),
-        "wal": state.wal.stats(),
-        "offline": state.offline.stats(),
+        "wal": state.store.wal.stats(),
+        "offline": state.store.offline.stats(),
     }))
 }
 
@@ -120,7 +134,7 @@ pub async fn digest(
         }
         (Some(g), Some(cluster)) => Some((g, cluster.topology.clone())),
     };
-    let frozen = state.grid.freeze().await?;
+    let frozen = state.store.grid.freeze().await?;
     let names: Vec<String> = state
         .registry
         .current()
@@ -165,6 +179,9 @@ pub async fn test_stall(
         return super::not_found(req).await;
     }
     let ms = query.get("ms").copied().unwrap_or(1000).min(60_000);
-    state.grid.stall_all(std::time::Duration::from_millis(ms));
+    state
+        .store
+        .grid
+        .stall_all(std::time::Duration::from_millis(ms));
     HttpResponse::Ok().json(serde_json::json!({"stalled_ms": ms}))
 }

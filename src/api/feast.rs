@@ -22,7 +22,6 @@ use super::{
     check_answer_size, parse_json, read_body, unique_columns, AppState, BodyKind, Frame, Limits,
 };
 use crate::auth::check_views;
-use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
@@ -205,7 +204,7 @@ pub async fn get_online_features(
         selection,
         &request.entities,
         request.full_feature_names,
-        Consistency::of(&req)?,
+        super::cluster::consistency(&req)?,
     )
     .await?;
     let body = render(&found, &request.entities, views.as_deref(), &state.limits)?;
@@ -216,25 +215,26 @@ pub async fn get_online_features(
 
 /// The views a selection reads (under their alias in a feature service, as Feast names them),
 /// in order of first appearance: Feast's `feature_view_metadata`.
-fn view_names(registry: &Registry, selection: &Selection) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+fn view_names(registry: &Registry, selection: &Selection) -> Vec<(String, u32)> {
+    let mut names: Vec<(String, u32)> = Vec::new();
     for (i, r) in selection.refs.iter().enumerate() {
+        let view = &registry.feature_views[r.view];
         let alias = selection.aliases.get(i).and_then(Option::as_deref);
-        let name = alias.unwrap_or(&registry.feature_views[r.view].name);
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
+        let name = alias.unwrap_or(&view.name);
+        if !names.iter().any(|(n, _)| n == name) {
+            names.push((name.to_string(), view.version_number));
         }
     }
     names
 }
 
 /// Feast's column-major JSON: join-key columns first, then one column per feature. With
-/// `views`, the metadata also lists them as Feast's `feature_view_metadata` (featgrid has no
-/// view versions: Feast leaves version 0 out, and so does featgrid).
+/// `views`, the metadata also lists them as Feast's `feature_view_metadata` with their
+/// `current_version_number` (Feast leaves version 0 out, and so does featgrid).
 fn render(
     found: &Lookup<'_>,
     entities: &Frame<JsonCell<'_>>,
-    views: Option<&[String]>,
+    views: Option<&[(String, u32)]>,
     limits: &Limits,
 ) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
@@ -254,10 +254,14 @@ fn render(
     out.push(b']');
     if let Some(views) = views {
         out.extend_from_slice(b",\"feature_view_metadata\":[");
-        for (i, name) in views.iter().enumerate() {
+        for (i, (name, version)) in views.iter().enumerate() {
             comma(&mut out, i);
             out.extend_from_slice(b"{\"name\":");
             render_str(name, &mut out);
+            if *version > 0 {
+                out.extend_from_slice(b",\"version\":");
+                out.extend_from_slice(itoa::Buffer::new().format(*version).as_bytes());
+            }
             out.push(b'}');
         }
         out.push(b']');

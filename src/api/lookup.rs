@@ -219,7 +219,7 @@ pub async fn lookup<'s, C: Cell>(
 
     // Route every (view, row) key to its shard; remember where each went. The join-key
     // columns of the views involved are echoed at the front, in the request's order.
-    let router = state.grid.router();
+    let router = state.store.grid.router();
     let limit = state.limits.max_answer_bytes;
     let mut per_shard = vec![ReadBatch::with_limit(limit); router.shards()];
     let mut located: Vec<(u32, u32)> = Vec::with_capacity(involved.len() * rows);
@@ -253,7 +253,7 @@ pub async fn lookup<'s, C: Cell>(
     }
     let outputs = match state.cluster.get() {
         Some(cluster) => cluster.read(per_shard, consistency).await?,
-        None => state.grid.read(per_shard).await?,
+        None => state.store.grid.read(per_shard).await?,
     };
     let answer_bytes: usize = outputs.iter().flatten().map(ReadOutput::bytes).sum();
     if answer_bytes > limit {
@@ -267,7 +267,7 @@ pub async fn lookup<'s, C: Cell>(
         echoed,
         rows,
         registry,
-        layouts: state.grid.layouts(),
+        layouts: state.store.grid.layouts(),
         view_pos,
         outputs,
         located,

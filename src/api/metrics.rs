@@ -17,6 +17,9 @@ pub struct Metrics {
     pub rows_skipped_older: IntCounter,
     /// Cluster nodes: the per-group parts of requests, by operation and how they were served.
     pub cluster_parts: IntCounterVec,
+    /// Cluster nodes, per group this node holds: 1 while its replica there is stopped
+    /// (fail-stop apply) or rejoining, 0 otherwise; set when `/metrics` is read.
+    pub cluster_group_problem: prometheus::IntGaugeVec,
     next_request_id: AtomicU64,
 }
 
@@ -55,9 +58,18 @@ impl Metrics {
             &["op", "served"],
         )
         .expect("valid metric");
+        let cluster_group_problem = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "cluster_group_replica_problem",
+                "cluster nodes: 1 while this node's replica of the group is stopped (a committed entry could not be applied here; restart once mended) or rejoining (it lost its Raft state and votes in no election until the leader adds it back), else 0",
+            ),
+            &["group", "problem"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cluster_parts.clone()),
+            Box::new(cluster_group_problem.clone()),
             Box::new(duration.clone()),
             Box::new(rows_written.clone()),
             Box::new(rows_skipped_older.clone()),
@@ -74,6 +86,7 @@ impl Metrics {
             rows_written,
             rows_skipped_older,
             cluster_parts,
+            cluster_group_problem,
             next_request_id: AtomicU64::new(1),
         }
     }

@@ -5,17 +5,22 @@
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
 //! - [`materialize`]: `/materialize`, `/materialize-incremental` (Feast's routes).
 //! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`, `/admin/snapshot`, `/admin/digest`.
+//! - [`request_log`]: failed requests in the log (4xx at `info`, 5xx at `warn`), rate-limited.
+//! - [`drain`]: over HTTP/2, the body a route left unread is read before its answer goes out.
 //!
 //! Both wire formats share [`rows`] (writes) and [`lookup`] (reads): the registry checks and the
 //! value conversions are the same code, whatever the format.
 
 pub mod admin;
+pub mod cluster;
+pub mod drain;
 pub mod feast;
 pub mod lookup;
 pub mod materialize;
 pub mod memory;
 pub mod metrics;
 pub mod native;
+pub mod request_log;
 pub mod rows;
 
 use std::sync::Arc;
@@ -26,10 +31,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::grid::coordinator::Coordinator;
-use crate::persist::offline::OfflineSink;
 use crate::persist::snapshotter::Snapshotter;
-use crate::persist::wal::Wal;
 use crate::reload::LiveRegistry;
 
 /// A columnar data frame: column name -> one value per row, in the order given.
@@ -114,16 +116,16 @@ pub enum BodyKind {
 pub struct AppState {
     /// Load it once per request ([`LiveRegistry::current`]): a reload may swap it meanwhile.
     pub registry: LiveRegistry,
-    pub grid: Coordinator,
-    pub wal: Wal,
+    /// The shards, the write-ahead log and the offline sink: the local write path.
+    pub store: crate::store::LocalStore,
     pub snapshotter: Snapshotter,
-    pub offline: OfflineSink,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
     pub test_hooks: bool,
     pub memory: Arc<memory::MemoryGuard>,
-    pub auth: crate::auth::Auth,
+    /// Also app data of its own, for the auth middleware ([`crate::auth::require`]).
+    pub auth: Arc<crate::auth::Auth>,
     /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.
     pub feast_errors: bool,
     /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;
@@ -192,14 +194,7 @@ pub fn check_answer_size(bytes: usize, limits: &Limits) -> Result<(), ApiError> 
     if bytes <= limits.max_answer_bytes {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "answer_too_large",
-        format!(
-            "the answer would be larger than {} bytes (max_answer_bytes); ask for fewer entities or features per request",
-            limits.max_answer_bytes
-        ),
-    ))
+    Err(ApiError::answer_too_large(limits.max_answer_bytes))
 }
 
 /// Parses a JSON body read by [`read_body`], borrowing strings from it where it can. Any

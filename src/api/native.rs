@@ -18,7 +18,6 @@ use super::lookup::{echo_value, lookup, Status};
 use super::rows::write_rows;
 use super::{check_answer_size, frame_of, read_body, AppState, BodyKind};
 use crate::auth::check_views;
-use crate::cluster::Consistency;
 use crate::error::ApiError;
 use crate::persist::codec;
 use crate::persist::wal::Destination;
@@ -135,7 +134,7 @@ pub async fn get_online_features(
         selection,
         &entities,
         request.full_feature_names,
-        Consistency::of(&req)?,
+        super::cluster::consistency(&req)?,
     )
     .await?;
     let rows = found.rows;

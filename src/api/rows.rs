@@ -6,11 +6,10 @@
 
 use super::{AppState, Frame};
 use crate::error::ApiError;
-use crate::grid::coordinator::Coordinator;
-use crate::grid::partition::{ApplyStats, RowBatch, RowLayout, MAX_BATCH_BYTES, NO_CREATED};
-use crate::persist::offline::OfflineSink;
-use crate::persist::wal::{self, Destination, Wal, WalError};
+use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
+use crate::persist::wal::Destination;
 use crate::registry::{FeatureView, ViewId};
+use crate::store::Admission;
 use crate::value::{encode_key_value, encode_value, is_missing, timestamp_of, Cell, ValueError};
 use actix_web::http::StatusCode;
 
@@ -109,7 +108,7 @@ pub fn key_order(view: &FeatureView) -> Vec<usize> {
     order
 }
 
-/// Converts `df` into batches for `views`, then [`store`]s them; on a cluster node, hands them
+/// Converts `df` into batches for `views`, then stores them ([`crate::store::LocalStore::store`]); on a cluster node, hands them
 /// to the cluster, which commits each group's part through its leader.
 pub async fn write_rows<C: Cell>(
     state: &AppState,
@@ -128,11 +127,11 @@ pub async fn write_rows<C: Cell>(
     if rows == 0 {
         return Ok(());
     }
-    let router = state.grid.router();
+    let router = state.store.grid.router();
     // Loaded after the caller resolved `views`: ids keep their meaning across reloads, and the
     // grid knows every view before a registry naming it is swapped in.
     let registry = state.registry.current();
-    let layouts = state.grid.layouts();
+    let layouts = state.store.grid.layouts();
     let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
     let mut key = Vec::with_capacity(64);
     for &view_id in views {
@@ -195,9 +194,6 @@ pub async fn write_rows<C: Cell>(
             }
         }
     }
-    if dest.offline {
-        state.offline.check()?;
-    }
     let incoming: usize = per_shard.iter().flatten().map(RowBatch::data_len).sum();
     if dest.online {
         state.memory.check(incoming)?;
@@ -206,17 +202,10 @@ pub async fn write_rows<C: Cell>(
         // Each replica's store counts the rows it applies.
         Some(cluster) => cluster.write(per_shard, &layouts, dest).await?,
         None => {
-            let stats = store(
-                &state.grid,
-                &state.wal,
-                &state.offline,
-                per_shard,
-                &layouts,
-                dest,
-            )
-            .await?;
-            state.metrics.rows_written.inc_by(stats.written);
-            state.metrics.rows_skipped_older.inc_by(stats.skipped_older);
+            let stats = state
+                .store
+                .store(per_shard, &layouts, dest, Admission::Refusable)
+                .await?;
             tracing::debug!(
                 rows,
                 written = stats.written,
@@ -229,50 +218,4 @@ pub async fn write_rows<C: Cell>(
         state.memory.add(incoming);
     }
     Ok(())
-}
-
-/// Logs per-shard batches (index = shard) ahead, then applies them to the online store and/or
-/// hands them to the offline sink, as `dest` says: the local write path, taken by every push
-/// on a single node and by every committed entry on a cluster replica.
-pub async fn store(
-    grid: &Coordinator,
-    wal: &Wal,
-    offline: &OfflineSink,
-    per_shard: Vec<Vec<RowBatch>>,
-    layouts: &[RowLayout],
-    dest: Destination,
-) -> Result<ApplyStats, ApiError> {
-    if dest.offline {
-        offline.check()?;
-    }
-    // Mailbox places are reserved first: a full shard refuses the write (503) before anything
-    // is logged, so a refusal is never applied, live or after a replay. Then the record is
-    // logged; the log writer queues the rows on the shards and in the offline sink, in log
-    // order, and only then answers.
-    let views = wal::portable_views(&per_shard, layouts);
-    let record = wal::encode_record(dest, &views).map_err(WalError::from)?;
-    let (dispatch, pending) = if dest.online {
-        let (dispatch, pending) = grid.prepare_write(per_shard)?;
-        (Some(dispatch), Some(pending))
-    } else {
-        (None, None)
-    };
-    let offline = dest.offline.then(|| (offline.clone(), views));
-    wal.append(
-        record,
-        Box::new(move |lsn| {
-            if let Some((sink, views)) = offline {
-                sink.append(lsn, views);
-            }
-            if let Some(dispatch) = dispatch {
-                dispatch.send();
-            }
-        }),
-    )
-    .await?;
-    let stats = match pending {
-        Some(pending) => pending.wait().await,
-        None => Ok(Default::default()),
-    };
-    stats.map_err(ApiError::from)
 }

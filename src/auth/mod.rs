@@ -32,7 +32,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest};
 
-use crate::api::AppState;
 use crate::error::ApiError;
 use crate::registry::{Registry, ViewId};
 use jwt::{JwtKeyError, JwtOptions, JwtVerifier};
@@ -261,10 +260,8 @@ pub async fn require<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let checked = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => state
-            .auth
-            .check(need, req.headers().get(header::AUTHORIZATION)),
+    let checked = match req.app_data::<web::Data<Auth>>() {
+        Some(auth) => auth.check(need, req.headers().get(header::AUTHORIZATION)),
         None => Ok(None),
     };
     match checked {

@@ -267,6 +267,20 @@ impl Session {
     }
 }
 
+/// Why a connection to the first target cannot be made (a TLS handshake refused, a refused
+/// connection ...), by one request of its own; `None` when it can.
+pub fn connect_failure(options: &Options) -> Option<String> {
+    let target = options.targets.first()?;
+    let url = format!("{}/health", target.base);
+    actix_rt::System::new().block_on(async {
+        let session = Session::new(options, 1);
+        match session.client.get(url).send().await {
+            Err(SendRequestError::Connect(e)) => Some(e.to_string()),
+            _ => None,
+        }
+    })
+}
+
 /// Runs `workers` workers spread round-robin over `threads` threads, each thread in its own
 /// actix system with one [`Session`]; returns every worker's recorder once all have ended.
 pub fn run_workers<F, Fut>(options: &Options, workers: usize, worker: F) -> Vec<Recorder>

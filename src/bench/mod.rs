@@ -45,12 +45,13 @@ pub enum BenchError {
     },
     #[error("refusing to load {url}: its host is not this machine (loopback: 127.0.0.0/8, localhost, ::1); pass --allow-remote to load a server you run elsewhere")]
     RemoteTarget { url: String },
-    #[error("preload failed after {rows} of {entities} rows ({errors}): is a featgrid with the driver quickstart registry listening at {targets}?")]
+    #[error("preload failed after {rows} of {entities} rows ({errors}): {hint}")]
     Preload {
         rows: u64,
         entities: u64,
         errors: String,
-        targets: String,
+        /// What the errors point at: the TLS error, a missing token, or the server itself.
+        hint: String,
     },
     #[error("{path}: {source}")]
     Output {
@@ -117,16 +118,37 @@ fn preload(options: &Options) -> Result<PreloadSummary, BenchError> {
             .iter()
             .map(|(kind, n)| format!("{kind} x {n}"))
             .collect();
+        let failed = |kind: &str| push.errors.contains_key(kind);
+        let targets = options
+            .targets
+            .iter()
+            .map(|t| t.base.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let hint = if failed("401") {
+            format!("{targets} asks for a token: give one with --token (or FEATGRID_TOKEN)")
+        } else if failed("403") {
+            format!("{targets} refused the token: it needs the write scope")
+        } else {
+            let reason = failed("connect")
+                .then(|| load::connect_failure(options))
+                .flatten();
+            let listening = format!(
+                "is a featgrid with the driver quickstart registry listening at {targets}?"
+            );
+            match reason {
+                Some(r) if targets.contains("https://") && !r.contains("refused") => format!(
+                    "cannot connect: {r} (--ca-cert names the server's certificate or its CA)"
+                ),
+                Some(r) => format!("cannot connect: {r}; {listening}"),
+                None => listening,
+            }
+        };
         return Err(BenchError::Preload {
             rows: push.rows,
             entities: options.entities,
             errors: errors.join(", "),
-            targets: options
-                .targets
-                .iter()
-                .map(|t| t.base.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            hint,
         });
     }
     Ok(summary)

@@ -1,7 +1,9 @@
 //! The internal endpoint, on the node's `internal` address: Raft messages and forwarded
 //! requests from the other nodes, bodies in the codec's binary format. Every call must carry
 //! the cluster secret (`x-featgrid-cluster-secret`); a call without it, or with another, is
-//! refused with 401 `cluster_secret_required` before its body is read.
+//! refused with 401 `cluster_secret_required` before its body is read; one whose topology
+//! fingerprint (`x-featgrid-topology`) differs from this node's, with 409 `topology_mismatch`
+//! naming both.
 //!
 //! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
@@ -12,6 +14,8 @@
 //! - `POST /internal/v1/rows`: forwarded reads of several groups' keys (one call per node and
 //!   client request); an answer per group.
 //! - `POST /internal/v1/members/{group}`: a membership change, on the group's leader.
+//! - `POST /internal/v1/rejoin/{group}`: add back a node that lost its Raft state, on the
+//!   group's leader ([`super::rejoin`]).
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
 
 use std::sync::Arc;
@@ -25,7 +29,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::membership::{MemberChange, CHANGE_DEADLINE};
-use super::network::{CONTENT_TYPE, SECRET_HEADER};
+use super::network::{CONTENT_TYPE, SECRET_HEADER, TOPOLOGY_HEADER};
+use super::topology::NodeIndex;
 use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Consistency, GroupKeys, Refusal, RowsRequest, DEADLINE};
 use crate::error::ApiError;
@@ -45,29 +50,45 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// Binds the internal endpoint on `addr` and starts serving it.
-pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
+/// Starts serving the internal endpoint on `listener` (the node's `internal` address).
+pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io::Result<Server> {
     let data = web::Data::from(cluster);
+    let fingerprint = data.topology.fingerprint();
+    let path = data.topology.path.display().to_string();
     let server = HttpServer::new(move || {
         let secret = data.topology.secret.clone();
+        let (fingerprint, path) = (fingerprint.clone(), path.clone());
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .wrap_fn(move |req, service| {
-                let allowed = req
-                    .headers()
+                let headers = req.headers();
+                let allowed = headers
                     .get(SECRET_HEADER)
                     .is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes()));
-                if allowed {
-                    Either::Left(service.call(req).map_ok(|r| r.map_into_left_body()))
-                } else {
-                    let refusal = ApiError::new(
+                let theirs = headers.get(TOPOLOGY_HEADER).map(|v| v.as_bytes());
+                let refusal = if !allowed {
+                    Some(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "cluster_secret_required",
                         "node-to-node calls must carry the cluster secret",
-                    );
-                    let response = req.into_response(refusal.error_response());
-                    Either::Right(ready(Ok(response.map_into_right_body())))
+                    ))
+                } else if theirs != Some(fingerprint.as_bytes()) {
+                    let theirs = theirs.map_or("none".into(), String::from_utf8_lossy);
+                    Some(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "topology_mismatch",
+                        format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {fingerprint}): every node must use the same topology file"),
+                    ))
+                } else {
+                    None
+                };
+                match refusal {
+                    None => Either::Left(service.call(req).map_ok(|r| r.map_into_left_body())),
+                    Some(refusal) => {
+                        let response = req.into_response(refusal.error_response());
+                        Either::Right(ready(Ok(response.map_into_right_body())))
+                    }
                 }
             })
             .route("/internal/v1/raft/{group}/append", web::post().to(append))
@@ -85,11 +106,12 @@ pub fn serve(cluster: Arc<Cluster>, addr: &str) -> std::io::Result<Server> {
             .route("/internal/v1/rows/{group}", web::post().to(rows))
             .route("/internal/v1/rows", web::post().to(rows_of_groups))
             .route("/internal/v1/members/{group}", web::post().to(members))
+            .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
             .route("/internal/v1/status", web::post().to(status))
     })
     .workers(2)
     .disable_signals()
-    .bind(addr)?;
+    .listen(listener)?;
     Ok(server.run())
 }
 
@@ -138,6 +160,16 @@ async fn vote(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::VoteRequest<u64> = decode(&body)?;
+    if cluster.rejoining(*group).is_some() {
+        // Lost its Raft state: its vote could elect a leader without acknowledged writes.
+        let refused: Result<_, openraft::error::RaftError<u64>> =
+            Ok(openraft::raft::VoteResponse {
+                vote: rpc.vote,
+                vote_granted: false,
+                last_log_id: None,
+            });
+        return Ok(encoded(&refused));
+    }
     Ok(encoded(&raft.vote(rpc).await))
 }
 
@@ -214,6 +246,30 @@ async fn members(
         Some(raft) => {
             cluster
                 .change_members_here(group, raft, &change, CHANGE_DEADLINE)
+                .await
+        }
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn rejoin(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let group = *group;
+    let node: NodeIndex = decode(&body)?;
+    if node as usize >= cluster.topology.nodes.len() {
+        return Err(ApiError::bad_request(
+            "unknown_node",
+            format!("node #{node} is not in the topology"),
+        ));
+    }
+    let answer = match cluster.raft(group) {
+        Some(raft) => {
+            cluster
+                .rejoin_here(group, raft, node, CHANGE_DEADLINE)
                 .await
         }
         None => Err(Refusal::NotLeader { leader: None }),

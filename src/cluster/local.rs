@@ -1,101 +1,113 @@
-//! This node's own store, as the cluster sees it: the same shards, write-ahead log and offline
-//! sink a single node uses. A committed entry is applied here exactly as a local push is
-//! ([`crate::api::rows::store`]); rows travel between nodes in the portable form of the log.
-//! `rows_written_total` and `rows_skipped_older_total` count what this node's own store did:
-//! every replica counts the rows it applies.
+//! This node's own store, as the cluster sees it: a replica of its groups. A committed entry is
+//! applied here through the same write path as a local push ([`LocalStore::store`]); rows
+//! travel between nodes in the portable form of the log. `rows_written_total` and
+//! `rows_skipped_older_total` count what this node's own store did: every replica counts the
+//! rows it applies.
+//!
+//! Applies are fail-stop: what may succeed later (a full mailbox, a log that cannot take writes
+//! now) is retried, a write queued but not answered in time is waited for, and anything else
+//! (rows this node's registry does not know, a full table, a stopped shard) is an
+//! [`ApplyError`]: the group's state machine then stops on this node instead of skipping the
+//! entry, so no replica ever counts as applied what it does not hold.
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use crate::api::rows::store;
-use crate::grid::coordinator::Coordinator;
 use crate::grid::partition::{
     Partition, PortableRow, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef,
 };
 use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
-use crate::persist::offline::OfflineSink;
-use crate::persist::wal::{RecordView, Wal};
+use crate::persist::wal::RecordView;
+use crate::store::{Admission, LocalStore};
 
 use super::types::{GroupBatch, GroupWrite};
 
 /// How long an apply waits before trying again when the shards or the log refuse for now.
 const APPLY_RETRY: Duration = Duration::from_millis(20);
+/// How often a stalled apply says so in the log.
+const STALL_REPORT_EVERY: u32 = 250;
 
-/// The node's shards, log and offline sink. Cheap to clone.
+/// Why a committed entry cannot be applied on this node (the group stops here).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("a committed entry cannot be applied on this node: {0}")]
+pub struct ApplyError(pub String);
+
+/// This node's store as a replica of its groups. Cheap to clone.
 #[derive(Clone)]
-pub struct LocalStore {
-    pub grid: Coordinator,
-    pub wal: Wal,
-    pub offline: OfflineSink,
-    pub rows_written: prometheus::IntCounter,
-    pub rows_skipped_older: prometheus::IntCounter,
+pub struct Replica(LocalStore);
+
+impl Deref for Replica {
+    type Target = LocalStore;
+
+    fn deref(&self) -> &LocalStore {
+        &self.0
+    }
 }
 
-impl LocalStore {
+impl Replica {
+    pub fn new(store: LocalStore) -> Replica {
+        Replica(store)
+    }
+
     /// Applies a committed batch: consecutive writes with the same destination as one local
     /// write (one log record, one job per shard), in the batch's order, so later rows of a
     /// key land after earlier ones exactly as if the pushes had been applied one by one.
-    pub async fn apply_batch(&self, batch: &GroupBatch) {
+    pub async fn apply_batch(&self, batch: &GroupBatch) -> Result<(), ApplyError> {
         for run in batch.writes.chunk_by(|a, b| a.dest == b.dest) {
             match run {
-                [one] => self.apply(one).await,
+                [one] => self.apply(one).await?,
                 _ => {
                     let merged = GroupWrite {
                         dest: run[0].dest,
                         views: run.iter().flat_map(|w| w.views.iter().cloned()).collect(),
                     };
-                    self.apply(&merged).await
+                    self.apply(&merged).await?
                 }
             }
         }
+        Ok(())
     }
 
-    /// Applies a committed write as a local push. A full mailbox or an unavailable log is
-    /// waited out (the entry is committed: it must be applied, in order); after a shard
-    /// timeout (queued, not yet applied) it waits until the shards have run it. Rows that do
-    /// not fit this node's registry are logged and skipped: every node must serve the same
-    /// registry.
-    pub async fn apply(&self, write: &GroupWrite) {
+    /// Applies a committed write as a local push, whatever the offline sink's health (its rows
+    /// are buffered for it). A full mailbox or an unavailable log is waited out (the entry is
+    /// committed: it must be applied, in order); after a shard timeout (queued, not yet
+    /// applied) it waits until the shards have run it. Anything else is an [`ApplyError`].
+    pub async fn apply(&self, write: &GroupWrite) -> Result<(), ApplyError> {
         let layouts = self.grid.layouts();
-        let per_shard = match self.to_shards(&write.views, &layouts) {
-            Ok(per_shard) => per_shard,
-            Err(problem) => {
-                tracing::error!(%problem, "committed rows do not fit this node's registry; skipped");
-                return;
-            }
-        };
+        let per_shard = self.to_shards(&write.views, &layouts).map_err(|problem| {
+            ApplyError(format!(
+                "the rows do not fit this node's registry ({problem}): every node must serve the same registry"
+            ))
+        })?;
+        let mut attempts = 0u32;
         loop {
-            let attempt = store(
-                &self.grid,
-                &self.wal,
-                &self.offline,
-                per_shard.clone(),
-                &layouts,
-                write.dest,
-            )
-            .await;
+            let attempt = self
+                .store(
+                    per_shard.clone(),
+                    &layouts,
+                    write.dest,
+                    Admission::Committed,
+                )
+                .await;
             match attempt {
-                Ok(stats) => {
-                    self.rows_written.inc_by(stats.written);
-                    self.rows_skipped_older.inc_by(stats.skipped_older);
-                    return;
-                }
-                Err(e) if matches!(e.code, "shard_overloaded" | "wal_unavailable") => {
-                    tracing::debug!(code = e.code, "apply waits for the local store");
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    attempts += 1;
+                    if attempts.is_multiple_of(STALL_REPORT_EVERY) {
+                        tracing::warn!(error = %e, attempts, "a committed write waits for the local store");
+                    }
                     actix_rt::time::sleep(APPLY_RETRY).await;
                 }
-                Err(e) if e.code == "shard_timeout" => {
+                Err(e) if e.is_queued() => {
                     // Queued, not yet applied: wait until it is, so that a read after the
                     // answer sees it (a job queued after it on every shard thread runs after it).
                     while self.grid.stats().await.is_err() {
                         actix_rt::time::sleep(APPLY_RETRY).await;
                     }
-                    return;
+                    return Ok(());
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "a committed write could not be applied here");
-                    return;
-                }
+                Err(e) => return Err(ApplyError(e.to_string())),
             }
         }
     }

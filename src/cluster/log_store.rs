@@ -190,6 +190,8 @@ struct Group {
 struct Shared {
     wal: Wal,
     groups: Vec<Group>,
+    /// Held while segments are deleted ([`RaftLog::tidy`] runs on blocking threads).
+    tidying: Mutex<()>,
 }
 
 /// The node's Raft log: every group's records. Cheap to clone.
@@ -223,6 +225,12 @@ impl RaftLog {
         }
     }
 
+    /// Whether `group` has any Raft state here: a vote, entries, or a purge (a snapshot).
+    pub fn has_state(&self, group: usize) -> bool {
+        let state = lock(&self.shared.groups[group].state);
+        state.vote.is_some() || !state.entries.is_empty() || state.last_purged.is_some()
+    }
+
     pub fn stats(&self) -> WalStats {
         self.shared.wal.stats()
     }
@@ -238,6 +246,7 @@ impl RaftLog {
     /// Failures are logged: nothing is lost, the disk is only not reclaimed yet.
     fn tidy(&self) {
         let shared = &self.shared;
+        let _one_at_a_time = lock(&shared.tidying);
         let needs: Vec<Option<u64>> = shared
             .groups
             .iter()
@@ -381,12 +390,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let path = &self.shared.groups[self.group].vote_path;
-        let mut state = self.lock();
+        // The fsyncs run on a blocking thread: the Raft cores (and their heartbeats) share
+        // the thread this is called on. openraft saves one vote at a time per group.
+        let path = self.shared.groups[self.group].vote_path.clone();
         let bytes = serde_json::to_vec(vote).map_err(write_err)?;
-        write_atomic(path, &bytes)
+        actix_rt::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?
             .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?;
-        state.vote = Some(*vote);
+        self.lock().vote = Some(*vote);
         Ok(())
     }
 
@@ -422,10 +434,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_logged(Op::Purge(log_id))
             .await
             .map_err(write_err)?;
-        RaftLog {
+        // Deleting segments fsyncs and unlinks: off the Raft cores' thread.
+        let log = RaftLog {
             shared: self.shared.clone(),
-        }
-        .tidy();
+        };
+        actix_rt::task::spawn_blocking(move || log.tidy());
         Ok(())
     }
 }

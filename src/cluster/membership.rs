@@ -11,16 +11,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 use super::topology::NodeIndex;
 use super::types::Raft;
 use super::{Cluster, Refusal};
-use crate::api::AppState;
-use crate::error::ApiError;
 
 /// How long a membership change may take, a learner's catching up included.
 pub const CHANGE_DEADLINE: Duration = Duration::from_secs(120);
@@ -129,39 +125,4 @@ impl Cluster {
         })
         .await
     }
-}
-
-/// `POST /cluster/groups/{group}/members`: `{"add": [ids], "remove": [ids]}`; answers the
-/// group's members once the change is committed.
-pub async fn route(
-    state: web::Data<AppState>,
-    group: web::Path<usize>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let Some(cluster) = state.cluster.get() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_a_cluster",
-            "this server runs as a single node (started without --cluster)",
-        ));
-    };
-    let group = *group;
-    if group >= cluster.topology.groups.len() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_group",
-            format!(
-                "group {group} does not exist: the topology has groups 0 to {}",
-                cluster.topology.groups.len() - 1
-            ),
-        ));
-    }
-    let change: MemberChange = crate::api::parse_json(&body)?;
-    for id in change.add.iter().chain(&change.remove) {
-        cluster
-            .topology
-            .node_index(id)
-            .map_err(|e| ApiError::bad_request("unknown_node", e.problem))?;
-    }
-    Ok(HttpResponse::Ok().json(cluster.change_members(group, change).await?))
 }

@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 mod read;
+mod rejoin;
 pub mod state_machine;
 pub mod status;
 pub mod topology;
@@ -28,7 +29,7 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +38,11 @@ use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy, TryAsRef};
 use serde::{Deserialize, Serialize};
 
+use crate::persist::atomic::write_atomic;
 use crate::persist::codec::Blob;
+use crate::store::LocalStore;
 use batch::Batcher;
-use local::LocalStore;
+use local::Replica;
 use log_store::{LogOptions, RaftLog};
 use network::{GroupNetwork, Net, NetError};
 use state_machine::GroupMachine;
@@ -84,29 +87,6 @@ pub enum Consistency {
     /// This node's replica as it is: may miss pushes its group committed but it has not yet
     /// applied (in practice a heartbeat, more while it is cut off).
     Local,
-}
-
-impl Consistency {
-    /// The request header that asks for a consistency.
-    pub const HEADER: &'static str = "x-featgrid-consistency";
-
-    /// The consistency a request asks for: linearizable unless its header says `local`.
-    pub fn of(req: &actix_web::HttpRequest) -> Result<Consistency, crate::error::ApiError> {
-        let Some(value) = req.headers().get(Self::HEADER) else {
-            return Ok(Consistency::Linearizable);
-        };
-        match value.to_str().map(str::trim) {
-            Ok("linearizable") => Ok(Consistency::Linearizable),
-            Ok("local") => Ok(Consistency::Local),
-            _ => Err(crate::error::ApiError::bad_request(
-                "invalid_request",
-                format!(
-                    "{} is {value:?}: expected \"linearizable\" (the default) or \"local\"",
-                    Self::HEADER
-                ),
-            )),
-        }
-    }
 }
 
 /// How the per-group parts of requests were served (`featgrid_cluster_group_parts_total`).
@@ -209,7 +189,7 @@ pub struct Cluster {
     hints: Vec<AtomicU64>,
     rotor: AtomicUsize,
     net: Net,
-    local: LocalStore,
+    local: Replica,
     /// Every group's Raft log.
     log: RaftLog,
     /// Index = group: when this node last heard from the group's leader (ms since `epoch`,
@@ -224,6 +204,9 @@ pub struct Cluster {
     this: std::sync::Weak<Cluster>,
     /// Index = group: when its followers last accepted this node as leader (lease reads).
     acks: Vec<Arc<network::Acks>>,
+    /// Index = group: this node lost its Raft state for the group and is rejoining it
+    /// ([`rejoin`]): it grants no vote until the leader has added it back.
+    rejoin: Vec<AtomicBool>,
 }
 
 /// Why the cluster side could not start.
@@ -248,23 +231,30 @@ impl Cluster {
         log: LogOptions,
         local: LocalStore,
         served: Served,
+        bootstrap: bool,
     ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
         topology
             .check_node_ids(data_dir)
             .map_err(|e| ClusterStartError::Other(e.to_string()))?;
         let topology = Arc::new(topology);
-        let (net, net_thread) = Net::start(&topology.secret);
+        let local = Replica::new(local);
+        let (net, net_thread) = Net::start(network::Credentials {
+            secret: topology.secret.clone(),
+            fingerprint: topology.fingerprint(),
+        });
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let mut acks = Vec::with_capacity(topology.groups.len());
+        let mut to_rejoin = Vec::new();
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         let raft_dir = data_dir.join("raft");
         let log = RaftLog::open(&raft_dir, log, topology.groups.len())?;
         // Every node runs every group's Raft node: one that is no member stays idle (never
         // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
-            let dir = log_store::group_dir(&raft_dir, g);
-            let machine = GroupMachine::open(g, dir, local.clone(), topology.clone())
-                .map_err(ClusterStartError::Other)?;
+            let dir_of_group = log_store::group_dir(&raft_dir, g);
+            let machine =
+                GroupMachine::open(g, dir_of_group.clone(), local.clone(), topology.clone())
+                    .map_err(ClusterStartError::Other)?;
             let config = Config {
                 cluster_name: format!("featgrid-group-{g}"),
                 heartbeat_interval: HEARTBEAT_MS,
@@ -286,11 +276,17 @@ impl Cluster {
             let raft = Raft::new(me, Arc::new(config), network, log.store(g), machine)
                 .await
                 .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
-            let initialized = raft
-                .is_initialized()
-                .await
-                .map_err(|e| ClusterStartError::Other(e.to_string()))?;
-            if !initialized && group.nodes[0] == me {
+            let listed = group.nodes.contains(&me);
+            let marker = dir_of_group.join(rejoin::MARKER);
+            let blank = !log.has_state(g);
+            let rejoining = listed && (marker.exists() || (blank && !bootstrap));
+            if rejoining {
+                write_atomic(&marker, b"rejoining\n")
+                    .map_err(|e| ClusterStartError::Other(e.to_string()))?;
+                raft.runtime_config().elect(false);
+                tracing::warn!(group = g, "no Raft state for this group here and no --bootstrap: rejoining (no vote until the leader adds this node back)");
+                to_rejoin.push((g, marker));
+            } else if blank && bootstrap && group.nodes[0] == me {
                 let members: BTreeMap<u64, BasicNode> = group
                     .nodes
                     .iter()
@@ -298,8 +294,9 @@ impl Cluster {
                     .collect();
                 if let Err(e) = raft.initialize(members).await {
                     tracing::warn!(group = g, error = %e, "group initialization refused");
+                } else {
+                    tracing::info!(group = g, "group initialized (--bootstrap)");
                 }
-                tracing::info!(group = g, "group initialized");
             }
             rafts.push(raft);
         }
@@ -326,7 +323,13 @@ impl Cluster {
             rounds: (0..rafts_len).map(|_| Default::default()).collect(),
             this: this.clone(),
             acks,
+            rejoin: (0..rafts_len)
+                .map(|g| AtomicBool::new(to_rejoin.iter().any(|(r, _)| *r == g)))
+                .collect(),
         });
+        for (group, marker) in to_rejoin {
+            actix_rt::spawn(cluster.clone().rejoin_group(group, marker));
+        }
         Ok((cluster, net_thread))
     }
 
@@ -344,8 +347,8 @@ impl Cluster {
     }
 
     /// This node's Raft node of `group` when the node is one of its members (voter or
-    /// learner): it holds a replica.
-    pub fn replica(&self, group: usize) -> Option<&Raft> {
+    /// learner), whether or not the group stopped here.
+    fn member(&self, group: usize) -> Option<&Raft> {
         let raft = self.raft(group)?;
         let metrics = raft.metrics();
         let member = metrics
@@ -355,6 +358,27 @@ impl Cluster {
             .get_node(&self.me)
             .is_some();
         member.then_some(raft)
+    }
+
+    /// This node's Raft node of `group` when the node holds a working replica: it is one of
+    /// the group's members (voter or learner) and the group has not stopped here
+    /// ([`Cluster::stopped`]). A node without one routes the group's requests to its leader.
+    pub fn replica(&self, group: usize) -> Option<&Raft> {
+        self.member(group).filter(|_| self.stopped(group).is_none())
+    }
+
+    /// Why `group` stopped on this node, if it did: its log or state machine failed for good
+    /// (a committed entry that cannot be applied here, a log that cannot be written). The
+    /// replica then neither votes nor serves; the others carry on, and a restart (once the
+    /// cause is mended) re-applies from the last applied entry.
+    pub fn stopped(&self, group: usize) -> Option<String> {
+        let raft = self.raft(group)?;
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        m.running_state
+            .as_ref()
+            .err()
+            .map(|fatal| fatal.to_string())
     }
 
     pub fn net(&self) -> &Net {
@@ -465,6 +489,10 @@ impl Cluster {
                 Some(f) => Err(Refusal::NotLeader {
                     leader: f.leader_id,
                 }),
+                // Stopped here: another replica leads, or soon will.
+                None if matches!(e, RaftError::Fatal(_)) => {
+                    Err(Refusal::NotLeader { leader: None })
+                }
                 None => Err(Refusal::NoQuorum(format!("group {group}: {e}"))),
             },
             Err(_) => Err(Refusal::NoQuorum(format!(
@@ -648,11 +676,16 @@ impl Node {
         log: LogOptions,
         local: LocalStore,
         served: Served,
+        bootstrap: bool,
     ) -> Result<Node, ClusterStartError> {
         let addr = topology.node(me).internal.clone();
+        // Bound before anything is written to the data directory: a node whose port is taken
+        // fails without touching its groups.
+        let listener = std::net::TcpListener::bind(addr.as_str())
+            .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let (cluster, net_thread) =
-            Cluster::start(topology, me, data_dir, log, local, served).await?;
-        let server = internal::serve(cluster.clone(), addr.as_str())
+            Cluster::start(topology, me, data_dir, log, local, served, bootstrap).await?;
+        let server = internal::serve(cluster.clone(), listener)
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();
         actix_rt::spawn(server);

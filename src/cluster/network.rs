@@ -1,5 +1,6 @@
 //! Node-to-node calls: HTTP POSTs to a peer's `internal` address with bodies in the codec's
-//! binary format, each carrying the cluster secret (`x-featgrid-cluster-secret`).
+//! binary format, each carrying the cluster secret (`x-featgrid-cluster-secret`) and the
+//! fingerprint of the caller's topology file (`x-featgrid-topology`).
 //!
 //! awc's client is bound to the thread that made it. Calls made while serving a request
 //! (forwarded writes and reads, read indexes) run on the worker thread serving it, with that
@@ -31,6 +32,14 @@ use crate::persist::codec;
 
 /// The header carrying the cluster secret.
 pub const SECRET_HEADER: &str = "x-featgrid-cluster-secret";
+/// The header carrying the caller's topology fingerprint ([`super::topology::Topology::fingerprint`]).
+pub const TOPOLOGY_HEADER: &str = "x-featgrid-topology";
+
+/// What every call carries to be accepted: the cluster secret and the topology's fingerprint.
+pub struct Credentials {
+    pub secret: String,
+    pub fingerprint: String,
+}
 /// The content type of internal bodies.
 pub const CONTENT_TYPE: &str = "application/x-featgrid-bincode";
 /// The largest internal answer read.
@@ -66,16 +75,16 @@ thread_local! {
 #[derive(Clone)]
 pub struct Net {
     arbiter: ArbiterHandle,
-    secret: std::sync::Arc<str>,
+    credentials: std::sync::Arc<Credentials>,
 }
 
 impl Net {
     /// Starts the thread the calls run on.
-    pub fn start(secret: &str) -> (Net, Arbiter) {
+    pub fn start(credentials: Credentials) -> (Net, Arbiter) {
         let arbiter = Arbiter::new();
         let net = Net {
             arbiter: arbiter.handle(),
-            secret: secret.into(),
+            credentials: credentials.into(),
         };
         (net, arbiter)
     }
@@ -89,11 +98,11 @@ impl Net {
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
         let (tx, rx) = oneshot::channel();
-        let secret = self.secret.clone();
+        let credentials = self.credentials.clone();
         let to = addr.clone();
         let sent = self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
-                let _ = tx.send(post(to, &path, &secret, body, timeout).await);
+                let _ = tx.send(post(to, &path, &credentials, body, timeout).await);
             });
         });
         let unreachable = |reason: &str| NetError::Unreachable {
@@ -120,7 +129,7 @@ impl Net {
         timeout: Duration,
     ) -> Result<A, NetError> {
         let body = encode_request(&addr, request)?;
-        let answer = post(addr.clone(), &path, &self.secret, body, timeout).await?;
+        let answer = post(addr.clone(), &path, &self.credentials, body, timeout).await?;
         decode_answer(&addr, &answer)
     }
 
@@ -159,7 +168,7 @@ fn decode_answer<A: DeserializeOwned>(addr: &Address, answer: &[u8]) -> Result<A
 async fn post(
     addr: Address,
     path: &str,
-    secret: &str,
+    credentials: &Credentials,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
@@ -170,7 +179,8 @@ async fn post(
     };
     let mut response = client
         .post(format!("http://{addr}{path}"))
-        .insert_header((SECRET_HEADER, secret))
+        .insert_header((SECRET_HEADER, credentials.secret.as_str()))
+        .insert_header((TOPOLOGY_HEADER, credentials.fingerprint.as_str()))
         .insert_header(("content-type", CONTENT_TYPE))
         .timeout(timeout)
         .send_body(body)

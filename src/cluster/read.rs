@@ -312,6 +312,11 @@ impl Cluster {
         for (batch, output) in per_shard.iter().zip(&local) {
             let Some(output) = output else { continue };
             for (i, (view, key)) in batch.iter().enumerate() {
+                // Rows of groups without a working replica here (never had one, removed, or
+                // stopped) may be left over or behind: only their leader's answer counts.
+                if !here[self.topology.group_of_slot(slot(key))] {
+                    continue;
+                }
                 if let Some(row) = output.row(&layouts, i) {
                     found.add(view, &layouts[view], key, row);
                 }

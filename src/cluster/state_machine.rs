@@ -1,6 +1,6 @@
 //! A slot group's state machine: the node's shard partitions, restricted to the group's slots.
 //!
-//! A committed entry is applied as local writes ([`LocalStore::apply_batch`]): logged ahead in the
+//! A committed entry is applied as local writes ([`Replica::apply_batch`]): logged ahead in the
 //! node's write-ahead log and applied by the shards, so the node's snapshots and log bring it
 //! back after a restart like any push. What was applied is remembered in `raft/g<group>/applied`
 //! (last applied log id and membership, written atomically at most once a second and on every
@@ -25,16 +25,17 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::local::{split_by_group, LocalStore};
+use super::local::{split_by_group, Replica};
 use super::topology::Topology;
 use super::types::{
     Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::grid::partition::PortableRows;
+use crate::grid::partition::{FrozenPartition, PortableRows, RowLayout};
 use crate::persist::atomic::write_atomic;
 use crate::persist::codec::Blob;
 use crate::persist::snapshot::{self, Body, Header, ViewSection};
 use crate::persist::wal::{Destination, RecordView};
+use crate::persist::ViewMeta;
 
 /// How often the applied marker is written while entries are applied.
 const MARK_EVERY: Duration = Duration::from_secs(1);
@@ -89,7 +90,7 @@ impl SnapshotFiles {
 /// The state machine of group `group` on this node.
 pub struct GroupMachine {
     group: usize,
-    local: LocalStore,
+    local: Replica,
     topology: Arc<Topology>,
     marker_path: PathBuf,
     applied: Option<LogId>,
@@ -104,12 +105,23 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
 }
 
+/// Runs `work` (file I/O, fsyncs, encoding or checking a snapshot) on a blocking thread: the
+/// thread this is awaited on drives every group's Raft core, heartbeats included, and a
+/// snapshot of any size must not delay them into an election.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    actix_rt::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(format!("a blocking task failed: {e}")))
+}
+
 impl GroupMachine {
     /// The machine of `group`, its marker in `dir` (read if present).
     pub fn open(
         group: usize,
         dir: PathBuf,
-        local: LocalStore,
+        local: Replica,
         topology: Arc<Topology>,
     ) -> Result<GroupMachine, String> {
         let marker_path = dir.join("applied");
@@ -134,13 +146,15 @@ impl GroupMachine {
         })
     }
 
-    fn mark(&mut self) -> Result<(), String> {
+    /// Writes the applied marker, on a blocking thread (the Raft cores share this one).
+    async fn mark(&mut self) -> Result<(), String> {
         let marker = Marker {
             applied: self.applied,
             membership: self.membership.clone(),
         };
         let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
-        write_atomic(&self.marker_path, &bytes).map_err(|e| e.to_string())?;
+        let path = self.marker_path.clone();
+        blocking(move || write_atomic(&path, &bytes).map_err(|e| e.to_string())).await?;
         self.marked_at = Instant::now();
         Ok(())
     }
@@ -175,7 +189,10 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         for entry in entries {
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => self.local.apply_batch(batch).await,
+                EntryPayload::Normal(batch) => self.local.apply_batch(batch).await.map_err(|e| {
+                    tracing::error!(group = self.group, index = entry.log_id.index, error = %e, "the group stops on this node");
+                    sm_err(e)
+                })?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     membership_changed = true;
@@ -185,7 +202,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             answers.push(());
         }
         if membership_changed || self.marked_at.elapsed() >= MARK_EVERY {
-            self.mark().map_err(sm_err)?;
+            self.mark().await.map_err(sm_err)?;
         }
         Ok(answers)
     }
@@ -193,7 +210,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
     async fn get_snapshot_builder(&mut self) -> GroupSnapshotBuilder {
         // The log is purged up to the snapshot once it is built: the marker must not lag
         // behind that point, or a restart would start from entries no longer in the log.
-        if let Err(e) = self.mark() {
+        if let Err(e) = self.mark().await {
             tracing::error!(group = self.group, error = %e, "cannot write the applied marker");
         }
         self.builder()
@@ -208,31 +225,43 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let (_, body) = snapshot::parse_file(&self.files.file, &data).map_err(sm_err)?;
+        let data = Arc::new(snapshot.into_inner());
+        let (path, bytes) = (self.files.file.clone(), data.clone());
+        let (_, body) =
+            blocking(move || snapshot::parse_file(&path, &bytes).map_err(|e| e.to_string()))
+                .await
+                .map_err(sm_err)?;
         let views = self.local.wal.views();
         let mut write = GroupWrite {
             dest: Destination::ONLINE,
             views: Vec::with_capacity(body.views.len()),
         };
         for section in body.views {
-            match views.iter().position(|v| *v == section.view) {
-                Some(id) => write.views.push(RecordView {
-                    view: id as u32,
-                    data: section.data,
-                }),
-                None => tracing::error!(
-                    group = self.group,
-                    view = %section.view.name,
-                    "a raft snapshot holds a view this node does not serve (every node must serve the same registry); its rows are skipped"
-                ),
-            }
+            let Some(id) = views.iter().position(|v| *v == section.view) else {
+                // Skipping the rows would leave this replica short of what it says it holds.
+                let e = format!(
+                    "a raft snapshot of group {} holds feature view '{}', which this node does not serve (every node must serve the same registry)",
+                    self.group, section.view.name
+                );
+                tracing::error!(group = self.group, error = %e, "the group stops on this node");
+                return Err(sm_err(e));
+            };
+            write.views.push(RecordView {
+                view: id as u32,
+                data: section.data,
+            });
         }
-        self.local.apply(&write).await;
-        self.files.keep(meta, &data).map_err(sm_err)?;
+        self.local.apply(&write).await.map_err(|e| {
+            tracing::error!(group = self.group, error = %e, "the group stops on this node");
+            sm_err(e)
+        })?;
+        let (files, kept) = (self.files.clone(), meta.clone());
+        blocking(move || files.keep(&kept, &data))
+            .await
+            .map_err(sm_err)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.mark().map_err(sm_err)?;
+        self.mark().await.map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(group = self.group, last = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
@@ -247,14 +276,17 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         let Some(meta) = kept else {
             return Ok(None);
         };
+        let files = self.files.clone();
+        let bytes = blocking(move || {
+            files
+                .read()
+                .map_err(|e| format!("{}: {e}", files.file.display()))
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::error(e))))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(self.files.read().map_err(|e| {
-                StorageError::from(StorageIOError::read_snapshot(
-                    None,
-                    AnyError::error(format!("{}: {e}", self.files.file.display())),
-                ))
-            })?)),
+            snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
 }
@@ -262,7 +294,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
 /// Builds a snapshot of one group from frozen copies of the shards.
 pub struct GroupSnapshotBuilder {
     group: usize,
-    local: LocalStore,
+    local: Replica,
     topology: Arc<Topology>,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -277,65 +309,22 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         let frozen = self.local.grid.freeze().await.map_err(sm_err)?;
         let layouts = self.local.grid.layouts();
         let metas = self.local.wal.views();
-        let mut views = Vec::new();
-        for part in &frozen {
-            for view in 0..layouts.len() {
-                let mut data = Vec::new();
-                part.encode_view(view, &mut data);
-                if !data.is_empty() {
-                    views.push(RecordView {
-                        view: view as u32,
-                        data: Blob(data),
-                    });
-                }
-            }
-        }
         let group = self.group;
-        let topology = &self.topology;
-        let mine = split_by_group(&views, &layouts, topology.groups.len(), |s| {
-            topology.group_of_slot(s)
-        })
-        .map_err(sm_err)?
-        .swap_remove(group)
-        .unwrap_or_default();
-        let mut sections = Vec::with_capacity(mine.len());
-        for rv in mine {
-            let id = rv.view as usize;
-            let (Some(layout), Some(view)) = (layouts.get(id), metas.get(id)) else {
-                return Err(sm_err(format!(
-                    "view id {id} has no name in the log's views"
-                )));
-            };
-            sections.push(ViewSection {
-                view: view.clone(),
-                rows: PortableRows::new(layout, &rv.data.0).count() as u64,
-                data: rv.data,
-            });
-        }
         let index = self.applied.map_or(0, |l| l.index);
-        let ranges = &topology.groups[group].ranges;
-        let header = Header {
-            shard: group as u32,
-            shards: topology.groups.len() as u32,
-            slots: ranges.iter().map(|r| r.0 as u32).min().unwrap_or(0)
-                ..ranges.iter().map(|r| r.1 as u32 + 1).max().unwrap_or(0),
-            seq: index,
-            rows: sections.iter().map(|s| s.rows).sum(),
-        };
-        let data = snapshot::encode_file(
-            &header,
-            &Body {
-                wal_lsn: index,
-                views: sections,
-            },
-        )
-        .map_err(sm_err)?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
             snapshot_id: format!("g{group}-{index}-{}", crate::value::now_micros()),
         };
-        self.files.keep(&meta, &data).map_err(sm_err)?;
+        // Encoding and keeping the file take long for a large group: off the Raft thread.
+        let (topology, files, kept) = (self.topology.clone(), self.files.clone(), meta.clone());
+        let (header, data) = blocking(move || {
+            let (header, data) = encode_group(&frozen, &layouts, &metas, &topology, group, index)?;
+            files.keep(&kept, &data)?;
+            Ok((header, data))
+        })
+        .await
+        .map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(
             group,
@@ -347,5 +336,126 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+}
+
+/// Group `group`'s rows in frozen copies of the shards, as a snapshot file whose sequence is
+/// the last log index it covers: its header and bytes.
+fn encode_group(
+    frozen: &[FrozenPartition],
+    layouts: &[RowLayout],
+    metas: &[ViewMeta],
+    topology: &Topology,
+    group: usize,
+    index: u64,
+) -> Result<(Header, Vec<u8>), String> {
+    let mut views = Vec::new();
+    for part in frozen {
+        for view in 0..layouts.len() {
+            let mut data = Vec::new();
+            part.encode_view(view, &mut data);
+            if !data.is_empty() {
+                views.push(RecordView {
+                    view: view as u32,
+                    data: Blob(data),
+                });
+            }
+        }
+    }
+    let mine = split_by_group(&views, layouts, topology.groups.len(), |s| {
+        topology.group_of_slot(s)
+    })?
+    .swap_remove(group)
+    .unwrap_or_default();
+    let mut sections = Vec::with_capacity(mine.len());
+    for rv in mine {
+        let id = rv.view as usize;
+        let (Some(layout), Some(view)) = (layouts.get(id), metas.get(id)) else {
+            return Err(format!("view id {id} has no name in the log's views"));
+        };
+        sections.push(ViewSection {
+            view: view.clone(),
+            rows: PortableRows::new(layout, &rv.data.0).count() as u64,
+            data: rv.data,
+        });
+    }
+    let ranges = &topology.groups[group].ranges;
+    let header = Header {
+        shard: group as u32,
+        shards: topology.groups.len() as u32,
+        slots: ranges.iter().map(|r| r.0 as u32).min().unwrap_or(0)
+            ..ranges.iter().map(|r| r.1 as u32 + 1).max().unwrap_or(0),
+        seq: index,
+        rows: sections.iter().map(|s| s.rows).sum(),
+    };
+    let data = snapshot::encode_file(
+        &header,
+        &Body {
+            wal_lsn: index,
+            views: sections,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((header, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, Settings};
+    use crate::persist::wal::Destination;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64, views: Vec<RecordView>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(super::super::types::GroupBatch {
+                writes: vec![GroupWrite {
+                    dest: Destination::ONLINE,
+                    views,
+                }],
+            }),
+        }
+    }
+
+    /// A committed entry this node cannot apply (here: rows of a view its registry does not
+    /// have) stops the machine with an error; `applied` stays at the last entry applied.
+    #[actix_rt::test]
+    async fn an_entry_that_cannot_be_applied_is_never_counted_applied() {
+        let data = tempfile::tempdir().unwrap();
+        let flags = Overrides {
+            data_dir: Some(data.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let (settings, registry) = Settings::load(None, [], &flags).unwrap();
+        let prepared = crate::prepare(&settings, registry).unwrap();
+        let topology = Topology::parse(
+            "cluster_secret = \"0123456789abcdef\"\n[[node]]\nid = \"n1\"\nclient = \"127.0.0.1:1\"\ninternal = \"127.0.0.1:2\"\n[[group]]\nslots = \"0-16383\"\nnodes = [\"n1\"]\n",
+            std::path::Path::new("cluster.toml"),
+        )
+        .unwrap();
+        let mut machine = GroupMachine::open(
+            0,
+            data.path().join("g0"),
+            Replica::new(prepared.state.store.clone()),
+            Arc::new(topology),
+        )
+        .unwrap();
+        machine.apply(vec![entry(1, Vec::new())]).await.unwrap();
+        assert_eq!(machine.applied.map(|l| l.index), Some(1));
+        let unknown = RecordView {
+            view: 99,
+            data: Blob(vec![1, 2, 3]),
+        };
+        let e = machine
+            .apply(vec![entry(2, Vec::new()), entry(3, vec![unknown])])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("view id 99"), "{e}");
+        // Entry 2 was applied, entry 3 was not: a restart re-applies from there.
+        assert_eq!(machine.applied.map(|l| l.index), Some(2));
+        let (applied, _) = machine.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+        prepared.shard_threads.stop();
     }
 }

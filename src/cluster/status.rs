@@ -38,6 +38,10 @@ pub struct GroupReport {
     /// they took (several writes share an entry under load).
     pub writes_proposed: u64,
     pub entries_proposed: u64,
+    /// What keeps this replica from serving: the group stopped here, or the node is
+    /// rejoining after it lost its Raft state.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// The whole cluster as one node sees it.
@@ -76,6 +80,9 @@ pub struct GroupStatus {
     /// The leader's: writes it proposed since it started, and the entries they took.
     pub writes_proposed: u64,
     pub entries_proposed: u64,
+    /// Per replica that reported one: what keeps it from serving (see [`GroupReport::problem`]).
+    #[serde(default)]
+    pub problems: BTreeMap<String, String>,
 }
 
 impl Cluster {
@@ -90,7 +97,9 @@ impl Cluster {
     pub fn local_status(&self) -> Vec<GroupReport> {
         (0..self.topology.groups.len())
             .filter_map(|g| {
-                let raft = self.replica(g)?;
+                let raft = self
+                    .member(g)
+                    .or_else(|| self.rejoining(g).and(self.raft(g)))?;
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let state = match m.state {
@@ -121,6 +130,10 @@ impl Cluster {
                     matched,
                     voters: membership.voter_ids().map(|n| self.name(n)).collect(),
                     learners: membership.learner_ids().map(|n| self.name(n)).collect(),
+                    problem: self
+                        .stopped(g)
+                        .map(|e| format!("stopped: {e}"))
+                        .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}"))),
                 })
             })
             .collect()
@@ -180,6 +193,7 @@ impl Cluster {
                     lag: BTreeMap::new(),
                     writes_proposed: 0,
                     entries_proposed: 0,
+                    problems: BTreeMap::new(),
                 };
                 for (n, report) in reports.iter().enumerate() {
                     let Some(r) = report
@@ -190,6 +204,9 @@ impl Cluster {
                         continue;
                     };
                     status.applied.insert(self.name(n as u64), r.applied);
+                    if let Some(problem) = &r.problem {
+                        status.problems.insert(self.name(n as u64), problem.clone());
+                    }
                     if r.state == "leader" && r.term >= status.term {
                         status.term = r.term;
                         status.leader = Some(self.name(n as u64));
@@ -217,20 +234,6 @@ impl Cluster {
             groups,
         }
     }
-}
-
-/// `GET /cluster`: the status as JSON; 404 `not_a_cluster` on a single node.
-pub async fn route(
-    state: actix_web::web::Data<crate::api::AppState>,
-) -> Result<actix_web::HttpResponse, crate::error::ApiError> {
-    let Some(cluster) = state.cluster.get() else {
-        return Err(crate::error::ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "not_a_cluster",
-            "this server runs as a single node (started without --cluster)",
-        ));
-    };
-    Ok(actix_web::HttpResponse::Ok().json(cluster.status().await))
 }
 
 /// The status as the tables `featgrid cluster status` prints.
@@ -277,6 +280,11 @@ pub fn table(status: &ClusterStatus) -> String {
             lag
         );
     }
+    for g in &status.groups {
+        for (node, problem) in &g.problems {
+            let _ = writeln!(out, "group {} on {node}: {problem}", g.group);
+        }
+    }
     out
 }
 
@@ -307,9 +315,11 @@ mod tests {
                 lag: BTreeMap::new(),
                 writes_proposed: 0,
                 entries_proposed: 0,
+                problems: BTreeMap::from([("n1".to_string(), "stopped: disk".to_string())]),
             }],
         };
         let text = table(&status);
+        assert!(text.contains("group 0 on n1: stopped: disk"), "{text}");
         assert!(text.contains("n1       127.0.0.1:7001"), "{text}");
         assert!(text.contains("NO"), "{text}");
         assert!(

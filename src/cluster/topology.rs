@@ -154,6 +154,22 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// A fingerprint of what the nodes must agree on: every node's id and addresses, every
+    /// group's slots and first members (the secret is left out). Every internal call carries
+    /// it; a node whose own differs refuses the call (409 `topology_mismatch`), so two nodes
+    /// with different files never route rows to each other by different maps.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut text = String::new();
+        for n in &self.nodes {
+            text += &format!("node {} {} {}\n", n.id, n.client, n.internal);
+        }
+        for g in &self.groups {
+            text += &format!("group {} {:?}\n", g.slots_text(), g.nodes);
+        }
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+    }
+
     /// Checks that the `[[node]]` list only grew since this data directory's last start (a
     /// node's place in it is its Raft id: reordered or removed entries would give votes and log
     /// entries to the wrong node), then notes the list (`raft/node-ids.json`) for the next start.

@@ -16,349 +16,24 @@
 //!
 //! Writes arrive as [`RowBatch`]es whose rows carry the same value part, so applying a row is
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken
-//! by the created timestamp, then by arrival (the later write wins). Writes arrive in log order
-//! (the log writer queues them, see [`crate::persist::wal::writer`]), so a replay of the log
-//! breaks every tie the same way.
+//! by the created timestamp, then by arrival (the later write wins). A label view keeps the
+//! last write instead, whatever its times ([`crate::registry::WriteRule::LastWrite`]): the rule
+//! is applied here, so the write path, the log replay and every cluster replica follow it
+//! alike. Writes arrive in log order (the log writer queues them, see
+//! [`crate::persist::wal::writer`]), so a replay of the log breaks every tie the same way.
+//!
+//! Here: the tables, the partition and its readers' view. `rows`: the row layout and the
+//! batches rows travel in; `shared`: the part of a table other threads read; `frozen`: frozen
+//! copies for snapshots and digests; `portable`: rows independent of their shard (snapshots,
+//! the write-ahead log).
 
 use std::sync::Arc;
 
-use crate::registry::{FeatureView, Registry, ViewId};
+use crate::registry::ViewId;
 use crate::value::Micros;
 
 /// A `created` timestamp that was not given: older than any given one.
 pub const NO_CREATED: Micros = i64::MIN;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Fixed { offset: usize, width: usize },
-    Var { index: usize },
-}
-
-/// How a view's rows are laid out. Built once per view from the registry.
-#[derive(Debug, Clone)]
-pub struct RowLayout {
-    /// Width of every join key's canonical bytes, when all are fixed-width.
-    key_width: Option<usize>,
-    slots: Vec<Slot>,
-    /// Bytes of the value part: timestamps, bitmap and fixed-width fields.
-    value_len: usize,
-    var_count: usize,
-}
-
-const EVENT_AT: usize = 0;
-const CREATED_AT: usize = 8;
-const BITMAP_AT: usize = 16;
-
-impl RowLayout {
-    pub fn for_view(view: &FeatureView) -> RowLayout {
-        let key_width = view
-            .join_keys
-            .iter()
-            .map(|k| k.value_type.fixed_width())
-            .sum::<Option<usize>>();
-        let bitmap_len = view.fields.len().div_ceil(8);
-        let mut offset = BITMAP_AT + bitmap_len;
-        let mut var_count = 0;
-        let slots = view
-            .fields
-            .iter()
-            .map(|f| match f.dtype.fixed_width() {
-                Some(width) => {
-                    let slot = Slot::Fixed { offset, width };
-                    offset += width;
-                    slot
-                }
-                None => {
-                    var_count += 1;
-                    Slot::Var {
-                        index: var_count - 1,
-                    }
-                }
-            })
-            .collect();
-        RowLayout {
-            key_width,
-            slots,
-            value_len: offset,
-            var_count,
-        }
-    }
-
-    /// Layouts for every view, indexed by [`ViewId`].
-    pub fn for_registry(registry: &Registry) -> Arc<[RowLayout]> {
-        registry
-            .feature_views
-            .iter()
-            .map(RowLayout::for_view)
-            .collect()
-    }
-
-    fn key_part_len(&self) -> usize {
-        self.key_width.unwrap_or(8)
-    }
-
-    fn record_len(&self) -> usize {
-        self.key_part_len() + self.value_len
-    }
-
-    pub fn field_count(&self) -> usize {
-        self.slots.len()
-    }
-}
-
-/// A borrowed view of one stored row (a table record, a batch row or a read result).
-#[derive(Debug, Clone, Copy)]
-pub struct RowRef<'a> {
-    layout: &'a RowLayout,
-    value: &'a [u8],
-    vars: &'a [Span],
-    arena: &'a [u8],
-}
-
-impl<'a> RowRef<'a> {
-    pub fn event_ts(&self) -> Micros {
-        read_i64(self.value, EVENT_AT)
-    }
-
-    pub fn created_ts(&self) -> Micros {
-        read_i64(self.value, CREATED_AT)
-    }
-
-    pub fn is_null(&self, field: usize) -> bool {
-        self.value[BITMAP_AT + field / 8] & (1 << (field % 8)) == 0
-    }
-
-    /// The stored bytes of a non-null field (see [`crate::value::render_json`]).
-    pub fn field(&self, field: usize) -> &'a [u8] {
-        match self.layout.slots[field] {
-            Slot::Fixed { offset, width } => &self.value[offset..offset + width],
-            Slot::Var { index } => self.vars[index].of(self.arena),
-        }
-    }
-}
-
-fn read_i64(bytes: &[u8], at: usize) -> i64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[at..at + 8]);
-    i64::from_le_bytes(b)
-}
-
-/// A range of an arena, kept as 32-bit offsets: a batch or read result is under 4 GiB
-/// ([`MAX_BATCH_BYTES`]; writers check it after every row, reads refuse an answer past their
-/// limit, the offline sink rolls its buffers long before), so an offset never truncates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Span {
-    start: u32,
-    len: u32,
-}
-
-impl Span {
-    fn new(start: usize, end: usize) -> Span {
-        debug_assert!(
-            end <= MAX_BATCH_BYTES && start <= end,
-            "span {start}..{end}"
-        );
-        Span {
-            start: start as u32,
-            len: (end - start) as u32,
-        }
-    }
-
-    fn of<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
-        &arena[self.start as usize..(self.start + self.len) as usize]
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct BatchRow {
-    key: Span,
-    value: u32,
-    vars: u32,
-}
-
-/// Rows for one view on their way to one shard, encoded in the table's value format.
-///
-/// Built by the API layer (`start_row`, then `encode_field` per non-null field), then moved
-/// to the shard in one message: three allocations a batch, none a value.
-#[derive(Debug, Clone)]
-pub struct RowBatch {
-    pub view: ViewId,
-    rows: Vec<BatchRow>,
-    data: Vec<u8>,
-    vars: Vec<Span>,
-}
-
-/// The largest batch or read result, in bytes: offsets inside are 32-bit.
-pub const MAX_BATCH_BYTES: usize = u32::MAX as usize;
-
-impl RowBatch {
-    pub fn new(view: ViewId) -> RowBatch {
-        RowBatch {
-            view,
-            rows: Vec::new(),
-            data: Vec::new(),
-            vars: Vec::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Bytes the batch holds, to be checked against [`MAX_BATCH_BYTES`].
-    pub fn data_len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Starts a row with every field null.
-    pub fn start_row(&mut self, layout: &RowLayout, key: &[u8], event: Micros, created: Micros) {
-        let key_start = self.data.len();
-        self.data.extend_from_slice(key);
-        let value = self.data.len();
-        self.data.extend_from_slice(&event.to_le_bytes());
-        self.data.extend_from_slice(&created.to_le_bytes());
-        self.data.resize(value + layout.value_len, 0);
-        self.rows.push(BatchRow {
-            key: Span::new(key_start, value),
-            value: value as u32,
-            vars: self.vars.len() as u32,
-        });
-        self.vars
-            .resize(self.vars.len() + layout.var_count, Span::default());
-    }
-
-    /// Sets a field of the row last started: `encode` appends the value's bytes to the
-    /// buffer it is given (the format of [`crate::value::encode_value`]). If it fails, the row
-    /// is left half-written and the batch must be dropped.
-    pub fn encode_field<E>(
-        &mut self,
-        layout: &RowLayout,
-        field: usize,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let row = *self.rows.last().expect("start_row first");
-        let start = self.data.len();
-        encode(&mut self.data)?;
-        match layout.slots[field] {
-            Slot::Fixed { offset, width } => {
-                let at = row.value as usize + offset;
-                self.data.copy_within(start..start + width, at);
-                self.data.truncate(start);
-            }
-            Slot::Var { index } => {
-                self.vars[row.vars as usize + index] = Span::new(start, self.data.len());
-            }
-        }
-        self.data[row.value as usize + BITMAP_AT + field / 8] |= 1 << (field % 8);
-        Ok(())
-    }
-
-    pub fn key(&self, i: usize) -> &[u8] {
-        self.rows[i].key.of(&self.data)
-    }
-
-    pub fn row<'a>(&'a self, layout: &'a RowLayout, i: usize) -> RowRef<'a> {
-        let r = self.rows[i];
-        let value = r.value as usize;
-        RowRef {
-            layout,
-            value: &self.data[value..value + layout.value_len],
-            vars: &self.vars[r.vars as usize..r.vars as usize + layout.var_count],
-            arena: &self.data,
-        }
-    }
-}
-
-/// Keys to read from one shard: each a (view, canonical key) pair, and the most bytes the
-/// answer may hold.
-#[derive(Debug, Clone)]
-pub struct ReadBatch {
-    items: Vec<(ViewId, Span)>,
-    keys: Vec<u8>,
-    limit: usize,
-}
-
-impl Default for ReadBatch {
-    fn default() -> ReadBatch {
-        ReadBatch::with_limit(MAX_BATCH_BYTES)
-    }
-}
-
-impl ReadBatch {
-    /// An empty batch whose answer may hold at most `limit` bytes of rows (at most
-    /// [`MAX_BATCH_BYTES`]): a larger one is [`PartitionError::AnswerTooLarge`].
-    pub fn with_limit(limit: usize) -> ReadBatch {
-        ReadBatch {
-            items: Vec::new(),
-            keys: Vec::new(),
-            limit: limit.min(MAX_BATCH_BYTES),
-        }
-    }
-
-    pub fn push(&mut self, view: ViewId, key: &[u8]) {
-        let start = self.keys.len();
-        self.keys.extend_from_slice(key);
-        self.items.push((view, Span::new(start, self.keys.len())));
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// The (view, key) items, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (ViewId, &[u8])> + '_ {
-        self.items
-            .iter()
-            .map(|&(view, key)| (view, key.of(&self.keys)))
-    }
-}
-
-/// What a shard answers to a [`ReadBatch`]: a copy of each found row's value part.
-#[derive(Debug, Default)]
-pub struct ReadOutput {
-    /// Per item: the offset of its value part in `values` and of its spans in `vars`.
-    items: Vec<Option<(u32, u32)>>,
-    views: Vec<ViewId>,
-    values: Vec<u8>,
-    vars: Vec<Span>,
-    arena: Vec<u8>,
-}
-
-impl ReadOutput {
-    fn for_items(items: usize) -> ReadOutput {
-        ReadOutput {
-            items: Vec::with_capacity(items),
-            views: Vec::with_capacity(items),
-            ..ReadOutput::default()
-        }
-    }
-
-    /// Bytes of the rows it holds.
-    pub fn bytes(&self) -> usize {
-        self.values.len() + self.arena.len()
-    }
-
-    /// The row for item `i` of the batch, or `None` when the key is unknown.
-    pub fn row<'a>(&'a self, layouts: &'a [RowLayout], i: usize) -> Option<RowRef<'a>> {
-        let (value, vars) = self.items[i]?;
-        let layout = &layouts[self.views[i]];
-        let (value, vars) = (value as usize, vars as usize);
-        Some(RowRef {
-            layout,
-            value: &self.values[value..value + layout.value_len],
-            vars: &self.vars[vars..vars + layout.var_count],
-            arena: &self.arena,
-        })
-    }
-}
 
 /// Counts from applying writes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -471,7 +146,9 @@ impl Table {
                 let at = layout.key_part_len();
                 let stored = &self.shared.writer_row(id)[at..];
                 let stored_order = (read_i64(stored, EVENT_AT), read_i64(stored, CREATED_AT));
-                if (incoming.event_ts(), incoming.created_ts()) < stored_order {
+                if !layout.last_write_wins
+                    && (incoming.event_ts(), incoming.created_ts()) < stored_order
+                {
                     return Ok(false);
                 }
                 self.shared.overwrite(id, at, incoming.value);
@@ -686,6 +363,12 @@ impl PartitionView {
                 continue;
             };
             let key = key.of(&batch.keys);
+            // Keys come from peers too (forwarded reads): one of another width than the view's
+            // keys is no key of it (a shorter one would match a prefix of a stored key).
+            if layout.key_width != Some(key.len()) {
+                out.items.push(None);
+                continue;
+            }
             let Some(id) = table.find_key(self.hasher.hash_one(key), key) else {
                 out.items.push(None);
                 continue;
@@ -703,12 +386,15 @@ impl PartitionView {
 
 mod frozen;
 mod portable;
+mod rows;
 mod shared;
 
 use shared::SharedTable;
 
 pub use frozen::FrozenPartition;
 pub use portable::{PortableError, PortableRow, PortableRows};
+use rows::{read_i64, BatchRow, Slot, CREATED_AT, EVENT_AT};
+pub use rows::{ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef, Span, MAX_BATCH_BYTES};
 
 #[cfg(test)]
 mod tests;

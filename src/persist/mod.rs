@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crc::{Crc, Table, CRC_32_ISCSI};
 
-use crate::registry::{FeatureView, Registry};
+use crate::registry::{FeatureView, Registry, WriteRule};
 
 /// CRC-32C (Castagnoli), the checksum of every file and record featgrid writes.
 const CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
@@ -60,9 +60,15 @@ impl ViewMeta {
             .iter()
             .map(|f| format!("{}:{}", f.name, f.dtype))
             .collect();
+        let mut schema = format!("keys({}) fields({})", keys.join(","), fields.join(","));
+        // Part of the stored form: a replay under another rule would keep other rows. Only
+        // said when not the default, so files written before rules existed still match.
+        if view.write_rule == WriteRule::LastWrite {
+            schema.push_str(" write_rule(last_write)");
+        }
         ViewMeta {
             name: view.name.clone(),
-            schema: format!("keys({}) fields({})", keys.join(","), fields.join(",")),
+            schema,
         }
     }
 

@@ -363,10 +363,26 @@ fn parse_header(bytes: &[u8]) -> Result<SegmentMeta, String> {
         .map_err(|e| format!("the header does not decode: {e}"))
 }
 
-/// A header that is a prefix of a valid one (or zeros) may be a creation cut by a crash.
+/// The largest segment header taken for one a crash may have cut (views' metadata; real
+/// ones are kilobytes): a longer declared length is damage, not a creation cut short.
+const MAX_TORN_HEADER: usize = 1 << 24;
+
+/// A header that is a prefix of a valid one (or zeros) with nothing after it may be a
+/// creation cut by a crash: a segment's header is written and fsynced before any record goes
+/// in, so a damaged header followed by bytes (records) is corruption, never a torn write.
 fn header_may_be_torn(bytes: &[u8]) -> bool {
+    if bytes.iter().all(|&b| b == 0) {
+        return true;
+    }
     let prefix = bytes.len().min(8);
-    bytes[..prefix] == MAGIC[..prefix] || bytes.iter().all(|&b| b == 0)
+    if bytes[..prefix] != MAGIC[..prefix] {
+        return false;
+    }
+    if bytes.len() < SEGMENT_PREFIX {
+        return true;
+    }
+    let declared = u32_at(bytes, 12) as usize;
+    declared <= MAX_TORN_HEADER && bytes.len() <= SEGMENT_PREFIX + declared
 }
 
 enum Damage {

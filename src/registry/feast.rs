@@ -4,13 +4,17 @@
 //! go through the same validation ([`Registry::build`]).
 //!
 //! Read: entities (name, join key, value type), feature views (name, entities, schema, ttl,
-//! online, the push source feeding them, the batch source's timestamp columns), push sources,
-//! feature services (each projection's view, feature columns and alias). Objects featgrid
-//! cannot serve (on-demand and stream feature views, feature tables, offline-only, disabled
-//! and entity-less views, services that remap join keys or use such views, push sources that
-//! feed none of the served views) are listed in [`LoadedFrom::not_served`] and logged at start.
+//! online, the push source feeding them, the batch source's timestamp columns, version),
+//! label views (the same, plus `labeler_field` and `conflict_policy`; they keep the last
+//! write), push sources, feature services (each projection's view, feature columns and
+//! alias). Objects featgrid cannot serve (on-demand and stream feature views, feature tables,
+//! offline-only, disabled and entity-less views, services that remap join keys or use such
+//! views, push sources that feed none of the served views, and any object the validation
+//! refuses, with its reason) are listed in [`LoadedFrom::not_served`] and logged: one such
+//! object never stops the rest from being served. A TOML registry stays strict.
 
 pub mod proto;
+mod views;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,11 +23,8 @@ use std::time::Duration;
 use prost::Message as _;
 use serde::Deserialize;
 
-use super::{
-    EntityDecl, FeatureServiceDecl, FeatureViewDecl, FieldDecl, LoadedFrom, PushSourceDecl,
-    Registry, RegistryError, RegistryFile,
-};
-use crate::value::{ScalarType, ValueType};
+use super::build::{EntityDecl, FeatureServiceDecl, FeatureViewDecl, PushSourceDecl, RegistryFile};
+use super::{LoadedFrom, Registry, RegistryError};
 
 /// Feast's default `cache_ttl_seconds`.
 const DEFAULT_CACHE_TTL_SECONDS: u64 = 600;
@@ -177,8 +178,8 @@ impl FeastRepo {
             chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         });
-        let (decls, not_served) = declarations(file, &self.project, &source_name)?;
-        let mut registry = Registry::build(decls, &source_name)?;
+        let (decls, mut not_served) = declarations(file, &self.project);
+        let mut registry = build_serving_what_can_be(decls, &source_name, &mut not_served)?;
         registry.resolve_batch_paths(&self.dir);
         registry.loaded_from = LoadedFrom {
             kind: "feast",
@@ -193,42 +194,44 @@ impl FeastRepo {
     }
 }
 
-/// Feast's value type as featgrid's; `None` for the types featgrid does not store.
-pub fn value_type(feast: i32) -> Option<ValueType> {
-    use proto::value_type::*;
-    let (scalar, list) = match feast {
-        BYTES => (ScalarType::Bytes, false),
-        STRING => (ScalarType::String, false),
-        INT32 => (ScalarType::Int32, false),
-        INT64 => (ScalarType::Int64, false),
-        DOUBLE => (ScalarType::Float64, false),
-        FLOAT => (ScalarType::Float32, false),
-        BOOL => (ScalarType::Bool, false),
-        UNIX_TIMESTAMP => (ScalarType::UnixTimestamp, false),
-        BYTES_LIST => (ScalarType::Bytes, true),
-        STRING_LIST => (ScalarType::String, true),
-        INT32_LIST => (ScalarType::Int32, true),
-        INT64_LIST => (ScalarType::Int64, true),
-        DOUBLE_LIST => (ScalarType::Float64, true),
-        FLOAT_LIST => (ScalarType::Float32, true),
-        BOOL_LIST => (ScalarType::Bool, true),
-        UNIX_TIMESTAMP_LIST => (ScalarType::UnixTimestamp, true),
-        _ => return None,
-    };
-    Some(ValueType { scalar, list })
+/// Builds the registry from `decls`; an object the validation refuses is left out, listed in
+/// `not_served` with the reason, and the rest is built again (objects that depend on it then
+/// fail in turn, with their own reason): one object featgrid cannot serve never stops the
+/// others from being served.
+fn build_serving_what_can_be(
+    mut decls: RegistryFile,
+    source_name: &str,
+    not_served: &mut Vec<String>,
+) -> Result<Registry, RegistryError> {
+    loop {
+        match Registry::build(decls.clone(), source_name) {
+            Err(RegistryError::Invalid {
+                source_name,
+                key,
+                problem,
+            }) => match decls.remove_named_by(&key) {
+                Some(object) => {
+                    tracing::warn!(%object, %key, %problem, "not served");
+                    not_served.push(format!("{object}: {problem}"));
+                }
+                None => {
+                    return Err(RegistryError::Invalid {
+                        source_name,
+                        key,
+                        problem,
+                    })
+                }
+            },
+            built => return built,
+        }
+    }
 }
 
+pub use views::value_type;
+use views::{label_view_declaration, view_declaration};
+
 /// The project's objects as registry declarations, and what is not served (with why).
-fn declarations(
-    file: proto::Registry,
-    project: &str,
-    source_name: &str,
-) -> Result<(RegistryFile, Vec<String>), RegistryError> {
-    let invalid = |key: String, problem: String| RegistryError::Invalid {
-        source_name: source_name.to_string(),
-        key,
-        problem,
-    };
+fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<String>) {
     let mut not_served = Vec::new();
     let named = |objects: &[proto::Named], what: &str, not_served: &mut Vec<String>| {
         for spec in objects.iter().filter_map(|o| o.spec.as_ref()) {
@@ -253,10 +256,14 @@ fn declarations(
     // type from a view's entity columns, as `feast apply` inferred it.
     let mut key_types: HashMap<String, i32> = HashMap::new();
     let mut feature_views = Vec::new();
-    for spec in file.feature_views.into_iter().filter_map(|v| v.spec) {
+    for view in file.feature_views {
+        let Some(spec) = view.spec else { continue };
         if spec.project != project {
             continue;
         }
+        let version_number = view
+            .meta
+            .map_or(0, |m| u32::try_from(m.current_version_number).unwrap_or(0));
         for column in &spec.entity_columns {
             key_types
                 .entry(column.name.clone())
@@ -275,7 +282,33 @@ fn declarations(
             not_served.push(format!("feature view '{}': {why}", spec.name));
             continue;
         }
-        feature_views.push(view_declaration(spec, &invalid)?);
+        let name = spec.name.clone();
+        match view_declaration(spec) {
+            Ok(decl) => feature_views.push(FeatureViewDecl {
+                version_number,
+                ..decl
+            }),
+            Err(why) => not_served.push(format!("feature view '{name}': {why}")),
+        }
+    }
+    for spec in file.label_views.into_iter().filter_map(|v| v.spec) {
+        if spec.project != project {
+            continue;
+        }
+        for column in &spec.entity_columns {
+            key_types
+                .entry(column.name.clone())
+                .or_insert(column.value_type);
+        }
+        if !spec.online {
+            not_served.push(format!("label view '{}': online=False", spec.name));
+            continue;
+        }
+        let name = spec.name.clone();
+        match label_view_declaration(spec) {
+            Ok(decl) => feature_views.push(decl),
+            Err(why) => not_served.push(format!("label view '{name}': {why}")),
+        }
     }
 
     let mut entities = Vec::new();
@@ -292,7 +325,6 @@ fn declarations(
             0 => key_types.get(&join_key).copied().unwrap_or(0),
             declared => declared,
         };
-        let key = |k: &str| format!("entity '{}'.{k}", spec.name);
         let used = feature_views
             .iter()
             .any(|v| v.entities.contains(&spec.name));
@@ -304,18 +336,17 @@ fn declarations(
             continue;
         }
         if feast_type == 0 {
-            return Err(invalid(key("value_type"), format!("no value type, and no feature view gives join key '{join_key}' one: declare the entity with value_type=ValueType.<type>")));
+            not_served.push(format!("entity '{}': no value type, and no feature view gives join key '{join_key}' one: declare the entity with value_type=ValueType.<type>", spec.name));
+            continue;
         }
-        let ty = value_type(feast_type).ok_or_else(|| {
-            invalid(
-                key("value_type"),
-                format!(
-                    "Feast type {} is not supported: expected {}",
-                    proto::value_type::name(feast_type),
-                    ValueType::expected()
-                ),
-            )
-        })?;
+        let Some(ty) = value_type(feast_type) else {
+            not_served.push(format!(
+                "entity '{}': Feast type {} is not a join key type",
+                spec.name,
+                proto::value_type::name(feast_type)
+            ));
+            continue;
+        };
         entities.push(EntityDecl {
             name: spec.name,
             join_key: Some(join_key),
@@ -407,76 +438,7 @@ fn declarations(
         batch_sources: Vec::new(),
         feature_services,
     };
-    Ok((decls, not_served))
-}
-
-/// A served feature view's declaration; a field of a type featgrid does not store is refused.
-fn view_declaration(
-    spec: proto::FeatureViewSpec,
-    invalid: &impl Fn(String, String) -> RegistryError,
-) -> Result<FeatureViewDecl, RegistryError> {
-    let mut fields = Vec::with_capacity(spec.features.len());
-    for f in &spec.features {
-        let dtype = value_type(f.value_type).ok_or_else(|| {
-            invalid(
-                format!("feature view '{}'.field '{}'", spec.name, f.name),
-                format!(
-                    "Feast type {} is not supported: expected {}",
-                    proto::value_type::name(f.value_type),
-                    ValueType::expected()
-                ),
-            )
-        })?;
-        fields.push(FieldDecl {
-            name: f.name.clone(),
-            dtype: dtype.to_string(),
-        });
-    }
-    let ttl = match spec.ttl {
-        Some(t) if t.seconds < 0 || t.nanos < 0 => {
-            return Err(invalid(
-                format!("feature view '{}'.ttl", spec.name),
-                format!("{}s {}ns is negative", t.seconds, t.nanos),
-            ))
-        }
-        Some(t) if t.nanos > 0 => {
-            Some(toml::Value::String(format!("{}s {}ns", t.seconds, t.nanos)))
-        }
-        Some(t) if t.seconds > 0 => Some(toml::Value::Integer(t.seconds)),
-        _ => None,
-    };
-    let push_source = spec
-        .stream_source
-        .as_ref()
-        .filter(|s| s.r#type == proto::PUSH_SOURCE);
-    // The timestamp columns are named by the batch source (a push source's own batch source).
-    let batch = spec
-        .batch_source
-        .as_ref()
-        .or_else(|| push_source.and_then(|p| p.batch_source.as_deref()));
-    let column = |pick: fn(&proto::DataSource) -> &String, default: &str| {
-        batch
-            .map(pick)
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
-    Ok(FeatureViewDecl {
-        entities: spec
-            .entities
-            .iter()
-            .filter(|e| *e != DUMMY_ENTITY)
-            .cloned()
-            .collect(),
-        fields,
-        ttl,
-        source: push_source.map(|p| p.name.clone()),
-        timestamp_field: column(|s| &s.timestamp_field, "event_timestamp"),
-        created_timestamp_column: column(|s| &s.created_timestamp_column, "created"),
-        description: spec.description,
-        offline: batch.map(super::batch::OfflineSource::from_feast),
-        name: spec.name,
-    })
+    (decls, not_served)
 }
 
 #[cfg(test)]

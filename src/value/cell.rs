@@ -11,8 +11,8 @@ use serde_json::Value as Json;
 use super::json::{base64_bytes, float_text, shorten, timestamp_text, JsonNumber};
 use super::{nonfinite, Cell, Micros, ValueError};
 
-/// A JSON value from a request body. Objects are not a value featgrid stores; they are kept
-/// only as a marker, for the error message.
+/// A JSON value from a request body. Objects are kept with their entries in order: a map,
+/// struct or JSON feature stores them ([`super::tree`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonCell<'a> {
     Null,
@@ -26,7 +26,7 @@ pub enum JsonCell<'a> {
     NonFinite(f64),
     Str(Cow<'a, str>),
     List(Vec<JsonCell<'a>>),
-    Object,
+    Object(Vec<(Cow<'a, str>, JsonCell<'a>)>),
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for JsonCell<'a> {
@@ -93,17 +93,23 @@ impl<'de: 'a, 'a> Visitor<'de> for CellVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut cell = JsonCell::Object;
-        if let Some(key) = map.next_key::<String>()? {
-            if key == nonfinite::MARKER_KEY {
-                let token = map.next_value::<String>()?;
-                cell = nonfinite::from_text(&token).map_or(cell, JsonCell::NonFinite);
-            } else {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<JsonCell<'a>>()? {
+            let JsonCell::Str(key) = key else {
                 map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if entries.is_empty() && key == nonfinite::MARKER_KEY {
+                let token = map.next_value::<String>()?;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                if let Some(v) = nonfinite::from_text(&token) {
+                    return Ok(JsonCell::NonFinite(v));
+                }
+                return Ok(JsonCell::Object(Vec::new()));
             }
+            entries.push((key, map.next_value::<JsonCell<'a>>()?));
         }
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(cell)
+        Ok(JsonCell::Object(entries))
     }
 }
 
@@ -117,7 +123,50 @@ impl JsonCell<'_> {
         }
     }
 
-    /// The same value as a `serde_json::Value` (objects become `{}`), for messages.
+    /// The same tree, owning its strings.
+    pub fn into_owned(self) -> JsonCell<'static> {
+        match self {
+            JsonCell::Null => JsonCell::Null,
+            JsonCell::Bool(b) => JsonCell::Bool(b),
+            JsonCell::Int(i) => JsonCell::Int(i),
+            JsonCell::UInt(u) => JsonCell::UInt(u),
+            JsonCell::Float(f) => JsonCell::Float(f),
+            JsonCell::NonFinite(f) => JsonCell::NonFinite(f),
+            JsonCell::Str(s) => JsonCell::Str(Cow::Owned(s.into_owned())),
+            JsonCell::List(items) => {
+                JsonCell::List(items.into_iter().map(JsonCell::into_owned).collect())
+            }
+            JsonCell::Object(entries) => JsonCell::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The same tree from a `serde_json::Value`.
+    pub fn from_json(value: &Json) -> JsonCell<'static> {
+        match value {
+            Json::Null => JsonCell::Null,
+            Json::Bool(b) => JsonCell::Bool(*b),
+            Json::Number(n) => match JsonNumber::from(n) {
+                JsonNumber::Int(i) => JsonCell::Int(i),
+                JsonNumber::UInt(u) => JsonCell::UInt(u),
+                JsonNumber::Float(f) => JsonCell::Float(f),
+            },
+            Json::String(s) => JsonCell::Str(Cow::Owned(s.clone())),
+            Json::Array(items) => JsonCell::List(items.iter().map(JsonCell::from_json).collect()),
+            Json::Object(entries) => JsonCell::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), JsonCell::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The same value as a `serde_json::Value`, for messages.
     fn to_json(&self) -> Json {
         match self {
             JsonCell::Null => Json::Null,
@@ -128,7 +177,12 @@ impl JsonCell<'_> {
             JsonCell::NonFinite(f) => Json::String(nonfinite::text_of(*f).into()),
             JsonCell::Str(s) => Json::String(s.to_string()),
             JsonCell::List(items) => Json::Array(items.iter().map(JsonCell::to_json).collect()),
-            JsonCell::Object => Json::Object(Default::default()),
+            JsonCell::Object(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -196,6 +250,10 @@ impl<'a> Cell for JsonCell<'a> {
         }
     }
 
+    fn to_tree(&self) -> Option<JsonCell<'static>> {
+        Some(self.clone().into_owned())
+    }
+
     fn describe(&self) -> String {
         match self {
             JsonCell::NonFinite(f) => nonfinite::text_of(*f).into(),
@@ -240,9 +298,11 @@ mod tests {
             ]
         );
         assert_eq!(parsed[8], JsonCell::List(vec![JsonCell::Int(1)]));
-        assert_eq!(parsed[9], JsonCell::Object);
-        // An object is never a value; its message shows it as `{}`.
-        assert_eq!(parsed[9].describe(), "{}");
+        assert_eq!(
+            parsed[9],
+            JsonCell::Object(vec![(Cow::Borrowed("x"), JsonCell::Int(1))])
+        );
+        assert_eq!(parsed[9].describe(), r#"{"x":1}"#);
         assert!(parsed[9].as_integer().is_none() && parsed[9].as_text(true).is_none());
     }
 
@@ -261,7 +321,7 @@ mod tests {
                 JsonCell::NonFinite(f64::NEG_INFINITY)
             ]
         );
-        assert_eq!(parsed[4], JsonCell::Object);
+        assert!(matches!(parsed[4], JsonCell::Object(_)));
         // A scalar float NaN is a missing value (null); an infinity is stored as it is.
         assert!(is_missing(ty("float32"), &parsed[0]) && is_missing(ty("float64"), &parsed[0]));
         assert!(!is_missing(ty("float64"), &parsed[1]) && !is_missing(ty("int64"), &parsed[0]));

@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use super::nonfinite;
 use super::time::{timestamp_from_float_seconds, timestamp_from_seconds};
 use super::{
-    le, parse_timestamp_text, stored_elements, write_timestamp, Cell, Micros, ScalarType,
-    ValueError, ValueType,
+    le, parse_timestamp_text, scalars, stored_elements, tree, write_timestamp, Cell, Micros,
+    ScalarType, ValueError, ValueType,
 };
 
 /// A JSON number as the parser gives it: an integer literal exactly (as i64, or u64 above
@@ -146,6 +146,10 @@ impl Cell for Json {
         self.as_array().map(Vec::as_slice)
     }
 
+    fn to_tree(&self) -> Option<super::cell::JsonCell<'static>> {
+        Some(super::cell::JsonCell::from_json(self))
+    }
+
     fn is_inexact_integer(&self) -> bool {
         matches!(self, Json::Number(n) if JsonNumber::from(n).is_inexact_integer())
     }
@@ -226,11 +230,26 @@ fn render_scalar(scalar: ScalarType, bytes: &[u8], out: &mut Vec<u8>) {
         } else {
             b"false"
         }),
-        ScalarType::String => render_str(&String::from_utf8_lossy(bytes), out),
-        ScalarType::Bytes => {
+        ScalarType::String | ScalarType::Decimal | ScalarType::Json => {
+            render_str(&String::from_utf8_lossy(bytes), out)
+        }
+        ScalarType::Bytes | ScalarType::PdfBytes | ScalarType::ImageBytes => {
             let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
             render_str(&encoded, out);
         }
+        ScalarType::Uuid | ScalarType::TimeUuid => {
+            out.push(b'"');
+            scalars::write_uuid(bytes, out);
+            out.push(b'"');
+        }
+        ScalarType::ZonedTimestamp => {
+            out.push(b'"');
+            scalars::write_zoned(bytes, out);
+            out.push(b'"');
+        }
+        ScalarType::Map | ScalarType::Struct => tree::render_map(bytes, out),
+        ScalarType::Value => tree::render_value(bytes, out),
+        ScalarType::ScalarMap => out.extend_from_slice(b"null"),
         ScalarType::UnixTimestamp => {
             out.push(b'"');
             write_timestamp(i64::from_le_bytes(le(bytes)), out);
@@ -239,7 +258,7 @@ fn render_scalar(scalar: ScalarType, bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn render_f64(v: f64, out: &mut Vec<u8>) {
+pub(crate) fn render_f64(v: f64, out: &mut Vec<u8>) {
     if v.is_finite() {
         let mut buf = ryu::Buffer::new();
         let text = buf.format_finite(v);

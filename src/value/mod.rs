@@ -7,8 +7,12 @@
 //! - fixed-width scalars (int32, int64, float32, float64, bool, unix_timestamp in microseconds):
 //!   little-endian;
 //! - strings and bytes: the raw bytes;
-//! - lists of fixed-width scalars: the elements back to back; lists of strings or bytes: each
-//!   element prefixed with its length as a little-endian u32.
+//! - UUIDs: 16 bytes; zoned timestamps: microseconds (i64) and the UTC offset in minutes
+//!   (i16); decimals and JSON: their text ([`scalars`]);
+//! - maps, structs and the elements of nested lists: a typed tree ([`tree`]);
+//! - lists (and sets) of fixed-width scalars: the elements back to back; of anything else:
+//!   each element prefixed with its length as a little-endian u32. A set drops repeats on
+//!   write.
 //!
 //! A request value is a [`Cell`]: a JSON value ([`json`]) or a native typed value
 //! ([`native`]). [`encode_value`] and [`encode_key_value`] convert either by the declared
@@ -18,9 +22,12 @@ pub mod cell;
 pub mod json;
 pub mod native;
 pub mod nonfinite;
+mod pyjson;
+pub mod scalars;
 mod time;
+pub mod tree;
+mod types;
 
-use std::fmt;
 use std::ops::Range;
 
 pub use json::{render_json, render_str};
@@ -29,117 +36,10 @@ pub use time::{
     MAX_TIMESTAMP, MIN_TIMESTAMP,
 };
 
+pub use types::{ScalarType, ValueType};
+
 /// A timestamp in microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
-
-/// The scalar types featgrid stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScalarType {
-    Int32,
-    Int64,
-    Float32,
-    Float64,
-    String,
-    Bytes,
-    Bool,
-    UnixTimestamp,
-}
-
-impl ScalarType {
-    const ALL: [ScalarType; 8] = [
-        ScalarType::Int32,
-        ScalarType::Int64,
-        ScalarType::Float32,
-        ScalarType::Float64,
-        ScalarType::String,
-        ScalarType::Bytes,
-        ScalarType::Bool,
-        ScalarType::UnixTimestamp,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ScalarType::Int32 => "int32",
-            ScalarType::Int64 => "int64",
-            ScalarType::Float32 => "float32",
-            ScalarType::Float64 => "float64",
-            ScalarType::String => "string",
-            ScalarType::Bytes => "bytes",
-            ScalarType::Bool => "bool",
-            ScalarType::UnixTimestamp => "unix_timestamp",
-        }
-    }
-
-    /// Bytes of one element when stored fixed-width; `None` for string and bytes.
-    pub fn fixed_width(self) -> Option<usize> {
-        match self {
-            ScalarType::Int32 | ScalarType::Float32 => Some(4),
-            ScalarType::Int64 | ScalarType::Float64 | ScalarType::UnixTimestamp => Some(8),
-            ScalarType::Bool => Some(1),
-            ScalarType::String | ScalarType::Bytes => None,
-        }
-    }
-}
-
-/// A declared value type: a scalar, or a list of one scalar type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ValueType {
-    pub scalar: ScalarType,
-    pub list: bool,
-}
-
-impl ValueType {
-    pub const fn scalar(scalar: ScalarType) -> Self {
-        ValueType {
-            scalar,
-            list: false,
-        }
-    }
-
-    /// Bytes in a row record when the value is fixed-width (a non-list number, bool or
-    /// timestamp); `None` when it is stored as a variable-length span.
-    pub fn fixed_width(self) -> Option<usize> {
-        if self.list {
-            None
-        } else {
-            self.scalar.fixed_width()
-        }
-    }
-
-    /// Parses `int64`, `list<int64>`, and Feast's spellings `INT64`, `INT64_LIST`, `Array(Int64)`.
-    pub fn parse(text: &str) -> Option<ValueType> {
-        let lower = text.trim().to_ascii_lowercase();
-        let (inner, list) = if let Some(rest) = lower.strip_prefix("list<") {
-            (rest.strip_suffix('>')?, true)
-        } else if let Some(rest) = lower.strip_prefix("array(") {
-            (rest.strip_suffix(')')?, true)
-        } else if let Some(rest) = lower.strip_suffix("_list") {
-            (rest, true)
-        } else {
-            (lower.as_str(), false)
-        };
-        let scalar = match inner.trim() {
-            "unixtimestamp" | "unix_timestamp" => ScalarType::UnixTimestamp,
-            name => *ScalarType::ALL.iter().find(|t| t.name() == name)?,
-        };
-        Some(ValueType { scalar, list })
-    }
-
-    /// The spellings [`ValueType::parse`] accepts, for error messages.
-    pub fn expected() -> &'static str {
-        "one of int32, int64, float32, float64, string, bytes, bool, unix_timestamp, or list<T> of those"
-    }
-}
-
-impl fmt::Display for ValueType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.list {
-            write!(f, "list<{}>", self.scalar.name())
-        } else {
-            f.write_str(self.scalar.name())
-        }
-    }
-}
 
 /// Why a request value does not fit its declared type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,6 +56,9 @@ pub enum ValueError {
     BadTimestamp { got: String },
     #[error("list elements may not be null")]
     NullInList,
+    /// A value of a structured or checked type (map, json, uuid, decimal ...) that is not one.
+    #[error("expected {expected}: {reason}")]
+    Invalid { expected: ValueType, reason: String },
     /// `hint`: for a number, what it would be in another unit.
     #[error("timestamp {got} is outside the years 1 to 9999{hint}")]
     TimestampOutOfRange { got: String, hint: String },
@@ -192,6 +95,9 @@ pub trait Cell {
     /// The element type of a list: the same form, or (native) a scalar-only type.
     type Item: Cell;
     fn as_list(&self) -> Option<&[Self::Item]>;
+    /// The value as a JSON tree, for the types stored with structure ([`tree`]); `None`
+    /// when the form has no such value.
+    fn to_tree(&self) -> Option<cell::JsonCell<'static>>;
     /// A short description for error messages.
     fn describe(&self) -> String;
     /// A whole number that is no integer without loss (a JSON float beyond 2^53, an integer
@@ -220,6 +126,9 @@ pub fn encode_value<C: Cell>(
     value: &C,
     out: &mut Vec<u8>,
 ) -> Result<(), ValueError> {
+    if ty.scalar.is_tree() {
+        return tree::encode(ty, value, out);
+    }
     if !ty.list {
         if is_missing(ty, value) {
             // Stored as null by the caller, never as a value.
@@ -234,17 +143,50 @@ pub fn encode_value<C: Cell>(
         expected: ty,
         got: value.describe(),
     })?;
+    let mut seen = ty.set.then(SetElements::default);
+    let first = out.len();
     for item in items {
         if item.is_null() {
             return Err(ValueError::NullInList);
         }
-        if ty.scalar.fixed_width().is_some() {
+        let at = out.len();
+        let element = if ty.scalar.fixed_width().is_some() {
             encode_scalar(ty.scalar, item, false, out)?;
+            at..out.len()
         } else {
-            encode_prefixed(ty, item, false, out)?;
+            encode_prefixed(ty, item, false, out)?
+        };
+        if let Some(seen) = &mut seen {
+            if seen.is_repeat(&out[first..], element.start - first..element.end - first) {
+                out.truncate(at);
+            }
         }
     }
     Ok(())
+}
+
+/// The elements of a set so far, to drop a repeat as Feast does (`list(set(value))`; the
+/// first occurrence keeps its place, where Feast's order is Python's set order).
+#[derive(Default)]
+struct SetElements {
+    by_hash: std::collections::HashMap<u64, Vec<Range<usize>>>,
+    hasher: ahash::RandomState,
+}
+
+impl SetElements {
+    /// Whether `bytes[element]` equals an earlier element; if not, it is remembered.
+    fn is_repeat(&mut self, bytes: &[u8], element: Range<usize>) -> bool {
+        let hash = self.hasher.hash_one(&bytes[element.clone()]);
+        let same = self.by_hash.entry(hash).or_default();
+        if same
+            .iter()
+            .any(|r| bytes[r.clone()] == bytes[element.clone()])
+        {
+            return true;
+        }
+        same.push(element);
+        false
+    }
 }
 
 /// Appends one join-key value in its canonical key form: fixed-width scalars as in a row,
@@ -331,6 +273,59 @@ fn encode_scalar<C: Cell>(
         }
         ScalarType::Bytes => out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??),
         ScalarType::UnixTimestamp => out.extend_from_slice(&timestamp_of(value)?.to_le_bytes()),
+        ScalarType::PdfBytes | ScalarType::ImageBytes => {
+            out.extend_from_slice(&value.as_bytes().ok_or_else(wrong)??)
+        }
+        ScalarType::Uuid | ScalarType::TimeUuid => {
+            let text = value.as_text(false).ok_or_else(wrong)?;
+            let uuid = scalars::parse_uuid(&text).ok_or_else(|| ValueError::Invalid {
+                expected: ty,
+                reason: format!("{} is not a UUID (8-4-4-4-12 hex digits)", value.describe()),
+            })?;
+            if scalar == ScalarType::TimeUuid && scalars::uuid_version(&uuid) != 1 {
+                return Err(ValueError::Invalid {
+                    expected: ty,
+                    reason: format!(
+                        "{} is a version-{} UUID, not a time-based (version 1) one",
+                        value.describe(),
+                        scalars::uuid_version(&uuid)
+                    ),
+                });
+            }
+            out.extend_from_slice(&uuid);
+        }
+        ScalarType::Decimal => {
+            // A number is refused rather than read through f64 (Feast refuses it too).
+            let text = value.as_text(false).ok_or_else(|| ValueError::Invalid {
+                expected: ty,
+                reason: format!(
+                    "got {}: send a decimal as a string (\"12.50\"), so no digit is lost",
+                    value.describe()
+                ),
+            })?;
+            if !scalars::is_decimal(&text) {
+                return Err(ValueError::Invalid {
+                    expected: ty,
+                    reason: format!("{} is not a decimal number", value.describe()),
+                });
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        ScalarType::ZonedTimestamp => {
+            let (micros, offset) = match value.as_text(false) {
+                Some(text) => scalars::parse_zoned(&text).ok_or_else(|| ValueError::Invalid {
+                    expected: ty,
+                    reason: format!("{} is not a timestamp with a UTC offset (e.g. 2026-11-25T02:00:00-08:00; named zones are not read)", value.describe()),
+                })?,
+                None => (timestamp_of(value)?, 0),
+            };
+            scalars::encode_zoned(micros, offset, out);
+        }
+        ScalarType::Map
+        | ScalarType::Json
+        | ScalarType::Struct
+        | ScalarType::ScalarMap
+        | ScalarType::Value => return Err(wrong()),
     }
     Ok(())
 }
@@ -359,6 +354,21 @@ pub fn stored_elements(scalar: ScalarType, bytes: &[u8]) -> impl Iterator<Item =
     })
 }
 
+/// The text form of a stored (non-null) element of the text-like and structured types: a
+/// UUID's canonical form, a decimal's or JSON value's text, a zoned timestamp in ISO 8601,
+/// a map or nested list as JSON text. What native answers and offline files hold.
+pub fn render_text(scalar: ScalarType, bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    match scalar {
+        ScalarType::Uuid | ScalarType::TimeUuid => scalars::write_uuid(bytes, &mut out),
+        ScalarType::ZonedTimestamp => scalars::write_zoned(bytes, &mut out),
+        ScalarType::Map | ScalarType::Struct => tree::render_map(bytes, &mut out),
+        ScalarType::Value => tree::render_value(bytes, &mut out),
+        _ => out.extend_from_slice(bytes),
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// A little-endian integer or float from stored bytes (short input reads as zero-padded).
 pub fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
@@ -372,23 +382,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_type_spellings() {
-        assert_eq!(
-            ValueType::parse("int64"),
-            Some(ValueType::scalar(ScalarType::Int64))
-        );
-        let list = ValueType {
-            scalar: ScalarType::String,
-            list: true,
+    fn sets_drop_repeats_and_new_scalars_are_checked() {
+        use serde_json::json;
+        let stored = |ty: &str, v: serde_json::Value| {
+            let ty = ValueType::parse(ty).unwrap();
+            let mut bytes = Vec::new();
+            encode_value(ty, &v, &mut bytes).map(|()| {
+                let mut out = Vec::new();
+                render_json(ty, &bytes, &mut out);
+                String::from_utf8(out).unwrap()
+            })
         };
-        assert_eq!(ValueType::parse("list<string>"), Some(list));
-        assert_eq!(ValueType::parse("STRING_LIST"), Some(list));
-        assert_eq!(ValueType::parse("Array(String)"), Some(list));
         assert_eq!(
-            ValueType::parse("UnixTimestamp"),
-            Some(ValueType::scalar(ScalarType::UnixTimestamp))
+            stored("set<string>", json!(["b", "a", "b", "a"])).unwrap(),
+            r#"["b","a"]"#
         );
-        assert_eq!(ValueType::parse("int65"), None);
-        assert_eq!(list.to_string(), "list<string>");
+        assert_eq!(
+            stored("set<float64>", json!([1.5, 1.5, 2])).unwrap(),
+            "[1.5,2.0]"
+        );
+        let uuid = "a0b1c2d3-e4f5-4789-8abc-def012345678";
+        assert_eq!(
+            stored("set<uuid>", json!([uuid, uuid.to_uppercase()])).unwrap(),
+            format!(r#"["{uuid}"]"#)
+        );
+        assert_eq!(stored("uuid", json!(uuid)).unwrap(), format!(r#""{uuid}""#));
+        let e = stored("time_uuid", json!(uuid)).unwrap_err().to_string();
+        assert!(e.contains("version-4 UUID, not a time-based"), "{e}");
+        assert!(stored("uuid", json!("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("is not a UUID"));
+        assert_eq!(stored("decimal", json!("12.50")).unwrap(), r#""12.50""#);
+        let e = stored("decimal", json!(12.5)).unwrap_err().to_string();
+        assert!(e.contains("send a decimal as a string"), "{e}");
+        assert_eq!(stored("pdf_bytes", json!("aGk=")).unwrap(), r#""aGk=""#);
+        assert_eq!(
+            stored("zoned_timestamp", json!("2026-11-25T02:00:00-08:00")).unwrap(),
+            r#""2026-11-25T02:00:00-08:00""#
+        );
+        assert!(stored("set<int64>", json!([1, null])).is_err());
     }
 }

@@ -6,10 +6,13 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{le, stored_elements, Cell, Micros, ScalarType, ValueError, ValueType};
+use super::cell::JsonCell;
+use super::{le, render_text, stored_elements, Cell, Micros, ScalarType, ValueError, ValueType};
 
-/// One feature or entity value. A list holds scalars only ([`NativeScalar`]): stored types are
-/// a scalar or a list of scalars, so the wire type cannot nest, and decoding it never recurses.
+/// One feature or entity value. A list holds scalars only ([`NativeScalar`]), so the wire type
+/// cannot nest and decoding it never recurses. Types with structure (map, struct, json, nested
+/// lists) and the text-like ones (uuid, decimal, zoned timestamp) travel as `String`s holding
+/// the text of their JSON form, both ways, as the Feast SDK sends them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NativeValue {
     Null,
@@ -62,10 +65,27 @@ impl NativeScalar {
             ScalarType::Float32 => NativeScalar::Float32(f32::from_le_bytes(le(bytes))),
             ScalarType::Float64 => NativeScalar::Float64(f64::from_le_bytes(le(bytes))),
             ScalarType::String => NativeScalar::String(String::from_utf8_lossy(bytes).into_owned()),
-            ScalarType::Bytes => NativeScalar::Bytes(bytes.to_vec()),
+            ScalarType::Bytes | ScalarType::PdfBytes | ScalarType::ImageBytes => {
+                NativeScalar::Bytes(bytes.to_vec())
+            }
             ScalarType::Bool => NativeScalar::Bool(bytes.first() == Some(&1)),
             ScalarType::UnixTimestamp => NativeScalar::UnixTimestamp(i64::from_le_bytes(le(bytes))),
+            // The rest travel as the text their JSON answer holds (a map as JSON text).
+            other => NativeScalar::String(render_text(other, bytes)),
         }
+    }
+
+    /// The value as a JSON tree (the structured types read a native value as one).
+    fn tree(&self) -> Option<JsonCell<'static>> {
+        Some(match *self {
+            NativeScalar::Int32(v) => JsonCell::Int(v.into()),
+            NativeScalar::Int64(v) => JsonCell::Int(v),
+            NativeScalar::Float32(v) => JsonCell::Float(v.into()),
+            NativeScalar::Float64(v) => JsonCell::Float(v),
+            NativeScalar::Bool(v) => JsonCell::Bool(v),
+            NativeScalar::String(ref s) => JsonCell::Str(s.clone().into()),
+            NativeScalar::Bytes(_) | NativeScalar::UnixTimestamp(_) => return None,
+        })
     }
 }
 
@@ -81,6 +101,24 @@ impl From<NativeScalar> for NativeValue {
             NativeScalar::Bool(v) => NativeValue::Bool(v),
             NativeScalar::UnixTimestamp(v) => NativeValue::UnixTimestamp(v),
         }
+    }
+}
+
+impl TryFrom<NativeValue> for NativeScalar {
+    type Error = ();
+
+    fn try_from(v: NativeValue) -> Result<NativeScalar, ()> {
+        Ok(match v {
+            NativeValue::Int32(v) => NativeScalar::Int32(v),
+            NativeValue::Int64(v) => NativeScalar::Int64(v),
+            NativeValue::Float32(v) => NativeScalar::Float32(v),
+            NativeValue::Float64(v) => NativeScalar::Float64(v),
+            NativeValue::String(v) => NativeScalar::String(v),
+            NativeValue::Bytes(v) => NativeScalar::Bytes(v),
+            NativeValue::Bool(v) => NativeScalar::Bool(v),
+            NativeValue::UnixTimestamp(v) => NativeScalar::UnixTimestamp(v),
+            NativeValue::Null | NativeValue::List(_) => return Err(()),
+        })
     }
 }
 
@@ -168,6 +206,18 @@ impl Cell for NativeValue {
         matches!(self, NativeValue::Null)
     }
 
+    fn to_tree(&self) -> Option<JsonCell<'static>> {
+        match self {
+            NativeValue::Null => Some(JsonCell::Null),
+            NativeValue::List(items) => items
+                .iter()
+                .map(NativeScalar::tree)
+                .collect::<Option<Vec<_>>>()
+                .map(JsonCell::List),
+            other => NativeScalar::try_from(other.clone()).ok()?.tree(),
+        }
+    }
+
     fn as_list(&self) -> Option<&[NativeScalar]> {
         match self {
             NativeValue::List(items) => Some(items),
@@ -183,6 +233,10 @@ impl Cell for NativeScalar {
 
     fn is_null(&self) -> bool {
         false
+    }
+
+    fn to_tree(&self) -> Option<JsonCell<'static>> {
+        self.tree()
     }
 
     fn as_list(&self) -> Option<&[NativeScalar]> {
@@ -244,6 +298,54 @@ mod tests {
             round_trip("list<int64>", List(vec![NativeScalar::Bool(true)])),
             Err(ValueError::WrongType { .. })
         ));
+    }
+
+    /// Structured and text-like types travel as the text of their JSON answer, both ways.
+    #[test]
+    fn structured_values_travel_as_text() {
+        use NativeValue::*;
+        let text = |s: &str| String(s.to_string());
+        assert_eq!(
+            round_trip("map", text(r#"{"a": 1, "b": [1.5]}"#)),
+            Ok(text(r#"{"a":1,"b":[1.5]}"#))
+        );
+        assert_eq!(
+            round_trip("json", text(r#"{"a": 1}"#)),
+            Ok(text(r#"{"a": 1}"#))
+        );
+        assert_eq!(
+            round_trip("uuid", text("A0B1C2D3-E4F5-4789-8ABC-DEF012345678")),
+            Ok(text("a0b1c2d3-e4f5-4789-8abc-def012345678"))
+        );
+        assert_eq!(round_trip("decimal", text("1.50")), Ok(text("1.50")));
+        assert_eq!(
+            round_trip(
+                "set<int64>",
+                List(vec![NativeScalar::Int64(2), NativeScalar::Int64(2)])
+            ),
+            Ok(List(vec![NativeScalar::Int64(2)]))
+        );
+        assert_eq!(
+            round_trip(
+                "list<map>",
+                List(vec![NativeScalar::String(r#"{"a": 1}"#.into())])
+            ),
+            Ok(List(vec![NativeScalar::String(r#"{"a":1}"#.into())]))
+        );
+        let texts = |items: &[&str]| {
+            List(
+                items
+                    .iter()
+                    .map(|t| NativeScalar::String(t.to_string()))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            round_trip("value_list", texts(&["[1, 2]", "[]", "null"])),
+            Ok(texts(&["[1,2]", "null", "null"]))
+        );
+        assert!(round_trip("value_list", texts(&["\"x\""])).is_err());
+        assert!(round_trip("map", Int64(1)).is_err());
     }
 
     proptest! {

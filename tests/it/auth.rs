@@ -448,7 +448,12 @@ fn bench_and_the_cluster_commands_send_a_token() {
         command.output().expect("run featgrid bench")
     };
     let refused = bench(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "a bench without a token ran");
+    assert!(
+        stderr.contains("401 x") && stderr.contains("give one with --token"),
+        "{stderr}"
+    );
     let out = bench(Some(&writer));
     assert!(
         out.status.success(),

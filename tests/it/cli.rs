@@ -41,7 +41,7 @@ fn a_bad_registry_names_its_file_and_key() {
     .unwrap();
     std::fs::write(
         dir.path().join("reg.toml"),
-        "[[entities]]\nname = \"d\"\nvalue_type = \"int64\"\n[[feature_views]]\nname = \"v\"\nentities = [\"d\"]\nfields = [{ name = \"x\", dtype = \"decimal\" }]\n",
+        "[[entities]]\nname = \"d\"\nvalue_type = \"int64\"\n[[feature_views]]\nname = \"v\"\nentities = [\"d\"]\nfields = [{ name = \"x\", dtype = \"decimal128\" }]\n",
     )
     .unwrap();
     let err = serve_fails(
@@ -52,7 +52,7 @@ fn a_bad_registry_names_its_file_and_key() {
         &[],
     );
     assert!(
-        err.contains("reg.toml: feature_views[0].fields[0].dtype: 'decimal' is not a type"),
+        err.contains("reg.toml: feature_views[0].fields[0].dtype: 'decimal128' is not a type"),
         "{err}"
     );
 }

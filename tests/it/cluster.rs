@@ -24,6 +24,8 @@ pub(super) struct Cluster {
     internal: Vec<String>,
     /// An admin token for `GET /cluster`, when the nodes require tokens.
     bearer: Option<String>,
+    /// Per node: started before. Its first start is the cluster's `--bootstrap`.
+    started: Vec<bool>,
 }
 
 /// A free loopback port for a node to take, never handed out twice by this process: a node
@@ -99,11 +101,12 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             internal,
             bearer,
+            started: vec![false; n],
         };
         for i in 0..n {
             cluster.restart(i);
         }
-        cluster.wait_for_leaders(0);
+        cluster.wait_for_replicas();
         cluster
     }
 
@@ -129,15 +132,24 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir(i))
+            .args((!self.started[i]).then_some("--bootstrap"))
             .env("FEATGRID_LOG", "warn,openraft=off")
             .envs(self.env.iter().copied());
         self.nodes[i] = Some(Server::launch(command, std::process::Stdio::inherit()));
+        self.started[i] = true;
     }
 
     pub(super) fn kill9(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             node.kill9();
         }
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to node `i`.
+    pub(super) fn signal(&self, i: usize, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child the harness spawned and has not reaped.
+        let rc = unsafe { libc::kill(self.node(i).pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) of node {i} failed");
     }
 
     pub(super) fn node(&self, i: usize) -> &Server {
@@ -154,6 +166,31 @@ impl Cluster {
         let a = self.node(i).send("GET", "/cluster", &headers, None);
         assert_eq!(a.status, 200, "{}", a.text);
         a.json
+    }
+
+    /// Waits (at most 60 s) until every group has a leader and every replica has joined it
+    /// (reports an applied index): a node killed before it joined would come back with no Raft
+    /// state and rejoin, which is not what most tests test.
+    pub(super) fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.wait_for_leaders(0);
+            let groups = status["groups"].as_array().expect("groups");
+            let joined = groups.iter().all(|g| {
+                g["replicas"].as_array().is_some_and(|rs| {
+                    rs.iter()
+                        .all(|r| g["applied"][r.as_str().unwrap_or("")].is_u64())
+                })
+            });
+            if joined {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every replica joined: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits (at most 60 s) until node `i` sees a leader for every group.
@@ -293,7 +330,7 @@ fn a_push_through_one_node_is_read_through_every_other() {
 }
 
 #[test]
-fn internal_calls_without_the_secret_are_refused() {
+fn internal_calls_without_the_secret_or_with_another_topology_are_refused() {
     let cluster = Cluster::start(1, &[&[1]]);
     let url = format!("http://{}/internal/v1/status", cluster.internal[0]);
     for secret in [None, Some("wrong-secret-0123456789")] {
@@ -309,8 +346,31 @@ fn internal_calls_without_the_secret_are_refused() {
             other => panic!("expected 401, got {other:?}"),
         }
     }
+    // The right secret with another topology (or none) is refused, both fingerprints named.
+    let fingerprint = featgrid::cluster::topology::Topology::load(&cluster.topology)
+        .expect("topology")
+        .fingerprint();
+    for theirs in [None, Some("0123456789abcdef")] {
+        let mut request = ureq::post(&url).set("x-featgrid-cluster-secret", SECRET);
+        if let Some(t) = theirs {
+            request = request.set("x-featgrid-topology", t);
+        }
+        match request.send_bytes(&[]) {
+            Err(ureq::Error::Status(409, r)) => {
+                let body: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+                assert_eq!(body["code"], "topology_mismatch");
+                let message = body["message"].as_str().unwrap();
+                assert!(
+                    message.contains(&fingerprint) && message.contains(theirs.unwrap_or("none")),
+                    "{message}"
+                );
+            }
+            other => panic!("expected 409, got {other:?}"),
+        }
+    }
     let ok = ureq::post(&url)
         .set("x-featgrid-cluster-secret", SECRET)
+        .set("x-featgrid-topology", &fingerprint)
         .send_bytes(&[]);
     assert_eq!(ok.map(|r| r.status()).ok(), Some(200));
 }

@@ -109,21 +109,67 @@ fn the_deploy_examples_pass_check() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
 
-    // systemd: ExecStart's arguments, for node n1 of the 3-node example.
+    // systemd: ExecStart's arguments, for node n1 of the 3-node example (on loopback), and of
+    // the same topology on a private network, which needs the token file the unit names.
     let unit = std::fs::read_to_string(root.join("deploy/systemd/featgrid@.service")).unwrap();
+    let example = root.join("config/cluster-3node.toml");
+    let private = dir.path().join("cluster-private.toml");
+    std::fs::write(
+        &private,
+        std::fs::read_to_string(&example)
+            .unwrap()
+            .replace("127.0.0.1", "10.20.30.40")
+            .replace(
+                "cluster_secret_file = \"cluster.secret\"",
+                &format!("cluster_secret = \"{SECRET}\""),
+            ),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
     for key in ["ExecStartPre=", "ExecStart="] {
         let line = unit.lines().find_map(|l| l.strip_prefix(key)).expect(key);
         let mut args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
         args.retain(|a| a != "--check");
-        let example = root.join("config/cluster-3node.toml").display().to_string();
-        let replace = [
-            ("/etc/featgrid/cluster.toml", example),
-            ("/var/lib/featgrid/%i", data.clone()),
-            ("%i", "n1".to_string()),
-        ];
-        let (ok, text) = check_args(&args, &replace);
-        assert!(ok, "{text}");
+        for topology in [&example, &private] {
+            let replace = [
+                ("/etc/featgrid/cluster.toml", topology.display().to_string()),
+                ("/etc/featgrid/tokens.toml", tokens.display().to_string()),
+                ("/var/lib/featgrid/%i", data.clone()),
+                ("%i", "n1".to_string()),
+            ];
+            let (ok, text) = check_args(&args, &replace);
+            assert!(ok, "{text}");
+            assert!(text.contains("node n1 of a cluster of 3 nodes"), "{text}");
+        }
     }
+    // Without credentials the private topology is refused, naming where the address comes
+    // from (no --bind was given).
+    let (ok, text) = check_args(
+        &[
+            "serve".into(),
+            "--cluster".into(),
+            private.display().to_string(),
+            "--node-id".into(),
+            "n1".into(),
+            "--data-dir".into(),
+            data.clone(),
+        ],
+        &[],
+    );
+    let source = format!(
+        "cluster topology {} (node n1's client address): bind: 10.20.30.40:7001 is not a loopback address",
+        private.display()
+    );
+    assert!(!ok && text.contains(&source), "{text}");
+    assert!(!text.contains("--bind:"), "{text}");
 
     // Kubernetes: the StatefulSet's arguments on the ConfigMap's topology, for featgrid-0.
     let yaml = std::fs::read_to_string(root.join("deploy/kubernetes/featgrid.yaml")).unwrap();

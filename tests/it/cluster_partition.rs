@@ -142,6 +142,7 @@ fn a_partitioned_minority_refuses_and_every_replica_agrees_after_healing() {
                     "1",
                     // The test's own namespaces, reachable from nothing else: no tokens needed.
                     "--insecure",
+                    "--bootstrap",
                     "--data-dir",
                 ])
                 .arg(dir.path().join(format!("n{i}")))

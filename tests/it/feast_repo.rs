@@ -57,6 +57,7 @@ fn view(name: &str, fields: &[(&str, i32)]) -> proto::FeatureView {
             batch_source: Some(batch),
             ..Default::default()
         }),
+        meta: None,
     }
 }
 
@@ -126,6 +127,9 @@ fn a_view_added_by_feast_apply_is_served_without_restart_and_survives_kill_9() {
         .as_str()
         .unwrap()
         .ends_with("data/registry.db"));
+    // Always present, empty here.
+    assert_eq!(registry["loaded_from"]["not_served"], json!([]));
+    assert_eq!(registry["loaded_from"]["refused"], json!([]));
     push(
         &server,
         json!({"rider_id": ["r1"], "count": [3], "event_timestamp": [now()]}),
@@ -242,7 +246,7 @@ fn a_changed_view_is_refused_and_a_removed_one_is_unknown_after_a_timed_reload()
 }
 
 #[test]
-fn registries_featgrid_cannot_serve_are_refused_at_start_by_name() {
+fn registries_featgrid_cannot_read_are_refused_and_an_unservable_view_is_listed() {
     let (_keep, dir) = data_dir();
     let repo = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -257,18 +261,25 @@ fn registries_featgrid_cannot_serve_are_refused_at_start_by_name() {
         "{stderr}"
     );
 
+    // One view featgrid cannot serve does not stop the others from being served.
     write_repo(repo.path(), 600);
     write_registry(
         repo.path(),
         "v1",
-        vec![view("trips", &[("where", 20 /* MAP */)])],
+        vec![
+            view("trips", &[("where", 19 /* NULL */)]),
+            view("fares", &[("where", vt::MAP)]),
+        ],
     );
-    let (status, stderr) = refused_start(&dir, &["--feast-repo", repo.path().to_str().unwrap()]);
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("feature view 'trips'.field 'where': Feast type MAP is not supported"),
-        "{stderr}"
+    let server = Server::start_with(&["--feast-repo", repo.path().to_str().unwrap()], &[]);
+    let registry = server.get("/registry").json;
+    assert_eq!(
+        registry["loaded_from"]["not_served"],
+        json!(["feature view 'trips': field 'where': Feast type NULL is not a feature type"])
     );
+    assert_eq!(registry["feature_views"][0]["name"], "fares");
+    assert_eq!(registry["feature_views"][0]["fields"][0]["dtype"], "map");
+    drop(server);
 
     let config = repo.path().join("featgrid.toml");
     std::fs::write(&config, "registry = \"registry.toml\"\n").unwrap();

@@ -3,13 +3,15 @@
 //! and a feature repo of its own (`tests/it/feast_repo/`) is served with `--feast-repo`.
 //!
 //! The SDK lives in a venv kept between runs (`$HOME/.cache/featgrid/feast-venv`, or
-//! `FEATGRID_FEAST_VENV`); pip runs only when `import feast` fails there. The test skips,
+//! `FEATGRID_FEAST_VENV`); pip runs only when `import feast` fails there, once per machine
+//! (a lock file serializes test threads and processes: [`feast_python`]). The test skips,
 //! saying why, when `python3` is missing or the package registry cannot be reached; any
 //! other failure, above all a failed check, fails it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -187,7 +189,7 @@ fn run_example(python: &Path, example: &Path, repo: &Path, url: &str) {
 }
 
 /// Runs a check script; panics, with its output, unless it exits 0 printing `ok_line`.
-fn passes(command: &mut Command, ok_line: &str, url: &str) {
+pub fn passes(command: &mut Command, ok_line: &str, url: &str) {
     let output = run(command, CHECK_DEADLINE).expect("running the check script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -305,24 +307,65 @@ fn a_feast_feature_repo_is_served_and_reloaded_through_the_sdk() {
 
 /// The venv's python with feast importable, installing it when needed; `None` (after
 /// saying why) without python3 or when the package registry cannot be reached.
+///
+/// Installed once per machine: the first caller of this process does the work (the others
+/// wait for its answer), and across processes (two `cargo test` runs, or tests run one
+/// process each) the venv is made and filled under an exclusive lock on `feast-venv.lock`
+/// beside it. A venv left without pip by a killed run is made anew.
 pub fn feast_python() -> Option<PathBuf> {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 not found");
-        return None;
+    static PREPARED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PREPARED.get_or_init(|| prepare_venv(&venv_dir())) {
+        Ok(python) => Some(python.clone()),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
     }
-    let venv = match std::env::var_os("FEATGRID_FEAST_VENV") {
+}
+
+/// `FEATGRID_FEAST_VENV`, or `$HOME/.cache/featgrid/feast-venv` (the system temp dir without
+/// HOME, as in some CI environments).
+pub fn venv_dir() -> PathBuf {
+    match std::env::var_os("FEATGRID_FEAST_VENV") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            // Without HOME (some CI environments), the system temp dir keeps the venv instead.
             let base = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
             base.join(".cache/featgrid/feast-venv")
         }
-    };
+    }
+}
+
+/// Whether `python` runs and can `import module`.
+fn imports(python: &Path, module: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Makes `venv` hold feast, under the machine-wide lock; `Err` is why the tests skip.
+fn prepare_venv(venv: &Path) -> Result<PathBuf, String> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return Err("python3 not found".into());
+    }
     let python = venv.join("bin/python");
-    if !python.exists() {
+    if imports(&python, "feast") {
+        return Ok(python);
+    }
+    let parent = venv.parent().expect("the venv directory has a parent");
+    std::fs::create_dir_all(parent).expect("create the venv's parent directory");
+    let lock_path = venv.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path).expect("create the venv lock file");
+    lock.lock().expect("lock the venv lock file");
+    // Whoever held the lock before may have installed it meanwhile.
+    if imports(&python, "feast") {
+        return Ok(python);
+    }
+    if !imports(&python, "pip") {
+        eprintln!("creating the venv {}", venv.display());
         let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
+            .args(["-m", "venv", "--clear"])
+            .arg(venv)
             .output()
             .expect("python3 -m venv");
         assert!(
@@ -332,16 +375,6 @@ pub fn feast_python() -> Option<PathBuf> {
             String::from_utf8_lossy(&made.stderr)
         );
     }
-    let imports = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import feast"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if imports(&python) {
-        return Some(python);
-    }
-
     eprintln!("installing {FEAST_REQUIREMENT} into {}", venv.display());
     let mut pip = Command::new(&python);
     pip.args([
@@ -356,8 +389,7 @@ pub fn feast_python() -> Option<PathBuf> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         if UNREACHABLE_MARKERS.iter().any(|m| stderr.contains(m)) {
-            eprintln!("skipped: the package registry is unreachable, so {FEAST_REQUIREMENT} could not be installed:\n{stderr}");
-            return None;
+            return Err(format!("the package registry is unreachable, so {FEAST_REQUIREMENT} could not be installed:\n{stderr}"));
         }
         panic!(
             "pip install {FEAST_REQUIREMENT} failed ({}):\n{stderr}",
@@ -365,10 +397,10 @@ pub fn feast_python() -> Option<PathBuf> {
         );
     }
     assert!(
-        imports(&python),
+        imports(&python, "feast"),
         "pip installed {FEAST_REQUIREMENT} but `import feast` still fails"
     );
-    Some(python)
+    Ok(python)
 }
 
 /// Runs `command` with its output captured; kills it and says so past `deadline`.

@@ -198,3 +198,56 @@ fn past_max_memory_writes_are_507_and_reads_keep_working() {
     );
     assert_eq!(read["results"][1]["values"], json!([0.5, 0.5]));
 }
+
+/// README "Limits": a view's first row in a shard takes a first block of 1,024 records (and a
+/// sequence number per 16) beside its index: 42,304 bytes for the driver quickstart's 41-byte
+/// records, from the first row to the 12th.
+#[test]
+fn a_views_first_row_in_a_shard_takes_the_documented_floor() {
+    let server = Server::start_with(&["--shards", "1"], &[]);
+    let memory = || server.get("/stats").json["memory_bytes"].clone();
+    assert_eq!(memory(), 64, "an empty index of 16 slots");
+    push(&server, drivers(1, 1));
+    assert_eq!(memory(), 1024 * 41 + 1024 / 16 * 4 + 64);
+    push(&server, drivers(2, 11));
+    assert_eq!(memory(), 42_304);
+}
+
+/// Sends a raw HTTP/1.1 request (Host plus `headers` extra headers of `value`) and returns the
+/// status line of the answer.
+fn status_with_headers(server: &Server, headers: usize, value: &str) -> String {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = String::from("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..headers {
+        request.push_str(&format!("X-H{i}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or("").to_string()
+}
+
+/// README "Limits": 96 headers at most (Host and Connection count), 128 KiB of headers at most;
+/// past either, 431.
+#[test]
+fn too_many_or_too_large_headers_answer_431() {
+    let server = Server::start();
+    assert_eq!(status_with_headers(&server, 94, "1"), "HTTP/1.1 200 OK");
+    assert_eq!(
+        status_with_headers(&server, 95, "1"),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let kib = "a".repeat(1024);
+    assert_eq!(status_with_headers(&server, 60, &kib), "HTTP/1.1 200 OK");
+    assert_eq!(
+        status_with_headers(&server, 90, &"a".repeat(2000)),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+}

@@ -72,20 +72,6 @@ fn flush(s: &Server) {
     assert_eq!(a.status, 200, "{}", a.text);
 }
 
-fn python_with_pyarrow() -> Option<PathBuf> {
-    let venv = std::env::var_os("FEATGRID_FEAST_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/featgrid/feast-venv"))
-        })?;
-    let python = venv.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
-}
-
 #[test]
 fn offline_rows_land_in_parquet_files_that_pyarrow_reads() {
     let (_tmp, data) = data_dir();
@@ -106,11 +92,9 @@ fn offline_rows_land_in_parquet_files_that_pyarrow_reads() {
     assert_eq!(offline_ids(&data), [1, 2, 3]);
     assert_eq!(s.get("/admin/snapshot").json["offline"]["rows_written"], 3);
 
-    let Some(python) = python_with_pyarrow() else {
-        eprintln!(
-            "skipped the pyarrow check: no venv with pyarrow (the Feast SDK test creates it)"
-        );
-        return;
+    // pyarrow comes with feast.
+    let Some(python) = crate::feast_sdk::feast_python() else {
+        return; // feast_python said why
     };
     let dir = data.join("offline/driver_hourly_stats");
     let script = r#"

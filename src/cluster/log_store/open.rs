@@ -66,6 +66,7 @@ impl RaftLog {
             shared: Arc::new(Shared {
                 wal,
                 groups: opened,
+                tidying: Mutex::new(()),
             }),
         })
     }

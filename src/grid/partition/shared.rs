@@ -263,10 +263,12 @@ impl SharedTable {
     pub fn find_key(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let eq = |id| {
             let (row, _) = self.row(id);
-            row[..key.len()]
-                .iter()
-                .zip(key)
-                .all(|(b, &k)| b.load(Ordering::Relaxed) == k)
+            // A key longer than a row never matches (and never reads past it).
+            row.get(..key.len()).is_some_and(|part| {
+                part.iter()
+                    .zip(key)
+                    .all(|(b, &k)| b.load(Ordering::Relaxed) == k)
+            })
         };
         let guard = epoch::pin();
         // SAFETY: the pointer is never null (see `writer_index`), and the guard keeps the

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::registry::Registry;
 use crate::value::{encode_key_value, encode_value, render_json};
 
 fn driver() -> (Registry, Arc<[RowLayout]>) {
@@ -97,6 +98,63 @@ fn newest_event_wins_then_created_then_arrival() {
     assert_eq!(read_conv(&p, &layouts, 1), Some((1.0, 100)));
     assert_eq!(read_conv(&p, &layouts, 2), None);
     assert_eq!(p.row_counts(), vec![1]);
+}
+
+/// The embedded registry with its one view made a label view (last write wins).
+fn labels() -> Arc<[RowLayout]> {
+    let text = crate::registry::DEFAULT_REGISTRY.replace(
+        "name = \"driver_hourly_stats\"",
+        "name = \"driver_hourly_stats\"\nkind = \"label_view\"",
+    );
+    let registry = Registry::parse(&text, "labels").unwrap();
+    RowLayout::for_registry(&registry)
+}
+
+#[test]
+fn a_label_view_keeps_the_last_write_whatever_its_times() {
+    let layouts = labels();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 1, 100, 10, 0.5, None);
+    // Older event and older created: still the last write, so it is kept.
+    let s = push(&mut p, &layouts, 1, 50, 5, 0.25, None);
+    assert_eq!((s.written, s.skipped_older), (1, 0));
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.25, 50)));
+    push(&mut p, &layouts, 1, 200, NO_CREATED, 0.75, None);
+    assert_eq!(read_conv(&p, &layouts, 1), Some((0.75, 200)));
+}
+
+proptest! {
+    /// Whatever the times, a label view holds each key's last write, and a feature view the
+    /// write with the greatest (event, created) that came last among equals.
+    #[test]
+    fn each_view_follows_its_write_rule(writes in proptest::collection::vec((0i64..4, 0i64..5, 0i64..3), 1..40)) {
+        let (_, newest_layouts) = driver();
+        let label_layouts = labels();
+        let mut newest = Partition::new(newest_layouts.clone());
+        let mut last = Partition::new(label_layouts.clone());
+        let mut expect_newest: HashMap<i64, (i64, i64, f64)> = HashMap::new();
+        let mut expect_last: HashMap<i64, (f64, i64)> = HashMap::new();
+        for (n, &(id, event, created)) in writes.iter().enumerate() {
+            let conv = n as f64;
+            push(&mut newest, &newest_layouts, id, event, created, conv, None);
+            push(&mut last, &label_layouts, id, event, created, conv, None);
+            let kept = expect_newest.entry(id).or_insert((event, created, conv));
+            if (event, created) >= (kept.0, kept.1) {
+                *kept = (event, created, conv);
+            }
+            expect_last.insert(id, (conv, event));
+        }
+        for id in 0..4 {
+            prop_assert_eq!(
+                read_conv(&newest, &newest_layouts, id),
+                expect_newest.get(&id).map(|&(e, _, c)| (c as f32, e))
+            );
+            prop_assert_eq!(
+                read_conv(&last, &label_layouts, id),
+                expect_last.get(&id).map(|&(c, e)| (c as f32, e))
+            );
+        }
+    }
 }
 
 #[test]
@@ -377,4 +435,26 @@ fn read_view_never_shows_a_torn_row() {
         .map(|i| actor.row(&layouts, i).unwrap().event_ts())
         .collect();
     assert_eq!(direct, owned);
+}
+
+/// Keys arrive from peers too: one shorter or longer than the view's fixed key width is no
+/// key of it, through the actor and through the read view alike (a shorter one once matched
+/// a stored key's prefix, a longer one read past the row).
+#[test]
+fn keys_of_another_width_are_never_found_and_never_panic() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    push(&mut p, &layouts, 7, 10, NO_CREATED, 0.5, None);
+    let view = p.view();
+    for bad in [&key(7)[..4], &[7u8, 0, 0, 0, 0, 0, 0, 0, 0][..], &[][..]] {
+        let mut rb = ReadBatch::default();
+        rb.push(0, bad);
+        let out = view.read(&rb).expect("fixed-width view").unwrap();
+        assert!(out.row(&layouts, 0).is_none(), "{bad:?}");
+        let out = p.read(&rb).unwrap();
+        assert!(out.row(&layouts, 0).is_none(), "{bad:?}");
+    }
+    let mut rb = ReadBatch::default();
+    rb.push(0, &key(7));
+    assert!(view.read(&rb).unwrap().unwrap().row(&layouts, 0).is_some());
 }

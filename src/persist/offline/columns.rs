@@ -1,5 +1,7 @@
 //! Column buffers for one Parquet file: typed values plus definition (and, for lists,
-//! repetition) levels, filled row by row from stored value bytes.
+//! repetition) levels, filled row by row from stored value bytes. Types without a Parquet
+//! counterpart (uuid, decimal, zoned timestamp, map, struct, json, nested lists) are written
+//! as the UTF-8 text their JSON answer holds.
 
 use parquet::data_type::{
     BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type,
@@ -7,7 +9,7 @@ use parquet::data_type::{
 use parquet::errors::Result;
 use parquet::file::writer::SerializedColumnWriter;
 
-use crate::value::{le, stored_elements, ScalarType, ValueType};
+use crate::value::{le, render_text, stored_elements, ScalarType, ValueType};
 
 enum Values {
     I32(Vec<i32>),
@@ -35,7 +37,7 @@ impl Column {
             ScalarType::Float32 => Values::F32(Vec::new()),
             ScalarType::Float64 => Values::F64(Vec::new()),
             ScalarType::Bool => Values::Bool(Vec::new()),
-            ScalarType::String | ScalarType::Bytes => Values::Bytes(Vec::new()),
+            _ => Values::Bytes(Vec::new()),
         };
         Column {
             ty,
@@ -61,7 +63,14 @@ impl Column {
             Values::F32(v) => v.push(f32::from_le_bytes(le(bytes))),
             Values::F64(v) => v.push(f64::from_le_bytes(le(bytes))),
             Values::Bool(v) => v.push(bytes.first() == Some(&1)),
-            Values::Bytes(v) => v.push(ByteArray::from(bytes.to_vec())),
+            Values::Bytes(v) => v.push(ByteArray::from(match self.ty.scalar {
+                ScalarType::String
+                | ScalarType::Bytes
+                | ScalarType::PdfBytes
+                | ScalarType::ImageBytes => bytes.to_vec(),
+                // The text of the JSON answer: a UUID's canonical form, a map as JSON ...
+                other => render_text(other, bytes).into_bytes(),
+            })),
         }
     }
 

@@ -187,6 +187,14 @@ impl Wal {
             views: Mutex::new(options.views.clone()),
             options,
         });
+        // The newest existing segment may hold records written but never fsynced (a
+        // `kill -9` under `everysec` or `no` leaves them in the page cache): they are made
+        // durable before anything newer goes to a new segment, so a power cut later cannot
+        // leave a hole behind durable records.
+        if let Some(last) = shared.options.existing.last() {
+            let file = File::open(&last.path).at(&last.path, "open")?;
+            file.sync_all().at(&last.path, "fsync")?;
+        }
         let (file, len) = new_segment(&shared)?;
         let (tx, rx) = channel::bounded(QUEUE);
         let mut writer = Writer {
@@ -294,7 +302,23 @@ impl Wal {
 
     /// Deletes the segments whose records all have an lsn below `lsn` (never the one being
     /// written), then fsyncs the directory. Blocking: call it off the actor threads.
+    ///
+    /// Whatever made those records unnecessary may itself be a record of this log (a Raft
+    /// purge or restatement), written but under `everysec` or `no` not yet fsynced: so every
+    /// record written so far is fsynced first, and nothing is unlinked unless that succeeded.
+    /// Deletion thus only ever happens behind durable data, whatever the policy.
     pub fn delete_covered(&self, lsn: u64) -> Result<usize, WalError> {
+        {
+            let segments = lock(&self.shared.segments);
+            if !(segments.len() >= 2 && segments[1].first_lsn <= lsn) {
+                return Ok(0);
+            }
+        }
+        if !self.shared.healthy.load(Ordering::Acquire) {
+            // A failed write or fsync may have left written records short of the disk.
+            return Err(self.shared.unavailable());
+        }
+        self.sync_written()?;
         let mut segments = lock(&self.shared.segments);
         let mut deleted = 0;
         while segments.len() >= 2 && segments[1].first_lsn <= lsn {
@@ -307,6 +331,20 @@ impl Wal {
             sync_dir(&self.shared.options.dir)?;
         }
         Ok(deleted)
+    }
+
+    /// Fsyncs every record written so far. The writer hands records to the OS before it
+    /// calls them logged, and fsyncs a segment before it moves on to the next one, so an
+    /// fsync of the current segment covers every record logged before this call.
+    fn sync_written(&self) -> Result<(), WalError> {
+        let current = lock(&self.shared.current).clone();
+        if let Some(file) = current {
+            let dir = &self.shared.options.dir;
+            file.sync_data()
+                .map_err(|e| FileError::new(dir, "fsync the current log segment in", e))?;
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The segments on disk, oldest first (the last one is being written).

@@ -25,6 +25,8 @@ pub struct Registry {
     pub data_sources: Vec<DataSource>,
     #[prost(message, repeated, tag = "14")]
     pub stream_feature_views: Vec<Named>,
+    #[prost(message, repeated, tag = "19")]
+    pub label_views: Vec<LabelView>,
 }
 
 /// `google.protobuf.Timestamp`.
@@ -100,6 +102,51 @@ pub struct FeatureSpec {
 pub struct FeatureView {
     #[prost(message, optional, tag = "1")]
     pub spec: Option<FeatureViewSpec>,
+    #[prost(message, optional, tag = "2")]
+    pub meta: Option<FeatureViewMeta>,
+}
+
+/// `feast.core.FeatureViewMeta`: the view's version number.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FeatureViewMeta {
+    #[prost(int32, tag = "4")]
+    pub current_version_number: i32,
+}
+
+/// `feast.core.LabelView` (Feast 0.67's `feast.labeling.LabelView`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelView {
+    #[prost(message, optional, tag = "1")]
+    pub spec: Option<LabelViewSpec>,
+}
+
+/// `feast.core.LabelViewSpec`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelViewSpec {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub project: String,
+    #[prost(string, repeated, tag = "3")]
+    pub entities: Vec<String>,
+    #[prost(message, repeated, tag = "4")]
+    pub features: Vec<FeatureSpec>,
+    #[prost(message, optional, tag = "6")]
+    pub ttl: Option<Duration>,
+    /// Its push source (labels are pushed), with that source's batch source inside.
+    #[prost(message, optional, tag = "7")]
+    pub source: Option<DataSource>,
+    #[prost(bool, tag = "8")]
+    pub online: bool,
+    #[prost(string, tag = "9")]
+    pub description: String,
+    #[prost(message, repeated, tag = "11")]
+    pub entity_columns: Vec<FeatureSpec>,
+    #[prost(string, tag = "12")]
+    pub labeler_field: String,
+    /// `ConflictResolutionPolicy`: 0 last write wins, 1 labeler priority, 2 majority vote.
+    #[prost(int32, tag = "13")]
+    pub conflict_policy: i32,
 }
 
 /// `feast.core.FeatureViewSpec`.
@@ -127,6 +174,11 @@ pub struct FeatureViewSpec {
     /// The join-key columns with their types, as `feast apply` inferred them.
     #[prost(message, repeated, tag = "12")]
     pub entity_columns: Vec<FeatureSpec>,
+    #[prost(bool, tag = "17")]
+    pub enable_validation: bool,
+    /// The version declared (`version="latest"`, `"v2"`).
+    #[prost(string, tag = "18")]
+    pub version: String,
     #[prost(bool, tag = "20")]
     pub disabled: bool,
 }
@@ -225,8 +277,60 @@ pub struct FeatureViewProjection {
     pub join_key_map: std::collections::HashMap<String, String>,
 }
 
-/// `feast.types.ValueType.Enum` values featgrid stores.
+/// `feast.types.ValueType.Enum` (Feast 0.67's `Value.proto`, and `PDF_BYTES`/`IMAGE_BYTES`
+/// from `feast/value_type.py`).
 pub mod value_type {
+    /// Every value with its name, in Feast's spelling.
+    pub const NAMES: [(i32, &str); 47] = [
+        (0, "INVALID"),
+        (1, "BYTES"),
+        (2, "STRING"),
+        (3, "INT32"),
+        (4, "INT64"),
+        (5, "DOUBLE"),
+        (6, "FLOAT"),
+        (7, "BOOL"),
+        (8, "UNIX_TIMESTAMP"),
+        (9, "PDF_BYTES"),
+        (10, "IMAGE_BYTES"),
+        (11, "BYTES_LIST"),
+        (12, "STRING_LIST"),
+        (13, "INT32_LIST"),
+        (14, "INT64_LIST"),
+        (15, "DOUBLE_LIST"),
+        (16, "FLOAT_LIST"),
+        (17, "BOOL_LIST"),
+        (18, "UNIX_TIMESTAMP_LIST"),
+        (19, "NULL"),
+        (20, "MAP"),
+        (21, "MAP_LIST"),
+        (22, "BYTES_SET"),
+        (23, "STRING_SET"),
+        (24, "INT32_SET"),
+        (25, "INT64_SET"),
+        (26, "DOUBLE_SET"),
+        (27, "FLOAT_SET"),
+        (28, "BOOL_SET"),
+        (29, "UNIX_TIMESTAMP_SET"),
+        (32, "JSON"),
+        (33, "JSON_LIST"),
+        (34, "STRUCT"),
+        (35, "STRUCT_LIST"),
+        (36, "UUID"),
+        (37, "TIME_UUID"),
+        (38, "UUID_LIST"),
+        (39, "TIME_UUID_LIST"),
+        (40, "UUID_SET"),
+        (41, "TIME_UUID_SET"),
+        (42, "VALUE_LIST"),
+        (43, "VALUE_SET"),
+        (44, "DECIMAL"),
+        (45, "DECIMAL_LIST"),
+        (46, "DECIMAL_SET"),
+        (47, "SCALAR_MAP"),
+        (48, "ZONED_TIMESTAMP"),
+    ];
+
     pub const BYTES: i32 = 1;
     pub const STRING: i32 = 2;
     pub const INT32: i32 = 3;
@@ -235,6 +339,8 @@ pub mod value_type {
     pub const FLOAT: i32 = 6;
     pub const BOOL: i32 = 7;
     pub const UNIX_TIMESTAMP: i32 = 8;
+    pub const PDF_BYTES: i32 = 9;
+    pub const IMAGE_BYTES: i32 = 10;
     pub const BYTES_LIST: i32 = 11;
     pub const STRING_LIST: i32 = 12;
     pub const INT32_LIST: i32 = 13;
@@ -243,44 +349,38 @@ pub mod value_type {
     pub const FLOAT_LIST: i32 = 16;
     pub const BOOL_LIST: i32 = 17;
     pub const UNIX_TIMESTAMP_LIST: i32 = 18;
+    pub const MAP: i32 = 20;
+    pub const MAP_LIST: i32 = 21;
+    pub const BYTES_SET: i32 = 22;
+    pub const STRING_SET: i32 = 23;
+    pub const INT32_SET: i32 = 24;
+    pub const INT64_SET: i32 = 25;
+    pub const DOUBLE_SET: i32 = 26;
+    pub const FLOAT_SET: i32 = 27;
+    pub const BOOL_SET: i32 = 28;
+    pub const UNIX_TIMESTAMP_SET: i32 = 29;
+    pub const JSON: i32 = 32;
+    pub const JSON_LIST: i32 = 33;
+    pub const STRUCT: i32 = 34;
+    pub const STRUCT_LIST: i32 = 35;
+    pub const UUID: i32 = 36;
+    pub const TIME_UUID: i32 = 37;
+    pub const UUID_LIST: i32 = 38;
+    pub const TIME_UUID_LIST: i32 = 39;
+    pub const UUID_SET: i32 = 40;
+    pub const TIME_UUID_SET: i32 = 41;
+    pub const VALUE_LIST: i32 = 42;
+    pub const VALUE_SET: i32 = 43;
+    pub const DECIMAL: i32 = 44;
+    pub const DECIMAL_LIST: i32 = 45;
+    pub const DECIMAL_SET: i32 = 46;
+    pub const SCALAR_MAP: i32 = 47;
+    pub const ZONED_TIMESTAMP: i32 = 48;
 
     /// Feast's name of a value type, for messages.
     pub fn name(value: i32) -> String {
-        let known = [
-            (0, "INVALID"),
-            (BYTES, "BYTES"),
-            (STRING, "STRING"),
-            (INT32, "INT32"),
-            (INT64, "INT64"),
-            (DOUBLE, "DOUBLE"),
-            (FLOAT, "FLOAT"),
-            (BOOL, "BOOL"),
-            (UNIX_TIMESTAMP, "UNIX_TIMESTAMP"),
-            (BYTES_LIST, "BYTES_LIST"),
-            (STRING_LIST, "STRING_LIST"),
-            (INT32_LIST, "INT32_LIST"),
-            (INT64_LIST, "INT64_LIST"),
-            (DOUBLE_LIST, "DOUBLE_LIST"),
-            (FLOAT_LIST, "FLOAT_LIST"),
-            (BOOL_LIST, "BOOL_LIST"),
-            (UNIX_TIMESTAMP_LIST, "UNIX_TIMESTAMP_LIST"),
-            (19, "NULL"),
-            (20, "MAP"),
-            (21, "MAP_LIST"),
-            (32, "JSON"),
-            (33, "JSON_LIST"),
-            (34, "STRUCT"),
-            (35, "STRUCT_LIST"),
-            (36, "UUID"),
-            (37, "TIME_UUID"),
-            (44, "DECIMAL"),
-            (48, "ZONED_TIMESTAMP"),
-        ];
-        match known.iter().find(|(v, _)| *v == value) {
+        match NAMES.iter().find(|(v, _)| *v == value) {
             Some((_, name)) => (*name).to_string(),
-            None if (22..=29).contains(&value) || [40, 41, 43, 46].contains(&value) => {
-                format!("a set type ({value})")
-            }
             None => format!("value type {value}"),
         }
     }

@@ -122,6 +122,7 @@ fn view(name: &str, entities: &[&str], features: Vec<proto::FeatureSpec>) -> pro
             stream_source: Some(push_source("orders_push")),
             ..Default::default()
         }),
+        meta: None,
     }
 }
 
@@ -318,57 +319,69 @@ fn a_projects_objects_become_the_registry() {
 }
 
 #[test]
-fn every_feast_type_featgrid_stores_maps_and_others_are_refused_by_view_and_field() {
-    let cases = [
-        (vt::BYTES, "bytes"),
-        (vt::STRING, "string"),
-        (vt::INT32, "int32"),
-        (vt::INT64, "int64"),
+fn every_feast_type_is_served_and_a_view_featgrid_cannot_serve_is_listed_not_fatal() {
+    for (feast, ours) in [
         (vt::DOUBLE, "float64"),
-        (vt::FLOAT, "float32"),
-        (vt::BOOL, "bool"),
-        (vt::UNIX_TIMESTAMP, "unix_timestamp"),
-        (vt::BYTES_LIST, "list<bytes>"),
-        (vt::STRING_LIST, "list<string>"),
-        (vt::INT32_LIST, "list<int32>"),
-        (vt::INT64_LIST, "list<int64>"),
-        (vt::DOUBLE_LIST, "list<float64>"),
-        (vt::FLOAT_LIST, "list<float32>"),
-        (vt::BOOL_LIST, "list<bool>"),
         (vt::UNIX_TIMESTAMP_LIST, "list<unix_timestamp>"),
-    ];
-    for (feast, ours) in cases {
-        assert_eq!(value_type(feast).unwrap().to_string(), ours);
-    }
-    for (unsupported, name) in [
-        (20, "MAP"),
-        (32, "JSON"),
-        (23, "a set type (23)"),
-        (0, "INVALID"),
+        (vt::MAP, "map"),
+        (vt::JSON_LIST, "list<json>"),
+        (vt::STRUCT, "struct"),
+        (vt::INT64_SET, "set<int64>"),
+        (vt::VALUE_LIST, "value_list"),
+        (vt::ZONED_TIMESTAMP, "zoned_timestamp"),
     ] {
+        assert_eq!(value_type(feast).unwrap().to_string(), ours);
+        let mut file = shop();
+        file.feature_views[0].spec.as_mut().unwrap().features[1].value_type = feast;
+        let r = decode(&file).unwrap();
+        assert_eq!(r.view("orders").unwrap().fields[1].dtype.to_string(), ours);
+    }
+    for (unsupported, name) in [(0, "INVALID"), (19, "NULL"), (31, "value type 31")] {
         let mut file = shop();
         file.feature_views[0].spec.as_mut().unwrap().features[1].value_type = unsupported;
-        let e = decode(&file).unwrap_err();
+        let r = decode(&file).unwrap();
+        assert!(r.view("orders").is_err());
+        assert!(r.view("customer_stats").is_ok() && r.view("store_stats").is_ok());
+        let not_served = &r.loaded_from.not_served;
+        let expected = format!(
+            "feature view 'orders': field 'items': Feast type {name} is not a feature type"
+        );
+        assert!(not_served.contains(&expected), "{not_served:?}");
+        // What reads it is not served either, with its own reason.
         assert!(
-            e.contains("feature view 'orders'.field 'items': Feast type ")
-                && e.contains(&format!("{name} is not supported")),
-            "{e}"
+            not_served
+                .iter()
+                .any(|n| n.starts_with("feature service 'checkout': ")),
+            "{not_served:?}"
         );
     }
 }
 
 #[test]
-fn the_toml_registrys_checks_apply_to_feast_registries() {
+fn the_toml_registrys_checks_apply_to_feast_registries_object_by_object() {
+    let not_served = |file: &proto::Registry| {
+        let r = decode(file).unwrap();
+        assert!(
+            r.view("store_stats").is_ok(),
+            "{:?}",
+            r.loaded_from.not_served
+        );
+        r.loaded_from.not_served.join("\n")
+    };
     let mut file = shop();
-    file.entities[1] = entity("store", "", vt::DOUBLE, "shop");
-    let e = decode(&file).unwrap_err();
-    assert!(e.contains("a join key cannot be float64"), "{e}");
+    file.entities[0] = entity("customer", "customer_id", vt::DOUBLE, "shop");
+    let e = not_served(&file);
+    assert!(
+        e.contains("entity 'customer': a join key cannot be float64")
+            && e.contains("feature view 'orders': no entity named 'customer'"),
+        "{e}"
+    );
 
     let mut file = shop();
     file.feature_views[0].spec.as_mut().unwrap().features[1].name = "customer_id".into();
-    let e = decode(&file).unwrap_err();
+    let e = not_served(&file);
     assert!(
-        e.contains("'customer_id' is already a field, join key"),
+        e.contains("feature view 'orders': 'customer_id' is already a field, join key"),
         "{e}"
     );
 
@@ -380,11 +393,72 @@ fn the_toml_registrys_checks_apply_to_feast_registries() {
         .unwrap()
         .entity_columns
         .clear();
-    let e = decode(&file).unwrap_err();
-    assert!(
-        e.contains("entity 'customer'.value_type: no value type"),
-        "{e}"
+    let e = not_served(&file);
+    assert!(e.contains("entity 'customer': no value type"), "{e}");
+}
+
+#[test]
+fn label_views_keep_the_last_write_and_versions_are_read() {
+    use crate::registry::{ViewKind, WriteRule};
+    let mut file = shop();
+    let mut labels_push = push_source("labels_push");
+    labels_push.batch_source.as_mut().unwrap().timestamp_field = "labeled_at".into();
+    file.label_views.push(proto::LabelView {
+        spec: Some(proto::LabelViewSpec {
+            name: "quality".into(),
+            project: "shop".into(),
+            entities: vec!["customer".into()],
+            features: vec![feature("score", vt::FLOAT), feature("labeler", vt::STRING)],
+            source: Some(labels_push),
+            online: true,
+            labeler_field: "labeler".into(),
+            conflict_policy: 1,
+            ..Default::default()
+        }),
+    });
+    let spec = file.feature_views[0].spec.as_mut().unwrap();
+    spec.version = "latest".into();
+    spec.enable_validation = true;
+    file.feature_views[0].meta = Some(proto::FeatureViewMeta {
+        current_version_number: 3,
+    });
+    let r = decode(&file).unwrap();
+    let quality = r.view("quality").unwrap();
+    assert_eq!(
+        (quality.kind, quality.write_rule),
+        (ViewKind::LabelView, WriteRule::LastWrite)
     );
+    assert_eq!(quality.labeler_field.as_deref(), Some("labeler"));
+    assert_eq!(quality.conflict_policy.as_deref(), Some("labeler_priority"));
+    assert_eq!(quality.timestamp_field, "labeled_at");
+    assert_eq!(
+        r.push_source("labels_push").unwrap().feature_views,
+        ["quality"]
+    );
+    let orders = r.view("orders").unwrap();
+    assert_eq!(orders.write_rule, WriteRule::NewestEvent);
+    assert_eq!(
+        (
+            orders.version.as_deref(),
+            orders.version_number,
+            orders.enable_validation
+        ),
+        (Some("latest"), 3, true)
+    );
+    let shown = serde_json::to_value(quality).unwrap();
+    assert_eq!(shown["kind"], "label_view");
+    assert_eq!(shown["write_rule"], "last_write");
+    assert_eq!(shown["labeler_field"], "labeler");
+    assert_eq!(shown["conflict_policy"], "labeler_priority");
+    // Versioned references: the current version by name or `@latest`; a pinned one refused.
+    assert!(r.resolve_ref("orders@latest:amount").is_ok());
+    assert!(r.resolve_ref("orders@:amount").is_ok());
+    let e = r.resolve_ref("orders@v2:amount").unwrap_err();
+    assert!(matches!(e, RegistryError::VersionedReference { .. }), "{e}");
+    assert!(matches!(
+        r.resolve_ref("orders@x:amount"),
+        Err(RegistryError::UnknownFeatureView { .. })
+    ));
 }
 
 #[test]

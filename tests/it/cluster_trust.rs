@@ -1,0 +1,191 @@
+//! Acknowledged writes survive what a disk can do to one replica, with real processes: a node
+//! restarted on a wiped data directory never votes (it rejoins as a learner, is caught up and
+//! made a voter again), and a replica whose offline sink's disk is full still applies every
+//! committed entry to its online store (fail-stop applies: nothing is skipped).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::cluster::{eventually, push, read_trips, Cluster};
+use crate::support::now_rfc3339;
+
+/// Every value read through `url` (linearizable) is `trips`, or the read is refused with a
+/// 503: never an answer without the acknowledged rows.
+fn never_without(url: &str, ids: &[i64], trips: i64) {
+    match read_trips(url, ids, None) {
+        Ok(values) => {
+            let missing = values.iter().filter(|v| **v != json!(trips)).count();
+            assert_eq!(
+                missing, 0,
+                "{url} answered without {missing} acknowledged rows"
+            );
+        }
+        Err(a) => assert_eq!(a.status, 503, "{url}: {}", a.text),
+    }
+}
+
+fn group_problems(cluster: &Cluster, i: usize) -> Value {
+    cluster.status(i)["groups"][0]["problems"].clone()
+}
+
+#[test]
+fn a_node_restarted_on_a_wiped_data_directory_never_votes_and_rejoins() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let a: Vec<i64> = (1..=100).collect();
+    let pushed = push(cluster.node(0), &a, 1);
+    assert_eq!(pushed.status, 200, "{}", pushed.text);
+    // n3 misses B; n1 and n2 acknowledge it.
+    cluster.signal(2, libc::SIGSTOP);
+    let b: Vec<i64> = (1001..=1300).collect();
+    let pushed = push(cluster.node(0), &b, 2);
+    assert_eq!(pushed.status, 200, "{}", pushed.text);
+    let through_n2 = read_trips(&cluster.node(1).url(), &b, None).expect("read B through n2");
+    assert!(through_n2.iter().all(|v| *v == json!(2)), "{through_n2:?}");
+    // n1 pauses; n2 loses its disk and comes back; n3 resumes. n2 and n3 are a majority by
+    // count, but n2 must not vote: a leader elected by them would not have B.
+    cluster.signal(0, libc::SIGSTOP);
+    cluster.kill9(1);
+    std::fs::remove_dir_all(cluster.data_dir(1)).expect("wipe n2's data directory");
+    cluster.restart(1);
+    cluster.signal(2, libc::SIGCONT);
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        never_without(&cluster.node(1).url(), &b, 2);
+        never_without(&cluster.node(2).url(), &b, 2);
+    }
+    let problems = group_problems(&cluster, 1);
+    assert!(
+        problems["n2"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("rejoining")),
+        "n2 should report it is rejoining: {problems}"
+    );
+    let metrics = cluster.node(1).get("/metrics").text;
+    let line = "featgrid_cluster_group_replica_problem{group=\"0\",problem=\"rejoining\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
+    // n1 is back: it leads, adds n2 back (learner, caught up, voter) and every acknowledged
+    // row reads back through every node.
+    cluster.signal(0, libc::SIGCONT);
+    for node in 0..3 {
+        eventually(&format!("B through node {node}"), || {
+            read_trips(&cluster.node(node).url(), &b, None)
+                .is_ok_and(|v| v.iter().all(|v| *v == json!(2)))
+        });
+        let values = read_trips(&cluster.node(node).url(), &a, None).expect("read A");
+        assert!(values.iter().all(|v| *v == json!(1)), "{values:?}");
+    }
+    eventually("n2 voting again", || {
+        let status = cluster.status(0);
+        let group = &status["groups"][0];
+        group["problems"] == json!({}) && group["replicas"] == json!(["n1", "n2", "n3"])
+    });
+    assert!(
+        !cluster.data_dir(1).join("raft/g0/rejoining").exists(),
+        "the rejoin marker is removed once the node votes again"
+    );
+    // n2 now holds B itself: with n3 gone, n1 and n2 still serve it.
+    cluster.kill9(2);
+    let values = read_trips(&cluster.node(1).url(), &b, None).expect("read B through n2");
+    assert!(values.iter().all(|v| *v == json!(2)), "{values:?}");
+}
+
+/// A tmpfs mounted on a directory, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` on `dir`; `None` (after saying why) where mounting is not
+    /// allowed (not root).
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// Fills the file system until it refuses another byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.0.join("filler")).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_replica_with_a_full_offline_disk_still_applies_every_committed_entry() {
+    let env = [("FEATGRID_OFFLINE_ROLL_ROWS", "10")];
+    let mut cluster = Cluster::start_with(3, &[&[1, 2, 3]], &env, "127.0.0.1");
+    // n3's offline sink writes to a full disk.
+    cluster.kill9(2);
+    let Some(disk) = Tmpfs::mount(&cluster.data_dir(2).join("offline"), "64k") else {
+        return;
+    };
+    disk.fill();
+    cluster.restart(2);
+    cluster.wait_for_leaders(2);
+    // More rows than the sink's backlog limit (100,000), to both stores, through n1.
+    let now = now_rfc3339();
+    let mut last = Vec::new();
+    for batch in 0..12i64 {
+        let ids: Vec<i64> = (batch * 10_000 + 1..=(batch + 1) * 10_000).collect();
+        let body = json!({"push_source_name": "driver_stats_push_source", "to": "online_and_offline", "df": {
+            "driver_id": ids,
+            "event_timestamp": now,
+            "conv_rate": 0.5,
+            "acc_rate": 0.25,
+            "avg_daily_trips": batch,
+        }});
+        let a = cluster.node(0).post("/push", &body);
+        assert_eq!(a.status, 200, "{}", a.text);
+        last = ids;
+    }
+    // Every replica holds every row, n3 included: read from its own store.
+    for node in 0..3 {
+        eventually(&format!("node {node} holds the last push"), || {
+            read_trips(&cluster.node(node).url(), &last, Some("local"))
+                .is_ok_and(|v| v.iter().all(|v| *v == json!(11)))
+        });
+    }
+    let first: Vec<i64> = (1..=10_000).collect();
+    let values = read_trips(&cluster.node(2).url(), &first, Some("local")).expect("read");
+    assert!(values.iter().all(|v| *v == json!(0)), "{values:?}");
+    let digests: Vec<Value> = (0..3)
+        .map(|i| cluster.node(i).get("/admin/digest").json["digest"].clone())
+        .collect();
+    assert!(
+        digests.iter().all(|d| *d == digests[0]),
+        "replicas differ: {digests:?}"
+    );
+    // The sink says what it could not write; the group did not stop on n3.
+    let snapshot = cluster.node(2).get("/admin/snapshot").json;
+    assert!(
+        snapshot["offline"]["failures"].as_u64() > Some(0),
+        "{snapshot}"
+    );
+    assert_eq!(group_problems(&cluster, 2), json!({}));
+}
