@@ -225,6 +225,7 @@ fn a_warehouse_source_is_refused_with_501_naming_its_type() {
                 batch_source: Some(bigquery),
                 ..Default::default()
             }),
+            meta: None,
         }],
         version_id: "v1".into(),
         ..Default::default()
