@@ -175,6 +175,24 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::materialize::MaterializeError> for ApiError {
+    fn from(e: crate::materialize::MaterializeError) -> ApiError {
+        use crate::materialize::MaterializeError as M;
+        let (status, code) = match &e {
+            M::NoBatchSource { .. } => (StatusCode::BAD_REQUEST, "no_batch_source"),
+            M::UnsupportedSource { .. } => (
+                StatusCode::NOT_IMPLEMENTED,
+                "materialize_unsupported_source",
+            ),
+            M::Read { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "offline_source_unreadable",
+            ),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 impl From<crate::persist::offline::OfflineError> for ApiError {
     fn from(e: crate::persist::offline::OfflineError) -> ApiError {
         ApiError::new(

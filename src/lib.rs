@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod grid;
 pub mod logging;
+pub mod materialize;
 pub mod persist;
 pub mod registry;
 pub mod reload;
@@ -111,6 +112,15 @@ pub fn build_app(
         )
         .service(
             guarded("/get-online-features", read).route(web::post().to(feast::get_online_features)),
+        )
+        .service(
+            guarded("/materialize", write)
+                .route(web::post().to(api::materialize::materialize))
+                .route(web::get().to(api::materialize::status)),
+        )
+        .service(
+            guarded("/materialize-incremental", write)
+                .route(web::post().to(api::materialize::materialize_incremental)),
         )
         .service(guarded("/native/v1/push", write).route(web::post().to(native::push)))
         .service(
@@ -263,6 +273,10 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         scheduler: snapshotter.schedule(settings.snapshot_interval()),
         snapshotter: snapshotter.clone(),
     };
+    let materialized = Arc::new(
+        materialize::state::MaterializeState::open(&settings.data_dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+    );
     let metrics = api::metrics::Metrics::new();
     let state = web::Data::new(AppState {
         registry: reload::LiveRegistry::new(registry),
@@ -289,6 +303,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         auth: Arc::new(auth),
         feast_errors: settings.error_format == "feast",
         cluster: std::sync::OnceLock::new(),
+        materialized,
     });
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);

@@ -1,4 +1,5 @@
-//! The featgrid command line: `featgrid serve` runs the server, `featgrid bench` loads one.
+//! The featgrid command line: `featgrid serve` runs the server, `featgrid bench` loads one,
+//! `featgrid materialize` has one load its views' offline data.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ enum Command {
     /// Load a feature server: preload entities, then reads, pushes, a mix or freshness probes;
     /// prints requests, errors, throughput and latency percentiles per operation.
     Bench(Box<BenchArgs>),
+    /// Have a running server load feature views' rows from their offline sources (Parquet),
+    /// as `feast materialize` does: `START END`, `--incremental END` or
+    /// `--disable-event-timestamp`; shows progress, then what was loaded.
+    Materialize(MaterializeArgs),
     /// Manage bearer tokens for the token file (`auth_tokens`).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -102,6 +107,31 @@ struct NodeArgs {
     #[arg(long, value_name = "URL")]
     node: String,
     /// A token with the admin scope (a node with auth_tokens or JWTs asks for it).
+    #[command(flatten)]
+    token: TokenArg,
+}
+
+#[derive(clap::Args)]
+struct MaterializeArgs {
+    /// START END (ISO 8601, e.g. 2026-07-16T19:20:01; no offset means UTC), or END with
+    /// --incremental.
+    #[arg(value_name = "TIMESTAMP", num_args = 0..=2)]
+    times: Vec<String>,
+    /// From where each view's last run ended (else END - ttl, else the epoch) to END.
+    #[arg(long)]
+    incremental: bool,
+    /// Everything from the epoch up to now.
+    #[arg(long)]
+    disable_event_timestamp: bool,
+    /// Comma-separated feature views [default: every view with an offline source].
+    #[arg(long, value_delimiter = ',')]
+    views: Vec<String>,
+    /// Start even if a view is already materializing.
+    #[arg(long)]
+    force: bool,
+    /// The server's URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6566")]
+    url: String,
     #[command(flatten)]
     token: TokenArg,
 }
@@ -327,6 +357,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => bench(*args),
+        Command::Materialize(args) => materialize(args),
         Command::Token(command) => token(command),
         Command::Cluster(ClusterCommand::Status { node, json }) => cluster_status(&node, json),
         Command::Cluster(ClusterCommand::Members {
@@ -390,6 +421,81 @@ fn http(
         }
         Ok(body.to_vec())
     })
+}
+
+/// Sends the materialize request on a thread of its own and, until it answers, draws the
+/// progress from `GET /materialize` (in place on a terminal, every 5 s otherwise).
+fn materialize(args: MaterializeArgs) -> ExitCode {
+    use featgrid::materialize::command;
+    let (path, body) = match command::request(
+        &args.times,
+        args.incremental,
+        args.disable_event_timestamp,
+        &args.views,
+    ) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("featgrid materialize: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let base = args.url.trim_end_matches('/').to_string();
+    let url = format!(
+        "{base}{path}{}",
+        if args.force { "?force=true" } else { "" }
+    );
+    let token = args.token.token.clone();
+    let sent = std::thread::spawn({
+        let token = token.clone();
+        move || {
+            http(
+                &url,
+                Some(body),
+                token.as_deref(),
+                Duration::from_secs(7 * 86_400),
+            )
+        }
+    });
+    let started = std::time::Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_line = std::time::Instant::now();
+    let mut drawn = false;
+    while !sent.is_finished() {
+        std::thread::sleep(Duration::from_millis(250));
+        let Ok(status) = http(
+            &format!("{base}/materialize"),
+            None,
+            token.as_deref(),
+            Duration::from_secs(5),
+        ) else {
+            continue;
+        };
+        let status = serde_json::from_slice(&status).unwrap_or_default();
+        if let Some(line) = command::progress_line(&status, &args.views, started.elapsed()) {
+            if terminal {
+                eprint!("\r{line}");
+                drawn = true;
+            } else if last_line.elapsed() >= Duration::from_secs(5) {
+                eprintln!("{line}");
+                last_line = std::time::Instant::now();
+            }
+        }
+    }
+    if drawn {
+        eprintln!();
+    }
+    match sent.join() {
+        Ok(Ok(answer)) => {
+            let answer = serde_json::from_slice(&answer).unwrap_or_default();
+            print!("{}", command::summary(&answer));
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("featgrid materialize: {base}{path}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
 }
 
 fn cluster_members(

@@ -6,10 +6,11 @@
 //! immutable: a reload builds a new one and swaps it in ([`crate::reload`]). Everything
 //! downstream refers to views by [`ViewId`] and to features by index.
 
+pub mod batch;
 mod build;
 pub mod feast;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -122,6 +123,10 @@ pub struct FeatureView {
     /// checks every written value against its declared type whatever it says.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub enable_validation: bool,
+    /// Where materialization reads the view's rows; `None` when the view has no batch source
+    /// with data featgrid knows of (a push-only view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<batch::OfflineSource>,
     /// Removed from the registry by a reload: unknown to requests, but its id (and rows) stay
     /// until a restart, since ids index the shards' tables.
     #[serde(skip)]
@@ -178,6 +183,11 @@ pub struct BatchSource {
     pub feature_views: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where its rows are read from by materialization (a Parquet file or directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    #[serde(skip)]
+    pub field_mapping: BTreeMap<String, String>,
 }
 
 /// One feature of one view.
@@ -281,6 +291,7 @@ impl Registry {
             problem: format!("cannot read: {e}"),
         })?;
         let mut registry = Registry::parse(&text, &name)?;
+        registry.resolve_batch_paths(path.parent().unwrap_or(Path::new(".")));
         registry.loaded_from = LoadedFrom {
             kind: "toml",
             path: Some(name),
@@ -307,6 +318,20 @@ impl Registry {
     }
 
     /// Validates declarations, whatever they were read from; `source_name` names them in errors.
+    /// Resolves relative Parquet paths of batch sources against `dir`.
+    pub(crate) fn resolve_batch_paths(&mut self, dir: &Path) {
+        for view in &mut self.feature_views {
+            if let Some(source) = &mut view.offline {
+                source.resolve_against(dir);
+            }
+        }
+        for source in &mut self.batch_sources {
+            if let Some(path) = source.path.as_mut().filter(|p| p.is_relative()) {
+                *path = dir.join(&*path);
+            }
+        }
+    }
+
     /// A registry of already validated parts (view ids = positions); retired views get no name.
     pub(crate) fn from_parts(
         entities: Vec<Entity>,

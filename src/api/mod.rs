@@ -3,6 +3,7 @@
 //!
 //! - [`feast`]: Feast-compatible routes (`/push`, `/write-to-online-store`, `/get-online-features`).
 //! - [`native`]: the same operations in the binary codec (`/native/v1/...`).
+//! - [`materialize`]: `/materialize`, `/materialize-incremental` (Feast's routes).
 //! - [`admin`]: `/health`, `/registry`, `/stats`, `/metrics`, `/admin/snapshot`, `/admin/digest`.
 //! - [`request_log`]: failed requests in the log (4xx at `info`, 5xx at `warn`), rate-limited.
 //! - [`drain`]: over HTTP/2, the body a route left unread is read before its answer goes out.
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod drain;
 pub mod feast;
 pub mod lookup;
+pub mod materialize;
 pub mod memory;
 pub mod metrics;
 pub mod native;
@@ -129,6 +131,8 @@ pub struct AppState {
     /// Set once at start on a cluster node (`--cluster`), before the HTTP server starts;
     /// empty on a single node.
     pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Materialized intervals per view, and the runs in progress.
+    pub materialized: Arc<crate::materialize::state::MaterializeState>,
 }
 
 /// Reads the whole body, refusing more than the route's limit with 413 and a body that takes

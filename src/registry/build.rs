@@ -70,6 +70,10 @@ pub(super) struct FeatureViewDecl {
     pub(super) version_number: u32,
     #[serde(default)]
     pub(super) enable_validation: bool,
+    /// Where materialization reads the view's rows (from a Feast repo; TOML names it through
+    /// `source`).
+    #[serde(skip)]
+    pub(super) offline: Option<super::batch::OfflineSource>,
     /// The view's own join-key types where they differ from its entities' (a Feast view's
     /// `entity_columns`, as `feast apply` inferred them: Feast keys and echoes each view's
     /// entity values by these). Never from TOML.
@@ -142,13 +146,20 @@ pub(super) struct PushSourceDecl {
 }
 
 /// A source featgrid does not read (Feast's `FileSource`, `BigQuerySource`, ...): views naming
-/// it are written through `write-to-online-store` (e.g. by `feast materialize`).
+/// it are written through `write-to-online-store` (e.g. by Feast's client-side `feast
+/// materialize`), or, with a `path`, materialized by featgrid from that Parquet file or
+/// directory ([`super::batch`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchSourceDecl {
     pub(super) name: String,
     #[serde(default)]
     pub(super) description: String,
+    /// A Parquet file or a directory of Parquet files, relative to the registry file.
+    pub(super) path: Option<String>,
+    /// Source column -> the view's column.
+    #[serde(default)]
+    pub(super) field_mapping: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +262,8 @@ impl Registry {
                 name: decl.name,
                 feature_views: Vec::new(),
                 description: decl.description,
+                path: decl.path.map(Into::into),
+                field_mapping: decl.field_mapping,
             });
         }
 
@@ -369,12 +382,18 @@ impl Registry {
                     .map_err(|p| invalid(key("ttl"), p))?,
             };
             let id = views.len();
+            let mut offline = decl.offline.clone();
             if let Some(source) = &decl.source {
                 if let Some(ps) = push_sources.iter_mut().find(|p| &p.name == source) {
                     ps.views.push(id);
                     ps.feature_views.push(decl.name.clone());
                 } else if let Some(bs) = batch_sources.iter_mut().find(|b| &b.name == source) {
                     bs.feature_views.push(decl.name.clone());
+                    offline = bs.path.clone().map(|path| super::batch::OfflineSource {
+                        name: bs.name.clone(),
+                        format: super::batch::SourceFormat::Parquet { path },
+                        field_mapping: bs.field_mapping.clone(),
+                    });
                 } else {
                     return Err(invalid(
                         key("source"),
@@ -439,6 +458,7 @@ impl Registry {
                 version: decl.version,
                 version_number: decl.version_number,
                 enable_validation: decl.enable_validation,
+                offline,
                 retired: false,
             });
         }

@@ -180,6 +180,7 @@ impl FeastRepo {
         });
         let (decls, mut not_served) = declarations(file, &self.project);
         let mut registry = build_serving_what_can_be(decls, &source_name, &mut not_served)?;
+        registry.resolve_batch_paths(&self.dir);
         registry.loaded_from = LoadedFrom {
             kind: "feast",
             path: Some(self.registry_path.display().to_string()),

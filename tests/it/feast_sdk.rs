@@ -215,7 +215,7 @@ pub fn feast_apply(python: &Path, repo: &Path) {
 }
 
 /// Points `repo`'s `online_store.path` at `url` (the only `path:` under `online_store:`).
-fn set_online_store(repo: &Path, url: &str) {
+pub fn set_online_store(repo: &Path, url: &str) {
     let file = repo.join("feature_store.yaml");
     let text = std::fs::read_to_string(&file).expect("read feature_store.yaml");
     let mut in_online_store = false;

@@ -18,6 +18,8 @@ mod feast_sdk;
 mod feast_template;
 mod limits;
 mod logs;
+mod materialize;
+mod materialize_native;
 mod native;
 mod offline;
 mod robustness;

@@ -205,7 +205,44 @@ pub struct DataSource {
     /// A push source's batch source (where its timestamp columns are named).
     #[prost(message, optional, boxed, tag = "26")]
     pub batch_source: Option<Box<DataSource>>,
+    /// Source column -> feature (or key, or timestamp) column.
+    #[prost(map = "string, string", tag = "2")]
+    pub field_mapping: std::collections::HashMap<String, String>,
+    /// The Python class, e.g. `feast.infra.offline_stores.bigquery_source.BigQuerySource`.
+    #[prost(string, tag = "17")]
+    pub data_source_class_type: String,
+    #[prost(message, optional, tag = "11")]
+    pub file_options: Option<FileOptions>,
 }
+
+/// `feast.core.DataSource.SourceType.BATCH_FILE` (a `FileSource`).
+pub const BATCH_FILE: i32 = 1;
+
+/// `feast.core.DataSource.FileOptions`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FileOptions {
+    #[prost(message, optional, tag = "1")]
+    pub file_format: Option<FileFormat>,
+    /// A path (relative to the repo, or absolute) or a URL (`s3://`, `gs://`, ...).
+    #[prost(string, tag = "2")]
+    pub uri: String,
+    #[prost(string, tag = "3")]
+    pub s3_endpoint_override: String,
+}
+
+/// `feast.core.FileFormat`: which of its `oneof format` is set (both messages are empty
+/// for what featgrid needs).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FileFormat {
+    #[prost(message, optional, tag = "1")]
+    pub parquet_format: Option<Empty>,
+    #[prost(message, optional, tag = "2")]
+    pub delta_format: Option<Empty>,
+}
+
+/// A message whose fields featgrid does not read.
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct Empty {}
 
 /// `feast.core.FeatureService`.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -160,6 +160,9 @@ impl Common<'_> {
             version: None,
             version_number: 0,
             enable_validation: false,
+            offline: self
+                .batch
+                .map(crate::registry::batch::OfflineSource::from_feast),
             name: self.name,
         })
     }
