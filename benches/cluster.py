@@ -167,7 +167,9 @@ def write_topology(path, groups):
 
 
 def start_cluster(tmp, topology):
-    nodes = [Node(f"n{i}", ["--cluster", topology, "--node-id", f"n{i}"], os.path.join(tmp, f"n{i}"))
+    # --bootstrap: a brand-new cluster (harmless on the restarts after a kill: a node with Raft
+    # state ignores it).
+    nodes = [Node(f"n{i}", ["--cluster", topology, "--node-id", f"n{i}", "--bootstrap"], os.path.join(tmp, f"n{i}"))
              for i in range(1, 4)]
     wait_for_leaders(nodes[0])
     return nodes
