@@ -230,11 +230,16 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         urls.lock().unwrap()[victim] = Some(cluster.node(victim).url());
         cluster.wait_for_leaders(victim);
         if wiped {
+            // Asked of the wiped node itself: its own report is always in its answer.
+            let me = json!(format!("n{}", victim + 1));
             eventually("the wiped node rejoined every group", || {
-                let status = cluster.status(survivor);
+                let status = cluster.status(victim);
                 status["groups"].as_array().is_some_and(|gs| {
-                    gs.iter()
-                        .all(|g| g["problems"] == json!({}) && g["learners"] == json!([]))
+                    gs.iter().all(|g| {
+                        g["problems"] == json!({})
+                            && g["learners"] == json!([])
+                            && g["replicas"].as_array().is_some_and(|r| r.contains(&me))
+                    })
                 })
             });
         }
