@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kills="${1:-20}"
 partitions="${2:-10}"
-FEATGRID_TEST_KILLS="$kills" cargo test --release --test it -- --nocapture --exact \
+FEATGRID_TEST_WIPES=1 FEATGRID_TEST_KILLS="$kills" cargo test --release --test it -- --nocapture --exact \
     cluster_failures::kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up 2>&1 \
     | grep -E "cluster kill test|test result|panicked"
 FEATGRID_TEST_PARTITIONS="$partitions" cargo test --release --test it -- --nocapture cluster_partition 2>&1 \
