@@ -100,6 +100,12 @@ impl Cluster {
                 let raft = self
                     .member(g)
                     .or_else(|| self.rejoining(g).and(self.raft(g)))?;
+                // Before the metrics are borrowed below: `stopped` borrows them too, and a
+                // second read borrow behind a waiting writer (the Raft core) deadlocks.
+                let problem = self
+                    .stopped(g)
+                    .map(|e| format!("stopped: {e}"))
+                    .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}")));
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let state = match m.state {
@@ -130,10 +136,7 @@ impl Cluster {
                     matched,
                     voters: membership.voter_ids().map(|n| self.name(n)).collect(),
                     learners: membership.learner_ids().map(|n| self.name(n)).collect(),
-                    problem: self
-                        .stopped(g)
-                        .map(|e| format!("stopped: {e}"))
-                        .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}"))),
+                    problem,
                 })
             })
             .collect()
