@@ -182,9 +182,29 @@ pub struct Prepared {
     pub durability: Durability,
 }
 
+/// Whose rows the node's own snapshots and log hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A single node: its snapshots and write-ahead log hold every row.
+    Single,
+    /// A cluster node: its rows are replicas of slot groups, restored from each group's Raft
+    /// snapshot and log; its own snapshots hold no rows and its log only offline rows (the
+    /// offline sink's queue).
+    Replica,
+}
+
 /// Restores the data directory, starts the shards and the snapshot scheduler (and, serving a
 /// Feast repo, the registry watcher). Must run inside an actix system. Blocks while restoring.
 pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, StartError> {
+    prepare_as(settings, registry, Role::Single)
+}
+
+/// [`prepare`] for a node of `role`.
+pub fn prepare_as(
+    settings: &Settings,
+    registry: Registry,
+    role: Role,
+) -> Result<Prepared, StartError> {
     let registry = Arc::new(registry);
     let from = &registry.loaded_from;
     tracing::info!(
@@ -208,7 +228,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
     };
     let layouts = RowLayout::for_registry(&registry);
     let views = ViewMeta::all(&registry);
-    let opened = restore::open(&restore::OpenOptions {
+    let mut opened = restore::open(&restore::OpenOptions {
         data_dir: &settings.data_dir,
         views: views.clone(),
         layouts: layouts.clone(),
@@ -234,6 +254,17 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         elapsed_ms = r.elapsed_ms,
         "restored"
     );
+    if role == Role::Replica && r.snapshot_rows + r.wal_rows > 0 {
+        // Written by an earlier version, which logged replicated rows twice: the groups'
+        // Raft snapshots and logs hold them all.
+        tracing::info!(
+            rows = r.snapshot_rows + r.wal_rows,
+            "cluster node: the rows of the node's own snapshot and log are not used; each group restores from its Raft snapshot and log"
+        );
+        opened.partitions = (0..settings.shards)
+            .map(|_| crate::grid::partition::Partition::new(layouts.clone()))
+            .collect();
+    }
     let offline = OfflineSink::start(
         OfflineOptions {
             dir: settings.data_dir.join("offline"),
@@ -259,6 +290,7 @@ pub fn prepare(settings: &Settings, registry: Registry) -> Result<Prepared, Star
         next_seq: opened.next_seq,
         sets: opened.sets,
         lock: opened.lock,
+        rows: role == Role::Single,
     });
     if opened.needs_snapshot {
         // Damaged files were skipped: a fresh set makes them unnecessary.
@@ -329,7 +361,7 @@ pub async fn start_cluster(
     node: cluster::topology::NodeIndex,
     bootstrap: bool,
 ) -> Result<Running, StartError> {
-    let prepared = prepare(settings, registry)?;
+    let prepared = prepare_as(settings, registry, Role::Replica)?;
     let fsync = settings.fsync_policy().map_err(std::io::Error::other)?;
     let state = &prepared.state;
     let local = state.store.clone();

@@ -1,7 +1,9 @@
 //! The node's own store and its write path: a write is logged ahead in the node's write-ahead
-//! log, then applied to the shards and/or handed to the offline sink. The HTTP routes (a push on
-//! a single node) and the cluster (a committed entry on a replica) both call [`LocalStore::store`];
-//! it knows nothing of HTTP, JSON or Raft, and neither caller reaches into the other.
+//! log, then applied to the shards and/or handed to the offline sink ([`LocalStore::store`]).
+//! The HTTP routes (a push on a single node) and the cluster (a committed entry on a replica)
+//! both call it; it knows nothing of HTTP, JSON or Raft, and neither caller reaches into the
+//! other. A cluster replica applies the online rows of a committed entry with
+//! [`LocalStore::apply_online`] instead: the Raft log is their only log.
 
 use crate::grid::coordinator::{Coordinator, GridError};
 use crate::grid::partition::{ApplyStats, PartitionError, RowBatch, RowLayout};
@@ -121,8 +123,25 @@ impl LocalStore {
             Some(pending) => pending.wait().await?,
             None => ApplyStats::default(),
         };
+        Ok(self.count(stats))
+    }
+
+    /// Applies per-shard batches to the online store without logging them: for rows whose
+    /// log is elsewhere (a committed Raft entry, durable in the Raft log before it is
+    /// applied). A full mailbox refuses the write before any of it is queued.
+    pub async fn apply_online(
+        &self,
+        per_shard: Vec<Vec<RowBatch>>,
+    ) -> Result<ApplyStats, StoreError> {
+        let (dispatch, pending) = self.grid.prepare_write(per_shard)?;
+        dispatch.send();
+        let stats = pending.wait().await?;
+        Ok(self.count(stats))
+    }
+
+    fn count(&self, stats: ApplyStats) -> ApplyStats {
         self.rows_written.inc_by(stats.written);
         self.rows_skipped_older.inc_by(stats.skipped_older);
-        Ok(stats)
+        stats
     }
 }

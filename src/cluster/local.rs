@@ -1,6 +1,8 @@
-//! This node's own store, as the cluster sees it: a replica of its groups. A committed entry is
-//! applied here through the same write path as a local push ([`LocalStore::store`]); rows
-//! travel between nodes in the portable form of the log. `rows_written_total` and
+//! This node's own store, as the cluster sees it: a replica of its groups. A committed entry's
+//! online rows are applied to the shards without a second log (the Raft log is the replica's
+//! only log, see [`super::state_machine`]); its offline rows go through the node's write-ahead
+//! log to the offline sink, as a local push's do. Rows travel between nodes in the portable
+//! form of the log. `rows_written_total` and
 //! `rows_skipped_older_total` count what this node's own store did: every replica counts the
 //! rows it applies.
 //!
@@ -14,12 +16,13 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use crate::grid::partition::{
-    Partition, PortableRow, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef,
+    ApplyStats, Partition, PortableRow, PortableRows, ReadBatch, ReadOutput, RowBatch, RowLayout,
+    RowRef,
 };
 use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
-use crate::persist::wal::RecordView;
-use crate::store::{Admission, LocalStore};
+use crate::persist::wal::{Destination, RecordView};
+use crate::store::{Admission, LocalStore, StoreError};
 
 use super::types::{GroupBatch, GroupWrite};
 
@@ -69,10 +72,12 @@ impl Replica {
         Ok(())
     }
 
-    /// Applies a committed write as a local push, whatever the offline sink's health (its rows
-    /// are buffered for it). A full mailbox or an unavailable log is waited out (the entry is
-    /// committed: it must be applied, in order); after a shard timeout (queued, not yet
-    /// applied) it waits until the shards have run it. Anything else is an [`ApplyError`].
+    /// Applies a committed write: its online rows straight to the shards (the Raft log is
+    /// their log), its offline rows through the node's write-ahead log to the offline sink
+    /// (the sink's own queue), whatever the sink's health. A full mailbox or an unavailable
+    /// log is waited out (the entry is committed: it must be applied, in order); after a
+    /// shard timeout (queued, not yet applied) it waits until the shards have run it.
+    /// Anything else is an [`ApplyError`].
     pub async fn apply(&self, write: &GroupWrite) -> Result<(), ApplyError> {
         let layouts = self.grid.layouts();
         let per_shard = self.to_shards(&write.views, &layouts).map_err(|problem| {
@@ -80,17 +85,33 @@ impl Replica {
                 "the rows do not fit this node's registry ({problem}): every node must serve the same registry"
             ))
         })?;
+        if write.dest.online {
+            self.until_applied(|| self.apply_online(per_shard.clone()))
+                .await?;
+        }
+        if write.dest.offline {
+            let offline = Destination {
+                online: false,
+                offline: true,
+            };
+            self.until_applied(|| {
+                self.store(per_shard.clone(), &layouts, offline, Admission::Committed)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `attempt` until it applies: again after what may succeed later, waiting for a
+    /// write that was queued but not answered in time.
+    async fn until_applied<F, Fut>(&self, mut attempt: F) -> Result<(), ApplyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<ApplyStats, StoreError>>,
+    {
         let mut attempts = 0u32;
         loop {
-            let attempt = self
-                .store(
-                    per_shard.clone(),
-                    &layouts,
-                    write.dest,
-                    Admission::Committed,
-                )
-                .await;
-            match attempt {
+            match attempt().await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => {
                     attempts += 1;

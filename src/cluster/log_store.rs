@@ -70,7 +70,15 @@ pub enum Op {
         purged: Option<LogId>,
         entries: Vec<Entry>,
     },
+    /// Entries up to and including this id are committed (see [`COMMIT_EVERY`]).
+    Commit(LogId),
 }
+
+/// How often at most a group's commit index is logged. It is a hint for the next start, which
+/// re-applies the committed entries after the group's snapshot at once (the rest once a leader
+/// says they are committed): logging it less often never loses an entry, and logging every
+/// commit would cost a write (an fsync under `always`) per entry.
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why the Raft log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +95,9 @@ struct GroupState {
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
+    /// The last commit index openraft reported, and when one was last logged.
+    committed: Option<LogId>,
+    commit_logged_at: Option<std::time::Instant>,
 }
 
 impl GroupState {
@@ -108,7 +119,21 @@ impl GroupState {
                 self.entries = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
                 self.last_purged = purged;
             }
+            Op::Commit(id) => self.committed = self.committed.max(Some(id)),
         }
+    }
+
+    /// The commit index as far as this log can vouch for it: one whose entry is in the log as
+    /// committed, or at or below the purge point; anything else (entries lost with a power cut
+    /// under a lax `--fsync`, or dropped by `--recover`) is forgotten, and the leader tells again.
+    fn checked_committed(&self) -> Option<LogId> {
+        let committed = self.committed?;
+        let covered = self.last_purged.is_some_and(|p| p.index >= committed.index);
+        let logged = self
+            .entries
+            .get(&committed.index)
+            .is_some_and(|e| e.log_id == committed);
+        (covered || logged).then_some(committed)
     }
 }
 
@@ -139,7 +164,7 @@ impl Pin {
                 },
                 None => Pin::Nothing,
             },
-            Op::Truncate(_) => Pin::Nothing,
+            Op::Truncate(_) | Op::Commit(_) => Pin::Nothing,
             Op::Purge(id) => Pin::Purge { index: id.index },
             Op::Restate { entries, .. } => Pin::Restate {
                 last: entries.last().map(|e| e.log_id.index),
@@ -351,7 +376,13 @@ impl LogStore {
             if let Ok(lsn) = logged {
                 tracing::debug!(group, lsn, "raft log restated");
             }
-        })
+        })?;
+        // The records it supersedes may hold the last commit record.
+        let committed = self.lock().committed;
+        match committed {
+            Some(id) => self.write(|_| Op::Commit(id), |_| {}),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, GroupState> {
@@ -404,6 +435,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let due = {
+            let mut state = self.lock();
+            state.committed = committed.max(state.committed);
+            let due = state
+                .commit_logged_at
+                .is_none_or(|at| at.elapsed() >= COMMIT_EVERY);
+            if due {
+                state.commit_logged_at = Some(std::time::Instant::now());
+            }
+            due.then_some(state.committed).flatten()
+        };
+        if let Some(id) = due {
+            // Not awaited: a hint, queued like an append; a failed write shows on the next one.
+            self.write(|_| Op::Commit(id), |_| {}).map_err(write_err)?;
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().checked_committed())
     }
 
     async fn append<I>(

@@ -254,7 +254,8 @@ impl Cluster {
             let dir_of_group = log_store::group_dir(&raft_dir, g);
             let machine =
                 GroupMachine::open(g, dir_of_group.clone(), local.clone(), topology.clone())
-                    .map_err(ClusterStartError::Other)?;
+                    .await
+                    .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
             let config = Config {
                 cluster_name: format!("featgrid-group-{g}"),
                 heartbeat_interval: HEARTBEAT_MS,

@@ -1,29 +1,32 @@
 //! A slot group's state machine: the node's shard partitions, restricted to the group's slots.
 //!
-//! A committed entry is applied as local writes ([`Replica::apply_batch`]): logged ahead in the
-//! node's write-ahead log and applied by the shards, so the node's snapshots and log bring it
-//! back after a restart like any push. What was applied is remembered in `raft/g<group>/applied`
-//! (last applied log id and membership, written atomically at most once a second and on every
-//! membership change), always at or behind what the local log holds: after a restart openraft
-//! re-applies the entries after it, and re-applying is harmless (newest event wins).
-//!
-//! A Raft snapshot of the group is a snapshot file in the shards' own format
+//! The Raft log is the replica's only log. A committed entry is applied to the shards in
+//! memory ([`Replica::apply_batch`]; offline rows go on to the offline sink through the node's
+//! write-ahead log, the sink's queue); nothing else is written per entry. What was applied is
+//! known from the group's newest Raft snapshot: a snapshot file in the shards' own format
 //! ([`crate::persist::snapshot`]: header, checksums, every view's rows in the portable form)
 //! holding the group's rows, taken from frozen copies of the shards: header shard = group,
-//! sequence = the last log index it covers. The newest is kept at `raft/g<group>/snapshot.snap`
-//! with its Raft metadata in `snapshot.meta` (both written atomically; a pair that does not
-//! match is ignored at start). Installing one checks it like any snapshot file, keeps it, and
-//! applies its rows as a write (views matched by name and schema), which with newest-event-wins
-//! gives the leader's state (rows are never deleted).
+//! sequence = the last log index it covers. It is kept at `raft/g<group>/snapshot.snap` with
+//! its Raft metadata in `snapshot.meta` (both written atomically and fsynced before openraft
+//! is told it exists, so the log is only ever purged below a durable snapshot; a pair that does
+//! not match is ignored at start).
+//!
+//! Recovery is the newest snapshot, then the log: at start the snapshot's rows are applied and
+//! `applied` is its last log id; openraft re-applies the committed entries after it (the log
+//! remembers how far it committed, see [`super::log_store`]) and the rest once a leader says
+//! they are committed. Re-applying is harmless: newest event wins, and a label view's last
+//! write is the last entry applied, which the replay applies last too.
+//!
+//! Installing a snapshot from the leader checks it like any snapshot file, keeps it, and
+//! applies its rows as a write (views matched by name and schema), which gives the leader's
+//! state (rows are never deleted).
 
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use serde::{Deserialize, Serialize};
 
 use super::local::{split_by_group, Replica};
 use super::topology::Topology;
@@ -37,14 +40,8 @@ use crate::persist::snapshot::{self, Body, Header, ViewSection};
 use crate::persist::wal::{Destination, RecordView};
 use crate::persist::ViewMeta;
 
-/// How often the applied marker is written while entries are applied.
-const MARK_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Marker {
-    applied: Option<LogId>,
-    membership: StoredMembership,
-}
+/// The file in which earlier versions kept the last applied log id (the snapshot holds it now).
+const LEGACY_MARKER: &str = "applied";
 
 /// Where a group's newest Raft snapshot is kept.
 #[derive(Clone)]
@@ -68,13 +65,18 @@ impl SnapshotFiles {
         write_atomic(&self.meta, &meta).map_err(|e| e.to_string())
     }
 
-    /// The kept snapshot's metadata, if the pair is whole and matches.
-    fn load(&self) -> Option<SnapshotMeta> {
+    /// The kept snapshot, if the pair is whole and matches: its metadata and rows. Blocking.
+    fn load(&self) -> Option<(SnapshotMeta, Body)> {
         let meta: SnapshotMeta = serde_json::from_slice(&std::fs::read(&self.meta).ok()?).ok()?;
         let bytes = std::fs::read(&self.file).ok()?;
         match snapshot::parse_file(&self.file, &bytes) {
-            Ok((header, _)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => Some(meta),
-            Ok(_) => None,
+            Ok((header, body)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => {
+                Some((meta, body))
+            }
+            Ok(_) => {
+                tracing::warn!(file = %self.file.display(), "raft snapshot ignored: it does not match its metadata");
+                None
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "raft snapshot ignored");
                 None
@@ -92,10 +94,8 @@ pub struct GroupMachine {
     group: usize,
     local: Replica,
     topology: Arc<Topology>,
-    marker_path: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
-    marked_at: Instant,
     files: SnapshotFiles,
     /// The metadata of the kept snapshot, if any.
     snapshot: Arc<Mutex<Option<SnapshotMeta>>>,
@@ -117,46 +117,74 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl GroupMachine {
-    /// The machine of `group`, its marker in `dir` (read if present).
-    pub fn open(
+    /// The machine of `group`, its files in `dir`: the kept snapshot's rows are applied to the
+    /// shards and `applied` is where it ends (nothing applied without one).
+    pub async fn open(
         group: usize,
         dir: PathBuf,
         local: Replica,
         topology: Arc<Topology>,
     ) -> Result<GroupMachine, String> {
-        let marker_path = dir.join("applied");
-        let marker: Marker = match std::fs::read(&marker_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: does not parse: {e}", marker_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marker::default(),
-            Err(e) => return Err(format!("{}: cannot read: {e}", marker_path.display())),
-        };
         let files = SnapshotFiles::in_dir(&dir);
-        let kept = files.load();
-        Ok(GroupMachine {
+        let mut machine = GroupMachine {
             group,
             local,
             topology,
-            marker_path,
-            applied: marker.applied,
-            membership: marker.membership,
-            marked_at: Instant::now(),
-            files,
-            snapshot: Arc::new(Mutex::new(kept)),
+            applied: None,
+            membership: StoredMembership::default(),
+            files: files.clone(),
+            snapshot: Arc::new(Mutex::new(None)),
+        };
+        let legacy = dir.join(LEGACY_MARKER);
+        let kept = blocking(move || {
+            // The replay starts from the snapshot now, whatever an old marker said.
+            match std::fs::remove_file(&legacy) {
+                Ok(()) => tracing::info!(
+                    group,
+                    "the applied marker of an earlier version is no longer used: removed"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: cannot remove: {e}", legacy.display())),
+            }
+            Ok(files.load())
         })
+        .await?;
+        if let Some((meta, body)) = kept {
+            let write = machine.write_of(body)?;
+            machine
+                .local
+                .apply(&write)
+                .await
+                .map_err(|e| e.to_string())?;
+            machine.applied = meta.last_log_id;
+            machine.membership = meta.last_membership.clone();
+            tracing::info!(group, last = ?meta.last_log_id, "raft snapshot restored");
+            *machine.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta);
+        }
+        Ok(machine)
     }
 
-    /// Writes the applied marker, on a blocking thread (the Raft cores share this one).
-    async fn mark(&mut self) -> Result<(), String> {
-        let marker = Marker {
-            applied: self.applied,
-            membership: self.membership.clone(),
+    /// A snapshot's rows as a write to this node's store: its views matched by name and schema.
+    fn write_of(&self, body: Body) -> Result<GroupWrite, String> {
+        let views = self.local.wal.views();
+        let mut write = GroupWrite {
+            dest: Destination::ONLINE,
+            views: Vec::with_capacity(body.views.len()),
         };
-        let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
-        let path = self.marker_path.clone();
-        blocking(move || write_atomic(&path, &bytes).map_err(|e| e.to_string())).await?;
-        self.marked_at = Instant::now();
-        Ok(())
+        for section in body.views {
+            let Some(id) = views.iter().position(|v| *v == section.view) else {
+                // Skipping the rows would leave this replica short of what it says it holds.
+                return Err(format!(
+                    "a raft snapshot of group {} holds feature view '{}', which this node does not serve (every node must serve the same registry)",
+                    self.group, section.view.name
+                ));
+            };
+            write.views.push(RecordView {
+                view: id as u32,
+                data: section.data,
+            });
+        }
+        Ok(write)
     }
 
     fn builder(&self) -> GroupSnapshotBuilder {
@@ -185,7 +213,6 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         I::IntoIter: Send,
     {
         let mut answers = Vec::new();
-        let mut membership_changed = false;
         for entry in entries {
             match &entry.payload {
                 EntryPayload::Blank => {}
@@ -195,24 +222,15 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
                 })?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    membership_changed = true;
                 }
             }
             self.applied = Some(entry.log_id);
             answers.push(());
         }
-        if membership_changed || self.marked_at.elapsed() >= MARK_EVERY {
-            self.mark().await.map_err(sm_err)?;
-        }
         Ok(answers)
     }
 
     async fn get_snapshot_builder(&mut self) -> GroupSnapshotBuilder {
-        // The log is purged up to the snapshot once it is built: the marker must not lag
-        // behind that point, or a restart would start from entries no longer in the log.
-        if let Err(e) = self.mark().await {
-            tracing::error!(group = self.group, error = %e, "cannot write the applied marker");
-        }
         self.builder()
     }
 
@@ -231,26 +249,10 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             blocking(move || snapshot::parse_file(&path, &bytes).map_err(|e| e.to_string()))
                 .await
                 .map_err(sm_err)?;
-        let views = self.local.wal.views();
-        let mut write = GroupWrite {
-            dest: Destination::ONLINE,
-            views: Vec::with_capacity(body.views.len()),
-        };
-        for section in body.views {
-            let Some(id) = views.iter().position(|v| *v == section.view) else {
-                // Skipping the rows would leave this replica short of what it says it holds.
-                let e = format!(
-                    "a raft snapshot of group {} holds feature view '{}', which this node does not serve (every node must serve the same registry)",
-                    self.group, section.view.name
-                );
-                tracing::error!(group = self.group, error = %e, "the group stops on this node");
-                return Err(sm_err(e));
-            };
-            write.views.push(RecordView {
-                view: id as u32,
-                data: section.data,
-            });
-        }
+        let write = self.write_of(body).map_err(|e| {
+            tracing::error!(group = self.group, error = %e, "the group stops on this node");
+            sm_err(e)
+        })?;
         // Kept first: once its rows are visible, the snapshot is on disk too.
         let (files, kept) = (self.files.clone(), meta.clone());
         blocking(move || files.keep(&kept, &data))
@@ -262,7 +264,6 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         })?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.mark().await.map_err(sm_err)?;
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(group = self.group, last = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
@@ -404,7 +405,7 @@ fn encode_group(
 mod tests {
     use super::*;
     use crate::config::{Overrides, Settings};
-    use crate::persist::wal::Destination;
+    use crate::store::LocalStore;
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(index: u64, views: Vec<RecordView>) -> Entry {
@@ -419,28 +420,121 @@ mod tests {
         }
     }
 
-    /// A committed entry this node cannot apply (here: rows of a view its registry does not
-    /// have) stops the machine with an error; `applied` stays at the last entry applied.
-    #[actix_rt::test]
-    async fn an_entry_that_cannot_be_applied_is_never_counted_applied() {
-        let data = tempfile::tempdir().unwrap();
-        let flags = Overrides {
-            data_dir: Some(data.path().to_path_buf()),
-            ..Overrides::default()
-        };
-        let (settings, registry) = Settings::load(None, [], &flags).unwrap();
-        let prepared = crate::prepare(&settings, registry).unwrap();
+    fn topology() -> Arc<Topology> {
         let topology = Topology::parse(
             "cluster_secret = \"0123456789abcdef\"\n[[node]]\nid = \"n1\"\nclient = \"127.0.0.1:1\"\ninternal = \"127.0.0.1:2\"\n[[group]]\nslots = \"0-16383\"\nnodes = [\"n1\"]\n",
             std::path::Path::new("cluster.toml"),
         )
         .unwrap();
+        Arc::new(topology)
+    }
+
+    /// A node's store on a fresh data directory in `data`.
+    fn node(data: &std::path::Path) -> crate::Prepared {
+        let flags = Overrides {
+            data_dir: Some(data.to_path_buf()),
+            ..Overrides::default()
+        };
+        let (settings, registry) = Settings::load(None, [], &flags).unwrap();
+        crate::prepare_as(&settings, registry, crate::Role::Replica).unwrap()
+    }
+
+    /// Driver rows `ids` of the embedded registry's first view, in the portable form.
+    fn rows(store: &LocalStore, ids: &[i64]) -> Vec<RecordView> {
+        let layouts = store.grid.layouts();
+        let mut batch = crate::grid::partition::RowBatch::new(0);
+        for id in ids {
+            batch.start_row(
+                &layouts[0],
+                &id.to_le_bytes(),
+                *id,
+                crate::grid::partition::NO_CREATED,
+            );
+        }
+        crate::persist::wal::portable_views(&[vec![batch]], &layouts)
+    }
+
+    async fn held(store: &LocalStore, ids: &[i64]) -> usize {
+        let keys: Vec<(u32, Blob)> = ids
+            .iter()
+            .map(|id| (0, Blob(id.to_le_bytes().to_vec())))
+            .collect();
+        let found = Replica::new(store.clone()).read_rows(&keys).await.unwrap();
+        let layouts = store.grid.layouts();
+        found
+            .iter()
+            .map(|v| PortableRows::new(&layouts[v.view as usize], &v.data.0).count())
+            .sum()
+    }
+
+    /// Committed entries are applied to the shards without a second log; the kept snapshot is
+    /// the replica's restore point: a machine opened on it (on another node's store, here)
+    /// holds its rows and has applied up to its last log id, so the log replays after it.
+    #[actix_rt::test]
+    async fn a_machine_restores_its_rows_and_applied_index_from_its_snapshot() {
+        let (data, group_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = node(data.path());
+        let store = first.state.store.clone();
+        let logged = store.wal.covered_lsn();
+        let mut machine = GroupMachine::open(
+            0,
+            group_dir.path().to_path_buf(),
+            Replica::new(store.clone()),
+            topology(),
+        )
+        .await
+        .unwrap();
+        let entries = (1..=3)
+            .map(|i| entry(i as u64, rows(&store, &[i])))
+            .collect::<Vec<_>>();
+        machine.apply(entries).await.unwrap();
+        assert_eq!(held(&store, &[1, 2, 3]).await, 3);
+        assert_eq!(
+            store.wal.covered_lsn(),
+            logged,
+            "an apply writes nothing to the node's log"
+        );
+        let snapshot = machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
+        first.shard_threads.stop();
+
+        let other = tempfile::tempdir().unwrap();
+        let second = node(other.path());
+        let store = second.state.store.clone();
+        assert_eq!(held(&store, &[1, 2, 3]).await, 0);
+        let mut machine = GroupMachine::open(
+            0,
+            group_dir.path().to_path_buf(),
+            Replica::new(store.clone()),
+            topology(),
+        )
+        .await
+        .unwrap();
+        let (applied, _) = machine.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+        assert_eq!(held(&store, &[1, 2, 3]).await, 3);
+        assert!(machine.get_current_snapshot().await.unwrap().is_some());
+        second.shard_threads.stop();
+    }
+
+    /// A committed entry this node cannot apply (here: rows of a view its registry does not
+    /// have) stops the machine with an error; `applied` stays at the last entry applied.
+    #[actix_rt::test]
+    async fn an_entry_that_cannot_be_applied_is_never_counted_applied() {
+        let data = tempfile::tempdir().unwrap();
+        let prepared = node(data.path());
         let mut machine = GroupMachine::open(
             0,
             data.path().join("g0"),
             Replica::new(prepared.state.store.clone()),
-            Arc::new(topology),
+            topology(),
         )
+        .await
         .unwrap();
         machine.apply(vec![entry(1, Vec::new())]).await.unwrap();
         assert_eq!(machine.applied.map(|l| l.index), Some(1));

@@ -57,6 +57,7 @@ struct Inner {
     views: Mutex<Arc<[ViewMeta]>>,
     keep: usize,
     state: tokio::sync::Mutex<State>,
+    rows: bool,
     last: Mutex<Option<SnapshotReport>>,
     /// The manifest's sets, for reporting without waiting for a snapshot in progress.
     sets: Mutex<Vec<SetEntry>>,
@@ -80,6 +81,10 @@ pub struct SnapshotterOptions {
     pub next_seq: u64,
     pub sets: Vec<SetEntry>,
     pub lock: std::fs::File,
+    /// Whether the sets hold the shards' rows: not on a cluster node, whose rows each group's
+    /// Raft snapshot holds (its sets then only mark how far its log, offline rows only, is
+    /// covered).
+    pub rows: bool,
 }
 
 impl Snapshotter {
@@ -97,6 +102,7 @@ impl Snapshotter {
                     next_seq: o.next_seq,
                     sets: o.sets,
                 }),
+                rows: o.rows,
                 last: Mutex::new(None),
                 _lock: o.lock,
             }),
@@ -224,7 +230,11 @@ impl Inner {
         let (mut rows, mut bytes) = (0, 0);
         for shard in 0..job.shards {
             let asked = Instant::now();
-            let frozen = self.grid.freeze_shard(shard).await?;
+            let frozen = if self.rows {
+                self.grid.freeze_shard(shard).await?
+            } else {
+                FrozenPartition::empty(self.grid.layouts())
+            };
             *freeze += asked.elapsed();
             let write = job.clone();
             let (r, b) = blocking(move || write.write_shard(shard, &frozen)).await?;

@@ -229,3 +229,42 @@ fn a_log_of_the_earlier_format_is_refused_by_name() {
         .to_string();
     assert!(e.contains(&old.display().to_string()), "{e}");
 }
+
+/// The commit index is remembered across a reopen (so a restart re-applies the committed
+/// entries after the group's snapshot at once), at most every [`COMMIT_EVERY`], and only as
+/// far as the log can vouch for it.
+#[actix_rt::test]
+async fn the_commit_index_survives_a_reopen_as_far_as_the_log_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 3);
+    let (mut a, mut b, mut c) = (log.store(0), log.store(1), log.store(2));
+    append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
+    a.save_committed(Some(entry(1, 3).log_id)).await.unwrap();
+    // Within COMMIT_EVERY of the last one: remembered in memory, not logged.
+    a.save_committed(Some(entry(1, 4).log_id)).await.unwrap();
+    append(&b, (1..=2).map(|i| entry(1, i)).collect()).await;
+    // A commit index whose entry is not in the log as committed is not vouched for.
+    b.save_committed(Some(entry(9, 2).log_id)).await.unwrap();
+    // Restated logs carry their commit index on.
+    append(&c, (1..=2).map(|i| entry(1, i)).collect()).await;
+    c.save_committed(Some(entry(1, 2).log_id)).await.unwrap();
+    c.restate().unwrap();
+    append(&a, vec![entry(1, 6)]).await;
+    log.close();
+    drop((log, a, b, c));
+
+    let log = open(dir.path(), 3);
+    let (mut a, mut b, mut c) = (log.store(0), log.store(1), log.store(2));
+    assert_eq!(a.read_committed().await.unwrap(), Some(entry(1, 3).log_id));
+    assert_eq!(b.read_committed().await.unwrap(), None);
+    assert_eq!(c.read_committed().await.unwrap(), Some(entry(1, 2).log_id));
+    // Purged past it: covered by a snapshot.
+    a.purge(entry(1, 5).log_id).await.unwrap();
+    log.close();
+    drop((log, a, b, c));
+    let log = open(dir.path(), 3);
+    assert_eq!(
+        log.store(0).read_committed().await.unwrap(),
+        Some(entry(1, 3).log_id)
+    );
+}
