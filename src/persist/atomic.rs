@@ -72,9 +72,7 @@ pub fn write_atomic_with(
 
 /// Fsyncs a directory, so that files created, renamed or removed in it stay so after a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .at(dir, "fsync the directory")
+    super::durable::sync_dir(dir).at(dir, "fsync the directory")
 }
 
 /// Creates a directory and its parents, and fsyncs its parent.

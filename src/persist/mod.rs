@@ -17,6 +17,7 @@
 
 pub mod atomic;
 pub mod codec;
+pub mod durable;
 pub mod manifest;
 pub mod offline;
 pub mod restore;

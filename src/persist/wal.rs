@@ -333,7 +333,7 @@ pub fn cut_segment(path: &Path, len: u64) -> Result<(), FileError> {
             .open(path)
             .at(path, "open")?;
         file.set_len(len).at(path, "truncate")?;
-        file.sync_all().at(path, "fsync")?;
+        super::durable::sync_all(&file).at(path, "fsync")?;
     }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

@@ -40,6 +40,7 @@ use super::{
     encode_segment_header, seal, segment_name, FsyncPolicy, SegmentFile, SegmentMeta, WalError,
 };
 use crate::persist::atomic::{create_dir, sync_dir, Context, FileError};
+use crate::persist::durable;
 use crate::persist::ViewMeta;
 
 /// Records queued for the writer before appends are refused.
@@ -193,7 +194,7 @@ impl Wal {
         // leave a hole behind durable records.
         if let Some(last) = shared.options.existing.last() {
             let file = File::open(&last.path).at(&last.path, "open")?;
-            file.sync_all().at(&last.path, "fsync")?;
+            durable::sync_all(&file).at(&last.path, "fsync")?;
         }
         let (file, len) = new_segment(&shared)?;
         let (tx, rx) = channel::bounded(QUEUE);
@@ -340,7 +341,7 @@ impl Wal {
         let current = lock(&self.shared.current).clone();
         if let Some(file) = current {
             let dir = &self.shared.options.dir;
-            file.sync_data()
+            durable::sync_data(&file)
                 .map_err(|e| FileError::new(dir, "fsync the current log segment in", e))?;
             self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
@@ -398,7 +399,7 @@ fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError> {
         .open(&path)
         .at(&path, "create the log segment")?;
     file.write_all(&header).at(&path, "write")?;
-    file.sync_all().at(&path, "fsync")?;
+    durable::sync_all(&file).at(&path, "fsync")?;
     sync_dir(dir)?;
     let file = Arc::new(file);
     let mut segments = lock(&shared.segments);
@@ -460,7 +461,7 @@ impl Writer {
             }
         }
         if self.shared.healthy.load(Ordering::Acquire) {
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = durable::sync_data(&self.file) {
                 self.shared.fail("fsync at close", &e);
             }
         }
@@ -532,7 +533,7 @@ impl Writer {
             .write_all(&self.buf)
             .map_err(|e| ("write", e))?;
         if fsync {
-            self.file.sync_data().map_err(|e| ("fsync", e))?;
+            durable::sync_data(&self.file).map_err(|e| ("fsync", e))?;
         }
         Ok(())
     }
@@ -540,7 +541,7 @@ impl Writer {
     /// Closes the current segment, fsynced whatever the policy (once per segment: only the
     /// newest segment may ever hold a torn tail after a power cut), and starts a new one.
     fn roll(&mut self) {
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = durable::sync_data(&self.file) {
             self.shared.fail("fsync before rolling the segment", &e);
             self.failed_at = Some(Instant::now());
             return;
@@ -574,7 +575,7 @@ impl Writer {
         let repaired = self
             .file
             .set_len(self.len)
-            .and_then(|()| self.file.sync_all());
+            .and_then(|()| durable::sync_all(&self.file));
         if let Err(e) = repaired {
             tracing::warn!(error = %e, "write-ahead log still failing");
             return;
@@ -603,7 +604,7 @@ fn sync_every_second(shared: &Shared) {
         if !shared.healthy.load(Ordering::Acquire) {
             continue;
         }
-        match file.sync_data() {
+        match durable::sync_data(&file) {
             Ok(()) => {
                 shared.fsyncs.fetch_add(1, Ordering::Relaxed);
             }

@@ -1,0 +1,97 @@
+//! Every fsync of a log segment or a directory goes through here. In unit tests it also
+//! notes what the fsync made durable (a file's length, a directory's names), so that a test
+//! can emulate a power cut: [`power_cut::cut`] keeps only the bytes and names that were
+//! fsynced, as the disk would after losing its page cache.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// `fdatasync`: the file's bytes written so far are durable.
+pub fn sync_data(file: &File) -> io::Result<()> {
+    file.sync_data()?;
+    #[cfg(test)]
+    power_cut::file_synced(file);
+    Ok(())
+}
+
+/// `fsync`: the file's bytes and metadata are durable.
+pub fn sync_all(file: &File) -> io::Result<()> {
+    file.sync_all()?;
+    #[cfg(test)]
+    power_cut::file_synced(file);
+    Ok(())
+}
+
+/// Fsyncs a directory: its names (files created, renamed, removed) are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()?;
+    #[cfg(test)]
+    power_cut::dir_synced(dir);
+    Ok(())
+}
+
+#[cfg(test)]
+pub mod power_cut {
+    //! What the fsyncs of this test process made durable, per path (tests run in parallel, each
+    //! in its own temporary directory).
+
+    use std::collections::{HashMap, HashSet};
+    use std::ffi::OsString;
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Durable {
+        /// File path -> bytes durable.
+        files: HashMap<PathBuf, u64>,
+        /// Directory -> the names durable in it.
+        dirs: HashMap<PathBuf, HashSet<OsString>>,
+    }
+
+    static DURABLE: Mutex<Option<Durable>> = Mutex::new(None);
+
+    fn with<T>(f: impl FnOnce(&mut Durable) -> T) -> T {
+        let mut guard = DURABLE.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.get_or_insert_with(Durable::default))
+    }
+
+    pub(super) fn file_synced(file: &File) {
+        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        if let (Ok(path), Ok(meta)) = (std::fs::read_link(link), file.metadata()) {
+            with(|d| d.files.insert(path, meta.len()));
+        }
+    }
+
+    pub(super) fn dir_synced(dir: &Path) {
+        let (Ok(dir), Ok(list)) = (dir.canonicalize(), std::fs::read_dir(dir)) else {
+            return;
+        };
+        let names = list.flatten().map(|e| e.file_name()).collect();
+        with(|d| d.dirs.insert(dir, names));
+    }
+
+    /// A power cut in `dir`: a file whose name was never fsynced into the directory
+    /// disappears, and every other file keeps only the bytes an fsync covered (none if it was
+    /// never fsynced).
+    pub fn cut(dir: &Path) {
+        let dir = dir.canonicalize().unwrap();
+        with(|d| {
+            let names = d.dirs.get(&dir);
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if names.is_some_and(|n| !n.contains(&entry.file_name())) {
+                    std::fs::remove_file(&path).unwrap();
+                    continue;
+                }
+                let durable = d.files.get(&path).copied().unwrap_or(0);
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                if file.metadata().unwrap().len() > durable {
+                    file.set_len(durable).unwrap();
+                }
+            }
+        });
+    }
+}
