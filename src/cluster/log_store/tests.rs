@@ -276,7 +276,7 @@ async fn the_commit_index_survives_a_reopen_as_far_as_the_log_holds_it() {
 async fn a_power_cut_after_segments_are_deleted_loses_no_durable_entry() {
     let dir = tempfile::tempdir().unwrap();
     let log = RaftLog::open(dir.path(), options(FsyncPolicy::No, 1024, false), 2).unwrap();
-    let (mut idle, mut busy) = (log.store(0), log.store(1));
+    let (idle, mut busy) = (log.store(0), log.store(1));
     append(&idle, vec![entry(1, 1), entry(1, 2)]).await;
     // Each segment the busy group fills is fsynced as it is closed.
     for i in 1..=200 {
