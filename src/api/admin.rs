@@ -76,6 +76,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             };
             set("stopped", cluster.stopped(group).is_some());
             set("rejoining", cluster.rejoining(group).is_some());
+            set("not_a_member", cluster.removed(group).is_some());
         }
     }
     HttpResponse::Ok()

@@ -61,7 +61,7 @@ impl Metrics {
         let cluster_group_problem = prometheus::IntGaugeVec::new(
             Opts::new(
                 "cluster_group_replica_problem",
-                "cluster nodes: 1 while this node's replica of the group is stopped (a committed entry could not be applied here; restart once mended) or rejoining (it lost its Raft state and votes in no election until the leader adds it back), else 0",
+                "cluster nodes: 1 while this node's replica of the group is stopped (a committed entry could not be applied here; restart once mended), rejoining (it lost its Raft state and votes in no election until the leader adds it back) or not_a_member (removed from the group while it ran), else 0",
             ),
             &["group", "problem"],
         )

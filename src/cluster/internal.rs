@@ -170,6 +170,14 @@ async fn vote(
             });
         return Ok(encoded(&refused));
     }
+    let candidate = rpc.vote.leader_id().voted_for();
+    if let Some(reason) = candidate.and_then(|c| cluster.refuses_candidate(*group, c)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            super::network::NOT_A_MEMBER,
+            reason,
+        ));
+    }
     Ok(encoded(&raft.vote(rpc).await))
 }
 

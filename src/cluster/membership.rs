@@ -9,6 +9,7 @@
 //! group's Raft node, so a node added later needs no restart.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
@@ -124,5 +125,122 @@ impl Cluster {
             async move { self.change_members_here(group, &raft, &change, left).await }
         })
         .await
+    }
+}
+
+/// What a node learned when a member refused its vote because the group's committed membership
+/// no longer has it.
+struct Removal {
+    reason: String,
+    /// The membership this node held when it noticed (`None`: not looked at yet): a newer one
+    /// reaching it means it was added back.
+    seen_at: Option<Option<u64>>,
+}
+
+/// A voter removed from a group while it runs may never receive the membership that removed it
+/// (the leader stops replicating to it once the change is committed): it would believe it is
+/// still a voter, stand for election forever and refuse reads (`no_quorum`). A member whose
+/// committed membership lacks the candidate answers its vote request `not_a_member`
+/// ([`Cluster::refuses_candidate`]); the candidate notes it here and, through
+/// [`Cluster::watch_removals`], stands for no more elections, serves none of the group's
+/// requests (it routes them to the members, as a node without a replica does) and shows
+/// `not_a_member` in `GET /cluster`, until a membership change reaches it again (it was added
+/// back).
+#[derive(Default)]
+pub struct Removed(std::sync::Mutex<Option<Removal>>);
+
+impl Removed {
+    /// A member refused this node's vote request: `reason` says why.
+    pub fn note(&self, reason: String) {
+        let mut removal = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if removal.is_none() {
+            *removal = Some(Removal {
+                reason,
+                seen_at: None,
+            });
+        }
+    }
+
+    fn reason(&self) -> Option<String> {
+        let removal = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        removal.as_ref().map(|r| r.reason.clone())
+    }
+}
+
+/// How often a node looks whether it was removed from or added back to a group.
+const WATCH_REMOVALS_EVERY: Duration = Duration::from_millis(200);
+
+impl Cluster {
+    /// Why this node no longer serves `group`, if a member told it it was removed.
+    pub fn removed(&self, group: usize) -> Option<String> {
+        self.removed.get(group)?.reason()
+    }
+
+    /// Why `candidate` may not stand for election in `group`, as this node sees it: the
+    /// group's membership, committed here, has neither it as a voter nor as a learner. (A
+    /// refused vote is always safe; an uncommitted membership proves nothing.)
+    pub fn refuses_candidate(&self, group: usize, candidate: NodeIndex) -> Option<String> {
+        let raft = self.member(group)?;
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let config = &m.membership_config;
+        let at = (*config.log_id())?;
+        let committed = m
+            .last_applied
+            .is_some_and(|applied| applied.index >= at.index);
+        let membership = config.membership();
+        if !committed || membership.get_node(&candidate).is_some() {
+            return None;
+        }
+        let name = |n: NodeIndex| self.topology.node(n).id.clone();
+        Some(format!(
+            "node {} is not a member of group {group}: its committed membership (log index {}) is voters {:?}, learners {:?}; add it back with `featgrid cluster members --add`",
+            name(candidate),
+            at.index,
+            membership.voter_ids().map(name).collect::<Vec<_>>(),
+            membership.learner_ids().map(name).collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Runs for the node's life: a group this node was told it was removed from stops
+    /// standing for election here; one whose membership changed since (it was added back)
+    /// serves and stands again.
+    pub(super) async fn watch_removals(self: Arc<Cluster>) {
+        loop {
+            actix_rt::time::sleep(WATCH_REMOVALS_EVERY).await;
+            for (group, removed) in self.removed.iter().enumerate() {
+                let Some(raft) = self.raft(group) else {
+                    continue;
+                };
+                let mut removal = removed.0.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(r) = removal.as_mut() else {
+                    continue;
+                };
+                let now = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .log_id()
+                    .map(|l| l.index);
+                match r.seen_at {
+                    None => {
+                        r.seen_at = Some(now);
+                        raft.runtime_config().elect(false);
+                        tracing::warn!(group, reason = %r.reason, "removed from the group: no longer standing for election or serving it");
+                    }
+                    Some(seen) if seen != now => {
+                        *removal = None;
+                        if self.rejoining(group).is_none() {
+                            raft.runtime_config().elect(true);
+                        }
+                        tracing::info!(
+                            group,
+                            "a membership change reached this node: serving the group again"
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
 }

@@ -207,6 +207,9 @@ pub struct Cluster {
     /// Index = group: this node lost its Raft state for the group and is rejoining it
     /// ([`rejoin`]): it grants no vote until the leader has added it back.
     rejoin: Vec<AtomicBool>,
+    /// Index = group: a member told this node it was removed from the group
+    /// ([`membership::Removed`]).
+    removed: Vec<Arc<membership::Removed>>,
 }
 
 /// Why the cluster side could not start.
@@ -244,6 +247,7 @@ impl Cluster {
         });
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let mut acks = Vec::with_capacity(topology.groups.len());
+        let mut removed = Vec::with_capacity(topology.groups.len());
         let mut to_rejoin = Vec::new();
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         let raft_dir = data_dir.join("raft");
@@ -269,10 +273,13 @@ impl Cluster {
             .map_err(|e| ClusterStartError::Other(e.to_string()))?;
             let group_acks = Arc::new(network::Acks::default());
             acks.push(group_acks.clone());
+            let group_removed = Arc::new(membership::Removed::default());
+            removed.push(group_removed.clone());
             let network = GroupNetwork {
                 net: net.clone(),
                 group: g,
                 acks: group_acks,
+                removed: group_removed,
             };
             let raft = Raft::new(me, Arc::new(config), network, log.store(g), machine)
                 .await
@@ -327,7 +334,9 @@ impl Cluster {
             rejoin: (0..rafts_len)
                 .map(|g| AtomicBool::new(to_rejoin.iter().any(|(r, _)| *r == g)))
                 .collect(),
+            removed,
         });
+        actix_rt::spawn(cluster.clone().watch_removals());
         for (group, marker) in to_rejoin {
             actix_rt::spawn(cluster.clone().rejoin_group(group, marker));
         }
@@ -349,7 +358,7 @@ impl Cluster {
 
     /// This node's Raft node of `group` when the node is one of its members (voter or
     /// learner), whether or not the group stopped here.
-    fn member(&self, group: usize) -> Option<&Raft> {
+    pub(super) fn member(&self, group: usize) -> Option<&Raft> {
         let raft = self.raft(group)?;
         let metrics = raft.metrics();
         let member = metrics
@@ -365,7 +374,8 @@ impl Cluster {
     /// the group's members (voter or learner) and the group has not stopped here
     /// ([`Cluster::stopped`]). A node without one routes the group's requests to its leader.
     pub fn replica(&self, group: usize) -> Option<&Raft> {
-        self.member(group).filter(|_| self.stopped(group).is_none())
+        self.member(group)
+            .filter(|_| self.stopped(group).is_none() && self.removed(group).is_none())
     }
 
     /// Why `group` stopped on this node, if it did: its log or state machine failed for good

@@ -246,7 +246,13 @@ pub struct GroupNetwork {
     pub net: Net,
     pub group: usize,
     pub acks: std::sync::Arc<Acks>,
+    /// Noted when a member answers this node's vote request [`NOT_A_MEMBER`].
+    pub removed: std::sync::Arc<super::membership::Removed>,
 }
+
+/// The code of a vote request's answer from a member whose committed membership lacks the
+/// candidate (see [`super::membership::Removed`]).
+pub const NOT_A_MEMBER: &str = "not_a_member";
 
 /// One group's Raft connection to one peer.
 pub struct Peer {
@@ -255,6 +261,7 @@ pub struct Peer {
     target: NodeId,
     addr: Result<Address, String>,
     acks: std::sync::Arc<Acks>,
+    removed: std::sync::Arc<super::membership::Removed>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
@@ -267,6 +274,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             target,
             addr: Address::parse(&node.addr),
             acks: self.acks.clone(),
+            removed: self.removed.clone(),
         }
     }
 }
@@ -295,6 +303,12 @@ impl Peer {
         match answer {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(NetError::Refused { code, message, .. }) if code == NOT_A_MEMBER => {
+                self.removed.note(message.clone());
+                Err(RPCError::Network(NetworkError::new(
+                    &std::io::Error::other(message),
+                )))
+            }
             Err(e @ NetError::Unreachable { .. }) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }

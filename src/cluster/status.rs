@@ -105,7 +105,8 @@ impl Cluster {
                 let problem = self
                     .stopped(g)
                     .map(|e| format!("stopped: {e}"))
-                    .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}")));
+                    .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}")))
+                    .or_else(|| self.removed(g).map(|e| format!("not_a_member: {e}")));
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let state = match m.state {

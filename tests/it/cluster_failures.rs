@@ -444,3 +444,39 @@ fn a_dead_node_is_replaced_by_a_learner_made_voter() {
         bad.text
     );
 }
+
+/// A voter removed from its group while it runs (it may never receive the membership that
+/// removed it) stops serving and electing in the group but not routing: once a member has
+/// refused its vote, `GET /cluster` shows `not_a_member` for it, pushes and reads through it
+/// reach the group's members (a `local` read too: it holds no replica any more), and no
+/// election disturbs the group.
+#[test]
+fn a_removed_voter_left_running_routes_to_the_members() {
+    let cluster = Cluster::start(4, &[&[1, 2, 3]]);
+    let ids: Vec<i64> = (1..=50).collect();
+    let a = push(cluster.node(0), &ids, 5);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let changed = cluster.node(0).post(
+        "/cluster/groups/0/members",
+        &json!({"add": ["n4"], "remove": ["n3"]}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let b = push(cluster.node(2), &ids, 7);
+    assert_eq!(b.status, 200, "{}", b.text);
+    eventually("n3 knows it was removed", || {
+        let status = cluster.status(2);
+        status["groups"][0]["problems"]["n3"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("not_a_member: node n3 is not a member of group 0"))
+    });
+    for consistency in [None, Some("local")] {
+        let got = read_trips(&cluster.node(2).url(), &ids, consistency).expect("read");
+        assert!(got.iter().all(|v| *v == 7), "{consistency:?}: {got:?}");
+    }
+    let term = cluster.status(0)["groups"][0]["term"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let c = push(cluster.node(2), &ids, 9);
+    assert_eq!(c.status, 200, "{}", c.text);
+    // No election was started by the removed node.
+    assert_eq!(cluster.status(0)["groups"][0]["term"], term);
+}
