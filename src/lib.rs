@@ -143,6 +143,7 @@ pub fn build_app(
             guarded("/cluster/groups/{group}/members", admin)
                 .route(web::post().to(api::cluster::members)),
         )
+        .service(guarded("/cluster/reload", admin).route(web::post().to(api::cluster::reload)))
         .default_service(web::to(api::not_found))
 }
 
@@ -462,6 +463,19 @@ fn reload_on_hangup(state: web::Data<AppState>, certificate: Option<Arc<tls::Rel
                     Some(Err(e)) => tracing::error!(
                         error = %e,
                         "SIGHUP: TLS certificate not reloaded; the previous one stays in force"
+                    ),
+                }
+                match state.cluster.get().map(|c| (c, c.reload_topology())) {
+                    None => {}
+                    Some((cluster, Ok(r))) => {
+                        tracing::info!(added = ?r.added, nodes = r.nodes.len(), "SIGHUP: cluster topology reloaded");
+                        if !r.added.is_empty() {
+                            cluster.announce_topology().await;
+                        }
+                    }
+                    Some((_, Err(e))) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: cluster topology not reloaded; the one in force stays"
                     ),
                 }
             }

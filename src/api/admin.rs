@@ -65,7 +65,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Some(cluster) = state.cluster.get() {
-        for group in cluster.topology.groups_of(cluster.me) {
+        for group in cluster.topology().groups_of(cluster.me) {
             let label = group.to_string();
             let set = |problem, on: bool| {
                 state
@@ -124,16 +124,16 @@ pub async fn digest(
                 "group= needs a cluster node; this server runs as a single node",
             ))
         }
-        (Some(g), Some(cluster)) if g >= cluster.topology.groups.len() => {
+        (Some(g), Some(cluster)) if g >= cluster.topology().groups.len() => {
             return Err(ApiError::bad_request(
                 "invalid_request",
                 format!(
                     "group {g} does not exist: the topology has {} groups",
-                    cluster.topology.groups.len()
+                    cluster.topology().groups.len()
                 ),
             ))
         }
-        (Some(g), Some(cluster)) => Some((g, cluster.topology.clone())),
+        (Some(g), Some(cluster)) => Some((g, cluster.topology())),
     };
     let frozen = state.store.grid.freeze().await?;
     let names: Vec<String> = state

@@ -1,6 +1,7 @@
-//! The cluster's client routes: `GET /cluster` (who owns, leads and lags what) and
-//! `POST /cluster/groups/{group}/members` (membership changes). Both answer 404
-//! `not_a_cluster` on a single node; the work is the cluster's ([`crate::cluster`]).
+//! The cluster's client routes: `GET /cluster` (who owns, leads and lags what),
+//! `POST /cluster/groups/{group}/members` (membership changes) and `POST /cluster/reload` (take
+//! nodes added to the topology file). All answer 404 `not_a_cluster` on a single node; the work
+//! is the cluster's ([`crate::cluster`]).
 
 use std::sync::Arc;
 
@@ -37,24 +38,40 @@ pub async fn members(
 ) -> Result<HttpResponse, ApiError> {
     let cluster = cluster_of(&state)?;
     let group = *group;
-    if group >= cluster.topology.groups.len() {
+    if group >= cluster.topology().groups.len() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_group",
             format!(
                 "group {group} does not exist: the topology has groups 0 to {}",
-                cluster.topology.groups.len() - 1
+                cluster.topology().groups.len() - 1
             ),
         ));
     }
     let change: MemberChange = parse_json(&body)?;
     for id in change.add.iter().chain(&change.remove) {
         cluster
-            .topology
+            .topology()
             .node_index(id)
             .map_err(|e| ApiError::bad_request("unknown_node", e.problem))?;
     }
     Ok(HttpResponse::Ok().json(cluster.change_members(group, change).await?))
+}
+
+/// `POST /cluster/reload`: reads the topology file again and takes the nodes added at its
+/// end; anything else changed is refused (409 `topology_not_reloaded`, naming the entry) and
+/// the topology in force stays.
+pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let cluster = cluster_of(&state)?.clone();
+    let reloading = cluster.clone();
+    let reloaded = actix_web::rt::task::spawn_blocking(move || reloading.reload_topology())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "topology_not_reloaded", e))?;
+    if !reloaded.added.is_empty() {
+        cluster.announce_topology().await;
+    }
+    Ok(HttpResponse::Ok().json(reloaded))
 }
 
 /// The request header that asks for a read's consistency.

@@ -53,32 +53,36 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// Starts serving the internal endpoint on `listener` (the node's `internal` address).
 pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io::Result<Server> {
     let data = web::Data::from(cluster);
-    let fingerprint = data.topology.fingerprint();
-    let path = data.topology.path.display().to_string();
     let server = HttpServer::new(move || {
-        let secret = data.topology.secret.clone();
-        let (fingerprint, path) = (fingerprint.clone(), path.clone());
+        let cluster = data.clone();
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .wrap_fn(move |req, service| {
+                let credentials = cluster.net().credentials();
                 let headers = req.headers();
                 let allowed = headers
                     .get(SECRET_HEADER)
-                    .is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes()));
+                    .is_some_and(|v| same_secret(v.as_bytes(), credentials.secret.as_bytes()));
                 let theirs = headers.get(TOPOLOGY_HEADER).map(|v| v.as_bytes());
+                let same_topology = theirs == Some(credentials.fingerprint.as_bytes())
+                    || theirs
+                        .and_then(|t| std::str::from_utf8(t).ok())
+                        .is_some_and(|t| cluster.ran_with_topology(t) || cluster.follow_topology(t));
                 let refusal = if !allowed {
                     Some(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "cluster_secret_required",
                         "node-to-node calls must carry the cluster secret",
                     ))
-                } else if theirs != Some(fingerprint.as_bytes()) {
+                } else if !same_topology {
                     let theirs = theirs.map_or("none".into(), String::from_utf8_lossy);
+                    let path = cluster.topology().path.display().to_string();
+                    let mine = cluster.net().credentials().fingerprint.clone();
                     Some(ApiError::new(
                         StatusCode::CONFLICT,
                         "topology_mismatch",
-                        format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {fingerprint}): every node must use the same topology file"),
+                        format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {mine}): every node must use the same topology file (after adding nodes to every node's file, reload one node with SIGHUP or POST /cluster/reload)"),
                     ))
                 } else {
                     None
@@ -268,7 +272,7 @@ async fn rejoin(
 ) -> Result<HttpResponse, ApiError> {
     let group = *group;
     let node: NodeIndex = decode(&body)?;
-    if node as usize >= cluster.topology.nodes.len() {
+    if node as usize >= cluster.topology().nodes.len() {
         return Err(ApiError::bad_request(
             "unknown_node",
             format!("node #{node} is not in the topology"),

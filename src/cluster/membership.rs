@@ -45,7 +45,7 @@ impl Cluster {
         let metrics = raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
-        let name = |n: NodeIndex| self.topology.node(n).id.clone();
+        let name = |n: NodeIndex| self.topology().node(n).id.clone();
         Members {
             group,
             voters: membership.voter_ids().map(name).collect(),
@@ -56,7 +56,7 @@ impl Cluster {
     fn node_indexes(&self, ids: &[String]) -> Result<Vec<NodeIndex>, Refusal> {
         ids.iter()
             .map(|id| {
-                self.topology.node_index(id).map_err(|e| Refusal::Failed {
+                self.topology().node_index(id).map_err(|e| Refusal::Failed {
                     status: 400,
                     code: "unknown_node".into(),
                     message: e.problem,
@@ -95,12 +95,12 @@ impl Cluster {
             });
         }
         for &node in add.iter().filter(|n| !voters.contains(n)) {
-            let addr = BasicNode::new(self.topology.node(node).internal.to_string());
+            let addr = BasicNode::new(self.topology().node(node).internal.to_string());
             let left = deadline.saturating_duration_since(Instant::now());
             let added = raft.add_learner(node, addr, true);
             self.as_leader(group, raft, left, "the learner did not catch up", added)
                 .await?;
-            tracing::info!(group, node = %self.topology.node(node).id, "learner caught up");
+            tracing::info!(group, node = %self.topology().node(node).id, "learner caught up");
         }
         if wanted != voters {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -192,7 +192,7 @@ impl Cluster {
         if !committed || membership.get_node(&candidate).is_some() {
             return None;
         }
-        let name = |n: NodeIndex| self.topology.node(n).id.clone();
+        let name = |n: NodeIndex| self.topology().node(n).id.clone();
         Some(format!(
             "node {} is not a member of group {group}: its committed membership (log index {}) is voters {:?}, learners {:?}; add it back with `featgrid cluster members --add`",
             name(candidate),

@@ -14,6 +14,7 @@
 //! without a leader that has a quorum answers 503 `no_quorum`, never a wait without end.
 
 mod batch;
+pub mod grow;
 pub mod internal;
 pub mod local;
 pub mod log_store;
@@ -179,7 +180,8 @@ enum Forwarded<T> {
 
 /// This node's part of the cluster.
 pub struct Cluster {
-    pub topology: Arc<Topology>,
+    /// Replaced by [`Cluster::reload_topology`] when nodes are added.
+    topology: arc_swap::ArcSwap<Topology>,
     pub me: NodeIndex,
     /// Index = group: this node's Raft node of each group, member or not.
     rafts: Vec<Raft>,
@@ -210,6 +212,12 @@ pub struct Cluster {
     /// Index = group: a member told this node it was removed from the group
     /// ([`membership::Removed`]).
     removed: Vec<Arc<membership::Removed>>,
+    /// The node's data directory (its `raft/node-ids.json` notes nodes added).
+    data_dir: std::path::PathBuf,
+    /// When this node last read its topology file because a caller's differed.
+    followed_at: std::sync::Mutex<Option<Instant>>,
+    /// The fingerprints of the topologies this node ran with before (see [`grow`]).
+    earlier: std::sync::Mutex<Vec<String>>,
 }
 
 /// Why the cluster side could not start.
@@ -316,7 +324,7 @@ impl Cluster {
             .map(|g| AtomicU64::new(g.nodes[0]))
             .collect();
         let cluster = Arc::new_cyclic(|this| Cluster {
-            topology,
+            topology: arc_swap::ArcSwap::new(topology),
             me,
             rafts,
             batchers,
@@ -335,6 +343,9 @@ impl Cluster {
                 .map(|g| AtomicBool::new(to_rejoin.iter().any(|(r, _)| *r == g)))
                 .collect(),
             removed,
+            data_dir: data_dir.to_path_buf(),
+            followed_at: std::sync::Mutex::new(None),
+            earlier: std::sync::Mutex::new(Vec::new()),
         });
         actix_rt::spawn(cluster.clone().watch_removals());
         for (group, marker) in to_rejoin {
@@ -349,6 +360,11 @@ impl Cluster {
             let _ = raft.shutdown().await;
         }
         self.log.close();
+    }
+
+    /// The topology in force (nodes may have been added since the start).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
     }
 
     /// This node's Raft node of `group`, member or not.
@@ -409,14 +425,14 @@ impl Cluster {
             None => Some(self.hints[group].load(Ordering::Relaxed)).filter(|&n| n != NO_LEADER),
         };
         match known {
-            Some(n) if (n as usize) < self.topology.nodes.len() => Leader::There(n),
+            Some(n) if (n as usize) < self.topology().nodes.len() => Leader::There(n),
             _ => Leader::Unknown,
         }
     }
 
     /// The replicas of `group` in turn, for a node that holds none and knows no leader.
     fn any_replica(&self, group: usize) -> NodeIndex {
-        let nodes = &self.topology.groups[group].nodes;
+        let nodes = &self.topology().groups[group].nodes;
         nodes[self.rotor.fetch_add(1, Ordering::Relaxed) % nodes.len()]
     }
 
@@ -439,7 +455,7 @@ impl Cluster {
                 self.note_leader(group, leader.filter(|&l| l != node));
                 Ok(Forwarded::Retry(format!(
                     "node {} is not the leader",
-                    self.topology.node(node).id
+                    self.topology().node(node).id
                 )))
             }
             Ok(Err(r)) => Err(refusal_error(group, addr, r)),
@@ -462,7 +478,7 @@ impl Cluster {
     }
 
     fn internal_addr(&self, node: NodeIndex) -> Address {
-        self.topology.node(node).internal.clone()
+        self.topology().node(node).internal.clone()
     }
 
     /// Runs `op` on this node's Raft node for `group`, as its leader, for at most `left`;
@@ -700,7 +716,7 @@ impl Node {
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();
         actix_rt::spawn(server);
-        tracing::info!(node = %cluster.topology.node(me).id, %addr, groups = cluster.topology.groups_of(me).count(), "cluster node started");
+        tracing::info!(node = %cluster.topology().node(me).id, %addr, groups = cluster.topology().groups_of(me).count(), "cluster node started");
         Ok(Node {
             cluster,
             internal,

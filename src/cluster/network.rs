@@ -75,7 +75,8 @@ thread_local! {
 #[derive(Clone)]
 pub struct Net {
     arbiter: ArbiterHandle,
-    credentials: std::sync::Arc<Credentials>,
+    /// Replaced when the topology grows (its fingerprint changes).
+    credentials: std::sync::Arc<arc_swap::ArcSwap<Credentials>>,
 }
 
 impl Net {
@@ -84,9 +85,18 @@ impl Net {
         let arbiter = Arbiter::new();
         let net = Net {
             arbiter: arbiter.handle(),
-            credentials: credentials.into(),
+            credentials: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(credentials)),
         };
         (net, arbiter)
+    }
+
+    /// What every call carries, and what every call received must carry.
+    pub fn credentials(&self) -> std::sync::Arc<Credentials> {
+        self.credentials.load_full()
+    }
+
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.credentials.store(std::sync::Arc::new(credentials));
     }
 
     /// POSTs `body` to `path` on `addr` from the net thread; answers the body of a 200.
@@ -98,7 +108,7 @@ impl Net {
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
         let (tx, rx) = oneshot::channel();
-        let credentials = self.credentials.clone();
+        let credentials = self.credentials.load_full();
         let to = addr.clone();
         let sent = self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
@@ -129,7 +139,7 @@ impl Net {
         timeout: Duration,
     ) -> Result<A, NetError> {
         let body = encode_request(&addr, request)?;
-        let answer = post(addr.clone(), &path, &self.credentials, body, timeout).await?;
+        let answer = post(addr.clone(), &path, &self.credentials.load(), body, timeout).await?;
         decode_answer(&addr, &answer)
     }
 

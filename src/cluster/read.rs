@@ -237,14 +237,14 @@ impl Cluster {
         per_shard: Vec<ReadBatch>,
         consistency: Consistency,
     ) -> Result<Vec<Option<ReadOutput>>, ClusterError> {
-        let groups = self.topology.groups.len();
+        let groups = self.topology().groups.len();
         // Decided once per request: a membership change may add a replica meanwhile.
         let here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
         let mut touched = vec![false; groups];
         let mut remote: Vec<Keys> = vec![Vec::new(); groups];
         for batch in &per_shard {
             for (view, key) in batch.iter() {
-                let g = self.topology.group_of_slot(slot(key));
+                let g = self.topology().group_of_slot(slot(key));
                 touched[g] = true;
                 if !here[g] {
                     remote[g].push((view as u32, Blob(key.to_vec())));
@@ -314,7 +314,7 @@ impl Cluster {
             for (i, (view, key)) in batch.iter().enumerate() {
                 // Rows of groups without a working replica here (never had one, removed, or
                 // stopped) may be left over or behind: only their leader's answer counts.
-                if !here[self.topology.group_of_slot(slot(key))] {
+                if !here[self.topology().group_of_slot(slot(key))] {
                     continue;
                 }
                 if let Some(row) = output.row(&layouts, i) {

@@ -116,7 +116,7 @@ impl Cluster {
                 code: "not_a_member".into(),
                 message: format!(
                     "node {} is not a member of group {group}: add it with `featgrid cluster members --add`",
-                    self.topology.node(node).id
+                    self.topology().node(node).id
                 ),
             });
         }
@@ -125,7 +125,7 @@ impl Cluster {
             return Err(Refusal::Failed {
                 status: 409,
                 code: "cannot_rejoin".into(),
-                message: format!("node {} is group {group}'s only voter: its data is gone; start the group anew with --bootstrap", self.topology.node(node).id),
+                message: format!("node {} is group {group}'s only voter: its data is gone; start the group anew with --bootstrap", self.topology().node(node).id),
             });
         }
         let remaining = || deadline.saturating_duration_since(Instant::now());
@@ -133,9 +133,9 @@ impl Cluster {
             let demoted = raft.change_membership(others.clone(), true);
             self.as_leader(group, raft, remaining(), "not made a learner", demoted)
                 .await?;
-            tracing::info!(group, node = %self.topology.node(node).id, "rejoining node made a learner");
+            tracing::info!(group, node = %self.topology().node(node).id, "rejoining node made a learner");
         }
-        let addr = BasicNode::new(self.topology.node(node).internal.to_string());
+        let addr = BasicNode::new(self.topology().node(node).internal.to_string());
         let caught_up = raft.add_learner(node, addr, true);
         self.as_leader(
             group,
@@ -150,7 +150,7 @@ impl Cluster {
         let promoted = raft.change_membership(wanted, false);
         self.as_leader(group, raft, remaining(), "not made a voter", promoted)
             .await?;
-        tracing::info!(group, node = %self.topology.node(node).id, "rejoining node caught up and voting again");
+        tracing::info!(group, node = %self.topology().node(node).id, "rejoining node caught up and voting again");
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use super::network::NetError;
 use super::Cluster;
 
 /// How long `GET /cluster` waits for each node's report.
-const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+pub const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// One node's view of one of its groups.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ pub struct GroupStatus {
 
 impl Cluster {
     fn name(&self, node: u64) -> String {
-        self.topology
+        self.topology()
             .nodes
             .get(node as usize)
             .map_or_else(|| format!("#{node}"), |n| n.id.clone())
@@ -95,7 +95,7 @@ impl Cluster {
 
     /// This node's report on each group it holds a replica of.
     pub fn local_status(&self) -> Vec<GroupReport> {
-        (0..self.topology.groups.len())
+        (0..self.topology().groups.len())
             .filter_map(|g| {
                 let raft = self
                     .member(g)
@@ -145,8 +145,8 @@ impl Cluster {
 
     /// Every node's report, gathered into the cluster's status.
     pub async fn status(&self) -> ClusterStatus {
-        let calls = self
-            .topology
+        let topology = self.topology();
+        let calls = topology
             .nodes
             .iter()
             .enumerate()
@@ -166,8 +166,7 @@ impl Cluster {
                 answer
             });
         let reports = join_all(calls).await;
-        let nodes = self
-            .topology
+        let nodes = topology
             .nodes
             .iter()
             .zip(&reports)
@@ -179,8 +178,7 @@ impl Cluster {
                 error: r.as_ref().err().map(ToString::to_string),
             })
             .collect();
-        let groups = self
-            .topology
+        let groups = topology
             .groups
             .iter()
             .enumerate()

@@ -30,7 +30,7 @@ impl Cluster {
         dest: Destination,
     ) -> Result<(), ClusterError> {
         let views = wal::portable_views(&per_shard, layouts);
-        let topology = &self.topology;
+        let topology = self.topology();
         let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
             topology.group_of_slot(s)
         })

@@ -110,6 +110,29 @@ impl Cluster {
         cluster
     }
 
+    /// Adds a node (in no group) at the end of the topology file and starts it with that
+    /// file; the running nodes keep theirs in force until they reload it. Answers its index.
+    pub(super) fn grow(&mut self, host: &str) -> usize {
+        let (client, inner) = (free_port(), free_port());
+        let i = self.nodes.len();
+        let mut text = std::fs::read_to_string(&self.topology).expect("read the topology");
+        text += &format!(
+            "[[node]]\nid = \"n{}\"\nclient = \"{host}:{client}\"\ninternal = \"{host}:{inner}\"\n",
+            i + 1
+        );
+        std::fs::write(&self.topology, text).expect("write the topology");
+        self.internal.push(format!("{host}:{inner}"));
+        self.nodes.push(None);
+        // In no group: nothing to bootstrap.
+        self.started.push(true);
+        self.restart(i);
+        i
+    }
+
+    pub(super) fn topology_file(&self) -> &std::path::Path {
+        &self.topology
+    }
+
     pub(super) fn three() -> Cluster {
         Cluster::start(3, &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]])
     }

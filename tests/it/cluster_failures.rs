@@ -480,3 +480,52 @@ fn a_removed_voter_left_running_routes_to_the_members() {
     // No election was started by the removed node.
     assert_eq!(cluster.status(0)["groups"][0]["term"], term);
 }
+
+/// A node added at the end of the topology file is taken by the running nodes without a
+/// restart: one reload (SIGHUP here) is enough, the others follow when its calls carry the new
+/// topology; the new node then joins a group and serves its rows. A file that changes more
+/// than the node list is refused, named, and the topology in force stays.
+#[test]
+fn nodes_added_to_the_topology_are_taken_without_a_restart() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let ids: Vec<i64> = (1..=40).collect();
+    let a = push(cluster.node(0), &ids, 3);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let n4 = cluster.grow("127.0.0.1");
+    // The running nodes still have three nodes; n4 (four) is refused by them for now.
+    assert_eq!(cluster.status(0)["nodes"].as_array().unwrap().len(), 3);
+    cluster.signal(0, libc::SIGHUP);
+    eventually("n1 took the new topology", || {
+        cluster.status(0)["nodes"].as_array().unwrap().len() == 4
+    });
+    // The group keeps serving while n2 and n3 follow (n1's calls carry the new topology).
+    let b = push(cluster.node(1), &ids, 4);
+    assert_eq!(b.status, 200, "{}", b.text);
+    eventually("n2 and n3 followed", || {
+        (1..3).all(|i| cluster.status(i)["nodes"].as_array().unwrap().len() == 4)
+    });
+    let changed = cluster
+        .node(2)
+        .post("/cluster/groups/0/members", &json!({"add": ["n4"]}));
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert_eq!(changed.json["voters"], json!(["n1", "n2", "n3", "n4"]));
+    assert_all_readable_eventually(&cluster.node(n4).url(), &ids, 4);
+    let values = read_trips(&cluster.node(n4).url(), &ids, Some("local")).expect("read");
+    assert!(values.iter().all(|v| *v == 4), "{values:?}");
+
+    // A file that changes a node's address is refused by a reload, naming the entry; the
+    // topology in force stays.
+    let text = std::fs::read_to_string(cluster.topology_file()).unwrap();
+    let moved = text.replacen("client = \"127.0.0.1:", "client = \"127.0.0.2:", 1);
+    std::fs::write(cluster.topology_file(), moved).unwrap();
+    let refused = cluster.node(0).post("/cluster/reload", &json!({}));
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert_eq!(refused.json["code"], "topology_not_reloaded");
+    let message = refused.json["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("node[0]: is \"n1\" (127.0.0.2:"),
+        "{message}"
+    );
+    let c = push(cluster.node(n4), &ids, 5);
+    assert_eq!(c.status, 200, "{}", c.text);
+}
