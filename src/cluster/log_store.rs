@@ -256,6 +256,13 @@ impl RaftLog {
         state.vote.is_some() || !state.entries.is_empty() || state.last_purged.is_some()
     }
 
+    /// The last index `group` purged (compacted into a snapshot), if any.
+    pub fn purged(&self, group: usize) -> Option<u64> {
+        lock(&self.shared.groups[group].state)
+            .last_purged
+            .map(|l| l.index)
+    }
+
     pub fn stats(&self) -> WalStats {
         self.shared.wal.stats()
     }

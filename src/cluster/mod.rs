@@ -268,6 +268,18 @@ impl Cluster {
                 GroupMachine::open(g, dir_of_group.clone(), local.clone(), topology.clone())
                     .await
                     .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
+            if let Some(purged) = log.purged(g) {
+                if machine.applied_index() < Some(purged) {
+                    // The entries in between are in neither: starting would apply a log with a
+                    // hole (or fail inside openraft). Only damage or deleted files get here.
+                    return Err(ClusterStartError::Other(format!(
+                        "group {g}: the Raft log is purged up to index {purged}, but no whole Raft snapshot in {} covers it (applied: {:?}): this node's copy of the group is incomplete. Move {} aside and start the node again: it rejoins the group and the leader sends it a snapshot",
+                        dir_of_group.display(),
+                        machine.applied_index(),
+                        data_dir.display()
+                    )));
+                }
+            }
             let config = Config {
                 cluster_name: format!("featgrid-group-{g}"),
                 heartbeat_interval: HEARTBEAT_MS,

@@ -6,10 +6,11 @@
 //! known from the group's newest Raft snapshot: a snapshot file in the shards' own format
 //! ([`crate::persist::snapshot`]: header, checksums, every view's rows in the portable form)
 //! holding the group's rows, taken from frozen copies of the shards: header shard = group,
-//! sequence = the last log index it covers. It is kept at `raft/g<group>/snapshot.snap` with
-//! its Raft metadata in `snapshot.meta` (both written atomically and fsynced before openraft
-//! is told it exists, so the log is only ever purged below a durable snapshot; a pair that does
-//! not match is ignored at start).
+//! sequence = the last log index it covers. It is kept as `raft/g<group>/snapshot-<index>.snap`
+//! with its Raft metadata in `snapshot-<index>.meta` (both written atomically and fsynced
+//! before openraft is told it exists, so the log is only ever purged below a durable snapshot;
+//! the older pair is deleted only then; a pair that does not match is skipped at start for the
+//! one before it).
 //!
 //! Recovery is the newest snapshot, then the log: at start the snapshot's rows are applied and
 //! `applied` is its last log id; openraft re-applies the committed entries after it (the log
@@ -43,49 +44,125 @@ use crate::persist::ViewMeta;
 /// The file in which earlier versions kept the last applied log id (the snapshot holds it now).
 const LEGACY_MARKER: &str = "applied";
 
-/// Where a group's newest Raft snapshot is kept.
+/// Where a group's Raft snapshots are kept: a pair of files per snapshot, named by the last log
+/// index it covers (`snapshot-<index>.snap` with its rows, `snapshot-<index>.meta` with its Raft
+/// metadata), each written atomically. A new pair is complete on disk before the older pairs
+/// are deleted, so a crash at any point leaves a complete pair covering at least what the log
+/// was purged to (openraft purges only once the snapshot is built, i.e. kept).
 #[derive(Clone)]
 struct SnapshotFiles {
-    file: PathBuf,
-    meta: PathBuf,
+    dir: PathBuf,
 }
+
+/// The pair of files of earlier builds (one pair per group, overwritten in place).
+const LEGACY_PAIR: (&str, &str) = ("snapshot.snap", "snapshot.meta");
 
 impl SnapshotFiles {
     fn in_dir(dir: &std::path::Path) -> SnapshotFiles {
         SnapshotFiles {
-            file: dir.join("snapshot.snap"),
-            meta: dir.join("snapshot.meta"),
+            dir: dir.to_path_buf(),
         }
     }
 
-    /// Keeps `bytes` (a checked snapshot file) and its metadata, the file first.
+    fn pair(&self, index: u64) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("snapshot-{index:020}.snap")),
+            self.dir.join(format!("snapshot-{index:020}.meta")),
+        )
+    }
+
+    /// The snapshot pairs in the directory, newest first (the legacy pair last).
+    fn pairs(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut indexes: Vec<u64> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("snapshot-")?
+                    .strip_suffix(".meta")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        indexes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut pairs: Vec<_> = indexes.into_iter().map(|i| self.pair(i)).collect();
+        pairs.push((self.dir.join(LEGACY_PAIR.0), self.dir.join(LEGACY_PAIR.1)));
+        pairs
+    }
+
+    /// Keeps `bytes` (a checked snapshot file) and its metadata, then deletes the older pairs.
     fn keep(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), String> {
-        write_atomic(&self.file, bytes).map_err(|e| e.to_string())?;
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let (file, meta_file) = self.pair(index);
+        write_atomic(&file, bytes).map_err(|e| e.to_string())?;
         let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
-        write_atomic(&self.meta, &meta).map_err(|e| e.to_string())
-    }
-
-    /// The kept snapshot, if the pair is whole and matches: its metadata and rows. Blocking.
-    fn load(&self) -> Option<(SnapshotMeta, Body)> {
-        let meta: SnapshotMeta = serde_json::from_slice(&std::fs::read(&self.meta).ok()?).ok()?;
-        let bytes = std::fs::read(&self.file).ok()?;
-        match snapshot::parse_file(&self.file, &bytes) {
-            Ok((header, body)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => {
-                Some((meta, body))
-            }
-            Ok(_) => {
-                tracing::warn!(file = %self.file.display(), "raft snapshot ignored: it does not match its metadata");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "raft snapshot ignored");
-                None
+        write_atomic(&meta_file, &meta).map_err(|e| e.to_string())?;
+        let mut deleted = false;
+        for (old_file, old_meta) in self.pairs() {
+            if old_file != file {
+                for path in [old_meta, old_file] {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => deleted = true,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), error = %e, "cannot delete an older raft snapshot")
+                        }
+                    }
+                }
             }
         }
+        if deleted {
+            crate::persist::atomic::sync_dir(&self.dir).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
-    fn read(&self) -> std::io::Result<Vec<u8>> {
-        std::fs::read(&self.file)
+    /// The newest whole snapshot whose pair matches: its metadata and rows. Blocking.
+    fn load(&self) -> Option<(SnapshotMeta, Body)> {
+        for (file, meta_file) in self.pairs() {
+            let Ok(meta) = std::fs::read(&meta_file) else {
+                continue;
+            };
+            let meta: SnapshotMeta = match serde_json::from_slice(&meta) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    tracing::warn!(file = %meta_file.display(), error = %e, "raft snapshot ignored: its metadata does not parse");
+                    continue;
+                }
+            };
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "raft snapshot ignored");
+                    continue;
+                }
+            };
+            match snapshot::parse_file(&file, &bytes) {
+                Ok((header, body)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => {
+                    return Some((meta, body));
+                }
+                Ok(_) => {
+                    tracing::warn!(file = %file.display(), "raft snapshot ignored: it does not match its metadata")
+                }
+                Err(e) => tracing::warn!(error = %e, "raft snapshot ignored"),
+            }
+        }
+        None
+    }
+
+    /// The rows file of the kept snapshot `meta`.
+    fn read(&self, meta: &SnapshotMeta) -> Result<Vec<u8>, String> {
+        let (file, _) = self.pair(meta.last_log_id.map_or(0, |l| l.index));
+        match std::fs::read(&file) {
+            Ok(bytes) => Ok(bytes),
+            // A snapshot kept by an earlier build, not replaced yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = self.dir.join(LEGACY_PAIR.0);
+                std::fs::read(&legacy).map_err(|e| format!("{}: {e}", legacy.display()))
+            }
+            Err(e) => Err(format!("{}: {e}", file.display())),
+        }
     }
 }
 
@@ -162,6 +239,11 @@ impl GroupMachine {
             *machine.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta);
         }
         Ok(machine)
+    }
+
+    /// The index of the last entry applied (at open: the kept snapshot's).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.applied.map(|l| l.index)
     }
 
     /// A snapshot's rows as a write to this node's store: its views matched by name and schema.
@@ -244,7 +326,8 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = Arc::new(snapshot.into_inner());
-        let (path, bytes) = (self.files.file.clone(), data.clone());
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let (path, bytes) = (self.files.pair(index).0, data.clone());
         let (_, body) =
             blocking(move || snapshot::parse_file(&path, &bytes).map_err(|e| e.to_string()))
                 .await
@@ -278,14 +361,10 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         let Some(meta) = kept else {
             return Ok(None);
         };
-        let files = self.files.clone();
-        let bytes = blocking(move || {
-            files
-                .read()
-                .map_err(|e| format!("{}: {e}", files.file.display()))
-        })
-        .await
-        .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::error(e))))?;
+        let (files, kept) = (self.files.clone(), meta.clone());
+        let bytes = blocking(move || files.read(&kept)).await.map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(None, AnyError::error(e)))
+        })?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -502,6 +581,11 @@ mod tests {
             .unwrap();
         assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
         first.shard_threads.stop();
+        // A newer pair cut short by a crash (its rows file torn) is skipped for the whole one.
+        let files = SnapshotFiles::in_dir(group_dir.path());
+        let (torn, torn_meta) = files.pair(99);
+        std::fs::copy(files.pair(3).1, torn_meta).unwrap();
+        std::fs::write(torn, b"FGSNAP").unwrap();
 
         let other = tempfile::tempdir().unwrap();
         let second = node(other.path());

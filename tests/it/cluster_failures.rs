@@ -177,7 +177,14 @@ pub(super) fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&s
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
-    let mut cluster = Cluster::three();
+    // A Raft snapshot every 50 entries: restarts recover from a snapshot and the log after it,
+    // and wiped nodes catch up from a snapshot.
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "50"),
+    ];
+    let mut cluster =
+        Cluster::start_with(3, &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]], &env, "127.0.0.1");
     let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
         (0..3).map(|i| Some(cluster.node(i).url())).collect(),
     ));
@@ -212,7 +219,7 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
             (seed % 3) as usize
         })
         .collect();
-    let wipes = std::env::var("FEATGRID_TEST_WIPES").is_ok_and(|v| v == "1");
+    let wipes = std::env::var("FEATGRID_TEST_WIPES").map_or(true, |v| v != "0");
     eprintln!("cluster kill test: killing nodes {kills:?} (0-based) in turn, wipes: {wipes}");
     for (round, &victim) in kills.iter().enumerate() {
         cluster.kill9(victim);
@@ -221,11 +228,9 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         let survivor = (victim + 1) % 3;
         cluster.wait_for_leaders(survivor);
         wait_for_acks(&load, 60);
-        // With FEATGRID_TEST_WIPES=1 (benches/cluster_history.sh), every other round the victim
-        // also loses its disk: it comes back with no Raft state and rejoins (no vote until the
-        // leaders have caught it up and made it a voter). Off in `cargo test`: one run of the
-        // cluster tests side by side saw a node stop answering after a wiped round (see the
-        // notes); the single wiped-node scenario runs in cluster_trust.
+        // Every other round the victim also loses its disk (unless FEATGRID_TEST_WIPES=0): it
+        // comes back with no Raft state and rejoins (no vote until the leaders have caught it
+        // up and made it a voter).
         let wiped = wipes && round % 2 == 1;
         if wiped {
             std::fs::remove_dir_all(cluster.data_dir(victim)).expect("wipe the data directory");
@@ -283,7 +288,7 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         assert_all_readable(&cluster.node(i).url(), &acked, Some("local"));
     }
     eprintln!(
-        "cluster kill test: {} kills (with FEATGRID_TEST_WIPES=1 every other one wipes the data directory); {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the kills, none older than a push acknowledged before it",
+        "cluster kill test: {} kills (every other one wiping the data directory unless FEATGRID_TEST_WIPES=0); {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the kills, none older than a push acknowledged before it",
         kills.len(),
         acked.len()
     );
@@ -350,10 +355,22 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
     }
     // The snapshot it installed is kept as a snapshot file of the group's rows, which a
     // restart finds again.
-    let file = cluster.data_dir(2).join("raft/g0/snapshot.snap");
+    let dir = cluster.data_dir(2).join("raft/g0");
+    let kept = || {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap"))
+            })
+    };
     // (A `local` read may be answered by the leader while node 3 is still starting its
     // groups: wait for the install itself.)
-    super::cluster::eventually("node 3 installed a snapshot", || file.exists());
+    super::cluster::eventually("node 3 installed a snapshot", || kept().is_some());
+    let file = kept().unwrap();
     let (header, body) = featgrid::persist::snapshot::read_shard(&file).expect("snapshot file");
     assert_eq!(header.shard, 0);
     assert!(header.rows >= 20 && header.seq >= 20, "{header:?}");
