@@ -87,7 +87,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Writes a snapshot set now; answers `{seq, rows, bytes, duration_ms, ...}` once durable.
 pub async fn take_snapshot(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let report = state.snapshotter.take().await?;
-    Ok(HttpResponse::Ok().json(report))
+    let Some(cluster) = state.cluster.get() else {
+        return Ok(HttpResponse::Ok().json(report));
+    };
+    // A cluster node's rows are in its groups' Raft snapshots: those are started too (they
+    // are built in the background; `raft snapshot built` is logged for each).
+    let mut answer = serde_json::to_value(&report).unwrap_or_default();
+    answer["raft_snapshots_started"] = serde_json::json!(cluster.snapshot_groups().await);
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The last snapshot this process wrote (`null` before the first), the complete sets on

@@ -374,6 +374,20 @@ impl Cluster {
         self.log.close();
     }
 
+    /// Starts a Raft snapshot of every group this node holds a working replica of; answers
+    /// those groups.
+    pub async fn snapshot_groups(&self) -> Vec<usize> {
+        let mut started = Vec::new();
+        for group in 0..self.rafts.len() {
+            if let Some(raft) = self.replica(group) {
+                if raft.trigger().snapshot().await.is_ok() {
+                    started.push(group);
+                }
+            }
+        }
+        started
+    }
+
     /// The topology in force (nodes may have been added since the start).
     pub fn topology(&self) -> Arc<Topology> {
         self.topology.load_full()
