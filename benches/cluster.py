@@ -16,12 +16,17 @@
 4. Catch-up: one node is killed, pushes go on for CATCHUP_SECS, the node is restarted; the
    time until its applied index reaches the leaders' last index in every group, and the
    entries and rows per second that makes.
+5. A big Raft snapshot: SNAPSHOT_ROWS rows (default 1.5M: 3 groups x 500k) loaded, a probe
+   reads one entity through every node every 10 ms while every node snapshots every group
+   (POST /admin/snapshot); the worst and p99 probe latency, the probes not answered 200, and
+   whether any group elected a new leader (its term changed).
 
 Every process is stopped at the end. Results go to $OUT (default target/cluster-bench):
 JSON per run and summary.md.
 
-    benches/cluster.py                 # about 4 minutes
+    benches/cluster.py                 # about 6 minutes
     DURATION=20s ROUNDS=10 benches/cluster.py
+    ONLY=snapshot benches/cluster.py   # section 5 alone
 """
 
 import json
@@ -43,6 +48,7 @@ ENTITIES = int(os.environ.get("ENTITIES", "100000"))
 CONNECTIONS = os.environ.get("CONNECTIONS", "32")
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 CATCHUP_SECS = float(os.environ.get("CATCHUP_SECS", "10"))
+SNAPSHOT_ROWS = int(os.environ.get("SNAPSHOT_ROWS", "1500000"))
 FSYNC = os.environ.get("FSYNC", "everysec")
 OUT = os.path.join(ROOT, os.environ.get("OUT", "target/cluster-bench"))
 SECRET = "bench-cluster-secret-0123456789abcdef"
@@ -194,12 +200,95 @@ def push(node, body, timeout=5):
         return 0, str(e)
 
 
+def snapshot_probe(tmp):
+    """Section 5: probe reads while every node snapshots every group of SNAPSHOT_ROWS rows."""
+    import threading
+
+    nodes = start_cluster(os.path.join(tmp, "snap"), os.path.join(ROOT, "config/cluster-3node.toml"))
+    global ENTITIES
+    loaded, ENTITIES = ENTITIES, SNAPSHOT_ROWS
+    try:
+        bench("snapshot-load", nodes, "read", 1, duration="1s", warmup="0s")
+    finally:
+        ENTITIES = loaded
+    caught_up(nodes[0])
+    terms = {g["group"]: g["term"] for g in status(nodes[0])["groups"]}
+    last = {g["group"]: g["last_log_index"] for g in status(nodes[0])["groups"]}
+    latencies, failures, stop = [], [], threading.Event()
+    body = json.dumps({"features": ["driver_hourly_stats:conv_rate"],
+                       "entities": {"driver_id": [1001]}}).encode()
+
+    def probe():
+        i = 0
+        while not stop.is_set():
+            node = nodes[i % 3]
+            i += 1
+            req = urllib.request.Request(node.url + "/get-online-features", data=body, method="POST")
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    r.read()
+                    code = r.status
+            except urllib.error.HTTPError as e:
+                code = e.code
+            except OSError as e:
+                code = str(e)
+            latencies.append(time.monotonic() - started)
+            if code != 200:
+                failures.append(code)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    time.sleep(2)
+    started = time.monotonic()
+    for n in nodes:
+        req = urllib.request.Request(n.url + "/admin/snapshot", data=b"", method="POST")
+        urllib.request.urlopen(req, timeout=120).read()
+
+    def built(n):
+        for g, index in last.items():
+            d = os.path.join(n.data_dir, "raft", f"g{g}")
+            names = os.listdir(d) if os.path.isdir(d) else []
+            if not any(x.startswith("snapshot-") and x.endswith(".meta") and int(x[9:29]) >= index for x in names):
+                return False
+        return True
+
+    while not all(built(n) for n in nodes):
+        if time.monotonic() - started > 300:
+            sys.exit("the raft snapshots were not built within 300 s")
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    time.sleep(2)
+    stop.set()
+    thread.join()
+    after = {g["group"]: g["term"] for g in status(nodes[0])["groups"]}
+    ordered = sorted(latencies)
+    result = {"rows": SNAPSHOT_ROWS, "snapshots_seconds": round(took, 2), "probes": len(latencies),
+              "not_200": len(failures), "worst_ms": round(ordered[-1] * 1000, 1),
+              "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 1),
+              "elections": sum(1 for g in terms if after[g] != terms[g])}
+    for n in nodes:
+        n.stop()
+    return result
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     print("building (release)...", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "featgrid"], cwd=ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="featgrid-cluster-bench-")
     summary = {}
+    if os.environ.get("ONLY") == "snapshot":
+        try:
+            summary["snapshot_probe"] = snapshot_probe(tmp)
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(summary, indent=1))
+        return
     try:
         # 1. Throughput and p99 through every node, and a single node beside it.
         single = Node("single", ["--bind", "127.0.0.1:0"], os.path.join(tmp, "single"))
@@ -291,6 +380,10 @@ def main():
         print(f"forwarded vs local: {summary['forwarded_vs_local']}", file=sys.stderr)
         for n in one:
             n.stop()
+
+        # 5. A big Raft snapshot under probe reads.
+        summary["snapshot_probe"] = snapshot_probe(tmp)
+        print(f"snapshot probe: {summary['snapshot_probe']}", file=sys.stderr)
     finally:
         for p in processes:
             if p.poll() is None:

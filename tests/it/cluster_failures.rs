@@ -241,8 +241,7 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         if wiped {
             // Asked of the wiped node itself: its own report is always in its answer.
             let me = json!(format!("n{}", victim + 1));
-            eventually("the wiped node rejoined every group", || {
-                let status = cluster.status(victim);
+            let rejoined = |status: &Value| {
                 status["groups"].as_array().is_some_and(|gs| {
                     gs.iter().all(|g| {
                         g["problems"] == json!({})
@@ -250,7 +249,20 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
                             && g["replicas"].as_array().is_some_and(|r| r.contains(&me))
                     })
                 })
-            });
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = cluster.status(victim);
+                if rejoined(&status) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the wiped node {victim} did not rejoin every group (kills {kills:?}, round {round}); its status: {status}; a peer's: {}",
+                    cluster.status(survivor)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         wait_for_acks(&load, 30);
     }
