@@ -48,10 +48,14 @@ const LEGACY_MARKER: &str = "applied";
 /// index it covers (`snapshot-<index>.snap` with its rows, `snapshot-<index>.meta` with its Raft
 /// metadata), each written atomically. A new pair is complete on disk before the older pairs
 /// are deleted, so a crash at any point leaves a complete pair covering at least what the log
-/// was purged to (openraft purges only once the snapshot is built, i.e. kept).
+/// was purged to (openraft purges only once the snapshot is built, i.e. kept). A snapshot built
+/// here and one installed from the leader may be kept concurrently: one lock orders keeping,
+/// deleting and reading, and a snapshot older than the one kept is never kept over it.
 #[derive(Clone)]
 struct SnapshotFiles {
     dir: PathBuf,
+    /// The metadata of the snapshot kept (the newest), under the lock that orders the files.
+    kept: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 /// The pair of files of earlier builds (one pair per group, overwritten in place).
@@ -61,7 +65,17 @@ impl SnapshotFiles {
     fn in_dir(dir: &std::path::Path) -> SnapshotFiles {
         SnapshotFiles {
             dir: dir.to_path_buf(),
+            kept: Arc::new(Mutex::new(None)),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SnapshotMeta>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The metadata of the snapshot kept, if any.
+    fn current(&self) -> Option<SnapshotMeta> {
+        self.lock().clone()
     }
 
     fn pair(&self, index: u64) -> (PathBuf, PathBuf) {
@@ -91,13 +105,20 @@ impl SnapshotFiles {
         pairs
     }
 
-    /// Keeps `bytes` (a checked snapshot file) and its metadata, then deletes the older pairs.
+    /// Keeps `bytes` (a checked snapshot file) and its metadata as the current snapshot, then
+    /// deletes the older pairs; a snapshot older than the one kept is not kept (the newer one
+    /// covers more). Blocking.
     fn keep(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), String> {
+        let mut kept = self.lock();
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        if kept.as_ref().is_some_and(|k| k.last_log_id.map_or(0, |l| l.index) > index) {
+            return Ok(());
+        }
         let (file, meta_file) = self.pair(index);
         write_atomic(&file, bytes).map_err(|e| e.to_string())?;
-        let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
-        write_atomic(&meta_file, &meta).map_err(|e| e.to_string())?;
+        let encoded = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+        write_atomic(&meta_file, &encoded).map_err(|e| e.to_string())?;
+        *kept = Some(meta.clone());
         let mut deleted = false;
         for (old_file, old_meta) in self.pairs() {
             if old_file != file {
@@ -118,8 +139,10 @@ impl SnapshotFiles {
         Ok(())
     }
 
-    /// The newest whole snapshot whose pair matches: its metadata and rows. Blocking.
+    /// The newest whole snapshot whose pair matches, now the one kept: its metadata and rows.
+    /// Blocking.
     fn load(&self) -> Option<(SnapshotMeta, Body)> {
+        let mut kept = self.lock();
         for (file, meta_file) in self.pairs() {
             let Ok(meta) = std::fs::read(&meta_file) else {
                 continue;
@@ -140,6 +163,7 @@ impl SnapshotFiles {
             };
             match snapshot::parse_file(&file, &bytes) {
                 Ok((header, body)) if Some(header.seq) == meta.last_log_id.map(|l| l.index) => {
+                    *kept = Some(meta.clone());
                     return Some((meta, body));
                 }
                 Ok(_) => {
@@ -151,10 +175,19 @@ impl SnapshotFiles {
         None
     }
 
-    /// The rows file of the kept snapshot `meta`.
-    fn read(&self, meta: &SnapshotMeta) -> Result<Vec<u8>, String> {
+    /// The snapshot kept, its metadata and rows file, if any. Blocking.
+    fn read(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, String> {
+        let kept = self.lock();
+        let Some(meta) = kept.as_ref() else {
+            return Ok(None);
+        };
         let (file, _) = self.pair(meta.last_log_id.map_or(0, |l| l.index));
-        match std::fs::read(&file) {
+        let bytes = self.read_file(&file)?;
+        Ok(Some((meta.clone(), bytes)))
+    }
+
+    fn read_file(&self, file: &std::path::Path) -> Result<Vec<u8>, String> {
+        match std::fs::read(file) {
             Ok(bytes) => Ok(bytes),
             // A snapshot kept by an earlier build, not replaced yet.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -174,8 +207,6 @@ pub struct GroupMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     files: SnapshotFiles,
-    /// The metadata of the kept snapshot, if any.
-    snapshot: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -210,7 +241,6 @@ impl GroupMachine {
             applied: None,
             membership: StoredMembership::default(),
             files: files.clone(),
-            snapshot: Arc::new(Mutex::new(None)),
         };
         let legacy = dir.join(LEGACY_MARKER);
         let kept = blocking(move || {
@@ -236,7 +266,6 @@ impl GroupMachine {
             machine.applied = meta.last_log_id;
             machine.membership = meta.last_membership.clone();
             tracing::info!(group, last = ?meta.last_log_id, "raft snapshot restored");
-            *machine.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta);
         }
         Ok(machine)
     }
@@ -277,7 +306,6 @@ impl GroupMachine {
             applied: self.applied,
             membership: self.membership.clone(),
             files: self.files.clone(),
-            snapshot: self.snapshot.clone(),
         }
     }
 }
@@ -347,25 +375,19 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         })?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(group = self.group, last = ?meta.last_log_id, "raft snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let kept = self
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(meta) = kept else {
+        if self.files.current().is_none() {
             return Ok(None);
-        };
-        let (files, kept) = (self.files.clone(), meta.clone());
-        let bytes = blocking(move || files.read(&kept)).await.map_err(|e| {
+        }
+        let files = self.files.clone();
+        let kept = blocking(move || files.read()).await.map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(None, AnyError::error(e)))
         })?;
-        Ok(Some(Snapshot {
+        Ok(kept.map(|(meta, bytes)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
         }))
@@ -380,7 +402,6 @@ pub struct GroupSnapshotBuilder {
     applied: Option<LogId>,
     membership: StoredMembership,
     files: SnapshotFiles,
-    snapshot: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
@@ -406,7 +427,6 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         })
         .await
         .map_err(sm_err)?;
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
         tracing::info!(
             group,
             bytes = data.len(),
