@@ -111,7 +111,10 @@ impl SnapshotFiles {
     fn keep(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), String> {
         let mut kept = self.lock();
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        if kept.as_ref().is_some_and(|k| k.last_log_id.map_or(0, |l| l.index) > index) {
+        if kept
+            .as_ref()
+            .is_some_and(|k| k.last_log_id.map_or(0, |l| l.index) > index)
+        {
             return Ok(());
         }
         let (file, meta_file) = self.pair(index);
@@ -624,6 +627,31 @@ mod tests {
         assert_eq!(held(&store, &[1, 2, 3]).await, 3);
         assert!(machine.get_current_snapshot().await.unwrap().is_some());
         second.shard_threads.stop();
+    }
+
+    /// A snapshot built here that finishes after a newer one was installed from the leader is
+    /// not kept over it, and the newer pair stays readable.
+    #[test]
+    fn an_older_snapshot_is_never_kept_over_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::in_dir(dir.path());
+        let meta = |index: u64| SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 0), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{index}"),
+        };
+        files.keep(&meta(5), b"five").unwrap();
+        files.keep(&meta(3), b"three").unwrap();
+        assert_eq!(files.current().unwrap().snapshot_id, "s5");
+        let (kept, bytes) = files.read().unwrap().unwrap();
+        assert_eq!(
+            (kept.snapshot_id.as_str(), bytes.as_slice()),
+            ("s5", &b"five"[..])
+        );
+        assert!(!files.pair(3).0.exists());
+        files.keep(&meta(8), b"eight").unwrap();
+        assert!(!files.pair(5).0.exists() && !files.pair(5).1.exists());
+        assert_eq!(files.read().unwrap().unwrap().1, b"eight");
     }
 
     /// A committed entry this node cannot apply (here: rows of a view its registry does not
