@@ -13,6 +13,10 @@
 //!    to an older set still finds the log after it).
 //!
 //! A crash at any step leaves the previous manifest and everything it needs.
+//!
+//! On a cluster node the sets hold no rows (`rows: false`): each slot group's Raft snapshot
+//! holds them ([`crate::cluster::state_machine`]). Its sets only mark how far the write-ahead
+//! log, which then carries offline rows alone, is covered, so that its segments can be deleted.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
