@@ -256,11 +256,12 @@ pub fn prepare_as(
         "restored"
     );
     if role == Role::Replica && r.snapshot_rows + r.wal_rows > 0 {
-        // Written by an earlier version, which logged replicated rows twice: the groups'
-        // Raft snapshots and logs hold them all.
-        tracing::info!(
+        // Written by an earlier build, which logged replicated rows twice (the groups' Raft
+        // snapshots and logs hold them all), or by single-node runs on this data directory
+        // (rows no group ever committed: a cluster node does not serve them).
+        tracing::warn!(
             rows = r.snapshot_rows + r.wal_rows,
-            "cluster node: the rows of the node's own snapshot and log are not used; each group restores from its Raft snapshot and log"
+            "cluster node: the rows in the node's own snapshots and write-ahead log are not served; each group restores from its Raft snapshot and log (rows loaded while this data directory ran as a single node must be pushed or materialized into the cluster again)"
         );
         opened.partitions = (0..settings.shards)
             .map(|_| crate::grid::partition::Partition::new(layouts.clone()))
