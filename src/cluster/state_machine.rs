@@ -569,6 +569,13 @@ mod tests {
             .sum()
     }
 
+    async fn open(dir: &std::path::Path, store: &LocalStore) -> GroupMachine {
+        let replica = Replica::new(store.clone());
+        GroupMachine::open(0, dir.to_path_buf(), replica, topology())
+            .await
+            .unwrap()
+    }
+
     /// Committed entries are applied to the shards without a second log; the kept snapshot is
     /// the replica's restore point: a machine opened on it (on another node's store, here)
     /// holds its rows and has applied up to its last log id, so the log replays after it.
@@ -578,14 +585,7 @@ mod tests {
         let first = node(data.path());
         let store = first.state.store.clone();
         let logged = store.wal.covered_lsn();
-        let mut machine = GroupMachine::open(
-            0,
-            group_dir.path().to_path_buf(),
-            Replica::new(store.clone()),
-            topology(),
-        )
-        .await
-        .unwrap();
+        let mut machine = open(group_dir.path(), &store).await;
         let entries = (1..=3)
             .map(|i| entry(i as u64, rows(&store, &[i])))
             .collect::<Vec<_>>();
@@ -614,14 +614,7 @@ mod tests {
         let second = node(other.path());
         let store = second.state.store.clone();
         assert_eq!(held(&store, &[1, 2, 3]).await, 0);
-        let mut machine = GroupMachine::open(
-            0,
-            group_dir.path().to_path_buf(),
-            Replica::new(store.clone()),
-            topology(),
-        )
-        .await
-        .unwrap();
+        let mut machine = open(group_dir.path(), &store).await;
         let (applied, _) = machine.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(3));
         assert_eq!(held(&store, &[1, 2, 3]).await, 3);
