@@ -8,7 +8,8 @@
 //! own RPCs come from openraft, whose network futures must be `Send`: they are handed to one
 //! dedicated arbiter (thread) that owns a client, and their answer comes back on a oneshot
 //! ([`Net::call_sendable`]). Every call has a timeout (connecting included): no node waits
-//! forever on another.
+//! forever on another. Each call's outcome tells [`reachability`] whether the peer answered:
+//! the one place that logs a peer going away and coming back.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,10 @@ use tokio::sync::oneshot;
 use super::topology::Address;
 use super::types::{NodeId, TypeConfig, Vote};
 use crate::persist::codec;
+
+pub mod reachability;
+
+use reachability::Reachability;
 
 /// The header carrying the cluster secret.
 pub const SECRET_HEADER: &str = "x-featgrid-cluster-secret";
@@ -77,6 +82,7 @@ pub struct Net {
     arbiter: ArbiterHandle,
     /// Replaced when the topology grows (its fingerprint changes).
     credentials: std::sync::Arc<arc_swap::ArcSwap<Credentials>>,
+    reachability: std::sync::Arc<Reachability>,
 }
 
 impl Net {
@@ -86,6 +92,7 @@ impl Net {
         let net = Net {
             arbiter: arbiter.handle(),
             credentials: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(credentials)),
+            reachability: Default::default(),
         };
         (net, arbiter)
     }
@@ -97,6 +104,23 @@ impl Net {
 
     pub fn set_credentials(&self, credentials: Credentials) {
         self.credentials.store(std::sync::Arc::new(credentials));
+    }
+
+    /// How long `peer` has not answered this node's calls, if its last call failed.
+    pub fn unreachable_for(&self, peer: &Address) -> Option<Duration> {
+        self.reachability.unreachable_for(peer)
+    }
+
+    /// Tells [`Reachability`] whether the call to `peer` reached it; answers `answer`.
+    fn noted<T>(&self, peer: &Address, answer: Result<T, NetError>) -> Result<T, NetError> {
+        match &answer {
+            Err(NetError::Unreachable { reason, .. }) => self.reachability.failed(peer, reason),
+            Ok(_) | Err(NetError::Refused { .. }) => self.reachability.answered(peer),
+            // Not sent (the request would not encode) or an answer that would not decode:
+            // says nothing of the peer's reachability.
+            Err(NetError::Garbled { .. }) => {}
+        }
+        answer
     }
 
     /// POSTs `body` to `path` on `addr` from the net thread; answers the body of a 200.
@@ -122,11 +146,12 @@ impl Net {
         if !sent {
             return Err(unreachable("the client thread has stopped"));
         }
-        match actix_rt::time::timeout(timeout + CONNECT_TIMEOUT, rx).await {
+        let answer = match actix_rt::time::timeout(timeout + CONNECT_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(unreachable("the call was dropped")),
             Err(_) => Err(unreachable("timed out")),
-        }
+        };
+        self.noted(&addr, answer)
     }
 
     /// POSTs `request` to `path` on `addr` from the current thread (an actix arbiter, e.g. the
@@ -139,7 +164,8 @@ impl Net {
         timeout: Duration,
     ) -> Result<A, NetError> {
         let body = encode_request(&addr, request)?;
-        let answer = post(addr.clone(), &path, &self.credentials.load(), body, timeout).await?;
+        let answer = post(addr.clone(), &path, &self.credentials.load(), body, timeout).await;
+        let answer = self.noted(&addr, answer)?;
         decode_answer(&addr, &answer)
     }
 

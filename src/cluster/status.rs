@@ -60,6 +60,10 @@ pub struct NodeStatus {
     pub healthy: bool,
     #[serde(default)]
     pub error: Option<String>,
+    /// How long (whole seconds) the asked node's calls to this one have failed, if its last
+    /// call failed ([`super::network::reachability`]).
+    #[serde(default)]
+    pub unreachable_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +180,7 @@ impl Cluster {
                 internal: n.internal.to_string(),
                 healthy: r.is_ok(),
                 error: r.as_ref().err().map(ToString::to_string),
+                unreachable_secs: self.net().unreachable_for(&n.internal).map(|d| d.as_secs()),
             })
             .collect();
         let groups = topology
@@ -248,7 +253,11 @@ pub fn table(status: &ClusterStatus) -> String {
         "NODE", "CLIENT", "INTERNAL"
     );
     for n in &status.nodes {
-        let health = if n.healthy { "yes" } else { "NO" };
+        let health = match (n.healthy, n.unreachable_secs) {
+            (true, _) => "yes".to_string(),
+            (false, Some(secs)) => format!("NO (unreachable for {secs} s)"),
+            (false, None) => "NO".to_string(),
+        };
         let _ = writeln!(
             out,
             "{:<8} {:<22} {:<22} {}",
@@ -304,6 +313,7 @@ mod tests {
                 internal: "127.0.0.1:7101".into(),
                 healthy: false,
                 error: None,
+                unreachable_secs: Some(12),
             }],
             groups: vec![GroupStatus {
                 group: 0,
@@ -323,7 +333,7 @@ mod tests {
         let text = table(&status);
         assert!(text.contains("group 0 on n1: stopped: disk"), "{text}");
         assert!(text.contains("n1       127.0.0.1:7001"), "{text}");
-        assert!(text.contains("NO"), "{text}");
+        assert!(text.contains("NO (unreachable for 12 s)"), "{text}");
         assert!(
             text.contains("0-16383") && text.contains("NONE") && text.contains("n1=7"),
             "{text}"

@@ -1,11 +1,10 @@
 //! Registry declarations (the TOML file format, and what a Feast repo is turned into) and
 //! their validation into a [`Registry`]: one function checks every object, whatever it was
-//! read from, and its errors name the object and key.
+//! read from, and its errors name the object and key. The declarations themselves are in
+//! [`decl`].
 
 use std::collections::HashMap;
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use super::{
     checks, BatchSource, Entity, FeatureRef, FeatureService, FeatureView, Field, JoinKey,
@@ -13,167 +12,14 @@ use super::{
 };
 use crate::value::ValueType;
 
-// ---------------------------------------------------------------------------------------------
-// The file format.
+mod decl;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RegistryFile {
-    #[serde(default)]
-    pub(super) entities: Vec<EntityDecl>,
-    #[serde(default)]
-    pub(super) feature_views: Vec<FeatureViewDecl>,
-    #[serde(default)]
-    pub(super) push_sources: Vec<PushSourceDecl>,
-    #[serde(default)]
-    pub(super) batch_sources: Vec<BatchSourceDecl>,
-    #[serde(default)]
-    pub(super) feature_services: Vec<FeatureServiceDecl>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EntityDecl {
-    pub(super) name: String,
-    pub(super) join_key: Option<String>,
-    pub(super) value_type: String,
-    #[serde(default)]
-    pub(super) description: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FeatureViewDecl {
-    pub(super) name: String,
-    pub(super) entities: Vec<String>,
-    pub(super) fields: Vec<FieldDecl>,
-    #[serde(default)]
-    pub(super) ttl: Option<toml::Value>,
-    pub(super) source: Option<String>,
-    #[serde(default = "default_timestamp_field")]
-    pub(super) timestamp_field: String,
-    #[serde(default = "default_created_column")]
-    pub(super) created_timestamp_column: String,
-    #[serde(default)]
-    pub(super) description: String,
-    /// `label_view` for a label view (last write wins, `labeler_field`).
-    #[serde(default)]
-    pub(super) kind: ViewKind,
-    #[serde(default)]
-    pub(super) labeler_field: Option<String>,
-    #[serde(default)]
-    pub(super) conflict_policy: Option<String>,
-    #[serde(default)]
-    pub(super) version: Option<String>,
-    /// Feast's `current_version_number` (never from TOML).
-    #[serde(skip)]
-    pub(super) version_number: u32,
-    #[serde(default)]
-    pub(super) enable_validation: bool,
-    /// Where materialization reads the view's rows (from a Feast repo; TOML names it through
-    /// `source`).
-    #[serde(skip)]
-    pub(super) offline: Option<super::batch::OfflineSource>,
-    /// The view's own join-key types where they differ from its entities' (a Feast view's
-    /// `entity_columns`, as `feast apply` inferred them: Feast keys and echoes each view's
-    /// entity values by these). Never from TOML.
-    #[serde(skip)]
-    pub(super) key_types: Vec<(String, ValueType)>,
-}
-
-impl RegistryFile {
-    /// Removes the object a validation error's `key` names (`feature_views[2].fields[0].name`
-    /// names the third view) and says which it was; `None` when the key names no object.
-    pub(super) fn remove_named_by(&mut self, key: &str) -> Option<String> {
-        let (section, rest) = key.split_once('[')?;
-        let index: usize = rest.split_once(']')?.0.parse().ok()?;
-        fn take<T>(items: &mut Vec<T>, i: usize) -> Option<T> {
-            (i < items.len()).then(|| items.remove(i))
-        }
-        Some(match section {
-            "entities" => format!("entity '{}'", take(&mut self.entities, index)?.name),
-            "feature_views" => {
-                let view = take(&mut self.feature_views, index)?;
-                let what = match view.kind {
-                    ViewKind::FeatureView => "feature view",
-                    ViewKind::LabelView => "label view",
-                };
-                format!("{what} '{}'", view.name)
-            }
-            "push_sources" => format!(
-                "push source '{}'",
-                take(&mut self.push_sources, index)?.name
-            ),
-            "batch_sources" => format!(
-                "batch source '{}'",
-                take(&mut self.batch_sources, index)?.name
-            ),
-            "feature_services" => {
-                format!(
-                    "feature service '{}'",
-                    take(&mut self.feature_services, index)?.name
-                )
-            }
-            _ => return None,
-        })
-    }
-}
+pub(super) use decl::{
+    EntityDecl, FeatureServiceDecl, FeatureViewDecl, FieldDecl, PushSourceDecl, RegistryFile,
+};
 
 /// Feast's `ConflictPolicy` values, as `conflict_policy` takes them.
 const CONFLICT_POLICIES: [&str; 3] = ["last_write_wins", "labeler_priority", "majority_vote"];
-
-fn default_timestamp_field() -> String {
-    "event_timestamp".into()
-}
-
-fn default_created_column() -> String {
-    "created".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FieldDecl {
-    pub(super) name: String,
-    pub(super) dtype: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PushSourceDecl {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: String,
-}
-
-/// A source featgrid does not read (Feast's `FileSource`, `BigQuerySource`, ...): views naming
-/// it are written through `write-to-online-store` (e.g. by Feast's client-side `feast
-/// materialize`), or, with a `path`, materialized by featgrid from that Parquet file or
-/// directory ([`super::batch`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct BatchSourceDecl {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: String,
-    /// A Parquet file or a directory of Parquet files, relative to the registry file.
-    pub(super) path: Option<String>,
-    /// Source column -> the view's column.
-    #[serde(default)]
-    pub(super) field_mapping: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FeatureServiceDecl {
-    pub(super) name: String,
-    pub(super) features: Vec<String>,
-    #[serde(default)]
-    pub(super) description: String,
-    /// The view alias each item of `features` is read under (Feast's `view.with_name(..)`),
-    /// index-aligned with `features`; empty when none has one (always, from TOML).
-    #[serde(skip)]
-    pub(super) aliases: Vec<Option<String>>,
-}
 
 impl Registry {
     /// Validates declarations, whatever they were read from; `source_name` names them in errors.

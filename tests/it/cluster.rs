@@ -21,11 +21,13 @@ pub(super) struct Cluster {
     env: Vec<(&'static str, &'static str)>,
     topology: PathBuf,
     pub(super) nodes: Vec<Option<Server>>,
-    internal: Vec<String>,
+    pub(super) internal: Vec<String>,
     /// An admin token for `GET /cluster`, when the nodes require tokens.
     bearer: Option<String>,
     /// Per node: started before. Its first start is the cluster's `--bootstrap`.
     started: Vec<bool>,
+    /// Nodes log at the default level (no `FEATGRID_LOG`), collected for [`Server::log`].
+    logged: bool,
 }
 
 /// A free loopback port for a node to take, never handed out twice by this process: a node
@@ -70,6 +72,22 @@ impl Cluster {
         host: &str,
         bearer: Option<String>,
     ) -> Cluster {
+        let mut cluster = Cluster::prepare(n, groups, env, host, bearer);
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.wait_for_replicas();
+        cluster
+    }
+
+    /// A cluster as [`Cluster::start_as`] makes it, with no node started yet.
+    pub(super) fn prepare(
+        n: usize,
+        groups: &[&[usize]],
+        env: &[(&'static str, &'static str)],
+        host: &str,
+        bearer: Option<String>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary dir");
         let mut text = format!("cluster_secret = \"{SECRET}\"\n");
         let mut internal = Vec::new();
@@ -94,7 +112,7 @@ impl Cluster {
         }
         let topology = dir.path().join("cluster.toml");
         std::fs::write(&topology, text).expect("write the topology");
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             env: env.to_vec(),
             topology,
@@ -102,12 +120,15 @@ impl Cluster {
             internal,
             bearer,
             started: vec![false; n],
-        };
-        for i in 0..n {
-            cluster.restart(i);
+            logged: false,
         }
-        cluster.wait_for_replicas();
-        cluster
+    }
+
+    /// Nodes started from now on log at the default level (`FEATGRID_LOG` unset), their
+    /// standard error collected for [`Server::log`].
+    pub(super) fn logged(mut self) -> Cluster {
+        self.logged = true;
+        self
     }
 
     /// Adds a node (in no group) at the end of the topology file and starts it with that
@@ -158,7 +179,13 @@ impl Cluster {
             .args((!self.started[i]).then_some("--bootstrap"))
             .env("FEATGRID_LOG", "warn,openraft=off")
             .envs(self.env.iter().copied());
-        self.nodes[i] = Some(Server::launch(command, std::process::Stdio::inherit()));
+        let stderr = if self.logged {
+            command.env_remove("FEATGRID_LOG");
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::inherit()
+        };
+        self.nodes[i] = Some(Server::launch(command, stderr));
         self.started[i] = true;
     }
 

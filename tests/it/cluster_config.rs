@@ -217,3 +217,51 @@ fn the_deploy_examples_pass_check() {
         "{text}"
     );
 }
+
+#[test]
+fn a_node_whose_internal_port_is_taken_fails_before_it_writes_any_raft_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let internal = taken.local_addr().unwrap();
+    let free = |_| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let [client, other_client, other_internal] = [0, 1, 2].map(free);
+    let topology = dir.path().join("cluster.toml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster_secret = \"{SECRET}\"\n\
+             [[node]]\nid = \"n1\"\nclient = \"{client}\"\ninternal = \"{internal}\"\n\
+             [[node]]\nid = \"n2\"\nclient = \"{other_client}\"\ninternal = \"{other_internal}\"\n\
+             [[group]]\nslots = \"0-16383\"\nnodes = [\"n1\", \"n2\"]\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("n1");
+    let out = Command::new(BIN)
+        .args(["serve", "--cluster"])
+        .arg(&topology)
+        .args([
+            "--node-id",
+            "n1",
+            "--workers",
+            "1",
+            "--bootstrap",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("FEATGRID_LOG", "info")
+        .output()
+        .expect("run featgrid");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("internal address {internal}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("group initialized"), "{stderr}");
+    assert!(!data.join("raft").exists(), "{stderr}");
+    drop(taken);
+}

@@ -1,0 +1,61 @@
+//! `featgrid cluster status` (`GET /cluster` of one node, as a table or as is) and
+//! `featgrid cluster members` (a group's voters changed through its leader).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::args::NodeArgs;
+use super::http;
+
+pub fn members(node: &NodeArgs, group: usize, add: Vec<String>, remove: Vec<String>) -> ExitCode {
+    let url = format!(
+        "{}/cluster/groups/{group}/members",
+        node.node.trim_end_matches('/')
+    );
+    let body = serde_json::json!({"add": add, "remove": remove});
+    match http(
+        &url,
+        Some(body),
+        node.token.token.as_deref(),
+        Duration::from_secs(180),
+    ) {
+        Ok(answer) => {
+            println!("{}", String::from_utf8_lossy(&answer));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster members: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn status(node: &NodeArgs, json: bool) -> ExitCode {
+    let url = format!("{}/cluster", node.node.trim_end_matches('/'));
+    let body = match http(
+        &url,
+        None,
+        node.token.token.as_deref(),
+        Duration::from_secs(10),
+    ) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<featgrid::cluster::status::ClusterStatus>(&body) {
+        Ok(status) => {
+            print!("{}", featgrid::cluster::status::table(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster status: {url}: unexpected answer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
