@@ -68,5 +68,6 @@ fn main() -> ExitCode {
             add,
             remove,
         }) => cluster::members(&node, group, add, remove),
+        Command::Cluster(ClusterCommand::Reload { node }) => cluster::reload(&node),
     }
 }

@@ -54,6 +54,12 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "ID")]
         remove: Vec<String>,
     },
+    /// Make a running node take the [[node]]s added at the end of its topology file, without a
+    /// restart (as SIGHUP does); the others take theirs when it calls them. Prints the nodes.
+    Reload {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 /// Which node the cluster commands ask, and how.

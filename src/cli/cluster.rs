@@ -1,5 +1,6 @@
-//! `featgrid cluster status` (`GET /cluster` of one node, as a table or as is) and
-//! `featgrid cluster members` (a group's voters changed through its leader).
+//! `featgrid cluster status` (`GET /cluster` of one node, as a table or as is),
+//! `featgrid cluster members` (a group's voters changed through its leader) and
+//! `featgrid cluster reload` (a node takes the nodes added to its topology file).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,23 +9,38 @@ use super::args::NodeArgs;
 use super::http;
 
 pub fn members(node: &NodeArgs, group: usize, add: Vec<String>, remove: Vec<String>) -> ExitCode {
-    let url = format!(
-        "{}/cluster/groups/{group}/members",
-        node.node.trim_end_matches('/')
-    );
     let body = serde_json::json!({"add": add, "remove": remove});
-    match http(
-        &url,
-        Some(body),
-        node.token.token.as_deref(),
-        Duration::from_secs(180),
-    ) {
+    let path = format!("/cluster/groups/{group}/members");
+    post("members", node, &path, body, Duration::from_secs(180))
+}
+
+pub fn reload(node: &NodeArgs) -> ExitCode {
+    let body = serde_json::json!({});
+    post(
+        "reload",
+        node,
+        "/cluster/reload",
+        body,
+        Duration::from_secs(30),
+    )
+}
+
+/// POSTs `body` to `path` of the node; prints the answer.
+fn post(
+    command: &str,
+    node: &NodeArgs,
+    path: &str,
+    body: serde_json::Value,
+    timeout: Duration,
+) -> ExitCode {
+    let url = format!("{}{path}", node.node.trim_end_matches('/'));
+    match http(&url, Some(body), node.token.token.as_deref(), timeout) {
         Ok(answer) => {
             println!("{}", String::from_utf8_lossy(&answer));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("featgrid cluster members: {url}: {e}");
+            eprintln!("featgrid cluster {command}: {url}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -555,6 +555,16 @@ fn nodes_added_to_the_topology_are_taken_without_a_restart() {
         message.starts_with("node[0]: is \"n1\" (127.0.0.2:"),
         "{message}"
     );
+    // The same through the command line.
+    let cli = Command::new(BIN)
+        .args(["cluster", "reload", "--node", &cluster.node(1).url()])
+        .output()
+        .expect("run featgrid cluster reload");
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        !cli.status.success() && stderr.contains("409") && stderr.contains("topology_not_reloaded"),
+        "{stderr}"
+    );
     let c = push(cluster.node(n4), &ids, 5);
     assert_eq!(c.status, 200, "{}", c.text);
 }
