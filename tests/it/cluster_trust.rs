@@ -1,7 +1,8 @@
 //! Acknowledged writes survive what a disk can do to one replica, with real processes: a node
 //! restarted on a wiped data directory never votes (it rejoins as a learner, is caught up and
 //! made a voter again), and a replica whose offline sink's disk is full still applies every
-//! committed entry to its online store (fail-stop applies: nothing is skipped).
+//! committed entry to its online store (fail-stop applies: nothing is skipped), and one whose Raft
+//! log disk fills up stops the group there and catches up once it has room and is restarted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,4 +190,75 @@ fn a_replica_with_a_full_offline_disk_still_applies_every_committed_entry() {
         "{snapshot}"
     );
     assert_eq!(group_problems(&cluster, 2), json!({}));
+}
+
+/// A replica whose Raft log disk is full stops the group there (its log cannot take the
+/// entries: it must not count them stored) while the other two carry on and lose nothing; once
+/// the disk has room and the node is restarted, it catches up and holds every acknowledged row.
+#[test]
+fn a_replica_whose_raft_log_disk_fills_up_stops_and_catches_up_after_a_restart() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let first: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(0), &first, 1);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // n3's Raft log moves to a small tmpfs.
+    cluster.kill9(2);
+    let raft = cluster.data_dir(2).join("raft");
+    let saved = cluster.data_dir(2).join("raft.saved");
+    std::fs::rename(&raft, &saved).expect("move the raft directory");
+    let Some(disk) = Tmpfs::mount(&raft, "512k") else {
+        std::fs::rename(&saved, &raft).expect("move the raft directory back");
+        return;
+    };
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.display()))
+        .arg(&raft)
+        .status()
+        .expect("copy the raft directory");
+    assert!(copied.success());
+    cluster.restart(2);
+    cluster.wait_for_leaders(2);
+    // Pushes through n1 until n3's log is full and the group stops there.
+    let mut acked = Vec::new();
+    let mut batch = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while group_problems(&cluster, 0)["n3"].is_null() {
+        assert!(Instant::now() < deadline, "n3's group never stopped");
+        let ids: Vec<i64> = (1_000 + batch * 500..1_000 + (batch + 1) * 500).collect();
+        let a = push(cluster.node(0), &ids, 2);
+        assert_eq!(a.status, 200, "{}", a.text);
+        acked.extend(ids);
+        batch += 1;
+    }
+    let problem = group_problems(&cluster, 0)["n3"].to_string();
+    eprintln!("n3 stopped after {batch} pushes of 500 rows: {problem}");
+    assert!(problem.contains("stopped"), "{problem}");
+    // The other two carry on.
+    let more: Vec<i64> = (900_000..900_100).collect();
+    let b = push(cluster.node(1), &more, 3);
+    assert_eq!(b.status, 200, "{}", b.text);
+    // Room again, and a restart: n3 catches up and holds everything acknowledged.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&raft)
+        .status()
+        .expect("remount");
+    assert!(grown.success());
+    cluster.kill9(2);
+    cluster.restart(2);
+    cluster.wait_for_leaders(2);
+    eventually("n3 holds the pushes made while it was stopped", || {
+        read_trips(&cluster.node(2).url(), &more, Some("local"))
+            .is_ok_and(|v| v.iter().all(|v| *v == json!(3)))
+    });
+    for (ids, trips) in [(&first, 1), (&acked, 2)] {
+        for chunk in ids.chunks(500) {
+            let values = read_trips(&cluster.node(2).url(), chunk, Some("local")).expect("read");
+            assert!(values.iter().all(|v| *v == json!(trips)), "{values:?}");
+        }
+    }
+    assert_eq!(group_problems(&cluster, 2), json!({}));
+    cluster.kill9(2);
+    drop(disk);
 }
