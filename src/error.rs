@@ -283,6 +283,11 @@ impl From<crate::cluster::ClusterError> for ApiError {
                 "wal_unavailable" => unavailable("wal_unavailable"),
                 "no_quorum" => unavailable("no_quorum"),
                 "cluster_overloaded" => unavailable("cluster_overloaded"),
+                "memory_limit" => ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "memory_limit",
+                    e.to_string(),
+                ),
                 "invalid_member_change" => {
                     ApiError::bad_request("invalid_member_change", e.to_string())
                 }

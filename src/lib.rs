@@ -16,6 +16,7 @@ pub mod error;
 pub mod grid;
 pub mod logging;
 pub mod materialize;
+pub mod memory;
 pub mod persist;
 pub mod registry;
 pub mod reload;
@@ -280,8 +281,8 @@ pub fn prepare_as(
     )
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (grid, shard_threads) = Coordinator::start_with(&options, layouts, opened.partitions);
-    let memory = Arc::new(api::memory::MemoryGuard::new(settings.max_memory()));
-    api::memory::MemoryGuard::start_sampling(memory.clone(), grid.clone());
+    let memory = Arc::new(memory::MemoryGuard::new(settings.max_memory()));
+    memory::MemoryGuard::start_sampling(memory.clone(), grid.clone());
     let snapshotter = Snapshotter::new(SnapshotterOptions {
         dir: opened.dir,
         grid: grid.clone(),
@@ -315,6 +316,7 @@ pub fn prepare_as(
     let state = web::Data::new(AppState {
         registry: reload::LiveRegistry::new(registry),
         store: store::LocalStore {
+            memory: memory.clone(),
             grid,
             wal: opened.wal,
             offline,

@@ -15,6 +15,8 @@ use crate::persist::wal::{self, Destination, Wal, WalError};
 #[derive(Clone)]
 pub struct LocalStore {
     pub grid: Coordinator,
+    /// The node's `max_memory` ceiling (a cluster leader checks it for every replica's write).
+    pub memory: std::sync::Arc<crate::memory::MemoryGuard>,
     pub wal: Wal,
     pub offline: OfflineSink,
     pub rows_written: prometheus::IntCounter,

@@ -17,7 +17,6 @@ pub mod drain;
 pub mod feast;
 pub mod lookup;
 pub mod materialize;
-pub mod memory;
 pub mod metrics;
 pub mod native;
 pub mod request_log;
@@ -123,7 +122,7 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// `FEATGRID_TEST_HOOKS=1`: serve the routes tests use to provoke faults.
     pub test_hooks: bool,
-    pub memory: Arc<memory::MemoryGuard>,
+    pub memory: Arc<crate::memory::MemoryGuard>,
     /// Also app data of its own, for the auth middleware ([`crate::auth::require`]).
     pub auth: Arc<crate::auth::Auth>,
     /// `error_format = "feast"`: errors in Feast's own shape unless the request asks otherwise.

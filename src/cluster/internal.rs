@@ -112,6 +112,7 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
             .route("/internal/v1/members/{group}", web::post().to(members))
             .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
             .route("/internal/v1/status", web::post().to(status))
+            .route("/internal/v1/memory", web::post().to(memory))
     })
     .workers(2)
     .disable_signals()
@@ -291,6 +292,13 @@ async fn rejoin(
 
 async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {
     encoded(&cluster.local_status())
+}
+
+/// A node's report of the room it has left under its `max_memory` ([`super::memory`]).
+async fn memory(cluster: web::Data<Cluster>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let (node, headroom): (NodeIndex, u64) = decode(&body)?;
+    cluster.memory_reports.note(node, headroom);
+    Ok(encoded(&()))
 }
 
 #[cfg(test)]

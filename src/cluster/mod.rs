@@ -20,6 +20,7 @@ mod leader;
 pub mod local;
 pub mod log_store;
 pub mod membership;
+pub mod memory;
 pub mod network;
 mod read;
 mod rejoin;
@@ -204,6 +205,8 @@ pub struct Cluster {
     followed_at: std::sync::Mutex<Option<Instant>>,
     /// The fingerprints of the topologies this node ran with before (see [`grow`]).
     earlier: std::sync::Mutex<Vec<String>>,
+    /// The room under `max_memory` the other nodes last reported ([`memory`]).
+    pub memory_reports: memory::Reports,
 }
 
 /// Why the cluster side could not start.
@@ -344,7 +347,11 @@ impl Cluster {
             data_dir: data_dir.to_path_buf(),
             followed_at: std::sync::Mutex::new(None),
             earlier: std::sync::Mutex::new(Vec::new()),
+            memory_reports: memory::Reports::default(),
         });
+        if cluster.local.memory.headroom().is_some() {
+            actix_rt::spawn(cluster.clone().report_memory());
+        }
         actix_rt::spawn(cluster.clone().watch_removals());
         for (group, marker) in to_rejoin {
             actix_rt::spawn(cluster.clone().rejoin_group(group, marker));

@@ -64,6 +64,10 @@ pub struct NodeStatus {
     /// call failed ([`super::network::reachability`]).
     #[serde(default)]
     pub unreachable_secs: Option<u64>,
+    /// Bytes the node has left under its `max_memory`, as the asked node knows it (its own, or
+    /// the node's last report: [`super::memory`]); absent without a ceiling or a fresh report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_headroom: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,13 +178,15 @@ impl Cluster {
             .nodes
             .iter()
             .zip(&reports)
-            .map(|(n, r)| NodeStatus {
+            .enumerate()
+            .map(|(i, (n, r))| NodeStatus {
                 id: n.id.clone(),
                 client: n.client.to_string(),
                 internal: n.internal.to_string(),
                 healthy: r.is_ok(),
                 error: r.as_ref().err().map(ToString::to_string),
                 unreachable_secs: self.net().unreachable_for(&n.internal).map(|d| d.as_secs()),
+                memory_headroom: self.memory_headroom(i as u64),
             })
             .collect();
         let groups = topology
@@ -314,6 +320,7 @@ mod tests {
                 healthy: false,
                 error: None,
                 unreachable_secs: Some(12),
+                memory_headroom: None,
             }],
             groups: vec![GroupStatus {
                 group: 0,

@@ -240,6 +240,9 @@ impl Cluster {
         write: GroupWrite,
         left: Duration,
     ) -> Result<(), Refusal> {
+        if let Some(refusal) = self.memory_refusal(group, raft, &write) {
+            return Err(refusal);
+        }
         let Ok(committed) = self.batchers[group].propose(write) else {
             return Err(Refusal::Failed {
                 status: 503,

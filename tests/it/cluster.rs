@@ -164,6 +164,11 @@ impl Cluster {
 
     /// Starts node `i` (from 0) on its data directory.
     pub(super) fn restart(&mut self, i: usize) {
+        self.restart_with(i, &[]);
+    }
+
+    /// [`Cluster::restart`] with more arguments for `featgrid serve`.
+    pub(super) fn restart_with(&mut self, i: usize, args: &[&str]) {
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--cluster"])
@@ -177,6 +182,7 @@ impl Cluster {
             ])
             .arg(self.data_dir(i))
             .args((!self.started[i]).then_some("--bootstrap"))
+            .args(args)
             .env("FEATGRID_LOG", "warn,openraft=off")
             .envs(self.env.iter().copied());
         let stderr = if self.logged {

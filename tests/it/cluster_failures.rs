@@ -568,3 +568,33 @@ fn nodes_added_to_the_topology_are_taken_without_a_restart() {
     let c = push(cluster.node(n4), &ids, 5);
     assert_eq!(c.status, 200, "{}", c.text);
 }
+
+/// `max_memory` holds on every replica of a group, not only on the node a push reaches: a
+/// replica with a small ceiling reports the room it has left, and the group's leader refuses a
+/// write it would not fit (507 `memory_limit`, naming it) before proposing it; nothing of it is
+/// written, smaller writes and reads go on.
+#[test]
+fn a_write_past_a_replicas_max_memory_is_refused_by_the_leader() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let small: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(0), &small, 1);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(2);
+    cluster.restart_with(2, &["--max-memory", "2MiB"]);
+    cluster.wait_for_leaders(2);
+    eventually("n1 and n2 know n3's room", || {
+        (0..2).all(|i| cluster.status(i)["nodes"][2]["memory_headroom"].is_u64())
+    });
+    // Through n1 and n2, which have no ceiling: about 3 MB of rows.
+    let big: Vec<i64> = (10_000..70_000).collect();
+    let b = push(cluster.node(1), &big, 2);
+    assert_eq!(b.status, 507, "{}", b.text);
+    assert_eq!(b.json["code"], "memory_limit");
+    assert!(b.text.contains("node n3"), "{}", b.text);
+    let values = read_trips(&cluster.node(0).url(), &big[..500], None).expect("read");
+    assert!(values.iter().all(Value::is_null), "{values:?}");
+    let c = push(cluster.node(0), &small, 3);
+    assert_eq!(c.status, 200, "{}", c.text);
+    let values = read_trips(&cluster.node(2).url(), &small, None).expect("read");
+    assert!(values.iter().all(|v| *v == json!(3)), "{values:?}");
+}

@@ -49,6 +49,14 @@ impl MemoryGuard {
         ))
     }
 
+    /// Bytes left under the ceiling (`None`: no ceiling).
+    pub fn headroom(&self) -> Option<u64> {
+        (self.limit != 0).then(|| {
+            self.limit
+                .saturating_sub(self.estimate.load(Ordering::Relaxed)) as u64
+        })
+    }
+
     /// Counts a write accepted since the last sample.
     pub fn add(&self, bytes: usize) {
         if self.limit != 0 {
