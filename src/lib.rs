@@ -468,18 +468,23 @@ fn reload_on_hangup(state: web::Data<AppState>, certificate: Option<Arc<tls::Rel
                         "SIGHUP: TLS certificate not reloaded; the previous one stays in force"
                     ),
                 }
-                match state.cluster.get().map(|c| (c, c.reload_topology())) {
-                    None => {}
-                    Some((cluster, Ok(r))) => {
-                        tracing::info!(added = ?r.added, nodes = r.nodes.len(), "SIGHUP: cluster topology reloaded");
-                        if !r.added.is_empty() {
-                            cluster.announce_topology().await;
+                if let Some(cluster) = state.cluster.get().cloned() {
+                    // File reads and an fsync: off the thread that runs the Raft cores.
+                    let reloading = cluster.clone();
+                    let reloaded =
+                        actix_rt::task::spawn_blocking(move || reloading.reload_topology()).await;
+                    match reloaded.unwrap_or_else(|e| Err(e.to_string())) {
+                        Ok(r) => {
+                            tracing::info!(added = ?r.added, nodes = r.nodes.len(), "SIGHUP: cluster topology reloaded");
+                            if !r.added.is_empty() {
+                                cluster.announce_topology().await;
+                            }
                         }
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "SIGHUP: cluster topology not reloaded; the one in force stays"
+                        ),
                     }
-                    Some((_, Err(e))) => tracing::error!(
-                        error = %e,
-                        "SIGHUP: cluster topology not reloaded; the one in force stays"
-                    ),
                 }
             }
         });
