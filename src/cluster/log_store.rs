@@ -77,7 +77,8 @@ pub enum Op {
 /// How often at most a group's commit index is logged. It is a hint for the next start, which
 /// re-applies the committed entries after the group's snapshot at once (the rest once a leader
 /// says they are committed): logging it less often never loses an entry, and logging every
-/// commit would cost a write (an fsync under `always`) per entry.
+/// commit would cost a write (an fsync under `always`) per entry. A commit not logged because
+/// of this is logged [`COMMIT_EVERY`] later (the last one before a pause is not left out).
 const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why the Raft log could not be opened.
@@ -98,6 +99,8 @@ struct GroupState {
     /// The last commit index openraft reported, and when one was last logged.
     committed: Option<LogId>,
     commit_logged_at: Option<std::time::Instant>,
+    /// A commit is waiting to be logged ([`LogStore::log_commit_later`]).
+    commit_pending: bool,
 }
 
 impl GroupState {
@@ -395,6 +398,26 @@ impl LogStore {
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         lock(&self.shared.groups[self.group].state)
     }
+
+    /// Logs the group's commit index [`COMMIT_EVERY`] from now (one such wait at a time).
+    fn log_commit_later(&self) {
+        let store = self.clone();
+        // openraft runs the Raft cores as tokio tasks outside actix's local task set.
+        tokio::spawn(async move {
+            tokio::time::sleep(COMMIT_EVERY).await;
+            let committed = {
+                let mut state = store.lock();
+                state.commit_pending = false;
+                state.commit_logged_at = Some(std::time::Instant::now());
+                state.committed
+            };
+            if let Some(id) = committed {
+                if let Err(e) = store.write(|_| Op::Commit(id), |_| {}) {
+                    tracing::debug!(group = store.group, error = %e, "commit index not logged");
+                }
+            }
+        });
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -445,7 +468,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let due = {
+        let (due, later) = {
             let mut state = self.lock();
             state.committed = committed.max(state.committed);
             let due = state
@@ -454,11 +477,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if due {
                 state.commit_logged_at = Some(std::time::Instant::now());
             }
-            due.then_some(state.committed).flatten()
+            let later = !due && !std::mem::replace(&mut state.commit_pending, true);
+            (due.then_some(state.committed).flatten(), later)
         };
         if let Some(id) = due {
             // Not awaited: a hint, queued like an append; a failed write shows on the next one.
             self.write(|_| Op::Commit(id), |_| {}).map_err(write_err)?;
+        }
+        if later {
+            self.log_commit_later();
         }
         Ok(())
     }
