@@ -40,6 +40,11 @@ pub struct Settings {
     /// The repo `feast_repo` names, once read (for the registry reloads).
     #[serde(skip)]
     pub feast: Option<FeastRepo>,
+    /// The Python of the Feast environment that runs on-demand transformations; empty: none.
+    pub python: String,
+    pub python_workers: usize,
+    pub python_timeout_ms: u64,
+    pub python_queue: usize,
     pub shards: usize,
     pub shard_threads: usize,
     pub workers: usize,
@@ -93,6 +98,7 @@ pub struct Overrides {
     /// address in the topology): named in errors about it.
     pub bind_source: Option<String>,
     pub feast_repo: Option<PathBuf>,
+    pub python: Option<PathBuf>,
     pub shards: Option<usize>,
     pub shard_threads: Option<usize>,
     pub workers: Option<usize>,
@@ -178,6 +184,22 @@ impl Settings {
 
     pub fn shard_timeout(&self) -> Duration {
         Duration::from_millis(self.shard_timeout_ms)
+    }
+
+    /// The on-demand transformation workers' settings; `None` without `python`.
+    pub fn ondemand_options(&self) -> Option<crate::ondemand::PoolOptions> {
+        (!self.python.is_empty()).then(|| crate::ondemand::PoolOptions {
+            python: PathBuf::from(&self.python),
+            workers: if self.python_workers > 0 {
+                self.python_workers
+            } else {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            },
+            timeout: Duration::from_millis(self.python_timeout_ms.max(1)),
+            queue: self.python_queue,
+        })
     }
 
     /// HTTP workers to start: the setting, or one per core.

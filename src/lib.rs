@@ -17,6 +17,7 @@ pub mod grid;
 pub mod logging;
 pub mod materialize;
 pub mod memory;
+pub mod ondemand;
 pub mod persist;
 pub mod registry;
 pub mod reload;
@@ -340,6 +341,7 @@ pub fn prepare_as(
         feast_errors: settings.error_format == "feast",
         cluster: std::sync::OnceLock::new(),
         materialized,
+        ondemand: ondemand::pool_for(settings),
     });
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);

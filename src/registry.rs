@@ -9,6 +9,7 @@
 pub mod batch;
 mod build;
 pub mod feast;
+pub mod on_demand;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -252,6 +253,14 @@ pub struct Registry {
     pub push_sources: Vec<PushSource>,
     pub batch_sources: Vec<BatchSource>,
     pub feature_services: Vec<FeatureService>,
+    /// On-demand feature views (Feast repos only); a write-time one is also in
+    /// `feature_views`, as its stored table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_demand_views: Vec<on_demand::OnDemandView>,
+    /// Feature services reading on-demand views computed at read time (not in
+    /// `feature_services`, whose references all name stored views).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_demand_services: Vec<on_demand::OnDemandService>,
     #[serde(skip)]
     index: Index,
 }
@@ -349,6 +358,8 @@ impl Registry {
             push_sources,
             batch_sources: Vec::new(),
             feature_services,
+            on_demand_views: Vec::new(),
+            on_demand_services: Vec::new(),
             index: Index::default(),
         };
         registry.rebuild_index();
@@ -451,6 +462,16 @@ impl Registry {
             view: view.id,
             field,
         })
+    }
+
+    /// The on-demand view named `name`.
+    pub fn on_demand_view(&self, name: &str) -> Option<&on_demand::OnDemandView> {
+        self.on_demand_views.iter().find(|v| v.name == name)
+    }
+
+    /// The feature service named `name` that reads on-demand views at read time.
+    pub fn on_demand_service(&self, name: &str) -> Option<&on_demand::OnDemandService> {
+        self.on_demand_services.iter().find(|s| s.name == name)
     }
 
     /// `view:feature` for a resolved reference.

@@ -203,6 +203,8 @@ pub fn merge(current: &Registry, fresh: Registry) -> (Registry, Changes) {
 
     let mut merged = Registry::from_parts(fresh.entities.clone(), views, push_sources, services);
     merged.batch_sources = fresh.batch_sources.clone();
+    merged.on_demand_views = fresh.on_demand_views.clone();
+    merged.on_demand_services = fresh.on_demand_services.clone();
     merged.loaded_from = fresh.loaded_from.clone();
     merged.loaded_from.refused = refused;
     (merged, changes)

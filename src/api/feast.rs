@@ -48,6 +48,14 @@ struct WriteRequest<'a> {
     feature_view_name: String,
     #[serde(borrow, deserialize_with = "unique_columns")]
     df: Columns<'a>,
+    /// For an on-demand view with write_to_online_store=True: run its transformation on `df`
+    /// (Feast's default) or store `df` as given.
+    #[serde(default = "yes")]
+    transform_on_write: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,7 +183,18 @@ pub async fn write_to_online_store(
     let registry = state.registry.current();
     let view = registry.view(&request.feature_view_name)?;
     check_views(&req, &registry, [view.id])?;
-    write_rows(&state, &[view.id], &frame(request.df)?, Destination::ONLINE).await?;
+    let mut df = frame(request.df)?;
+    if let Some(odfv) = registry.on_demand_view(&view.name) {
+        df = crate::ondemand::write::rows_to_store(
+            state.ondemand.as_deref(),
+            &registry,
+            odfv,
+            df,
+            request.transform_on_write,
+        )
+        .await?;
+    }
+    write_rows(&state, &[view.id], &df, Destination::ONLINE).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("null"))
@@ -190,6 +209,14 @@ pub async fn get_online_features(
     let text = json_text(&body);
     let request: ReadRequest = parse_json(&text)?;
     let registry = state.registry.current();
+    let planned = crate::ondemand::read::plan(
+        &registry,
+        request.features.as_deref(),
+        request.feature_service.as_deref(),
+    )?;
+    if let Some(plan) = planned {
+        return on_demand_read(&state, &req, &registry, plan, &request).await;
+    }
     let selection = resolve_features(
         &registry,
         request.features.as_deref(),
@@ -207,7 +234,68 @@ pub async fn get_online_features(
         super::cluster::consistency(&req)?,
     )
     .await?;
-    let body = render(&found, &request.entities, views.as_deref(), &state.limits)?;
+    let shown = found.refs.len();
+    let body = render(
+        &found,
+        shown,
+        &[],
+        &request.entities,
+        views.as_deref(),
+        &state.limits,
+    )?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// A read naming on-demand views computed at read time ([`crate::ondemand::read`]).
+async fn on_demand_read(
+    state: &AppState,
+    req: &HttpRequest,
+    registry: &Registry,
+    plan: crate::ondemand::read::Plan,
+    request: &ReadRequest<'_>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::ondemand::read::{compute, shown_names};
+    check_views(req, registry, plan.selection.refs.iter().map(|r| r.view))?;
+    let names = shown_names(registry, &plan, request.full_feature_names)?;
+    let views = request.include_feature_view_version_metadata.then(|| {
+        let shown = Selection {
+            refs: plan.selection.refs[..plan.shown].to_vec(),
+            aliases: plan.selection.aliases[..plan.shown.min(plan.selection.aliases.len())]
+                .to_vec(),
+        };
+        view_names(registry, &shown)
+    });
+    // Full names inside: a source read only for a transformation may share its short name
+    // with a requested feature.
+    let mut found = lookup(
+        state,
+        plan.selection.clone(),
+        &request.entities,
+        true,
+        super::cluster::consistency(req)?,
+    )
+    .await?;
+    let computed = compute(
+        state.ondemand.as_deref(),
+        registry,
+        &plan,
+        &found,
+        &request.entities,
+        request.full_feature_names,
+    )
+    .await?;
+    found.names.truncate(0);
+    found.names.extend(names);
+    let body = render(
+        &found,
+        plan.shown,
+        &computed,
+        &request.entities,
+        views.as_deref(),
+        &state.limits,
+    )?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
@@ -233,6 +321,8 @@ fn view_names(registry: &Registry, selection: &Selection) -> Vec<(String, u32)> 
 /// `current_version_number` (Feast leaves version 0 out, and so does featgrid).
 fn render(
     found: &Lookup<'_>,
+    shown: usize,
+    computed: &[crate::ondemand::read::Computed],
     entities: &Frame<JsonCell<'_>>,
     views: Option<&[(String, u32)]>,
     limits: &Limits,
@@ -244,7 +334,8 @@ fn render(
         .echoed
         .iter()
         .map(|e| e.name.as_str())
-        .chain(found.names.iter().map(String::as_str));
+        .chain(found.names[..shown].iter().map(String::as_str))
+        .chain(computed.iter().map(|c| c.name.as_str()));
     for (i, name) in names.enumerate() {
         if i > 0 {
             out.push(b',');
@@ -294,7 +385,7 @@ fn render(
     // comes from the same view (all of a view's features share the row's event time).
     let mut ts_text: Vec<u8> = Vec::with_capacity(rows * 28);
     let mut ts_spans: Vec<(usize, usize)> = Vec::with_capacity(rows);
-    for f in 0..found.refs.len() {
+    for f in 0..shown {
         if f > 0 || !found.echoed.is_empty() {
             out.push(b',');
         }
@@ -331,6 +422,32 @@ fn render(
         for (row, &(start, end)) in ts_spans.iter().enumerate() {
             comma(&mut out, row);
             quoted(&mut out, &ts_text[start..end]);
+        }
+        out.extend_from_slice(b"]}");
+        check_answer_size(out.len(), limits)?;
+    }
+    // On-demand outputs: PRESENT, at the epoch, as Feast's server answers them.
+    for (c, column) in computed.iter().enumerate() {
+        if c > 0 || shown > 0 || !found.echoed.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"values\":[");
+        for (row, value) in column.values.iter().enumerate() {
+            comma(&mut out, row);
+            match value {
+                Some(bytes) => render_json(column.dtype, bytes, &mut out),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"],\"statuses\":[");
+        for row in 0..rows {
+            comma(&mut out, row);
+            quoted(&mut out, b"PRESENT");
+        }
+        out.extend_from_slice(b"],\"event_timestamps\":[");
+        for row in 0..rows {
+            comma(&mut out, row);
+            quoted(&mut out, EPOCH_RFC3339.as_bytes());
         }
         out.extend_from_slice(b"]}");
         check_answer_size(out.len(), limits)?;

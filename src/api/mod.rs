@@ -132,6 +132,8 @@ pub struct AppState {
     pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
     /// Materialized intervals per view, and the runs in progress.
     pub materialized: Arc<crate::materialize::state::MaterializeState>,
+    /// The Python workers of on-demand feature views; `None` without the `python` setting.
+    pub ondemand: Option<Arc<crate::ondemand::Pool>>,
 }
 
 /// Reads the whole body, refusing more than the route's limit with 413 and a body that takes

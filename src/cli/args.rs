@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// `feast apply`), reloaded when it changes; not together with a TOML registry.
     #[arg(long, value_name = "DIR")]
     pub feast_repo: Option<PathBuf>,
+    /// The Python of a Feast environment: its workers run on-demand feature views'
+    /// transformations with Feast's own code (setting `python`).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:6566]; port 0 picks a free one.
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,

@@ -51,6 +51,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         bind,
         bind_source,
         feast_repo: args.feast_repo,
+        python: args.python,
         shards: args.shards,
         shard_threads: args.shard_threads,
         workers: args.workers,

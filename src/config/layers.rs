@@ -156,6 +156,10 @@ impl Settings {
             settings.shard_threads = v;
             flag("shard_threads", "--shard-threads");
         }
+        if let Some(v) = &flags.python {
+            settings.python = v.display().to_string();
+            flag("python", "--python");
+        }
         if let Some(v) = flags.workers {
             settings.workers = v;
             flag("workers", "--workers");

@@ -156,6 +156,10 @@ fn effective(s: &Settings, key: &str) -> String {
         "max_read_body_bytes" => s.max_read_body_bytes.to_string(),
         "max_value_bytes" => s.max_value_bytes.to_string(),
         "max_memory" => s.max_memory().to_string(),
+        "python" => s.python.clone(),
+        "python_workers" => s.python_workers.to_string(),
+        "python_timeout_ms" => s.python_timeout_ms.to_string(),
+        "python_queue" => s.python_queue.to_string(),
         other => {
             panic!("setting '{other}' has no case in every_setting_loads_from_every_source")
         }
@@ -248,6 +252,10 @@ fn every_setting_loads_from_every_source() {
         max_read_body_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
         max_value_bytes | 1000 | 1000 | 1000 | 0 | 0 | must be at least 1
         max_memory | "1GiB" | 1GiB | 1073741824 | "lots" | lots | is not a size
+        python | "/venv/bin/python" | /venv/bin/python | /venv/bin/python | 1 | - | expected string
+        python_workers | 3 | 3 | 3 | -1 | -1 | -1 is negative
+        python_timeout_ms | 500 | 500 | 500 | 0 | 0 | must be at least 1
+        python_queue | 8 | 8 | 8 | 0 | 0 | must be at least 1
     "#;
     let cases: Vec<Vec<&str>> = CASES
         .lines()

@@ -93,6 +93,8 @@ impl Settings {
             ("max_answer_bytes", self.max_answer_bytes),
             ("mailbox_capacity", self.mailbox_capacity),
             ("shard_timeout_ms", self.shard_timeout_ms as usize),
+            ("python_timeout_ms", self.python_timeout_ms as usize),
+            ("python_queue", self.python_queue),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1".into()));

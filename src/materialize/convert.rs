@@ -5,8 +5,10 @@
 //!
 //! Read: booleans, signed and unsigned integers, float32/64, UTF-8 strings (plain, large, view,
 //! dictionary-encoded as pandas categoricals are), binary, timestamps of any unit (naive ones
-//! are UTC, as Feast reads them) and dates, and lists of those. Anything else (decimals,
-//! structs, maps, float16) is refused, naming the column and its type.
+//! are UTC, as Feast reads them) and dates, and lists of those; structs and maps (Feast's
+//! `Struct`, `Map`: what pyarrow writes for a column of dicts) as their JSON text, which the
+//! write path stores as a map or struct value. Anything else (decimals, float16) is refused,
+//! naming the column and its type.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -138,6 +140,18 @@ pub fn append(
                 });
             }
         }
+        DataType::Struct(_) | DataType::Map(..) => {
+            for &r in rows {
+                let r = r as usize;
+                out.push(if array.is_null(r) {
+                    NativeValue::Null
+                } else {
+                    let json = json_at(array, r)
+                        .map_err(|problem| ConvertError::Value { row: r, problem })?;
+                    NativeValue::String(json.to_string())
+                });
+            }
+        }
         _ => {
             for &r in rows {
                 let r = r as usize;
@@ -154,6 +168,64 @@ pub fn append(
         }
     }
     Ok(())
+}
+
+/// The value at row `i` as JSON: structs and maps as objects (map keys as text), lists as
+/// arrays, scalars as JSON scalars (bytes in base64, timestamps in RFC 3339).
+fn json_at(array: &dyn Array, i: usize) -> Result<serde_json::Value, String> {
+    use serde_json::Value as Json;
+    if array.is_null(i) {
+        return Ok(Json::Null);
+    }
+    Ok(match array.data_type() {
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let mut object = serde_json::Map::with_capacity(fields.len());
+            for (f, field) in fields.iter().enumerate() {
+                object.insert(field.name().clone(), json_at(s.column(f).as_ref(), i)?);
+            }
+            Json::Object(object)
+        }
+        DataType::Map(..) => {
+            let entries = array.as_map().value(i);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let mut object = serde_json::Map::with_capacity(entries.len());
+            for e in 0..entries.len() {
+                let key = match json_at(keys.as_ref(), e)? {
+                    Json::String(k) => k,
+                    other => other.to_string(),
+                };
+                object.insert(key, json_at(values.as_ref(), e)?);
+            }
+            Json::Object(object)
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            let items = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(i),
+                DataType::LargeList(_) => array.as_list::<i64>().value(i),
+                _ => array.as_fixed_size_list().value(i),
+            };
+            Json::Array(
+                (0..items.len())
+                    .map(|e| json_at(items.as_ref(), e))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        _ => match scalar_at(array, i)? {
+            None => Json::Null,
+            Some(NativeScalar::Int32(v)) => v.into(),
+            Some(NativeScalar::Int64(v)) => v.into(),
+            Some(NativeScalar::Float32(v)) => f64::from(v).into(),
+            Some(NativeScalar::Float64(v)) => v.into(),
+            Some(NativeScalar::Bool(v)) => v.into(),
+            Some(NativeScalar::String(v)) => v.into(),
+            Some(NativeScalar::Bytes(v)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(v).into()
+            }
+            Some(NativeScalar::UnixTimestamp(v)) => crate::value::format_timestamp(v).into(),
+        },
+    })
 }
 
 /// A list value at row `i`, or `None` when the array holds no lists.
@@ -290,6 +362,41 @@ mod tests {
             read(a, &[1]),
             Err(ConvertError::Value { row: 1, .. })
         ));
+    }
+
+    #[test]
+    fn structs_are_read_as_their_json_text() {
+        let names: ArrayRef = Arc::new(StringArray::from(vec![Some("truck"), None]));
+        let ratings: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), Some(4)]));
+        let a: ArrayRef = Arc::new(arrow_array::StructArray::from(vec![
+            (
+                Arc::new(arrow_schema::Field::new(
+                    "vehicle_type",
+                    DataType::Utf8,
+                    true,
+                )),
+                names,
+            ),
+            (
+                Arc::new(arrow_schema::Field::new("rating", DataType::Int64, true)),
+                ratings,
+            ),
+        ]));
+        let json: Vec<serde_json::Value> = read(a, &[0, 1])
+            .unwrap()
+            .into_iter()
+            .map(|v| match v {
+                NativeValue::String(text) => serde_json::from_str(&text).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            json,
+            [
+                serde_json::json!({"vehicle_type": "truck", "rating": 5}),
+                serde_json::json!({"vehicle_type": null, "rating": 4}),
+            ]
+        );
     }
 
     #[test]

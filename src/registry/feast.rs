@@ -7,7 +7,8 @@
 //! online, the push source feeding them, the batch source's timestamp columns, version),
 //! label views (the same, plus `labeler_field` and `conflict_policy`; they keep the last
 //! write), push sources, feature services (each projection's view, feature columns and
-//! alias). Objects featgrid cannot serve (on-demand and stream feature views, feature tables,
+//! alias), on-demand feature views ([`super::on_demand`]: modes python and pandas, request
+//! sources, write time). Objects featgrid cannot serve (stream feature views, feature tables,
 //! offline-only, disabled and entity-less views, services that remap join keys or use such
 //! views, push sources that feed none of the served views, and any object the validation
 //! refuses, with its reason) are listed in [`LoadedFrom::not_served`] and logged: one such
@@ -24,6 +25,7 @@ use prost::Message as _;
 use serde::Deserialize;
 
 use super::build::{EntityDecl, FeatureServiceDecl, FeatureViewDecl, PushSourceDecl, RegistryFile};
+use super::on_demand::{self, OnDemandService, OnDemandView};
 use super::{LoadedFrom, Registry, RegistryError};
 
 /// Feast's default `cache_ttl_seconds`.
@@ -178,8 +180,11 @@ impl FeastRepo {
             chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         });
-        let (decls, mut not_served) = declarations(file, &self.project);
+        let (decls, mut not_served, on_demand) = declarations(file, &self.project);
         let mut registry = build_serving_what_can_be(decls, &source_name, &mut not_served)?;
+        let on_demand = on_demand.resolve(&registry, &mut not_served);
+        registry.on_demand_views = on_demand.views;
+        registry.on_demand_services = on_demand.services;
         registry.resolve_batch_paths(&self.dir);
         registry.loaded_from = LoadedFrom {
             kind: "feast",
@@ -231,7 +236,7 @@ pub use views::value_type;
 use views::{label_view_declaration, view_declaration};
 
 /// The project's objects as registry declarations, and what is not served (with why).
-fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<String>) {
+fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<String>, OnDemand) {
     let mut not_served = Vec::new();
     let named = |objects: &[proto::Named], what: &str, not_served: &mut Vec<String>| {
         for spec in objects.iter().filter_map(|o| o.spec.as_ref()) {
@@ -240,11 +245,6 @@ fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<Stri
             }
         }
     };
-    named(
-        &file.on_demand_feature_views,
-        "on-demand feature view",
-        &mut not_served,
-    );
     named(
         &file.stream_feature_views,
         "stream feature view",
@@ -310,6 +310,32 @@ fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<Stri
             Err(why) => not_served.push(format!("label view '{name}': {why}")),
         }
     }
+
+    // On-demand views: a write-time one is also a stored feature view.
+    let mut on_demand_views = Vec::new();
+    for spec in file
+        .on_demand_feature_views
+        .iter()
+        .filter_map(|v| v.spec.as_ref())
+    {
+        if spec.project != project {
+            continue;
+        }
+        match on_demand::on_demand_view(spec) {
+            Ok(view) => {
+                if view.write_to_online_store {
+                    feature_views.push(on_demand::stored_declaration(spec, &view));
+                }
+                on_demand_views.push(view);
+            }
+            Err(why) => not_served.push(format!("on-demand feature view '{}': {why}", spec.name)),
+        }
+    }
+    let computed_at_read = |name: &str| {
+        on_demand_views
+            .iter()
+            .any(|v| v.name == name && !v.write_to_online_store)
+    };
 
     let mut entities = Vec::new();
     for spec in file.entities.into_iter().filter_map(|e| e.spec) {
@@ -387,19 +413,22 @@ fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<Stri
     }
 
     let mut feature_services = Vec::new();
+    let mut on_demand_services = Vec::new();
     'services: for spec in file.feature_services.into_iter().filter_map(|s| s.spec) {
         if spec.project != project {
             continue;
         }
         let mut features = Vec::new();
         let mut aliases = Vec::new();
+        let mut on_demand_refs = Vec::new();
         for p in &spec.features {
+            let on_demand = computed_at_read(&p.feature_view_name);
             let why_not = if !p.join_key_map.is_empty() {
                 Some(format!(
                     "its projection of '{}' remaps join keys (join_key_map)",
                     p.feature_view_name
                 ))
-            } else if !served.contains_key(p.feature_view_name.as_str()) {
+            } else if !on_demand && !served.contains_key(p.feature_view_name.as_str()) {
                 Some(format!(
                     "it reads '{}', which featgrid does not serve",
                     p.feature_view_name
@@ -414,14 +443,55 @@ fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<Stri
             let alias = (!p.feature_view_name_alias.is_empty()
                 && p.feature_view_name_alias != p.feature_view_name)
                 .then(|| p.feature_view_name_alias.clone());
-            if p.feature_columns.is_empty() {
+            if on_demand && p.feature_columns.is_empty() {
+                let view = on_demand_views
+                    .iter()
+                    .find(|v| v.name == p.feature_view_name);
+                for field in view.iter().flat_map(|v| &v.fields) {
+                    on_demand_refs.push((
+                        p.feature_view_name.clone(),
+                        field.name.clone(),
+                        alias.clone(),
+                    ));
+                }
+            } else if p.feature_columns.is_empty() {
+                let view = served[p.feature_view_name.as_str()];
+                for field in &view.fields {
+                    on_demand_refs.push((
+                        p.feature_view_name.clone(),
+                        field.name.clone(),
+                        alias.clone(),
+                    ));
+                }
                 features.push(p.feature_view_name.clone());
                 aliases.push(alias.clone());
             }
             for column in &p.feature_columns {
-                features.push(format!("{}:{}", p.feature_view_name, column.name));
-                aliases.push(alias.clone());
+                on_demand_refs.push((
+                    p.feature_view_name.clone(),
+                    column.name.clone(),
+                    alias.clone(),
+                ));
+                if !on_demand {
+                    features.push(format!("{}:{}", p.feature_view_name, column.name));
+                    aliases.push(alias.clone());
+                }
             }
+        }
+        if spec
+            .features
+            .iter()
+            .any(|p| computed_at_read(&p.feature_view_name))
+        {
+            on_demand_services.push(OnDemandService {
+                name: spec.name,
+                features: on_demand_refs
+                    .iter()
+                    .map(|(v, f, _)| format!("{v}:{f}"))
+                    .collect(),
+                refs: on_demand_refs,
+            });
+            continue;
         }
         feature_services.push(FeatureServiceDecl {
             name: spec.name,
@@ -438,7 +508,76 @@ fn declarations(file: proto::Registry, project: &str) -> (RegistryFile, Vec<Stri
         batch_sources: Vec::new(),
         feature_services,
     };
-    (decls, not_served)
+    let on_demand = OnDemand {
+        views: on_demand_views,
+        services: on_demand_services,
+    };
+    (decls, not_served, on_demand)
+}
+
+/// A project's on-demand views and the services that read them at read time.
+struct OnDemand {
+    views: Vec<OnDemandView>,
+    services: Vec<OnDemandService>,
+}
+
+impl OnDemand {
+    /// Keeps the views whose sources the built registry serves, and the services whose
+    /// references all resolve; what is dropped is listed in `not_served`.
+    fn resolve(self, registry: &Registry, not_served: &mut Vec<String>) -> OnDemand {
+        let mut views = Vec::new();
+        for view in self.views {
+            let missing = view
+                .sources
+                .iter()
+                .find_map(|s| match registry.view(&s.view) {
+                    Err(_) => Some(format!(
+                        "it reads '{}', which featgrid does not serve",
+                        s.view
+                    )),
+                    Ok(v) => s
+                        .features
+                        .iter()
+                        .find(|f| v.field_index(f).is_none())
+                        .map(|f| {
+                            format!(
+                                "it reads '{}:{f}', which is not a feature of that view",
+                                s.view
+                            )
+                        }),
+                });
+            let stored = view.write_to_online_store && registry.view(&view.name).is_err();
+            match missing {
+                Some(why) => {
+                    not_served.push(format!("on-demand feature view '{}': {why}", view.name))
+                }
+                None if stored => not_served.push(format!(
+                    "on-demand feature view '{}': its stored table was not served",
+                    view.name
+                )),
+                None => views.push(view),
+            }
+        }
+        let mut services = Vec::new();
+        for service in self.services {
+            let missing =
+                service
+                    .refs
+                    .iter()
+                    .find(|(v, f, _)| match views.iter().find(|o| &o.name == v) {
+                        Some(o) => o.field(f).is_none(),
+                        None => registry.resolve_ref(&format!("{v}:{f}")).is_err(),
+                    });
+            match missing {
+                Some((v, f, _)) => not_served.push(format!(
+                    "feature service '{}': it reads '{v}:{f}', which featgrid does not serve",
+                    service.name
+                )),
+                None => services.push(service),
+            }
+        }
+        OnDemand { views, services }
+    }
 }
 
 #[cfg(test)]

@@ -2,13 +2,12 @@
 //! user would: `feast apply`, `featgrid serve --feast-repo .`, `online_store: {type: remote}`.
 //!
 //! Checked now: featgrid starts on the template's registry, serves its Map, Json and Struct
-//! fields and its label view, lists what it does not serve (the on-demand views and the
-//! services reading them) with the reason, answers the template's push and the workflow's
+//! fields, its label view and its on-demand views and services, answers the template's push and the workflow's
 //! reads exactly as Feast's own SQLite store answers the same writes
 //! (`feast_template/compare.py`), and reloads to zero views after `feast teardown`.
 //!
-//! The template's own `test_workflow.py`, unchanged, is the ignored test below: it also
-//! needs `POST /materialize*` and on-demand feature views (the other two Feast issues).
+//! The template's own `test_workflow.py`, unchanged, runs to its end against featgrid (the
+//! second test below).
 
 use std::path::Path;
 use std::process::Command;
@@ -83,7 +82,15 @@ fn feast_init_template_is_served_and_answers_as_feasts_own_store() {
     feast_apply(&python, &repo);
     feast_apply(&python, &reference);
 
-    let server = Server::start_with(&["--feast-repo", repo.to_str().unwrap()], &[]);
+    let server = Server::start_with(
+        &[
+            "--feast-repo",
+            repo.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ],
+        &[],
+    );
     let registry = server.get("/registry").json;
     assert_eq!(
         names(&registry["feature_views"]),
@@ -156,22 +163,19 @@ fn feast_init_template_is_served_and_answers_as_feasts_own_store() {
             &Value::from("driver_quality_labels_push")
         )
     );
-    let mut not_served: Vec<String> = registry["loaded_from"]["not_served"]
+    // Everything is served, the on-demand views too (run with --python; without it their
+    // reads say how to enable them).
+    assert_eq!(registry["loaded_from"]["not_served"], serde_json::json!([]));
+    let mut on_demand: Vec<&str> = registry["on_demand_views"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .map(|v| v["name"].as_str().unwrap())
         .collect();
-    not_served.sort();
+    on_demand.sort();
     assert_eq!(
-        not_served,
-        [
-            "feature service 'driver_activity_v1': it reads 'transformed_conv_rate', which featgrid does not serve",
-            "feature service 'driver_activity_v2': it reads 'transformed_conv_rate', which featgrid does not serve",
-            "feature service 'driver_activity_v3': it reads 'transformed_conv_rate_fresh', which featgrid does not serve",
-            "on-demand feature view 'transformed_conv_rate': on-demand feature views are not served",
-            "on-demand feature view 'transformed_conv_rate_fresh': on-demand feature views are not served",
-        ]
+        on_demand,
+        ["transformed_conv_rate", "transformed_conv_rate_fresh"]
     );
 
     use_featgrid(&repo, &server.url());
@@ -212,11 +216,11 @@ fn feast_init_template_is_served_and_answers_as_feasts_own_store() {
     assert_eq!(gone.status, 404, "{}", gone.text);
 }
 
-/// The template's `test_workflow.py`, unchanged, against featgrid. It stops today at
-/// `store.materialize_incremental` (`POST /materialize-incremental`, issue 18) and needs
-/// on-demand feature views for its reads (`transformed_conv_rate*`, issue 19).
+/// The template's `test_workflow.py`, unchanged, against featgrid (served with `--python`
+/// for its on-demand views): historical features (offline, Feast's own), `materialize` and
+/// `materialize_incremental` (`POST /materialize*`), online reads of plain and on-demand
+/// features with request data, the three feature services, a push, and `feast teardown`.
 #[test]
-#[ignore = "needs POST /materialize-incremental (issue 18) and on-demand feature views (issue 19)"]
 fn feast_init_template_workflow_runs_unchanged() {
     let Some(python) = feast_python() else {
         return;
@@ -224,7 +228,15 @@ fn feast_init_template_workflow_runs_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let repo = feast_init(&python, dir.path());
     feast_apply(&python, &repo);
-    let server = Server::start_with(&["--feast-repo", repo.to_str().unwrap()], &[]);
+    let server = Server::start_with(
+        &[
+            "--feast-repo",
+            repo.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ],
+        &[],
+    );
     use_featgrid(&repo, &server.url());
     let bin = python.parent().unwrap().to_str().unwrap().to_string();
     let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());

@@ -13,6 +13,7 @@ mod consistency;
 mod durability;
 mod error_format;
 mod feast_api;
+mod feast_ondemand;
 mod feast_repo;
 mod feast_sdk;
 mod feast_template;

@@ -20,7 +20,7 @@ pub struct Registry {
     #[prost(message, repeated, tag = "7")]
     pub feature_services: Vec<FeatureService>,
     #[prost(message, repeated, tag = "8")]
-    pub on_demand_feature_views: Vec<Named>,
+    pub on_demand_feature_views: Vec<OnDemandFeatureView>,
     #[prost(message, repeated, tag = "12")]
     pub data_sources: Vec<DataSource>,
     #[prost(message, repeated, tag = "14")]
@@ -62,6 +62,74 @@ pub struct NamedSpec {
     pub name: String,
     #[prost(string, tag = "2")]
     pub project: String,
+}
+
+/// `feast.core.OnDemandFeatureView`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OnDemandFeatureView {
+    #[prost(message, optional, tag = "1")]
+    pub spec: Option<OnDemandFeatureViewSpec>,
+}
+
+/// `feast.core.OnDemandFeatureViewSpec`: what featgrid needs to plan a read or a write of the
+/// view (the transformation itself is run by Feast's own code in the Python workers).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OnDemandFeatureViewSpec {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub project: String,
+    /// The output schema.
+    #[prost(message, repeated, tag = "3")]
+    pub features: Vec<FeatureSpec>,
+    /// Source name -> source (a feature view, a projection of one, or a request source).
+    #[prost(map = "string, message", tag = "4")]
+    pub sources: std::collections::HashMap<String, OnDemandSource>,
+    #[prost(string, tag = "6")]
+    pub description: String,
+    /// `python`, `pandas` or `substrait`.
+    #[prost(string, tag = "11")]
+    pub mode: String,
+    #[prost(bool, tag = "12")]
+    pub write_to_online_store: bool,
+    #[prost(string, repeated, tag = "13")]
+    pub entities: Vec<String>,
+    #[prost(message, repeated, tag = "14")]
+    pub entity_columns: Vec<FeatureSpec>,
+    #[prost(bool, tag = "15")]
+    pub singleton: bool,
+    /// `feast.core.Aggregation`s: only counted, to say they are not served.
+    #[prost(message, repeated, tag = "16")]
+    pub aggregations: Vec<Empty>,
+    #[prost(bool, tag = "19")]
+    pub disabled: bool,
+}
+
+/// `feast.core.OnDemandSource`: one of its three fields is set.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OnDemandSource {
+    #[prost(message, optional, tag = "1")]
+    pub feature_view: Option<FeatureView>,
+    #[prost(message, optional, tag = "3")]
+    pub feature_view_projection: Option<FeatureViewProjection>,
+    #[prost(message, optional, tag = "2")]
+    pub request_data_source: Option<RequestSource>,
+}
+
+/// `feast.core.DataSource` as a request source: its name and `request_data_options.schema`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestSource {
+    #[prost(string, tag = "20")]
+    pub name: String,
+    #[prost(message, optional, tag = "18")]
+    pub request_data_options: Option<RequestDataOptions>,
+}
+
+/// `feast.core.DataSource.RequestDataOptions`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestDataOptions {
+    #[prost(message, repeated, tag = "3")]
+    pub schema: Vec<FeatureSpec>,
 }
 
 /// `feast.core.Entity`.

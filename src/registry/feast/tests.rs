@@ -135,6 +135,42 @@ fn named(name: &str) -> proto::Named {
     }
 }
 
+fn odfv(name: &str, mode: &str, write: bool) -> proto::OnDemandFeatureView {
+    let mut sources = std::collections::HashMap::new();
+    sources.insert(
+        "orders".to_string(),
+        proto::OnDemandSource {
+            feature_view_projection: Some(projection("orders", &["amount"], "")),
+            ..Default::default()
+        },
+    );
+    sources.insert(
+        "req".to_string(),
+        proto::OnDemandSource {
+            request_data_source: Some(proto::RequestSource {
+                name: "req".into(),
+                request_data_options: Some(proto::RequestDataOptions {
+                    schema: vec![feature("bonus", vt::INT64)],
+                }),
+            }),
+            ..Default::default()
+        },
+    );
+    proto::OnDemandFeatureView {
+        spec: Some(proto::OnDemandFeatureViewSpec {
+            name: name.into(),
+            project: "shop".into(),
+            features: vec![feature("z", vt::DOUBLE)],
+            sources,
+            mode: mode.into(),
+            write_to_online_store: write,
+            entities: vec!["customer".into()],
+            entity_columns: vec![feature("customer_id", vt::INT64)],
+            ..Default::default()
+        }),
+    }
+}
+
 fn projection(view: &str, columns: &[&str], alias: &str) -> proto::FeatureViewProjection {
     proto::FeatureViewProjection {
         feature_view_name: view.into(),
@@ -216,7 +252,7 @@ fn shop() -> proto::Registry {
             push_source("orders_push"),
             push_source("unused_push"),
         ],
-        on_demand_feature_views: vec![named("orders_odfv")],
+        on_demand_feature_views: vec![odfv("orders_odfv", "substrait", false)],
         stream_feature_views: vec![named("orders_sfv")],
         feature_services: vec![
             service(
@@ -310,7 +346,7 @@ fn a_projects_objects_become_the_registry() {
             "feature view 'archive': online=False",
             "feature view 'old': disabled",
             "feature view 'totals': entity-less feature views are not served",
-            "on-demand feature view 'orders_odfv': on-demand feature views are not served",
+            "on-demand feature view 'orders_odfv': mode 'substrait' is not served (modes python and pandas are)",
             "push source 'unused_push': feeds no feature view featgrid serves",
             "stream feature view 'orders_sfv': stream feature views are not served",
         ]
@@ -474,4 +510,47 @@ fn other_projects_and_bytes_that_are_not_a_registry() {
     assert!(e.contains("not a Feast registry file"), "{e}");
     let e = r.decode(b"").unwrap_err().to_string();
     assert!(e.contains("the file is empty"), "{e}");
+}
+
+#[test]
+fn on_demand_views_are_read_with_their_sources_and_services() {
+    let mut file = shop();
+    file.on_demand_feature_views = vec![
+        odfv("orders_odfv", "python", false),
+        odfv("stored_odfv", "pandas", true),
+    ];
+    file.feature_services.push(service(
+        "mixed",
+        vec![
+            projection("orders", &["amount"], ""),
+            projection("orders_odfv", &[], ""),
+        ],
+    ));
+    let r = decode(&file).unwrap();
+    let names: Vec<&str> = r.on_demand_views.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["orders_odfv", "stored_odfv"]);
+    let view = &r.on_demand_views[0];
+    assert_eq!(view.mode.as_str(), "python");
+    assert_eq!(view.sources[0].view, "orders");
+    assert_eq!(view.sources[0].features, ["amount"]);
+    assert_eq!(view.request_fields[0].name, "bonus");
+    // The write-time view is stored like a feature view; the read-time one is not.
+    assert!(r.view("stored_odfv").is_ok());
+    assert!(r.view("orders_odfv").is_err());
+    let on_demand: Vec<&str> = r
+        .on_demand_services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(on_demand, ["on_demand", "mixed"]);
+    assert_eq!(
+        r.on_demand_service("mixed").unwrap().features,
+        ["orders:amount", "orders_odfv:z"]
+    );
+    assert!(r.feature_service("mixed").is_err());
+    assert!(
+        !r.loaded_from.not_served.iter().any(|n| n.contains("odfv")),
+        "{:?}",
+        r.loaded_from.not_served
+    );
 }

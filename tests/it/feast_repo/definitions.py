@@ -2,8 +2,8 @@
 
 A string join key (user_id), a composite key (user_id, merchant_id), float64, int32, string,
 bool, unix_timestamp and list features, two views fed by one push source, a feature service
-selecting part of a view (one view under an alias), and an on-demand view featgrid does not
-serve. The batch source is a parquet file written under data/ when missing: Feast wants it to
+selecting part of a view (one view under an alias), and an on-demand view (served with
+--python; tests/it/feast_ondemand.rs covers those). The batch source is a parquet file written under data/ when missing: Feast wants it to
 exist, featgrid never reads it.
 """
 

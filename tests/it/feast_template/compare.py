@@ -4,8 +4,10 @@ Runs the same writes on two copies of the template repo (one whose online store 
 one on Feast's default SQLite store) and the same reads, and checks that the answers are
 equal: the template's push to `driver_stats_push_source` (Map, Json and Struct values), a
 `write_to_online_store` to `driver_hourly_stats` (what `feast materialize` ends in) read with
-the workflow's own feature list (less the on-demand features), and two pushes of labels to the
-label view (the second one older: the online store keeps the last write).
+the workflow's own feature list, on-demand features and request data included, and through
+the feature services v1, v2 and v3 (on-demand views computed by featgrid's Python workers),
+and two pushes of labels to the label view (the second one older: the online store keeps the
+last write).
 
 Usage: compare.py FEATGRID_REPO SQLITE_REPO; prints `template check: OK` on success.
 """
@@ -30,12 +32,18 @@ FRESH = [
     "driver_hourly_stats_fresh:driver_config",
     "driver_hourly_stats_fresh:driver_profile",
 ]
-# test_workflow.py's first read, without the two on-demand features.
+# test_workflow.py's first read, and its entity rows with request data.
 WORKFLOW_READ = [
     "driver_hourly_stats:acc_rate",
     "driver_hourly_stats:driver_metadata",
     "driver_hourly_stats:driver_config",
     "driver_hourly_stats:driver_profile",
+    "transformed_conv_rate:conv_rate_plus_val1",
+    "transformed_conv_rate:conv_rate_plus_val2",
+]
+WORKFLOW_ROWS = [
+    {"driver_id": 1001, "val_to_add": 1000, "val_to_add_2": 2000},
+    {"driver_id": 1002, "val_to_add": 1001, "val_to_add_2": 2002},
 ]
 LABELS = [
     "driver_quality_labels:is_reliable",
@@ -93,8 +101,12 @@ def run(repo):
     )
     store.write_to_online_store("driver_hourly_stats", rows)
     answers["workflow read"] = store.get_online_features(
-        features=WORKFLOW_READ, entity_rows=DRIVERS
+        features=WORKFLOW_READ, entity_rows=WORKFLOW_ROWS
     ).to_dict()
+    for service in ["driver_activity_v1", "driver_activity_v2", "driver_activity_v3"]:
+        answers[f"service {service}"] = store.get_online_features(
+            features=store.get_feature_service(service), entity_rows=WORKFLOW_ROWS
+        ).to_dict()
 
     for when, score, who in [(NOW, 0.9, "ann"), (NOW - timedelta(hours=1), 0.2, "bob")]:
         labels = pd.DataFrame.from_dict(

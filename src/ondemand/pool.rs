@@ -1,0 +1,433 @@
+//! The Python worker pool: N processes of `python/featgrid_ondemand_worker.py`, each owned by
+//! one thread of its own that talks to it over a unix socket (blocking I/O, off the HTTP
+//! workers), and one bounded queue of jobs in front of them.
+//!
+//! A request puts its job on the queue (full: 503 `ondemand_busy`, at once) and awaits the
+//! answer. A worker thread takes the next job, sends it, and reads the answer with the
+//! transformation deadline as the socket's read timeout: past it, or when the process dies,
+//! the process is killed and started again, and the job answers 504 or 502 naming the view.
+//! A job that waited in the queue longer than the deadline answers 503 without running. So a
+//! request never waits longer than twice the deadline plus a worker's start.
+//!
+//! Cancel safety: a request dropped while its job waits leaves the job in the queue; the
+//! worker sees that nobody awaits it and skips it.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use super::{OnDemandError, PoolOptions, WORKER_SCRIPT};
+use crate::registry::feast::FeastRepo;
+
+/// How long a worker may take to import Feast and load the registry.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// Pause between failed starts of one worker.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a job asks of a worker.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Request {
+    pub view: String,
+    /// `read` or `write`.
+    pub op: &'static str,
+    pub registry_version: Option<String>,
+    pub full_feature_names: bool,
+    /// The output columns to keep (reads).
+    pub requested: Vec<String>,
+    /// The view's name with full feature names (its alias in a service).
+    pub name_to_use: String,
+}
+
+struct Job {
+    request: Request,
+    /// The input batch (Arrow IPC stream).
+    body: Vec<u8>,
+    queued: Instant,
+    reply: oneshot::Sender<Result<Vec<u8>, OnDemandError>>,
+}
+
+/// The pool; cheap to share (`Arc`).
+pub struct Pool {
+    jobs: Sender<Job>,
+    options: PoolOptions,
+    /// Transformations run, and workers (re)started: for the logs and tests.
+    pub runs: Arc<AtomicU64>,
+    pub starts: Arc<AtomicU64>,
+}
+
+/// Where one worker is started from.
+#[derive(Clone)]
+struct Launch {
+    python: PathBuf,
+    registry: PathBuf,
+    project: String,
+    repo: PathBuf,
+}
+
+impl Pool {
+    /// Starts `options.workers` worker threads for the Feast repo `repo`; each starts its
+    /// Python process at once (in the background: requests wait in the queue meanwhile).
+    pub fn start(options: PoolOptions, repo: &FeastRepo) -> Arc<Pool> {
+        let (jobs, queue) = channel::bounded::<Job>(options.queue.max(1));
+        let repo_dir = std::fs::canonicalize(&repo.dir).unwrap_or_else(|_| repo.dir.clone());
+        let registry = std::fs::canonicalize(&repo.registry_path)
+            .unwrap_or_else(|_| repo.registry_path.clone());
+        let launch = Launch {
+            python: options.python.clone(),
+            registry,
+            project: repo.project.clone(),
+            repo: repo_dir,
+        };
+        let runs = Arc::new(AtomicU64::new(0));
+        let starts = Arc::new(AtomicU64::new(0));
+        for index in 0..options.workers.max(1) {
+            let worker = Worker {
+                index,
+                launch: launch.clone(),
+                timeout: options.timeout,
+                queue: queue.clone(),
+                process: None,
+                ready_at: Instant::now(),
+                runs: runs.clone(),
+                starts: starts.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("ondemand-{index}"))
+                .spawn(move || worker.run());
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an on-demand worker thread");
+            }
+        }
+        tracing::info!(
+            workers = options.workers,
+            python = %options.python.display(),
+            timeout_ms = options.timeout.as_millis() as u64,
+            "on-demand transformation workers starting"
+        );
+        Arc::new(Pool {
+            jobs,
+            options,
+            runs,
+            starts,
+        })
+    }
+
+    /// Runs `request` on `body` in a worker; the answer is the output batch (Arrow IPC).
+    pub async fn run(&self, request: Request, body: Vec<u8>) -> Result<Vec<u8>, OnDemandError> {
+        let view = request.view.clone();
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            body,
+            queued: Instant::now(),
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(OnDemandError::Busy {
+                    view,
+                    why: format!(
+                        "{} transformations already wait (python_queue)",
+                        self.options.queue
+                    ),
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(OnDemandError::Unavailable {
+                    view,
+                    detail: "the worker threads have stopped".into(),
+                })
+            }
+        }
+        // The worker answers within the deadline once it holds the job; this bound only
+        // covers a worker that is still starting.
+        let most = 2 * self.options.timeout + START_DEADLINE;
+        match actix_rt::time::timeout(most, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(OnDemandError::WorkerFailed {
+                view,
+                detail: "its thread dropped the job".into(),
+            }),
+            Err(_) => Err(OnDemandError::Timeout {
+                view,
+                ms: most.as_millis(),
+            }),
+        }
+    }
+}
+
+/// A running worker process and its socket.
+struct Process {
+    child: Child,
+    conn: UnixStream,
+    socket: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+struct Worker {
+    index: usize,
+    launch: Launch,
+    timeout: Duration,
+    queue: Receiver<Job>,
+    process: Option<Process>,
+    /// When the current process became ready.
+    ready_at: Instant,
+    runs: Arc<AtomicU64>,
+    starts: Arc<AtomicU64>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            if self.process.is_none() {
+                match self.spawn() {
+                    Ok(process) => {
+                        self.process = Some(process);
+                        self.ready_at = Instant::now();
+                    }
+                    Err(detail) => {
+                        tracing::error!(worker = self.index, %detail, "on-demand worker did not start");
+                        // Answer what waits meanwhile instead of letting it time out.
+                        let until = Instant::now() + RESTART_BACKOFF;
+                        while let Some(left) = until.checked_duration_since(Instant::now()) {
+                            match self.queue.recv_timeout(left) {
+                                Ok(job) => {
+                                    let view = job.request.view.clone();
+                                    let _ = job.reply.send(Err(OnDemandError::Unavailable {
+                                        view,
+                                        detail: detail.clone(),
+                                    }));
+                                }
+                                Err(channel::RecvTimeoutError::Timeout) => break,
+                                Err(channel::RecvTimeoutError::Disconnected) => return,
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Ok(job) = self.queue.recv() else {
+                return; // the pool is gone
+            };
+            if job.reply.is_closed() {
+                continue;
+            }
+            let view = job.request.view.clone();
+            // Time spent waiting for this worker to start does not count.
+            if job.queued.max(self.ready_at).elapsed() > self.timeout {
+                let why = format!(
+                    "the transformation waited more than {} ms for a free worker (python_timeout_ms)",
+                    self.timeout.as_millis()
+                );
+                let _ = job.reply.send(Err(OnDemandError::Busy { view, why }));
+                continue;
+            }
+            let answer = self.exchange(&job.request, &job.body);
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            let answer = match answer {
+                Ok(Ok(body)) => Ok(body),
+                Ok(Err((kind, message))) if kind == "transform" => {
+                    Err(OnDemandError::Transform { view, message })
+                }
+                Ok(Err((_, message))) => Err(OnDemandError::BadOutput {
+                    view,
+                    detail: message,
+                }),
+                Err(e) => {
+                    // The process is in an unknown state: kill it, start a fresh one.
+                    self.process = None;
+                    let timed_out = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    );
+                    tracing::warn!(worker = self.index, view = %view, error = %e, timed_out, "on-demand worker restarted");
+                    if timed_out {
+                        Err(OnDemandError::Timeout {
+                            view,
+                            ms: self.timeout.as_millis(),
+                        })
+                    } else {
+                        Err(OnDemandError::WorkerFailed {
+                            view,
+                            detail: format!("its process ended or broke the protocol: {e}"),
+                        })
+                    }
+                }
+            };
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Sends one request and reads its answer: `Ok(Err((kind, message)))` is the worker's own
+    /// error answer; `Err` an I/O failure or the deadline.
+    #[allow(clippy::type_complexity)]
+    fn exchange(
+        &mut self,
+        request: &Request,
+        body: &[u8],
+    ) -> std::io::Result<Result<Vec<u8>, (String, String)>> {
+        let process = self
+            .process
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no process"))?;
+        let header = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        process.conn.set_write_timeout(Some(self.timeout))?;
+        process.conn.set_read_timeout(Some(self.timeout))?;
+        write_frame(&mut process.conn, &header, body)?;
+        let deadline = Instant::now() + self.timeout;
+        let (header, body) = read_frame(&mut process.conn, deadline)?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&header).map_err(std::io::Error::other)?;
+        if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
+            let kind = header.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            return Ok(Err((kind.to_string(), error.to_string())));
+        }
+        Ok(Ok(body))
+    }
+
+    /// Starts a worker process and waits for its hello (Feast imported, registry read).
+    fn spawn(&self) -> Result<Process, String> {
+        let generation = self.starts.fetch_add(1, Ordering::Relaxed);
+        let socket = std::env::temp_dir().join(format!(
+            "featgrid-ondemand-{}-{}-{generation}.sock",
+            std::process::id(),
+            self.index
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        let remove = |e: String| {
+            let _ = std::fs::remove_file(&socket);
+            e
+        };
+        let mut child = Command::new(&self.launch.python)
+            .arg("-c")
+            .arg(WORKER_SCRIPT)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--registry")
+            .arg(&self.launch.registry)
+            .arg("--project")
+            .arg(&self.launch.project)
+            .arg("--repo")
+            .arg(&self.launch.repo)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| remove(format!("cannot run {}: {e}", self.launch.python.display())))?;
+        let conn = match accept(&listener, &mut child, START_DEADLINE) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(remove(e));
+            }
+        };
+        let mut process = Process {
+            child,
+            conn,
+            socket: socket.clone(),
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        let _ = process.conn.set_read_timeout(Some(START_DEADLINE));
+        let (header, _) = read_frame(&mut process.conn, deadline).map_err(|e| {
+            format!(
+                "{} ended before it was ready ({e}); see its errors above in the log",
+                self.launch.python.display()
+            )
+        })?;
+        let hello: serde_json::Value = serde_json::from_slice(&header).unwrap_or_default();
+        if let Some(error) = hello.get("error").and_then(|e| e.as_str()) {
+            return Err(format!("{}: {error}", self.launch.python.display()));
+        }
+        tracing::info!(
+            worker = self.index,
+            pid = process.child.id(),
+            feast = %hello.get("feast_version").and_then(|v| v.as_str()).unwrap_or("?"),
+            "on-demand worker ready"
+        );
+        Ok(process)
+    }
+}
+
+/// Accepts the worker's connection, giving up when the process exits or the deadline passes.
+fn accept(
+    listener: &UnixListener,
+    child: &mut Child,
+    within: Duration,
+) -> Result<UnixStream, String> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot poll the worker socket: {e}"))?;
+    let deadline = Instant::now() + within;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false)
+                    .map_err(|e| format!("worker socket: {e}"))?;
+                return Ok(conn);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("worker socket: {e}")),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the worker exited ({status}) before connecting; see its errors above in the log"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the worker did not connect within {} s",
+                within.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn write_frame(conn: &mut UnixStream, header: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(8 + header.len() + body.len());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    conn.write_all(&out)
+}
+
+/// Reads one frame; `deadline` bounds the whole frame (each read is bounded by the socket's
+/// read timeout, set by the caller).
+fn read_frame(conn: &mut UnixStream, deadline: Instant) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut part = || -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        let mut buf = vec![0u8; len];
+        conn.read_exact(&mut buf)?;
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "deadline passed",
+            ));
+        }
+        Ok(buf)
+    };
+    let header = part()?;
+    let body = part()?;
+    Ok((header, body))
+}
