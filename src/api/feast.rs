@@ -369,17 +369,7 @@ fn render(
             comma(&mut out, row);
             render_json(key.ty, echo_value(key, value, row, &mut scratch)?, &mut out);
         }
-        out.extend_from_slice(b"],\"statuses\":[");
-        for row in 0..rows {
-            comma(&mut out, row);
-            quoted(&mut out, b"PRESENT");
-        }
-        out.extend_from_slice(b"],\"event_timestamps\":[");
-        for row in 0..rows {
-            comma(&mut out, row);
-            quoted(&mut out, EPOCH_RFC3339.as_bytes());
-        }
-        out.extend_from_slice(b"]}");
+        close_present_column(&mut out, rows);
     }
     // Event timestamp texts of the previous feature column, reused when the next feature
     // comes from the same view (all of a view's features share the row's event time).
@@ -439,21 +429,27 @@ fn render(
                 None => out.extend_from_slice(b"null"),
             }
         }
-        out.extend_from_slice(b"],\"statuses\":[");
-        for row in 0..rows {
-            comma(&mut out, row);
-            quoted(&mut out, b"PRESENT");
-        }
-        out.extend_from_slice(b"],\"event_timestamps\":[");
-        for row in 0..rows {
-            comma(&mut out, row);
-            quoted(&mut out, EPOCH_RFC3339.as_bytes());
-        }
-        out.extend_from_slice(b"]}");
+        close_present_column(&mut out, rows);
         check_answer_size(out.len(), limits)?;
     }
     out.extend_from_slice(b"]}");
     Ok(out)
+}
+
+/// Ends a column whose `rows` values are all present with no event time of their own (entity
+/// keys, request data): its statuses and event timestamps.
+fn close_present_column(out: &mut Vec<u8>, rows: usize) {
+    out.extend_from_slice(b"],\"statuses\":[");
+    for row in 0..rows {
+        comma(out, row);
+        quoted(out, b"PRESENT");
+    }
+    out.extend_from_slice(b"],\"event_timestamps\":[");
+    for row in 0..rows {
+        comma(out, row);
+        quoted(out, EPOCH_RFC3339.as_bytes());
+    }
+    out.extend_from_slice(b"]}");
 }
 
 fn comma(out: &mut Vec<u8>, index: usize) {
