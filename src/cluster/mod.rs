@@ -220,10 +220,10 @@ pub enum ClusterStartError {
 
 impl Cluster {
     /// Opens this node's groups (the Raft log of them all under `data_dir/raft/log`, each
-    /// group's vote and applied marker under `data_dir/raft/g<N>`), starts
-    /// their Raft nodes, and has each group's preferred leader (its first node) initialize a
-    /// group that was never initialized. Must run inside the actix system, after the shards
-    /// were restored.
+    /// group's vote and Raft snapshots under `data_dir/raft/g<N>`; a group's snapshot rows are
+    /// applied to the shards here), starts their Raft nodes, and, with `--bootstrap`, has each
+    /// group's preferred leader (its first node) initialize a group that has no Raft state.
+    /// Must run inside the actix system, after the shards were started.
     pub async fn start(
         topology: Topology,
         me: NodeIndex,
