@@ -259,6 +259,13 @@ impl RaftLog {
         state.vote.is_some() || !state.entries.is_empty() || state.last_purged.is_some()
     }
 
+    /// The index of `group`'s last entry (or of its purge point), if any.
+    pub fn last_index(&self, group: usize) -> Option<u64> {
+        let state = lock(&self.shared.groups[group].state);
+        let last = state.entries.keys().next_back().copied();
+        last.or(state.last_purged.map(|l| l.index))
+    }
+
     /// The last index `group` purged (compacted into a snapshot), if any.
     pub fn purged(&self, group: usize) -> Option<u64> {
         lock(&self.shared.groups[group].state)

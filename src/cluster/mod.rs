@@ -207,6 +207,10 @@ pub struct Cluster {
     earlier: std::sync::Mutex<Vec<String>>,
     /// The room under `max_memory` the other nodes last reported ([`memory`]).
     pub memory_reports: memory::Reports,
+    /// Index = group: its log's last index when this node started. Every entry committed
+    /// before the restart is at or below it, and the commit index a restarted node starts
+    /// from may lag it (a hint), so a read index here is never below it ([`read`]).
+    started_at_index: Vec<u64>,
 }
 
 /// Why the cluster side could not start.
@@ -249,6 +253,9 @@ impl Cluster {
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         let raft_dir = data_dir.join("raft");
         let log = RaftLog::open(&raft_dir, log, topology.groups.len())?;
+        let started_at_index = (0..topology.groups.len())
+            .map(|g| log.last_index(g).unwrap_or(0))
+            .collect();
         // Every node runs every group's Raft node: one that is no member stays idle (never
         // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
@@ -348,6 +355,7 @@ impl Cluster {
             followed_at: std::sync::Mutex::new(None),
             earlier: std::sync::Mutex::new(Vec::new()),
             memory_reports: memory::Reports::default(),
+            started_at_index,
         });
         if cluster.local.memory.headroom().is_some() {
             actix_rt::spawn(cluster.clone().report_memory());

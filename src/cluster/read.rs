@@ -177,24 +177,31 @@ impl Cluster {
         raft: &Raft,
         left: Duration,
     ) -> Result<u64, Refusal> {
+        // A leader restarted in the same term starts from a commit index restored from its
+        // log's hint, which may lag what was committed before the restart: a read waits for
+        // everything its log held at the start too.
+        let floor = self.started_at_index.get(group).copied().unwrap_or(0);
         if let Some(index) = self.lease_read_index(group, raft).await {
-            return Ok(index);
+            return Ok(index.max(floor));
         }
         let confirmed = raft.get_read_log_id();
         self.as_leader(group, raft, left, "leadership not confirmed", confirmed)
             .await
-            .map(|(read, _applied)| read.map_or(0, |l| l.index))
+            .map(|(read, _applied)| read.map_or(0, |l| l.index).max(floor))
     }
 
     /// The read index of `group` under this node's leader lease, without asking anyone: its
     /// commit index, when a majority of the group's voters (this node included) accepted it as
     /// leader, in its current vote, in appends sent less than [`LEASE_READ_MS`] ago, and
     /// openraft's core still has it leading with that vote, its commit index in its own term
-    /// (so everything committed before its election is below it). No other leader can have
+    /// and at its last log entry (so everything committed before, by any leader, is below it). No other leader can have
     /// been elected since: those followers refuse votes for a whole leader lease (openraft's,
     /// the maximum election timeout, counted from when they got the append), and this node
     /// has granted none (its vote is unchanged). `None`: ask a quorum instead.
     async fn lease_read_index(&self, group: usize, raft: &Raft) -> Option<u64> {
+        // Read first (metrics lag the core's state, never lead it): the last log index at or
+        // before the state below.
+        let last = raft.metrics().borrow().last_log_index;
         let (state, vote, committed, voters, joint) = raft
             .with_raft_state(|st| {
                 let membership = st.membership_state.effective();
@@ -209,9 +216,13 @@ impl Cluster {
             .await
             .ok()?;
         let committed = committed?;
+        // Everything in its log committed, too: a leader restarted in the same term starts
+        // from a commit index restored from its log's hint, which may lag what was committed
+        // before the restart (its own noop is not committed yet then).
         let current = state == openraft::ServerState::Leader
             && vote.is_committed()
-            && committed.leader_id.term == vote.leader_id().get_term();
+            && committed.leader_id.term == vote.leader_id().get_term()
+            && last.is_some_and(|last| last <= committed.index);
         if !current || joint {
             return None;
         }

@@ -418,7 +418,11 @@ fn the_whole_cluster_restarts_with_its_data_and_stops_cleanly() {
     cluster.wait_for_leaders(0);
     for i in 0..3 {
         let values = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
-        assert!(values.iter().all(|v| v == 4), "node {i}: {values:?}");
+        assert!(
+            values.iter().all(|v| v == 4),
+            "node {i}: {values:?} {}",
+            cluster.status(i)
+        );
     }
     let b = push(cluster.node(2), &ids, 8);
     assert_eq!(b.status, 200, "{}", b.text);
