@@ -379,9 +379,11 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
                     .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap"))
             })
     };
+    // The pair is whole once its metadata file is there too.
+    let whole = || kept().is_some_and(|snap| snap.with_extension("meta").exists());
     // (A `local` read may be answered by the leader while node 3 is still starting its
     // groups: wait for the install itself.)
-    super::cluster::eventually("node 3 installed a snapshot", || kept().is_some());
+    super::cluster::eventually("node 3 installed a snapshot", whole);
     let file = kept().unwrap();
     let (header, body) = featgrid::persist::snapshot::read_shard(&file).expect("snapshot file");
     assert_eq!(header.shard, 0);
