@@ -17,6 +17,13 @@
 //! the others carry on), while the log itself recovers as the write-ahead log does.
 //! Truncations and purges are awaited until logged.
 //!
+//! A purge is logged only once a whole Raft snapshot on this disk covers it
+//! ([`LogStore::snapshot_kept`]). openraft purges a follower's log as soon as it starts to
+//! install a snapshot from the leader, before the snapshot is on disk: such a purge waits, and
+//! entries appended meanwhile are acknowledged only once the snapshot is whole. A crash in
+//! between leaves the log as it was plus unacknowledged entries after a hole, which the start
+//! drops ([`RaftLog::settle`]); a hole the kept snapshot covers is purged then.
+//!
 //! A segment is deleted once no group needs it: a group needs its records from the oldest one
 //! that may hold an entry it keeps, and its last purge. A group that writes little would hold
 //! on to every segment after its oldest entry; so once more than [`KEEP_SEGMENTS`] segments
@@ -140,6 +147,17 @@ impl GroupState {
     }
 }
 
+/// A group's purges waiting for a whole Raft snapshot to cover them.
+#[derive(Default)]
+struct Deferred {
+    /// The last index the whole Raft snapshot kept here covers.
+    covered: Option<u64>,
+    /// A purge asked for beyond `covered`: logged once a snapshot covers it.
+    purge: Option<LogId>,
+    /// Appends logged while `purge` waits: acknowledged once it is covered.
+    held: Vec<Box<dyn FnOnce() + Send>>,
+}
+
 /// Which of a group's logged records it still needs (by lsn).
 #[derive(Debug, Default)]
 struct Pins {
@@ -210,6 +228,8 @@ struct Group {
     /// Held while a record of the group is queued and applied, so that the group's records
     /// are queued in the order its state changes.
     state: Mutex<GroupState>,
+    /// What a whole snapshot covers, and what waits for one (never locked with `state` held).
+    deferred: Mutex<Deferred>,
     /// Updated by the writer thread once a record is logged (never while queueing).
     pins: Mutex<Pins>,
     vote_path: PathBuf,
@@ -271,6 +291,66 @@ impl RaftLog {
         lock(&self.shared.groups[group].state)
             .last_purged
             .map(|l| l.index)
+    }
+
+    /// Squares `group`'s log with the whole Raft snapshot kept here (`snapshot`, its last log
+    /// id) before the group starts. A purge past it means the log lost entries no snapshot
+    /// holds (damage, deleted files): refused. A hole in the entries that the snapshot covers
+    /// (a purge deferred while a snapshot from the leader was being installed, see
+    /// [`LogStore::snapshot_kept`]) is purged; entries after any other hole were never
+    /// acknowledged (appends wait for the deferred purge), or `--recover` skipped what was
+    /// between: they are truncated. Both are logged, so a later append cannot resurrect them.
+    pub fn settle(&self, group: usize, snapshot: Option<LogId>) -> Result<(), String> {
+        let store = self.store(group);
+        store.deferred().covered = snapshot.map(|s| s.index);
+        let (purge, truncate) = {
+            let state = store.lock();
+            if let Some(purged) = state.last_purged {
+                if snapshot.map(|s| s.index) < Some(purged.index) {
+                    return Err(format!(
+                        "the Raft log is purged up to index {}, but no whole Raft snapshot covers it (the newest covers {:?})",
+                        purged.index,
+                        snapshot.map(|s| s.index)
+                    ));
+                }
+            }
+            let hole = first_hole(&state.entries, state.last_purged.map(|p| p.index));
+            match (hole, snapshot) {
+                (None, _) => (None, None),
+                (Some(at), Some(s)) if s.index + 1 >= at => {
+                    let after: BTreeMap<u64, Entry> = state
+                        .entries
+                        .range(s.index + 1..)
+                        .map(|(i, e)| (*i, e.clone()))
+                        .collect();
+                    (Some(s), first_hole(&after, Some(s.index)))
+                }
+                (Some(at), _) => (None, Some(at)),
+            }
+        };
+        if let Some(s) = purge {
+            tracing::info!(
+                group,
+                upto = s.index,
+                "raft log: a hole the kept snapshot covers is purged"
+            );
+            store
+                .write(|_| Op::Purge(s), |_| {})
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(at) = truncate {
+            let dropped = store.lock().entries.range(at..).count();
+            tracing::warn!(
+                group,
+                at,
+                dropped,
+                "raft log entries after a hole dropped (never acknowledged, or skipped by --recover)"
+            );
+            store
+                .write(|_| Op::Truncate(at), |_| {})
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> WalStats {
@@ -370,15 +450,26 @@ impl LogStore {
         })?
     }
 
-    /// Queues appended entries (readable at once); `done` runs once they are logged.
+    /// Queues appended entries (readable at once); `done` runs once they are logged, and
+    /// while a purge waits for a snapshot, once that snapshot is whole.
     fn push(
         &self,
         list: Vec<Entry>,
         done: impl FnOnce(std::io::Result<()>) + Send + 'static,
     ) -> Result<(), WalError> {
+        let store = self.clone();
         self.write(
             |_| Op::Entries(list),
-            move |logged| done(logged.map(|_| ()).map_err(std::io::Error::other)),
+            move |logged| {
+                if logged.is_ok() {
+                    let mut deferred = store.deferred();
+                    if deferred.purge.is_some() {
+                        deferred.held.push(Box::new(move || done(Ok(()))));
+                        return;
+                    }
+                }
+                done(logged.map(|_| ()).map_err(std::io::Error::other))
+            },
         )
     }
 
@@ -404,6 +495,49 @@ impl LogStore {
 
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         lock(&self.shared.groups[self.group].state)
+    }
+
+    fn deferred(&self) -> MutexGuard<'_, Deferred> {
+        lock(&self.shared.groups[self.group].deferred)
+    }
+
+    /// A whole Raft snapshot up to `last` is on disk: a purge it covers that was waiting is
+    /// logged now (and the segments it frees deleted), and the appends held behind it are
+    /// acknowledged. Blocking (call it where the snapshot was kept, off the Raft cores).
+    pub fn snapshot_kept(&self, last: Option<LogId>) {
+        let Some(last) = last else { return };
+        let (purge, held) = {
+            let mut deferred = self.deferred();
+            deferred.covered = deferred.covered.max(Some(last.index));
+            match deferred.purge {
+                Some(p) if p.index <= last.index => {
+                    (deferred.purge.take(), std::mem::take(&mut deferred.held))
+                }
+                _ => (None, Vec::new()),
+            }
+        };
+        for ack in held {
+            ack();
+        }
+        let Some(purge) = purge else { return };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = self.write(
+            |_| Op::Purge(purge),
+            move |logged| {
+                let _ = tx.send(logged);
+            },
+        );
+        match queued.map(|()| rx.recv()) {
+            Ok(Ok(Ok(_))) => RaftLog {
+                shared: self.shared.clone(),
+            }
+            .tidy(),
+            // Nothing is lost: the entries stay logged and the next purge tries again.
+            Ok(Ok(Err(e))) | Err(e) => {
+                tracing::warn!(group = self.group, error = %e, "a deferred raft log purge is not logged")
+            }
+            Ok(Err(_)) => {}
+        }
     }
 
     /// Logs the group's commit index [`COMMIT_EVERY`] from now (one such wait at a time).
@@ -526,6 +660,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        {
+            let mut deferred = self.deferred();
+            if deferred.covered < Some(log_id.index) {
+                tracing::info!(
+                    group = self.group,
+                    upto = log_id.index,
+                    "raft log purge deferred until a whole snapshot covers it"
+                );
+                deferred.purge = deferred.purge.max(Some(log_id));
+                return Ok(());
+            }
+        }
         self.write_logged(Op::Purge(log_id))
             .await
             .map_err(write_err)?;
@@ -536,6 +682,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         actix_rt::task::spawn_blocking(move || log.tidy());
         Ok(())
     }
+}
+
+/// The index of the first entry that does not follow the one before it (or `after`, the
+/// purge point), if any.
+fn first_hole(entries: &BTreeMap<u64, Entry>, after: Option<u64>) -> Option<u64> {
+    let mut expect = after.map(|a| a + 1);
+    for &index in entries.keys() {
+        if expect.is_some_and(|e| e != index) {
+            return Some(index);
+        }
+        expect = Some(index + 1);
+    }
+    None
 }
 
 /// The directory of group `group`'s vote (and its state machine's files).

@@ -253,29 +253,30 @@ impl Cluster {
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
         let raft_dir = data_dir.join("raft");
         let log = RaftLog::open(&raft_dir, log, topology.groups.len())?;
-        let started_at_index = (0..topology.groups.len())
-            .map(|g| log.last_index(g).unwrap_or(0))
-            .collect();
+        let mut started_at_index = Vec::with_capacity(topology.groups.len());
         // Every node runs every group's Raft node: one that is no member stays idle (never
         // initialized, no elections) until a membership change adds it.
         for (g, group) in topology.groups.iter().enumerate() {
             let dir_of_group = log_store::group_dir(&raft_dir, g);
-            let machine =
-                GroupMachine::open(g, dir_of_group.clone(), local.clone(), topology.clone())
-                    .await
-                    .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
-            if let Some(purged) = log.purged(g) {
-                if machine.applied_index() < Some(purged) {
-                    // The entries in between are in neither: starting would apply a log with a
-                    // hole (or fail inside openraft). Only damage or deleted files get here.
-                    return Err(ClusterStartError::Other(format!(
-                        "group {g}: the Raft log is purged up to index {purged}, but no whole Raft snapshot in {} covers it (applied: {:?}): this node's copy of the group is incomplete. Move {} aside and start the node again: it rejoins the group and the leader sends it a snapshot",
-                        dir_of_group.display(),
-                        machine.applied_index(),
-                        data_dir.display()
-                    )));
-                }
-            }
+            let machine = GroupMachine::open(
+                g,
+                dir_of_group.clone(),
+                local.clone(),
+                topology.clone(),
+                log.store(g),
+            )
+            .await
+            .map_err(|e| ClusterStartError::Other(format!("group {g}: {e}")))?;
+            // Entries in neither the log nor a snapshot would leave a hole in the log replayed
+            // (or fail inside openraft). Only damage or deleted files get here.
+            log.settle(g, machine.applied()).map_err(|e| {
+                ClusterStartError::Other(format!(
+                    "group {g}: {e} in {}: this node's copy of the group is incomplete. Move {} aside and start the node again: it rejoins the group and the leader sends it a snapshot",
+                    dir_of_group.display(),
+                    data_dir.display()
+                ))
+            })?;
+            started_at_index.push(log.last_index(g).unwrap_or(0));
             let config = Config {
                 cluster_name: format!("featgrid-group-{g}"),
                 heartbeat_interval: HEARTBEAT_MS,

@@ -30,6 +30,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOError};
 
 use super::local::{split_by_group, Replica};
+use super::log_store::LogStore;
 use super::topology::Topology;
 use super::types::{
     Entry, GroupWrite, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -56,16 +57,19 @@ struct SnapshotFiles {
     dir: PathBuf,
     /// The metadata of the snapshot kept (the newest), under the lock that orders the files.
     kept: Arc<Mutex<Option<SnapshotMeta>>>,
+    /// The group's Raft log, told when a snapshot is whole (its purges wait for one).
+    log: LogStore,
 }
 
 /// The pair of files of earlier builds (one pair per group, overwritten in place).
 const LEGACY_PAIR: (&str, &str) = ("snapshot.snap", "snapshot.meta");
 
 impl SnapshotFiles {
-    fn in_dir(dir: &std::path::Path) -> SnapshotFiles {
+    fn in_dir(dir: &std::path::Path, log: LogStore) -> SnapshotFiles {
         SnapshotFiles {
             dir: dir.to_path_buf(),
             kept: Arc::new(Mutex::new(None)),
+            log,
         }
     }
 
@@ -139,6 +143,8 @@ impl SnapshotFiles {
         if deleted {
             crate::persist::atomic::sync_dir(&self.dir).map_err(|e| e.to_string())?;
         }
+        drop(kept);
+        self.log.snapshot_kept(meta.last_log_id);
         Ok(())
     }
 
@@ -235,8 +241,9 @@ impl GroupMachine {
         dir: PathBuf,
         local: Replica,
         topology: Arc<Topology>,
+        log: LogStore,
     ) -> Result<GroupMachine, String> {
-        let files = SnapshotFiles::in_dir(&dir);
+        let files = SnapshotFiles::in_dir(&dir, log);
         let mut machine = GroupMachine {
             group,
             local,
@@ -273,9 +280,9 @@ impl GroupMachine {
         Ok(machine)
     }
 
-    /// The index of the last entry applied (at open: the kept snapshot's).
-    pub fn applied_index(&self) -> Option<u64> {
-        self.applied.map(|l| l.index)
+    /// The last entry applied (at open: the kept snapshot's).
+    pub fn applied(&self) -> Option<LogId> {
+        self.applied
     }
 
     /// A snapshot's rows as a write to this node's store: its views matched by name and schema.
@@ -358,6 +365,7 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
     ) -> Result<(), StorageError> {
         let data = Arc::new(snapshot.into_inner());
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        tracing::info!(group = self.group, last = ?meta.last_log_id, bytes = data.len(), "installing a raft snapshot from the leader");
         let (path, bytes) = (self.files.pair(index).0, data.clone());
         let (_, body) =
             blocking(move || snapshot::parse_file(&path, &bytes).map_err(|e| e.to_string()))
@@ -369,9 +377,14 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
         })?;
         // Kept first: once its rows are visible, the snapshot is on disk too.
         let (files, kept) = (self.files.clone(), meta.clone());
-        blocking(move || files.keep(&kept, &data))
-            .await
-            .map_err(sm_err)?;
+        blocking(move || {
+            if let Some(pause) = install_pause() {
+                std::thread::sleep(pause);
+            }
+            files.keep(&kept, &data)
+        })
+        .await
+        .map_err(sm_err)?;
         self.local.apply(&write).await.map_err(|e| {
             tracing::error!(group = self.group, error = %e, "the group stops on this node");
             sm_err(e)
@@ -395,6 +408,16 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
             snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
+}
+
+/// Tests (`FEATGRID_TEST_HOOKS=1`) may hold every snapshot installed from a leader this long
+/// before it is kept (`FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS`), to kill a node in the middle.
+fn install_pause() -> Option<std::time::Duration> {
+    if !std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let ms = std::env::var("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS").ok()?;
+    ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
 /// Builds a snapshot of one group from frozen copies of the shards.

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    group_dir, Group, GroupState, LogOpenError, LogOptions, Op, Pin, Pins, RaftLog, Shared,
+    group_dir, Deferred, Group, GroupState, LogOpenError, LogOptions, Op, Pin, Pins, RaftLog,
+    Shared,
 };
 use crate::persist::atomic::create_dir;
 use crate::persist::wal::{self, Wal, WalOptions};
@@ -17,8 +18,8 @@ impl RaftLog {
     /// Opens (or creates) the log of `groups` groups under `raft_dir` (`data_dir/raft`):
     /// replays `raft_dir/log/`, cutting a torn last record, and reads each group's vote.
     /// Damage before the end refuses the start (naming the segment and offset) unless
-    /// `options.recover`, which drops the rest of the damaged segment; a group whose entries
-    /// then have a gap keeps those before it.
+    /// `options.recover`, which drops the rest of the damaged segment. Each group is then
+    /// squared with its kept snapshot by [`RaftLog::settle`] before it starts.
     pub fn open(
         raft_dir: &Path,
         options: LogOptions,
@@ -31,7 +32,6 @@ impl RaftLog {
         let next_lsn = replay(&dir, options.recover, &mut states, &mut pins)?;
         let mut opened = Vec::with_capacity(groups);
         for (g, (mut state, pins)) in states.into_iter().zip(pins).enumerate() {
-            keep_contiguous(g, &mut state);
             let gdir = group_dir(raft_dir, g);
             create_dir(&gdir).map_err(wal::WalError::from)?;
             let vote_path = gdir.join("vote");
@@ -51,6 +51,7 @@ impl RaftLog {
             opened.push(Group {
                 state: Mutex::new(state),
                 pins: Mutex::new(pins),
+                deferred: Mutex::new(Deferred::default()),
                 vote_path,
             });
         }
@@ -143,27 +144,4 @@ fn replay(
         );
     }
     Ok(next_lsn)
-}
-
-/// Raft forbids holes in a log; only records skipped by `--recover` can leave one. Entries
-/// after the first hole are dropped (as if they had never been received).
-fn keep_contiguous(group: usize, state: &mut GroupState) {
-    let mut expect = state.last_purged.map(|p| p.index + 1);
-    let mut hole = None;
-    for &index in state.entries.keys() {
-        if expect.is_some_and(|e| e != index) {
-            hole = Some(index);
-            break;
-        }
-        expect = Some(index + 1);
-    }
-    if let Some(at) = hole {
-        let dropped = state.entries.split_off(&at).len();
-        tracing::warn!(
-            group,
-            at,
-            dropped,
-            "recover: raft log entries after a hole dropped"
-        );
-    }
 }

@@ -37,6 +37,12 @@ async fn append(store: &LogStore, list: Vec<Entry>) {
     rx.await.unwrap().unwrap();
 }
 
+/// Purges as openraft does once a snapshot covering `id` is kept.
+async fn covered_purge(store: &mut LogStore, id: LogId) {
+    store.snapshot_kept(Some(id));
+    store.purge(id).await.unwrap();
+}
+
 async fn ids(store: &mut LogStore) -> Vec<(u64, u64)> {
     let all = store.try_get_log_entries(..).await.unwrap();
     all.iter()
@@ -61,11 +67,11 @@ async fn entries_truncations_purges_and_votes_survive_a_reopen() {
     append(&b, (1..=3).map(|i| entry(7, i)).collect()).await;
     a.truncate(entry(1, 4).log_id).await.unwrap();
     append(&a, vec![entry(2, 4)]).await;
-    a.purge(entry(1, 1).log_id).await.unwrap();
+    covered_purge(&mut a, entry(1, 1).log_id).await;
     a.save_vote(&Vote::new(2, 1)).await.unwrap();
     append(&a, vec![entry(2, 5)]).await;
     a.truncate(entry(2, 5).log_id).await.unwrap();
-    b.purge(entry(7, 3).log_id).await.unwrap();
+    covered_purge(&mut b, entry(7, 3).log_id).await;
     log.close();
     drop((log, a, b));
 
@@ -150,9 +156,9 @@ async fn a_purge_deletes_the_segments_no_group_needs() {
     let before = log.stats().segments;
     assert!(before > 2 * KEEP_SEGMENTS, "{before} segments");
     // The idle group holds the first segment: it restates its log instead.
-    busy.purge(entry(1, 150).log_id).await.unwrap();
+    covered_purge(&mut busy, entry(1, 150).log_id).await;
     assert!(first.exists());
-    busy.purge(entry(1, 160).log_id).await.unwrap();
+    covered_purge(&mut busy, entry(1, 160).log_id).await;
     // Segments are deleted on a blocking thread after the purge returns (openraft's core
     // waits for the purge): tidy again until the restatement is logged and they are gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -263,7 +269,7 @@ async fn the_commit_index_survives_a_reopen_as_far_as_the_log_holds_it() {
     assert_eq!(b.read_committed().await.unwrap(), None);
     assert_eq!(c.read_committed().await.unwrap(), Some(entry(1, 2).log_id));
     // Purged past it: covered by a snapshot.
-    a.purge(entry(1, 5).log_id).await.unwrap();
+    covered_purge(&mut a, entry(1, 5).log_id).await;
     log.close();
     drop((log, a, b, c));
     let log = open(dir.path(), 3);
@@ -310,7 +316,7 @@ async fn a_power_cut_after_segments_are_deleted_loses_no_durable_entry() {
         append(&busy, vec![entry(3, i)]).await;
     }
     assert!(segments(dir.path()).len() > KEEP_SEGMENTS + 1);
-    busy.purge(entry(3, 171).log_id).await.unwrap();
+    covered_purge(&mut busy, entry(3, 171).log_id).await;
     // The idle group's records pin the oldest segment: it is restated (a record in the page
     // cache only, under `no`), then the segments before it are deleted.
     log.tidy();
@@ -339,4 +345,96 @@ async fn a_power_cut_after_segments_are_deleted_loses_no_durable_entry() {
     );
     assert_eq!(kept[0], 172);
     drop(log);
+}
+
+/// openraft purges a follower's log when it starts to install the leader's snapshot, before
+/// the snapshot is on disk. The purge waits for a whole snapshot, and appends meanwhile are
+/// not acknowledged: a crash in between leaves the log as it was (the unacknowledged entries
+/// after the hole dropped for good); once the snapshot is kept the purge is logged and the
+/// held appends acknowledged.
+#[actix_rt::test]
+async fn a_purge_waits_for_a_whole_snapshot_and_appends_wait_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2);
+    let (mut a, other) = (log.store(0), log.store(1));
+    append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
+    a.purge(entry(2, 100).log_id).await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.push(vec![entry(2, 101)], move |r| tx.send(r).unwrap())
+        .unwrap();
+    // Records are logged, and their callbacks run, in order: once this one is logged, so is
+    // entry 101, held.
+    append(&other, vec![entry(1, 1)]).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "acknowledged before the snapshot is whole"
+    );
+    log.close();
+    drop((log, a, other));
+
+    // A crash before the snapshot was whole: the log as it was before the install.
+    let log = open(dir.path(), 2);
+    log.settle(0, None).unwrap();
+    let mut a = log.store(0);
+    assert_eq!(
+        ids(&mut a).await,
+        (1..=5).map(|i| (1, i)).collect::<Vec<_>>()
+    );
+    assert_eq!(a.get_log_state().await.unwrap().last_purged_log_id, None);
+    append(&a, vec![entry(1, 6)]).await;
+    log.close();
+    drop((log, a));
+    // The dropped entry stays dropped.
+    let log = open(dir.path(), 2);
+    log.settle(0, None).unwrap();
+    let mut a = log.store(0);
+    assert_eq!(
+        ids(&mut a).await,
+        (1..=6).map(|i| (1, i)).collect::<Vec<_>>()
+    );
+
+    // The install again, completed this time.
+    a.purge(entry(2, 100).log_id).await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.push(vec![entry(2, 101)], move |r| tx.send(r).unwrap())
+        .unwrap();
+    append(&log.store(1), vec![entry(1, 2)]).await;
+    assert!(rx.try_recv().is_err());
+    a.snapshot_kept(Some(entry(2, 100).log_id));
+    rx.recv().unwrap().unwrap();
+    log.close();
+    drop((log, a));
+    let log = open(dir.path(), 2);
+    log.settle(0, Some(entry(2, 100).log_id)).unwrap();
+    let mut a = log.store(0);
+    assert_eq!(ids(&mut a).await, vec![(2, 101)]);
+    let state = a.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(entry(2, 100).log_id));
+}
+
+/// A crash after the snapshot was whole but before the deferred purge was logged: the start
+/// purges the hole the snapshot covers and keeps the entries after it.
+#[actix_rt::test]
+async fn a_hole_the_kept_snapshot_covers_is_purged_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1);
+    let a = log.store(0);
+    append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
+    append(&a, (101..=103).map(|i| entry(2, i)).collect()).await;
+    log.close();
+    drop((log, a));
+    let log = open(dir.path(), 1);
+    log.settle(0, Some(entry(2, 100).log_id)).unwrap();
+    let mut a = log.store(0);
+    assert_eq!(ids(&mut a).await, vec![(2, 101), (2, 102), (2, 103)]);
+    log.close();
+    drop((log, a));
+    // Logged: the next start needs no snapshot to see it.
+    let log = open(dir.path(), 1);
+    let mut a = log.store(0);
+    let state = a.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(entry(2, 100).log_id));
+    // A purge point past the snapshot kept is damage: refused.
+    let e = log.settle(0, Some(entry(1, 5).log_id)).unwrap_err();
+    assert!(e.contains("purged up to index 100"), "{e}");
 }

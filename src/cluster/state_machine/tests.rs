@@ -27,6 +27,18 @@ fn topology() -> Arc<Topology> {
     Arc::new(topology)
 }
 
+/// A Raft log of one group in a directory of its own (kept until the test ends).
+fn raft_log() -> LogStore {
+    use super::super::log_store::{LogOptions, RaftLog};
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let options = LogOptions {
+        fsync: crate::persist::wal::FsyncPolicy::No,
+        segment_bytes: 1 << 20,
+        recover: false,
+    };
+    RaftLog::open(dir.path(), options, 1).unwrap().store(0)
+}
+
 /// A node's store on a fresh data directory in `data`.
 fn node(data: &std::path::Path) -> crate::Prepared {
     let flags = Overrides {
@@ -67,7 +79,7 @@ async fn held(store: &LocalStore, ids: &[i64]) -> usize {
 
 async fn open(dir: &std::path::Path, store: &LocalStore) -> GroupMachine {
     let replica = Replica::new(store.clone());
-    GroupMachine::open(0, dir.to_path_buf(), replica, topology())
+    GroupMachine::open(0, dir.to_path_buf(), replica, topology(), raft_log())
         .await
         .unwrap()
 }
@@ -101,7 +113,7 @@ async fn a_machine_restores_its_rows_and_applied_index_from_its_snapshot() {
     assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
     first.shard_threads.stop();
     // A newer pair cut short by a crash (its rows file torn) is skipped for the whole one.
-    let files = SnapshotFiles::in_dir(group_dir.path());
+    let files = SnapshotFiles::in_dir(group_dir.path(), raft_log());
     let (torn, torn_meta) = files.pair(99);
     std::fs::copy(files.pair(3).1, torn_meta).unwrap();
     std::fs::write(torn, b"FGSNAP").unwrap();
@@ -123,7 +135,7 @@ async fn a_machine_restores_its_rows_and_applied_index_from_its_snapshot() {
 #[test]
 fn an_older_snapshot_is_never_kept_over_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
-    let files = SnapshotFiles::in_dir(dir.path());
+    let files = SnapshotFiles::in_dir(dir.path(), raft_log());
     let meta = |index: u64| SnapshotMeta {
         last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 0), index)),
         last_membership: StoredMembership::default(),
@@ -154,6 +166,7 @@ async fn an_entry_that_cannot_be_applied_is_never_counted_applied() {
         data.path().join("g0"),
         Replica::new(prepared.state.store.clone()),
         topology(),
+        raft_log(),
     )
     .await
     .unwrap();
