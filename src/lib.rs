@@ -146,6 +146,7 @@ pub fn build_app(
                 .route(web::post().to(api::cluster::members)),
         )
         .service(guarded("/cluster/reload", admin).route(web::post().to(api::cluster::reload)))
+        .service(guarded("/cluster/balance", admin).route(web::post().to(api::cluster::balance)))
         .default_service(web::to(api::not_found))
 }
 

@@ -69,5 +69,6 @@ fn main() -> ExitCode {
             remove,
         }) => cluster::members(&node, group, add, remove),
         Command::Cluster(ClusterCommand::Reload { node }) => cluster::reload(&node),
+        Command::Cluster(ClusterCommand::Balance { node }) => cluster::balance(&node),
     }
 }

@@ -74,6 +74,13 @@ pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(reloaded))
 }
 
+/// `POST /cluster/balance`: hands each group's leadership to its preferred leader (the first
+/// of its topology nodes that is a voter); answers what happened per group, `balanced` false
+/// when a group is still led by another node (each says why).
+pub async fn balance(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(cluster_of(&state)?.balance().await))
+}
+
 /// The request header that asks for a read's consistency.
 pub const CONSISTENCY_HEADER: &str = "x-featgrid-consistency";
 

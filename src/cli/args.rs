@@ -60,6 +60,13 @@ pub enum ClusterCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Hand each group's leadership to its preferred leader (the first of its nodes in the
+    /// topology that is a voter), e.g. after a restart left one node leading every group.
+    /// Prints what moved; fails when a group could not be handed over (it says why).
+    Balance {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 /// Which node the cluster commands ask, and how.

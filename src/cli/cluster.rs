@@ -1,5 +1,6 @@
 //! `featgrid cluster status` (`GET /cluster` of one node, as a table or as is),
-//! `featgrid cluster members` (a group's voters changed through its leader) and
+//! `featgrid cluster members` (a group's voters changed through its leader),
+//! `featgrid cluster balance` (each group led by its preferred leader) and
 //! `featgrid cluster reload` (a node takes the nodes added to its topology file).
 
 use std::process::ExitCode;
@@ -23,6 +24,35 @@ pub fn reload(node: &NodeArgs) -> ExitCode {
         body,
         Duration::from_secs(30),
     )
+}
+
+pub fn balance(node: &NodeArgs) -> ExitCode {
+    let url = format!("{}/cluster/balance", node.node.trim_end_matches('/'));
+    let answer = http(
+        &url,
+        Some(serde_json::json!({})),
+        node.token.token.as_deref(),
+        Duration::from_secs(120),
+    );
+    let body = match answer {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("featgrid cluster balance: {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", String::from_utf8_lossy(&body));
+    match serde_json::from_slice::<featgrid::cluster::balance::Balance>(&body) {
+        Ok(b) if b.balanced => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!("featgrid cluster balance: some groups are not led by their preferred leader (see \"problem\")");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("featgrid cluster balance: {url}: unexpected answer: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// POSTs `body` to `path` of the node; prints the answer.

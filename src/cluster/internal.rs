@@ -111,6 +111,8 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
             .route("/internal/v1/rows", web::post().to(rows_of_groups))
             .route("/internal/v1/members/{group}", web::post().to(members))
             .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
+            .route("/internal/v1/hand-over/{group}", web::post().to(hand_over))
+            .route("/internal/v1/elect/{group}", web::post().to(elect))
             .route("/internal/v1/status", web::post().to(status))
             .route("/internal/v1/memory", web::post().to(memory))
     })
@@ -288,6 +290,21 @@ async fn rejoin(
         None => Err(Refusal::NotLeader { leader: None }),
     };
     Ok(encoded(&answer))
+}
+
+/// On a group's leader: hand leadership to the preferred leader ([`super::balance`]).
+async fn hand_over(cluster: web::Data<Cluster>, group: web::Path<usize>) -> HttpResponse {
+    let group = *group;
+    let answer = match cluster.raft(group) {
+        Some(raft) => cluster.hand_over_here(group, raft, CHANGE_DEADLINE).await,
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    encoded(&answer)
+}
+
+/// On a group's preferred leader: stand for election ([`super::balance`]).
+async fn elect(cluster: web::Data<Cluster>, group: web::Path<usize>) -> HttpResponse {
+    encoded(&cluster.elect_here(*group).await)
 }
 
 async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {

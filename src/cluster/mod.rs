@@ -13,6 +13,7 @@
 //! read from their leader. Calls between nodes have deadlines ([`DEADLINE`]): a group
 //! without a leader that has a quorum answers 503 `no_quorum`, never a wait without end.
 
+pub mod balance;
 mod batch;
 pub mod grow;
 pub mod internal;

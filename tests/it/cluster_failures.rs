@@ -626,3 +626,72 @@ fn a_write_past_a_replicas_max_memory_is_refused_by_the_leader() {
     let values = read_trips(&cluster.node(2).url(), &small, None).expect("read");
     assert!(values.iter().all(|v| *v == json!(3)), "{values:?}");
 }
+
+/// After a restart, leadership is with other nodes; `featgrid cluster balance` (through any
+/// node) hands each group back to its preferred leader (its first node) while its data stays,
+/// and writes and linearizable reads go on.
+#[test]
+fn balance_hands_each_group_back_to_its_preferred_leader() {
+    let mut cluster = Cluster::three();
+    let ids: Vec<i64> = (1..=50).collect();
+    let a = push(cluster.node(0), &ids, 3);
+    assert_eq!(a.status, 200, "{}", a.text);
+    // n1 leads group 0 from the start; killed, the others take it over.
+    cluster.kill9(0);
+    cluster.wait_for_leaders(1);
+    cluster.restart(0);
+    cluster.wait_for_replicas();
+    let leaders = |cluster: &Cluster| -> Vec<String> {
+        let status = cluster.wait_for_leaders(1);
+        status["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["leader"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_ne!(
+        leaders(&cluster)[0],
+        "n1",
+        "n1 leads group 0 again on its own"
+    );
+    let out = Command::new(BIN)
+        .args(["cluster", "balance", "--node", &cluster.node(1).url()])
+        .output()
+        .expect("run featgrid cluster balance");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(&text).expect("balance prints JSON");
+    assert_eq!(answer["balanced"], true, "{answer}");
+    assert_eq!(answer["groups"][0]["moved"], true, "{answer}");
+    let want = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
+    eventually("every group led by its preferred leader", || {
+        leaders(&cluster) == want
+    });
+    // Balanced already: nothing moves.
+    let again = cluster.node(2).post("/cluster/balance", &json!({}));
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert!(
+        again.json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["moved"] == false && g["problem"].is_null()),
+        "{}",
+        again.text
+    );
+    assert_eq!(
+        read_trips(&cluster.node(2).url(), &ids, None).unwrap(),
+        vec![3; 50]
+    );
+    let b = push(cluster.node(2), &ids, 4);
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert_eq!(
+        read_trips(&cluster.node(0).url(), &ids, None).unwrap(),
+        vec![4; 50]
+    );
+}

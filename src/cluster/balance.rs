@@ -1,0 +1,246 @@
+//! Leadership back to each group's preferred leader (the first of its nodes in the topology
+//! that is a voter), for `POST /cluster/balance` and `featgrid cluster balance`: after a node
+//! restarts, the groups it led are led by others, and one node may lead them all.
+//!
+//! openraft 0.9 has no leadership transfer, so a hand-over is an election the preferred node
+//! starts (`trigger().elect()`) once the leader has checked that it holds the leader's whole
+//! log. The followers refuse the vote (their leader lease holds while the leader's appends
+//! reach them); the leader grants it, its own vote being older than a lease, and steps down in
+//! the same step (so its lease reads stop before the new leader can commit anything). The
+//! leader and the candidate are a majority of a group of up to three voters only: a larger
+//! group is refused (`cannot_hand_over`). A write that reaches the leader between its check and
+//! the vote makes the leader refuse it (the candidate's log is then shorter); the candidate's
+//! higher term then ends that leadership anyway and an ordinary election follows (about a
+//! second without a leader for that group, nothing lost).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::types::Raft;
+use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS};
+
+/// How long one hand-over may take, waits for the candidate to catch up included.
+const HAND_OVER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a candidate waits to win its election.
+const ELECTION_WAIT: Duration = Duration::from_secs(3);
+
+/// What balancing did to one group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupBalance {
+    pub group: usize,
+    /// The node that should lead the group.
+    pub preferred: String,
+    /// The leader before, and after.
+    pub leader_before: Option<String>,
+    pub leader: Option<String>,
+    /// Whether leadership moved.
+    pub moved: bool,
+    /// Why the group is not led by its preferred node, if it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The answer of `POST /cluster/balance`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Balance {
+    /// Every group is led by its preferred node.
+    pub balanced: bool,
+    pub groups: Vec<GroupBalance>,
+}
+
+impl Cluster {
+    /// The node that should lead `group`: the first of its topology nodes that is a voter.
+    fn preferred_leader(&self, group: usize, raft: &Raft) -> Option<NodeIndex> {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeIndex> = membership.voter_ids().collect();
+        let topology = self.topology();
+        topology.groups[group]
+            .nodes
+            .iter()
+            .copied()
+            .find(|n| voters.contains(n))
+    }
+
+    /// Moves every group's leadership to its preferred leader, one group after the other.
+    pub async fn balance(&self) -> Balance {
+        let groups = self.topology().groups.len();
+        let mut out = Vec::with_capacity(groups);
+        for group in 0..groups {
+            out.push(self.balance_group(group).await);
+        }
+        Balance {
+            balanced: out.iter().all(|g| g.problem.is_none()),
+            groups: out,
+        }
+    }
+
+    async fn balance_group(&self, group: usize) -> GroupBalance {
+        let name = |n: NodeIndex| self.topology().node(n).id.clone();
+        let leader_before = self.known_leader(group);
+        let mut balance = GroupBalance {
+            group,
+            preferred: name(self.topology().groups[group].nodes[0]),
+            leader_before: leader_before.map(name),
+            leader: leader_before.map(name),
+            moved: false,
+            problem: None,
+        };
+        let path = format!("/internal/v1/hand-over/{group}");
+        let deadline = Instant::now() + HAND_OVER_DEADLINE;
+        let handed = self
+            .on_leader(group, None, path, &(), deadline, |raft, left| async move {
+                self.hand_over_here(group, &raft, left).await
+            })
+            .await;
+        match handed {
+            Ok((preferred, moved)) => {
+                balance.preferred = name(preferred);
+                balance.leader = Some(name(preferred));
+                balance.moved = moved;
+            }
+            Err(e) => {
+                balance.leader = self.known_leader(group).map(name);
+                balance.problem = Some(e.to_string());
+            }
+        }
+        balance
+    }
+
+    /// The leader of `group` this node knows of.
+    fn known_leader(&self, group: usize) -> Option<NodeIndex> {
+        match self.leader(group) {
+            super::leader::Leader::Here(_) => Some(self.me),
+            super::leader::Leader::There(n) => Some(n),
+            super::leader::Leader::Unknown => None,
+        }
+    }
+
+    /// On `group`'s leader: hands leadership to the preferred leader. Answers it, and whether
+    /// leadership moved (it does not when this node is the preferred one).
+    pub(super) async fn hand_over_here(
+        &self,
+        group: usize,
+        raft: &Raft,
+        left: Duration,
+    ) -> Result<(NodeIndex, bool), Refusal> {
+        let deadline = Instant::now() + left;
+        let refused = |code: &str, message: String| Refusal::Failed {
+            status: 409,
+            code: code.into(),
+            message,
+        };
+        let name = |n: NodeIndex| self.topology().node(n).id.clone();
+        let (leading, voters) = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            let voters: Vec<NodeIndex> = m.membership_config.membership().voter_ids().collect();
+            (m.current_leader == Some(self.me), voters)
+        };
+        if !leading {
+            return Err(Refusal::NotLeader { leader: None });
+        }
+        let Some(preferred) = self.preferred_leader(group, raft) else {
+            return Err(refused(
+                "cannot_hand_over",
+                format!("none of group {group}'s topology nodes is a voter"),
+            ));
+        };
+        if preferred == self.me {
+            return Ok((preferred, false));
+        }
+        if voters.len() > 3 {
+            return Err(refused(
+                "cannot_hand_over",
+                format!(
+                    "group {group} has {} voters: a hand-over needs the leader and the candidate to be a majority (up to 3 voters); it stays with {}",
+                    voters.len(),
+                    name(self.me)
+                ),
+            ));
+        }
+        // The leader grants a vote only once its own vote is older than a leader lease.
+        let since = raft
+            .with_raft_state(|st| st.vote_last_modified())
+            .await
+            .map_err(|e| refused("cannot_hand_over", e.to_string()))?;
+        if let Some(since) = since {
+            let lease = Duration::from_millis(ELECTION_MAX_MS + 50);
+            tokio::time::sleep_until(since + lease).await;
+        }
+        // The candidate must hold the whole log, or the leader refuses its vote.
+        loop {
+            let caught_up = {
+                let metrics = raft.metrics();
+                let m = metrics.borrow();
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&preferred).copied().flatten());
+                matched.map(|l| l.index) >= m.last_log_index
+            };
+            if caught_up {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(refused(
+                    "not_caught_up",
+                    format!(
+                        "node {} does not hold group {group}'s whole log yet",
+                        name(preferred)
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let path = format!("/internal/v1/elect/{group}");
+        let addr = self.internal_addr(preferred);
+        let answer: Result<(), Refusal> = self
+            .net
+            .call(addr, path, &(), ELECTION_WAIT + Duration::from_secs(1))
+            .await
+            .map_err(|e| Refusal::Failed {
+                status: 503,
+                code: "election_lost".into(),
+                message: e.to_string(),
+            })?;
+        answer?;
+        tracing::info!(group, to = %name(preferred), "leadership handed over");
+        Ok((preferred, true))
+    }
+
+    /// On the candidate: starts an election of `group` and waits until this node leads it.
+    pub(super) async fn elect_here(&self, group: usize) -> Result<(), Refusal> {
+        let lost = |message: String| Refusal::Failed {
+            status: 503,
+            code: "election_lost".into(),
+            message,
+        };
+        let Some(raft) = self.replica(group) else {
+            return Err(lost(format!(
+                "node {} holds no working replica of group {group}",
+                self.topology().node(self.me).id
+            )));
+        };
+        raft.trigger()
+            .elect()
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+        let mut metrics = raft.metrics();
+        let won = tokio::time::timeout(
+            ELECTION_WAIT,
+            metrics.wait_for(|m| m.current_leader == Some(self.me)),
+        )
+        .await;
+        match won {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(lost(format!(
+                "node {} did not win group {group}'s election (the leader's log grew meanwhile, or it was refused): an ordinary election follows",
+                self.topology().node(self.me).id
+            ))),
+        }
+    }
+}
