@@ -8,14 +8,17 @@
 //! reach them); the leader grants it, its own vote being older than a lease, and steps down in
 //! the same step (so its lease reads stop before the new leader can commit anything). The
 //! leader and the candidate are a majority of a group of up to three voters only: a larger
-//! group is refused (`cannot_hand_over`). A write that reaches the leader between its check and
-//! the vote makes the leader refuse it (the candidate's log is then shorter); the candidate's
-//! higher term then ends that leadership anyway and an ordinary election follows (about a
-//! second without a leader for that group, nothing lost).
+//! group is refused (`cannot_hand_over`). The leader holds new writes of the group (its
+//! [`Gate`]) from before its check until the election is decided, then they are routed again
+//! (to the new leader): a write proposed meanwhile would make the leader refuse the vote (the
+//! candidate's log shorter), and the candidate's higher term would end that leadership anyway
+//! (an ordinary election: about a second without a leader for that group, nothing lost).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::types::Raft;
 use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS};
@@ -23,8 +26,49 @@ use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS};
 /// How long one hand-over may take, waits for the candidate to catch up included.
 const HAND_OVER_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long at most new writes wait for the candidate to catch up.
+const HOLD_WRITES: Duration = Duration::from_secs(2);
+
+/// How long the leader's log must stay unchanged (and wholly on the candidate) before the vote.
+const STILL: Duration = Duration::from_millis(50);
+
 /// How long a candidate waits to win its election.
 const ELECTION_WAIT: Duration = Duration::from_secs(3);
+
+/// New writes of a group on its leader, held while it hands leadership over.
+#[derive(Default)]
+pub struct Gate {
+    closed: AtomicBool,
+    opened: Notify,
+}
+
+/// Opens its gate when dropped.
+struct Closed<'a>(&'a Gate);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0.closed.store(false, Ordering::SeqCst);
+        self.0.opened.notify_waiters();
+    }
+}
+
+impl Gate {
+    fn close(&self) -> Closed<'_> {
+        self.closed.store(true, Ordering::SeqCst);
+        Closed(self)
+    }
+
+    /// Waits (at most `left`) while the gate is closed; answers whether it was.
+    pub(super) async fn held(&self, left: Duration) -> bool {
+        // Registered before the check: an opening in between is not missed.
+        let opened = self.opened.notified();
+        if !self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let _ = tokio::time::timeout(left, opened).await;
+        true
+    }
+}
 
 /// What balancing did to one group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,19 +215,31 @@ impl Cluster {
             let lease = Duration::from_millis(ELECTION_MAX_MS + 50);
             tokio::time::sleep_until(since + lease).await;
         }
-        // The candidate must hold the whole log, or the leader refuses its vote.
+        // The candidate must hold the whole log, or the leader refuses its vote: no new writes
+        // from now on, and those under way replicated to it (the log still for a moment).
+        let _held = self.hand_over_gates[group].close();
+        let deadline = deadline.min(Instant::now() + HOLD_WRITES);
+        let mut still_since: Option<(Option<u64>, Instant)> = None;
         loop {
-            let caught_up = {
+            let (caught_up, last) = {
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let matched = m
                     .replication
                     .as_ref()
                     .and_then(|r| r.get(&preferred).copied().flatten());
-                matched.map(|l| l.index) >= m.last_log_index
+                (
+                    matched.map(|l| l.index) >= m.last_log_index,
+                    m.last_log_index,
+                )
             };
-            if caught_up {
-                break;
+            match still_since {
+                Some((at, since)) if at == last => {
+                    if caught_up && since.elapsed() >= STILL {
+                        break;
+                    }
+                }
+                _ => still_since = Some((last, Instant::now())),
             }
             if Instant::now() >= deadline {
                 return Err(refused(

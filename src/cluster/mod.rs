@@ -175,6 +175,8 @@ pub struct Cluster {
     rafts: Vec<Raft>,
     /// Index = group: the write queue of each group, used while this node leads it.
     batchers: Vec<Batcher>,
+    /// Per group: closed while this node hands its leadership over ([`balance`]).
+    hand_over_gates: Vec<balance::Gate>,
     /// Index = group: the leader last heard of ([`NO_LEADER`]: none).
     hints: Vec<AtomicU64>,
     rotor: AtomicUsize,
@@ -338,6 +340,7 @@ impl Cluster {
             me,
             rafts,
             batchers,
+            hand_over_gates: (0..rafts_len).map(|_| balance::Gate::default()).collect(),
             hints,
             rotor: AtomicUsize::new(0),
             net,

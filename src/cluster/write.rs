@@ -243,6 +243,10 @@ impl Cluster {
         if let Some(refusal) = self.memory_refusal(group, raft, &write) {
             return Err(refusal);
         }
+        if self.hand_over_gates[group].held(left).await {
+            // Leadership may have moved meanwhile: route again.
+            return Err(Refusal::NotLeader { leader: None });
+        }
         let Ok(committed) = self.batchers[group].propose(write) else {
             return Err(Refusal::Failed {
                 status: 503,

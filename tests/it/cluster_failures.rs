@@ -655,6 +655,37 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         "n1",
         "n1 leads group 0 again on its own"
     );
+    // Pushes go on through n3 while leadership moves: the leader holds them, then they are
+    // routed to the new one.
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (stop, url) = (stop.clone(), cluster.node(2).url());
+        std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build();
+            let mut answers = Vec::new();
+            let mut trips = 10;
+            while !stop.load(Ordering::SeqCst) {
+                trips += 1;
+                let now = now_rfc3339();
+                let body = json!({"push_source_name": "driver_stats_push_source", "df": {
+                    "driver_id": (1000..1010).collect::<Vec<i64>>(),
+                    "event_timestamp": vec![now; 10], "conv_rate": vec![0.5; 10],
+                    "acc_rate": vec![0.5; 10], "avg_daily_trips": vec![trips; 10]}});
+                let status = match agent
+                    .post(&format!("{url}/push"))
+                    .send_string(&body.to_string())
+                {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(_) => 0,
+                };
+                answers.push((trips, status));
+            }
+            answers
+        })
+    };
     let out = Command::new(BIN)
         .args(["cluster", "balance", "--node", &cluster.node(1).url()])
         .output()
@@ -664,6 +695,21 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         out.status.success(),
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    stop.store(true, Ordering::SeqCst);
+    let answers = pusher.join().unwrap();
+    let failed: Vec<_> = answers.iter().filter(|(_, s)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} pushes failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    let last = answers.last().map(|(t, _)| *t).unwrap();
+    let under_load: Vec<i64> = (1000..1010).collect();
+    assert_eq!(
+        read_trips(&cluster.node(0).url(), &under_load, None).unwrap(),
+        vec![last; 10]
     );
     let answer: Value = serde_json::from_str(&text).expect("balance prints JSON");
     assert_eq!(answer["balanced"], true, "{answer}");
