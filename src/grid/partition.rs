@@ -137,10 +137,10 @@ impl Table {
         hasher: &ahash::RandomState,
         batch: &RowBatch,
         i: usize,
+        hash: u64,
     ) -> Result<bool, PartitionError> {
         let key = batch.key(i);
         let incoming = batch.row(layout, i);
-        let hash = hasher.hash_one(key);
         let id = match self.find(layout, hash, key) {
             Some(id) => {
                 let at = layout.key_part_len();
@@ -245,8 +245,24 @@ impl Partition {
             return Err(PartitionError::UnknownView { view });
         };
         let mut stats = ApplyStats::default();
+        // The index slots, then the rows, of every key loaded into the cache first (see
+        // `PartitionView::read`).
+        // (A single row needs no prefetch, nor an allocation.)
+        let hashes: Vec<u64> = match batch.len() {
+            1 => Vec::new(),
+            n => (0..n).map(|i| self.hasher.hash_one(batch.key(i))).collect(),
+        };
+        for row in [false, true] {
+            for &hash in &hashes {
+                table.shared.writer_prefetch(hash, row);
+            }
+        }
         for i in 0..batch.len() {
-            if table.upsert(layout, &self.hasher, batch, i)? {
+            let hash = hashes
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| self.hasher.hash_one(batch.key(i)));
+            if table.upsert(layout, &self.hasher, batch, i, hash)? {
                 stats.written += 1;
             } else {
                 stats.skipped_older += 1;
@@ -355,7 +371,24 @@ impl PartitionView {
             return None;
         }
         let mut out = ReadOutput::for_items(batch.items.len());
-        for &(view, key) in &batch.items {
+        // One pin for the batch; the index slots, then the rows, of every key are loaded into
+        // the cache before the keys are probed one by one (their misses overlap).
+        let guard = shared::pin();
+        let hash_of = |key: Span| self.hasher.hash_one(key.of(&batch.keys));
+        // (A single key needs no prefetch, nor an allocation.)
+        let hashes: Vec<u64> = match batch.items.len() {
+            1 => Vec::new(),
+            _ => batch.items.iter().map(|&(_, key)| hash_of(key)).collect(),
+        };
+        for row in [false, true] {
+            for (&(view, _), &hash) in batch.items.iter().zip(&hashes) {
+                if let Some(Some(table)) = self.tables.get(view) {
+                    table.prefetch(&guard, hash, row);
+                }
+            }
+        }
+        for (i, &(view, key)) in batch.items.iter().enumerate() {
+            let hash = hashes.get(i).copied().unwrap_or_else(|| hash_of(key));
             out.views.push(view);
             let (Some(Some(table)), Some(layout)) = (self.tables.get(view), self.layouts.get(view))
             else {
@@ -369,7 +402,7 @@ impl PartitionView {
                 out.items.push(None);
                 continue;
             }
-            let Some(id) = table.find_key(self.hasher.hash_one(key), key) else {
+            let Some(id) = table.find_key_pinned(&guard, hash, key) else {
                 out.items.push(None);
                 continue;
             };

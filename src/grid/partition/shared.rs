@@ -27,6 +27,7 @@
 use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 use crossbeam::epoch::{self, Atomic, Owned};
+pub use crossbeam::epoch::{pin, Guard};
 
 /// Records in the first chunk; chunk `k` holds `FIRST_CHUNK << k`.
 const FIRST_CHUNK: usize = 1024;
@@ -71,6 +72,18 @@ macro_rules! zeroed_atomics {
 }
 
 zeroed_atomics!(AtomicU8, AtomicU32);
+
+/// A hint to the CPU to load the cache line at `at`; nothing where there is no such hint.
+#[inline(always)]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and faults on no address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(at as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
 
 /// Chunk and position within it of row `id`.
 fn locate(id: u32) -> (usize, usize) {
@@ -260,7 +273,20 @@ impl SharedTable {
 
     /// The row whose key part (the first `key.len()` bytes of the record, for tables with
     /// fixed-width keys) is `key`. Readers and the writer alike.
+    #[cfg(test)]
     pub fn find_key(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        self.find_key_pinned(&epoch::pin(), hash, key)
+    }
+
+    /// The index as of `guard`, which keeps it alive.
+    fn index<'g>(&self, guard: &'g Guard) -> &'g Index {
+        // SAFETY: the pointer is never null (see `writer_index`), and the guard keeps the
+        // index it points to alive while it is borrowed.
+        unsafe { self.index.load(Ordering::Acquire, guard).deref() }
+    }
+
+    /// [`SharedTable::find_key`] under a pin the caller holds (one for a whole batch).
+    pub fn find_key_pinned(&self, guard: &Guard, hash: u64, key: &[u8]) -> Option<u32> {
         let eq = |id| {
             let (row, _) = self.row(id);
             // A key longer than a row never matches (and never reads past it).
@@ -270,11 +296,36 @@ impl SharedTable {
                     .all(|(b, &k)| b.load(Ordering::Relaxed) == k)
             })
         };
-        let guard = epoch::pin();
-        // SAFETY: the pointer is never null (see `writer_index`), and the guard keeps the
-        // index it points to alive while this probes it.
-        let index = unsafe { self.index.load(Ordering::Acquire, &guard).deref() };
-        index.find(hash, eq)
+        self.index(guard).find(hash, eq)
+    }
+
+    /// Starts loading the index slot where `hash`'s probe begins into the cache; with `row`,
+    /// the row that slot names too (its slot should be cached by then). A batch read
+    /// prefetches every key's slot, then every key's row, then probes: the cache misses of
+    /// its keys overlap instead of following each other.
+    pub fn prefetch(&self, guard: &Guard, hash: u64, row: bool) {
+        self.prefetch_in(self.index(guard), hash, row);
+    }
+
+    /// [`SharedTable::prefetch`] for the writer (a batch of rows to apply).
+    pub fn writer_prefetch(&self, hash: u64, row: bool) {
+        self.prefetch_in(self.writer_index(), hash, row);
+    }
+
+    fn prefetch_in(&self, index: &Index, hash: u64, row: bool) {
+        let slot = &index.slots[hash as usize & index.mask];
+        if !row {
+            prefetch(slot as *const AtomicU32 as *const u8);
+            return;
+        }
+        if let Some(id) = slot.load(Ordering::Relaxed).checked_sub(1) {
+            let (k, at) = locate(id);
+            if let Some(chunk) = self.chunk(k) {
+                if let Some(first) = chunk.bytes.get(at * self.record_len) {
+                    prefetch(first as *const AtomicU8 as *const u8);
+                }
+            }
+        }
     }
 
     /// Appends a consistent copy of bytes `range` of row `id`: never a row half overwritten.
