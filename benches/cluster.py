@@ -27,6 +27,7 @@ JSON per run and summary.md.
     benches/cluster.py                 # about 6 minutes
     DURATION=20s ROUNDS=10 benches/cluster.py
     ONLY=snapshot benches/cluster.py   # section 5 alone
+    ONLY=throughput benches/cluster.py # section 1 alone (about 2 minutes)
 """
 
 import json
@@ -311,6 +312,9 @@ def main():
         proposed = status(nodes[0])["groups"]
         summary["writes_per_entry"] = [
             g["writes_proposed"] / max(1, g["entries_proposed"]) for g in proposed]
+        if os.environ.get("ONLY") == "throughput":
+            print(json.dumps(summary, indent=1))
+            return
 
         # 3. Election pause after kill -9 of a group leader, pushes through a survivor.
         ids = list(range(1, 101))
