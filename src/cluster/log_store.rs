@@ -314,16 +314,15 @@ impl RaftLog {
                     ));
                 }
             }
-            let hole = first_hole(&state.entries, state.last_purged.map(|p| p.index));
+            let hole = first_hole(
+                state.entries.keys().copied(),
+                state.last_purged.map(|p| p.index),
+            );
             match (hole, snapshot) {
                 (None, _) => (None, None),
                 (Some(at), Some(s)) if s.index + 1 >= at => {
-                    let after: BTreeMap<u64, Entry> = state
-                        .entries
-                        .range(s.index + 1..)
-                        .map(|(i, e)| (*i, e.clone()))
-                        .collect();
-                    (Some(s), first_hole(&after, Some(s.index)))
+                    let after = state.entries.range(s.index + 1..).map(|(i, _)| *i);
+                    (Some(s), first_hole(after, Some(s.index)))
                 }
                 (Some(at), _) => (None, Some(at)),
             }
@@ -686,9 +685,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// The index of the first entry that does not follow the one before it (or `after`, the
 /// purge point), if any.
-fn first_hole(entries: &BTreeMap<u64, Entry>, after: Option<u64>) -> Option<u64> {
+fn first_hole(indexes: impl Iterator<Item = u64>, after: Option<u64>) -> Option<u64> {
     let mut expect = after.map(|a| a + 1);
-    for &index in entries.keys() {
+    for index in indexes {
         if expect.is_some_and(|e| e != index) {
             return Some(index);
         }
