@@ -95,12 +95,8 @@ pub struct Balance {
 }
 
 impl Cluster {
-    /// The node that should lead `group`: the first of its topology nodes that is a voter.
-    fn preferred_leader(&self, group: usize, raft: &Raft) -> Option<NodeIndex> {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        let voters: Vec<NodeIndex> = membership.voter_ids().collect();
+    /// The node that should lead `group`: the first of its topology nodes among `voters`.
+    fn preferred_leader(&self, group: usize, voters: &[NodeIndex]) -> Option<NodeIndex> {
         let topology = self.topology();
         topology.groups[group]
             .nodes
@@ -187,7 +183,7 @@ impl Cluster {
         if !leading {
             return Err(Refusal::NotLeader { leader: None });
         }
-        let Some(preferred) = self.preferred_leader(group, raft) else {
+        let Some(preferred) = self.preferred_leader(group, &voters) else {
             return Err(refused(
                 "cannot_hand_over",
                 format!("none of group {group}'s topology nodes is a voter"),

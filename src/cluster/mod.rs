@@ -449,15 +449,20 @@ impl Cluster {
 /// (`FEATGRID_TEST_HOOKS=1`) may shorten them with `FEATGRID_TEST_RAFT_SNAPSHOT_EVERY`, so that
 /// a restarted node has to catch up from a snapshot.
 fn snapshot_cadence() -> (u64, u64) {
-    let hooks = std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1");
-    let every = std::env::var("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|_| hooks);
+    let every = test_setting("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY");
     match every {
         Some(every) => (every, 0),
         None => (SNAPSHOT_EVERY, KEEP_AFTER_SNAPSHOT),
     }
+}
+
+/// The number in environment variable `var`, read only when tests turned their hooks on
+/// (`FEATGRID_TEST_HOOKS=1`).
+fn test_setting(var: &str) -> Option<u64> {
+    if !std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    std::env::var(var).ok()?.parse().ok()
 }
 
 /// A running cluster node's Raft side: the groups, the internal endpoint and the thread of

@@ -413,11 +413,8 @@ impl RaftStateMachine<TypeConfig> for GroupMachine {
 /// Tests (`FEATGRID_TEST_HOOKS=1`) may hold every snapshot installed from a leader this long
 /// before it is kept (`FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS`), to kill a node in the middle.
 fn install_pause() -> Option<std::time::Duration> {
-    if !std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    let ms = std::env::var("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS").ok()?;
-    ms.parse().ok().map(std::time::Duration::from_millis)
+    super::test_setting("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS")
+        .map(std::time::Duration::from_millis)
 }
 
 /// Builds a snapshot of one group from frozen copies of the shards.
