@@ -18,7 +18,6 @@ All integers are little-endian. Everything the worker prints goes to stderr, whi
 """
 
 import argparse
-import io
 import json
 import os
 import socket
@@ -27,28 +26,26 @@ import sys
 import traceback
 
 
-def read_exact(conn, n):
-    chunks = []
-    while n > 0:
-        chunk = conn.recv(min(n, 1 << 20))
-        if not chunk:
-            raise EOFError("featgrid closed the connection")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+def read_exact(stream, n):
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("featgrid closed the connection")
+    return data
 
 
-def read_frame(conn):
-    (header_len,) = struct.unpack("<I", read_exact(conn, 4))
-    header = json.loads(read_exact(conn, header_len))
-    (body_len,) = struct.unpack("<I", read_exact(conn, 4))
-    body = read_exact(conn, body_len) if body_len else b""
+def read_frame(stream):
+    """One frame from `stream`, a buffered reader of the socket: a frame featgrid wrote at once
+    is read with one system call."""
+    (header_len,) = struct.unpack("<I", read_exact(stream, 4))
+    header = json.loads(read_exact(stream, header_len))
+    (body_len,) = struct.unpack("<I", read_exact(stream, 4))
+    body = read_exact(stream, body_len) if body_len else b""
     return header, body
 
 
 def send_frame(conn, header, body=b""):
     text = json.dumps(header).encode()
-    conn.sendall(struct.pack("<I", len(text)) + text + struct.pack("<I", len(body)) + body)
+    conn.sendall(b"".join((struct.pack("<I", len(text)), text, struct.pack("<I", len(body)), body)))
 
 
 class Views:
@@ -156,7 +153,7 @@ def write_time(views, odfv, table):
 def ipc_bytes(table):
     import pyarrow as pa
 
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
@@ -165,9 +162,10 @@ def ipc_bytes(table):
 def serve(conn, views):
     import pyarrow as pa
 
+    stream = conn.makefile("rb", buffering=1 << 16)
     while True:
         try:
-            header, body = read_frame(conn)
+            header, body = read_frame(stream)
         except EOFError:
             return
         name = header.get("view", "?")

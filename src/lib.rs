@@ -344,6 +344,9 @@ pub fn prepare_as(
         materialized,
         ondemand: ondemand::pool_for(settings),
     });
+    if state.ondemand.is_none() {
+        ondemand::warn_not_computed(&state.registry.current());
+    }
     if let Some(repo) = settings.feast.clone() {
         reload::watch(state.clone(), repo);
     }

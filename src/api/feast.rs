@@ -41,6 +41,10 @@ pub struct PushRequest<'a> {
     pub df: Columns<'a>,
     #[serde(default)]
     pub to: Option<String>,
+    /// Compute the write-time on-demand views fed by this push (featgrid's addition to Feast,
+    /// [`crate::ondemand::write`]); Feast's request has the field, with the same default.
+    #[serde(default = "yes")]
+    pub transform_on_write: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,9 +170,24 @@ pub async fn push(
     let request: PushRequest = parse_json(&text)?;
     let registry = state.registry.current();
     let source = registry.push_source(&request.push_source_name)?;
-    check_views(&req, &registry, source.views.iter().copied())?;
     let dest = push_destination(request.to.as_deref())?;
-    write_rows(&state, &source.views, &frame(request.df)?, dest).await?;
+    let df = frame(request.df)?;
+    let pool = state.ondemand.as_deref();
+    let derived = match dest.online && request.transform_on_write {
+        true => crate::ondemand::write::computed_on_push(pool, &registry, &source.views, &df),
+        false => Vec::new(),
+    };
+    let derived_views = derived.iter().map(|(_, id)| *id);
+    check_views(
+        &req,
+        &registry,
+        source.views.iter().copied().chain(derived_views),
+    )?;
+    let derived_rows = crate::ondemand::write::pushed_rows(pool, &registry, &derived, &df).await?;
+    write_rows(&state, &source.views, &df, dest).await?;
+    for ((_, view), rows) in derived.iter().zip(&derived_rows) {
+        write_rows(&state, &[*view], rows, Destination::ONLINE).await?;
+    }
     Ok(HttpResponse::Ok().finish())
 }
 

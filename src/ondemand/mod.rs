@@ -7,9 +7,9 @@
 //! - [`read`]: `/get-online-features` naming views computed at read time: the source views'
 //!   features and the request's request-source values in, the requested outputs back, answered
 //!   as Feast's feature server answers them.
-//! - [`write`]: `/write-to-online-store` naming a view with `write_to_online_store=True`: the
-//!   transformation runs on the written rows (unless `transform_on_write` is false) and its
-//!   outputs are stored like any view's.
+//! - [`write`]: `/write-to-online-store` naming a view with `write_to_online_store=True`, and
+//!   `/push` of the features such a view reads: the transformation runs on the written rows
+//!   (unless `transform_on_write` is false) and its outputs are stored like any view's.
 //!
 //! Plain reads never touch Python; without the `python` setting, a repo with on-demand views
 //! loads and serves everything else, and a request that needs a transformation answers 501
@@ -102,5 +102,18 @@ pub fn pool_for(settings: &crate::config::Settings) -> Option<std::sync::Arc<Poo
             tracing::warn!("`python` is set but no Feast repo is served (--feast-repo): no on-demand feature views to run");
             None
         }
+    }
+}
+
+/// Without a pool, says at start which on-demand views nothing computes: reads of those
+/// computed at read time answer 501, and pushes leave the write-time ones as they are.
+pub fn warn_not_computed(registry: &crate::registry::Registry) {
+    let names: Vec<&str> = registry
+        .on_demand_views
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    if !names.is_empty() {
+        tracing::warn!(views = ?names, "on-demand feature views are not computed without `python` (--python): reads of them answer 501, pushes do not update the write-time ones");
     }
 }

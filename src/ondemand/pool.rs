@@ -12,7 +12,7 @@
 //! Cancel safety: a request dropped while its job waits leaves the job in the queue; the
 //! worker sees that nobody awaits it and skips it.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -164,10 +164,12 @@ impl Pool {
     }
 }
 
-/// A running worker process and its socket.
+/// A running worker process and its socket (written whole frames at a time; read through a
+/// buffer, so that an answer usually takes one system call).
 struct Process {
     child: Child,
     conn: UnixStream,
+    answers: BufReader<UnixStream>,
     socket: PathBuf,
 }
 
@@ -286,11 +288,9 @@ impl Worker {
             .as_mut()
             .ok_or_else(|| std::io::Error::other("no process"))?;
         let header = serde_json::to_vec(request).map_err(std::io::Error::other)?;
-        process.conn.set_write_timeout(Some(self.timeout))?;
-        process.conn.set_read_timeout(Some(self.timeout))?;
         write_frame(&mut process.conn, &header, body)?;
         let deadline = Instant::now() + self.timeout;
-        let (header, body) = read_frame(&mut process.conn, deadline)?;
+        let (header, body) = read_frame(&mut process.answers, deadline)?;
         let header: serde_json::Value =
             serde_json::from_slice(&header).map_err(std::io::Error::other)?;
         if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
@@ -339,14 +339,23 @@ impl Worker {
                 return Err(remove(e));
             }
         };
+        let answers = match conn.try_clone() {
+            Ok(reader) => BufReader::with_capacity(1 << 16, reader),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(remove(format!("worker socket: {e}")));
+            }
+        };
         let mut process = Process {
             child,
             conn,
+            answers,
             socket: socket.clone(),
         };
         let deadline = Instant::now() + START_DEADLINE;
         let _ = process.conn.set_read_timeout(Some(START_DEADLINE));
-        let (header, _) = read_frame(&mut process.conn, deadline).map_err(|e| {
+        let (header, _) = read_frame(&mut process.answers, deadline).map_err(|e| {
             format!(
                 "{} ended before it was ready ({e}); see its errors above in the log",
                 self.launch.python.display()
@@ -355,6 +364,15 @@ impl Worker {
         let hello: serde_json::Value = serde_json::from_slice(&header).unwrap_or_default();
         if let Some(error) = hello.get("error").and_then(|e| e.as_str()) {
             return Err(format!("{}: {error}", self.launch.python.display()));
+        }
+        // From now on every call is bounded by the transformation deadline (the clone shares
+        // the socket, and with it the timeouts).
+        let timeouts = process
+            .conn
+            .set_read_timeout(Some(self.timeout))
+            .and_then(|()| process.conn.set_write_timeout(Some(self.timeout)));
+        if let Err(e) = timeouts {
+            return Err(format!("worker socket: {e}"));
         }
         tracing::info!(
             worker = self.index,
@@ -412,7 +430,7 @@ fn write_frame(conn: &mut UnixStream, header: &[u8], body: &[u8]) -> std::io::Re
 
 /// Reads one frame; `deadline` bounds the whole frame (each read is bounded by the socket's
 /// read timeout, set by the caller).
-fn read_frame(conn: &mut UnixStream, deadline: Instant) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+fn read_frame(conn: &mut impl Read, deadline: Instant) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut part = || -> std::io::Result<Vec<u8>> {
         let mut len = [0u8; 4];
         conn.read_exact(&mut len)?;

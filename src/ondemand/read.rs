@@ -133,7 +133,7 @@ pub fn plan(
             continue;
         };
         for source in &odfv.sources {
-            for feature in source_features(registry, odfv, &source.view, &source.features) {
+            for feature in source_features(registry, &source.view, &source.features) {
                 let r = registry.resolve_ref(&format!("{}:{feature}", source.view))?;
                 if !selection.refs.contains(&r) {
                     selection.refs.push(r);
@@ -150,12 +150,7 @@ pub fn plan(
 }
 
 /// The features a source projection reads: those it names, or the whole view.
-fn source_features(
-    registry: &Registry,
-    _odfv: &OnDemandView,
-    view: &str,
-    named: &[String],
-) -> Vec<String> {
+pub(super) fn source_features(registry: &Registry, view: &str, named: &[String]) -> Vec<String> {
     if !named.is_empty() {
         return named.to_vec();
     }
@@ -267,7 +262,7 @@ pub async fn compute(
     for (planned, odfv) in plan.views.iter().zip(&odfvs) {
         let mut inputs: Vec<InputColumn> = Vec::new();
         for source in &odfv.sources {
-            for feature in source_features(registry, odfv, &source.view, &source.features) {
+            for feature in source_features(registry, &source.view, &source.features) {
                 let r = registry.resolve_ref(&format!("{}:{feature}", source.view))?;
                 let Some(f) = found.refs.iter().position(|x| *x == r) else {
                     continue;

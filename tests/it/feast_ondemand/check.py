@@ -7,8 +7,9 @@ and to featgrid (--featgrid, serving --featgrid-repo with --python), then checks
   and a feature service;
 - the SDK's remote store (`get_online_features(...).to_dict()`) answers the same through
   featgrid as through Feast's server;
-- a write-time view is computed from its written inputs and stored, and read back through
-  the SDK; with transform_on_write false its rows are stored as given;
+- a write-time view is computed from pushed features (unless transform_on_write is false or
+  the push goes offline only) and from its written inputs, stored, and read back through the
+  SDK; written with transform_on_write false its rows are stored as given;
 - a transformation that raises answers a clear 500 naming the view, and the server goes on.
 
 Prints "feast ondemand check: OK" when every check passes.
@@ -188,9 +189,24 @@ def main():
             store_feast.get_online_features(features=store_feast.get_feature_service("driver_service"), entity_rows=rows).to_dict(),
         )
 
-        # 3. Write time: the written inputs are transformed by featgrid and the outputs stored.
-        # (The SDK's remote store cannot write such a view, to Feast's server either: it sends
-        # each join key twice per row.)
+        # 3. Write time. The push above computed the write-time view from the pushed features
+        # (featgrid's addition: Feast's push writes only the feature views); a push with
+        # transform_on_write false, or to the offline store only, does not.
+        got = store_fg.get_online_features(
+            features=["stored_doubled:conv_rate_doubled"],
+            entity_rows=[{"driver_id": 1001}, {"driver_id": 1002}, {"driver_id": 1003}],
+        ).to_dict()
+        assert got["conv_rate_doubled"] == [1.0, 0.5, 0.25], f"computed on push: {got}"
+        for extra in ({"transform_on_write": False}, {"to": "offline"}):
+            body = {**PUSH, "df": {k: v[:1] for k, v in PUSH["df"].items()}, **extra}
+            body["df"]["driver_id"] = [1004]
+            status, text = post(args.featgrid, "/push", body)
+            assert status == 200, f"push with {extra}: {status} {text}"
+            got = store_fg.get_online_features(features=["stored_doubled:conv_rate_doubled"], entity_rows=[{"driver_id": 1004}]).to_dict()
+            assert got["conv_rate_doubled"] == [None], f"push with {extra} computed the write-time view: {got}"
+        # Written with its inputs: transformed by featgrid and the outputs stored. (The SDK's
+        # remote store cannot write such a view, to Feast's server either: it sends each join
+        # key twice per row.)
         status, text = post(
             args.featgrid,
             "/write-to-online-store",
