@@ -8,11 +8,14 @@ one request at a time:
     request:  u32 header length, header (JSON), u32 body length, body (Arrow IPC stream)
     answer:   the same framing; the header is {"ok": true} or {"error": "...", "kind": "..."}
 
-Header fields: `view`, `registry_version` (the registry is read again when it changed),
-`op` ("read": `transform_dict` / `transform_arrow` as Feast's feature server does at read time,
-keeping the `requested` output columns in the transformation's order; "write": Feast's
-`FeatureStore._transform_on_demand_feature_view_df`, as `write_to_online_store` does for a view
-with write_to_online_store=True), `full_feature_names`.
+Header fields: `registry_version` (the registry is read again when it changed), `op`, and
+- "read": `views`, each {`view`, `requested`, `name_to_use`}, all run on the one input batch
+  (`transform_dict` / `transform_arrow`, as Feast's feature server does at read time, keeping the
+  `requested` output columns in the transformation's order), and `full_feature_names`; the
+  answer's body holds one part per view, in order: a u32 length and an Arrow IPC stream;
+- "write": `view`, run as Feast's `FeatureStore._transform_on_demand_feature_view_df` does for
+  `write_to_online_store` of a view with write_to_online_store=True; the body is one stream.
+An error answer names the view that failed (`view`).
 
 All integers are little-endian. Everything the worker prints goes to stderr, which featgrid logs.
 """
@@ -170,23 +173,29 @@ def serve(conn, views):
             return
         name = header.get("view", "?")
         try:
-            odfv = views.get(name, header.get("registry_version"))
+            version = header.get("registry_version")
             table = pa.ipc.open_stream(body).read_all() if body else pa.table({})
             if header.get("op") == "write":
-                out = write_time(views, odfv, table)
+                answer = ipc_bytes(write_time(views, views.get(name, version), table))
             else:
-                out = read_time(
-                    odfv,
-                    table,
-                    set(header.get("requested") or []),
-                    bool(header.get("full_feature_names")),
-                    header.get("name_to_use") or name,
-                )
-            send_frame(conn, {"ok": True}, ipc_bytes(out))
+                parts = []
+                for call in header.get("views") or []:
+                    name = call["view"]
+                    out = read_time(
+                        views.get(name, version),
+                        table,
+                        set(call.get("requested") or []),
+                        bool(header.get("full_feature_names")),
+                        call.get("name_to_use") or name,
+                    )
+                    part = ipc_bytes(out)
+                    parts += [struct.pack("<I", len(part)), part]
+                answer = b"".join(parts)
+            send_frame(conn, {"ok": True}, answer)
         except Exception as e:  # the UDF's own errors: answered, the worker goes on
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
-            send_frame(conn, {"error": f"{type(e).__name__}: {e}", "kind": "transform"})
+            send_frame(conn, {"error": f"{type(e).__name__}: {e}", "kind": "transform", "view": name})
 
 
 def main():

@@ -315,6 +315,7 @@ pub fn prepare_as(
             .map_err(|e| std::io::Error::other(e.to_string()))?,
     );
     let metrics = api::metrics::Metrics::new();
+    let ondemand = ondemand::pool_for(settings, metrics.ondemand.clone());
     let state = web::Data::new(AppState {
         registry: reload::LiveRegistry::new(registry),
         store: store::LocalStore {
@@ -342,7 +343,7 @@ pub fn prepare_as(
         feast_errors: settings.error_format == "feast",
         cluster: std::sync::OnceLock::new(),
         materialized,
-        ondemand: ondemand::pool_for(settings),
+        ondemand,
     });
     if state.ondemand.is_none() {
         ondemand::warn_not_computed(&state.registry.current());

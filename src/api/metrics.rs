@@ -20,6 +20,8 @@ pub struct Metrics {
     /// Cluster nodes, per group this node holds: 1 while its replica there is stopped
     /// (fail-stop apply) or rejoining, 0 otherwise; set when `/metrics` is read.
     pub cluster_group_problem: prometheus::IntGaugeVec,
+    /// The on-demand worker pool's round trips and process starts.
+    pub ondemand: crate::ondemand::pool::Counters,
     next_request_id: AtomicU64,
 }
 
@@ -66,8 +68,22 @@ impl Metrics {
             &["group", "problem"],
         )
         .expect("valid metric");
+        let ondemand = crate::ondemand::pool::Counters {
+            round_trips: IntCounter::new(
+                "ondemand_round_trips_total",
+                "requests answered by the on-demand Python workers (one per read or write that runs on-demand feature views, whatever their number)",
+            )
+            .expect("valid metric"),
+            starts: IntCounter::new(
+                "ondemand_worker_starts_total",
+                "on-demand Python worker processes started, restarts included",
+            )
+            .expect("valid metric"),
+        };
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ondemand.round_trips.clone()),
+            Box::new(ondemand.starts.clone()),
             Box::new(cluster_parts.clone()),
             Box::new(cluster_group_problem.clone()),
             Box::new(duration.clone()),
@@ -87,6 +103,7 @@ impl Metrics {
             rows_skipped_older,
             cluster_parts,
             cluster_group_problem,
+            ondemand,
             next_request_id: AtomicU64::new(1),
         }
     }

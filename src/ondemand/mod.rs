@@ -94,10 +94,13 @@ impl From<OnDemandError> for ApiError {
 
 /// The pool the settings ask for: with `python` set and a Feast repo served (only a Feast
 /// repo declares on-demand views).
-pub fn pool_for(settings: &crate::config::Settings) -> Option<std::sync::Arc<Pool>> {
+pub fn pool_for(
+    settings: &crate::config::Settings,
+    counters: pool::Counters,
+) -> Option<std::sync::Arc<Pool>> {
     let options = settings.ondemand_options()?;
     match &settings.feast {
-        Some(repo) => Some(Pool::start(options, repo)),
+        Some(repo) => Some(Pool::start(options, repo, counters)),
         None => {
             tracing::warn!("`python` is set but no Feast repo is served (--feast-repo): no on-demand feature views to run");
             None

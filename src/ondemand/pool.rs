@@ -16,7 +16,6 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,12 +33,23 @@ const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 /// What a job asks of a worker.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Request {
+    /// The view written (`write`), or the views read (`read`, "a, b"): errors name it.
     pub view: String,
     /// `read` or `write`.
     pub op: &'static str,
     pub registry_version: Option<String>,
     pub full_feature_names: bool,
-    /// The output columns to keep (reads).
+    /// The views a read runs, each on the whole input batch; the answer holds one output
+    /// batch per view, in this order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<ViewCall>,
+}
+
+/// One view of a read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewCall {
+    pub view: String,
+    /// The output columns to keep.
     pub requested: Vec<String>,
     /// The view's name with full feature names (its alias in a service).
     pub name_to_use: String,
@@ -57,9 +67,15 @@ struct Job {
 pub struct Pool {
     jobs: Sender<Job>,
     options: PoolOptions,
-    /// Transformations run, and workers (re)started: for the logs and tests.
-    pub runs: Arc<AtomicU64>,
-    pub starts: Arc<AtomicU64>,
+}
+
+/// What the pool counts, for `/metrics`.
+#[derive(Clone)]
+pub struct Counters {
+    /// Requests answered by a worker (one per read or write that runs on-demand views).
+    pub round_trips: prometheus::IntCounter,
+    /// Worker processes started (restarts included).
+    pub starts: prometheus::IntCounter,
 }
 
 /// Where one worker is started from.
@@ -74,7 +90,7 @@ struct Launch {
 impl Pool {
     /// Starts `options.workers` worker threads for the Feast repo `repo`; each starts its
     /// Python process at once (in the background: requests wait in the queue meanwhile).
-    pub fn start(options: PoolOptions, repo: &FeastRepo) -> Arc<Pool> {
+    pub fn start(options: PoolOptions, repo: &FeastRepo, counters: Counters) -> Arc<Pool> {
         let (jobs, queue) = channel::bounded::<Job>(options.queue.max(1));
         let repo_dir = std::fs::canonicalize(&repo.dir).unwrap_or_else(|_| repo.dir.clone());
         let registry = std::fs::canonicalize(&repo.registry_path)
@@ -85,8 +101,6 @@ impl Pool {
             project: repo.project.clone(),
             repo: repo_dir,
         };
-        let runs = Arc::new(AtomicU64::new(0));
-        let starts = Arc::new(AtomicU64::new(0));
         for index in 0..options.workers.max(1) {
             let worker = Worker {
                 index,
@@ -95,8 +109,7 @@ impl Pool {
                 queue: queue.clone(),
                 process: None,
                 ready_at: Instant::now(),
-                runs: runs.clone(),
-                starts: starts.clone(),
+                counters: counters.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("ondemand-{index}"))
@@ -111,12 +124,7 @@ impl Pool {
             timeout_ms = options.timeout.as_millis() as u64,
             "on-demand transformation workers starting"
         );
-        Arc::new(Pool {
-            jobs,
-            options,
-            runs,
-            starts,
-        })
+        Arc::new(Pool { jobs, options })
     }
 
     /// Runs `request` on `body` in a worker; the answer is the output batch (Arrow IPC).
@@ -164,6 +172,14 @@ impl Pool {
     }
 }
 
+/// A worker's error answer: its kind (`transform`: the transformation raised), message, and
+/// the view it was running.
+struct Refused {
+    kind: String,
+    message: String,
+    view: Option<String>,
+}
+
 /// A running worker process and its socket (written whole frames at a time; read through a
 /// buffer, so that an answer usually takes one system call).
 struct Process {
@@ -189,8 +205,7 @@ struct Worker {
     process: Option<Process>,
     /// When the current process became ready.
     ready_at: Instant,
-    runs: Arc<AtomicU64>,
-    starts: Arc<AtomicU64>,
+    counters: Counters,
 }
 
 impl Worker {
@@ -240,15 +255,16 @@ impl Worker {
                 continue;
             }
             let answer = self.exchange(&job.request, &job.body);
-            self.runs.fetch_add(1, Ordering::Relaxed);
+            self.counters.round_trips.inc();
             let answer = match answer {
                 Ok(Ok(body)) => Ok(body),
-                Ok(Err((kind, message))) if kind == "transform" => {
-                    Err(OnDemandError::Transform { view, message })
-                }
-                Ok(Err((_, message))) => Err(OnDemandError::BadOutput {
-                    view,
-                    detail: message,
+                Ok(Err(refused)) if refused.kind == "transform" => Err(OnDemandError::Transform {
+                    view: refused.view.unwrap_or(view),
+                    message: refused.message,
+                }),
+                Ok(Err(refused)) => Err(OnDemandError::BadOutput {
+                    view: refused.view.unwrap_or(view),
+                    detail: refused.message,
                 }),
                 Err(e) => {
                     // The process is in an unknown state: kill it, start a fresh one.
@@ -275,14 +291,13 @@ impl Worker {
         }
     }
 
-    /// Sends one request and reads its answer: `Ok(Err((kind, message)))` is the worker's own
-    /// error answer; `Err` an I/O failure or the deadline.
-    #[allow(clippy::type_complexity)]
+    /// Sends one request and reads its answer: `Ok(Err(_))` is the worker's own error
+    /// answer; `Err` an I/O failure or the deadline.
     fn exchange(
         &mut self,
         request: &Request,
         body: &[u8],
-    ) -> std::io::Result<Result<Vec<u8>, (String, String)>> {
+    ) -> std::io::Result<Result<Vec<u8>, Refused>> {
         let process = self
             .process
             .as_mut()
@@ -294,15 +309,21 @@ impl Worker {
         let header: serde_json::Value =
             serde_json::from_slice(&header).map_err(std::io::Error::other)?;
         if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
-            let kind = header.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-            return Ok(Err((kind.to_string(), error.to_string())));
+            let text = |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            return Ok(Err(Refused {
+                kind: text("kind").unwrap_or_default(),
+                message: error.to_string(),
+                view: text("view"),
+            }));
         }
         Ok(Ok(body))
     }
 
     /// Starts a worker process and waits for its hello (Feast imported, registry read).
     fn spawn(&self) -> Result<Process, String> {
-        let generation = self.starts.fetch_add(1, Ordering::Relaxed);
+        // Unique with the worker's index: each worker's starts count up.
+        let generation = self.counters.starts.get();
+        self.counters.starts.inc();
         let socket = std::env::temp_dir().join(format!(
             "featgrid-ondemand-{}-{}-{generation}.sock",
             std::process::id(),

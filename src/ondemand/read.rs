@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use super::arrow::{input_batch, output_columns, InputColumn};
-use super::pool::Request;
+use super::pool::{Request, ViewCall};
 use super::{OnDemandError, Pool};
 use crate::api::lookup::{echo_value, Lookup, Selection};
 use crate::api::rows::invalid_value;
@@ -258,9 +258,13 @@ pub async fn compute(
         }
     }
 
-    let mut computed = Vec::new();
+    // One batch for every view of the read, in one round trip (Feast, too, hands each
+    // transformation the whole response): the join keys, the request data, and each view's
+    // source features, once each.
+    let mut columns = common;
+    let mut column_refs: Vec<Option<FeatureRef>> = vec![None; columns.len()];
+    let mut calls = Vec::with_capacity(plan.views.len());
     for (planned, odfv) in plan.views.iter().zip(&odfvs) {
-        let mut inputs: Vec<InputColumn> = Vec::new();
         for source in &odfv.sources {
             for feature in source_features(registry, &source.view, &source.features) {
                 let r = registry.resolve_ref(&format!("{}:{feature}", source.view))?;
@@ -272,46 +276,67 @@ pub async fn compute(
                 } else {
                     feature.clone()
                 };
-                inputs.push(InputColumn {
-                    name,
-                    dtype: found.dtype(f),
-                    values: stored_values(found, f, r),
-                });
+                match columns.iter().position(|c| c.name == name) {
+                    Some(i) if column_refs[i] == Some(r) => continue,
+                    Some(_) => {
+                        return Err(ApiError::bad_request(
+                            "feature_name_collision",
+                            format!("two inputs of the on-demand feature views read are both named '{name}': set \"full_feature_names\": true"),
+                        ))
+                    }
+                    None => {
+                        columns.push(InputColumn {
+                            name,
+                            dtype: found.dtype(f),
+                            values: stored_values(found, f, r),
+                        });
+                        column_refs.push(Some(r));
+                    }
+                }
             }
         }
-        let columns: Vec<InputColumn> = common
-            .iter()
-            .map(|c| InputColumn {
-                name: c.name.clone(),
-                dtype: c.dtype,
-                values: c.values.clone(),
-            })
-            .chain(inputs)
-            .collect();
+        calls.push(ViewCall {
+            view: odfv.name.clone(),
+            requested: planned
+                .features
+                .iter()
+                .map(|f| match full_names {
+                    true => format!("{}__{f}", planned.name_to_use),
+                    false => f.clone(),
+                })
+                .collect(),
+            name_to_use: planned.name_to_use.clone(),
+        });
+    }
+    let names = calls
+        .iter()
+        .map(|c| c.view.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body = input_batch(&columns, rows).map_err(|e| OnDemandError::BadOutput {
+        view: names.clone(),
+        detail: format!("cannot build its input: {e}"),
+    })?;
+    let request = Request {
+        view: names,
+        op: "read",
+        registry_version: registry.loaded_from.version_id.clone(),
+        full_feature_names: full_names,
+        views: calls,
+    };
+    let answer = pool.run(request, body).await?;
+
+    let mut parts = Parts(&answer);
+    let mut computed = Vec::new();
+    for (planned, odfv) in plan.views.iter().zip(&odfvs) {
         let bad = |detail: String| OnDemandError::BadOutput {
             view: odfv.name.clone(),
             detail,
         };
-        let body =
-            input_batch(&columns, rows).map_err(|e| bad(format!("cannot build its input: {e}")))?;
-        let requested: Vec<String> = planned
-            .features
-            .iter()
-            .map(|f| match full_names {
-                true => format!("{}__{f}", planned.name_to_use),
-                false => f.clone(),
-            })
-            .collect();
-        let request = Request {
-            view: odfv.name.clone(),
-            op: "read",
-            registry_version: registry.loaded_from.version_id.clone(),
-            full_feature_names: full_names,
-            requested,
-            name_to_use: planned.name_to_use.clone(),
-        };
-        let answer = pool.run(request, body).await?;
-        let (outputs, out_rows) = output_columns(&answer).map_err(bad)?;
+        let part = parts
+            .next()
+            .ok_or_else(|| bad("the worker's answer has no output for it".into()))?;
+        let (outputs, out_rows) = output_columns(part).map_err(bad)?;
         if !outputs.is_empty() && out_rows != rows {
             return Err(bad(format!(
                 "the transformation returned {out_rows} rows for {rows} entity rows"
@@ -362,4 +387,20 @@ fn stored_values(found: &Lookup<'_>, f: usize, r: FeatureRef) -> Vec<Option<Vec<
             _ => None,
         })
         .collect()
+}
+
+/// The parts of a read's answer, one per view in the request's order: each a little-endian
+/// `u32` length and that many bytes (an Arrow IPC stream).
+struct Parts<'a>(&'a [u8]);
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.0.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let part = rest.get(..len)?;
+        self.0 = &rest[len..];
+        Some(part)
+    }
 }

@@ -56,8 +56,7 @@ pub async fn rows_to_store<'a>(
             op: "write",
             registry_version: registry.loaded_from.version_id.clone(),
             full_feature_names: false,
-            requested: Vec::new(),
-            name_to_use: odfv.name.clone(),
+            views: Vec::new(),
         };
         let answer = pool.run(request, body).await?;
         let (columns, out_rows) = output_columns(&answer).map_err(bad)?;

@@ -115,6 +115,32 @@ fn on_demand_views_answer_as_feast_serve_does_through_the_sdk() {
     let a = read(&server, &["driver_python:conv_plus_acc"], &[5]);
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json["results"][1]["values"], json!([0.75]));
+    // A read of three on-demand views (python, pandas with request data, singleton) is one
+    // round trip to a worker.
+    let before = round_trips(&server);
+    let a = server.post(
+        "/get-online-features",
+        &json!({"features": ["driver_python:conv_plus_acc", "transformed_conv_rate:conv_rate_plus_val1", "driver_singleton:trips_doubled"],
+                "entities": {"driver_id": [5, 6], "val_to_add": [1, 2], "val_to_add_2": [3, 4]}}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let values: Vec<&Value> = (1..4).map(|i| &a.json["results"][i]["values"]).collect();
+    assert_eq!(
+        values,
+        [&json!([0.75, null]), &json!([1.5, null]), &json!([6, null])],
+        "{}",
+        a.text
+    );
+    assert_eq!(round_trips(&server), before + 1);
+}
+
+/// `featgrid_ondemand_round_trips_total` from `/metrics`.
+fn round_trips(server: &Server) -> u64 {
+    let text = server.get("/metrics").text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("featgrid_ondemand_round_trips_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no round trip count in /metrics:\n{text}"))
 }
 
 #[test]
