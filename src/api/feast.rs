@@ -183,8 +183,14 @@ pub async fn push(
         &registry,
         source.views.iter().copied().chain(derived_views),
     )?;
-    let derived_rows = crate::ondemand::write::pushed_rows(pool, &registry, &derived, &df).await?;
+    // The pushed rows are stored whatever becomes of the write-time views they feed: a
+    // transformation that fails (or Python that is down) fails the push loudly, after them.
+    let derived_rows = crate::ondemand::write::pushed_rows(pool, &registry, &derived, &df).await;
     write_rows(&state, &source.views, &df, dest).await?;
+    let derived_rows = derived_rows.map_err(|mut e| {
+        e.message.push_str(" (the pushed rows were stored; the write-time on-demand views they feed were not updated: push again to retry)");
+        e
+    })?;
     for ((_, view), rows) in derived.iter().zip(&derived_rows) {
         write_rows(&state, &[*view], rows, Destination::ONLINE).await?;
     }

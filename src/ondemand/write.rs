@@ -116,8 +116,7 @@ pub fn computed_on_push<'r>(
 }
 
 /// The rows a push stores in each view of [`computed_on_push`]: the transformation run on the
-/// pushed `df` (all of them before anything is stored, so that a transformation that fails
-/// fails the push).
+/// pushed `df`, every view's before any is stored.
 pub async fn pushed_rows<'a>(
     pool: Option<&Pool>,
     registry: &Registry,

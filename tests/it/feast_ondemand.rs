@@ -225,7 +225,7 @@ fn a_worker_past_its_deadline_or_dead_is_restarted_and_the_read_names_the_view()
 }
 
 #[test]
-fn without_python_the_repo_loads_and_on_demand_reads_say_how_to_enable_them() {
+fn without_python_the_repo_loads_and_on_demand_reads_say_how_to_enable_them_or_why_it_fails() {
     let Some(python) = feast_python() else {
         return;
     };
@@ -260,4 +260,36 @@ fn without_python_the_repo_loads_and_on_demand_reads_say_how_to_enable_them() {
     assert!(v["on_demand_views"]
         .as_array()
         .is_some_and(|v| v.len() >= 5));
+    // The stored rows pushed above were not touched by the push (no Python to compute them).
+    push(&server, &[1]);
+    let a = read(&server, &["stored_doubled:conv_rate_doubled"], &[1]);
+    assert_eq!(a.json["results"][1]["values"], json!([3.0]), "{}", a.text);
+
+    // A python that cannot start: reads of on-demand views answer 503 at once, naming the view
+    // and why; plain reads go on.
+    let broken = serve(repo.path(), Some(Path::new("/nonexistent/python")), &[]);
+    // A push feeding a write-time view stores its rows, and says the view was not updated.
+    let a = broken.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push", "df": {
+            "driver_id": [1], "conv_rate": [0.5], "acc_rate": [0.25], "avg_daily_trips": [3],
+            "city": ["Rome"], "event_timestamp": ["2026-11-25T10:00:00"]}}),
+    );
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert!(
+        a.text.contains("'stored_doubled'") && a.text.contains("the pushed rows were stored"),
+        "{}",
+        a.text
+    );
+    let a = read(&broken, &["driver_python:conv_plus_acc"], &[1]);
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(a.json["code"], "ondemand_unavailable", "{}", a.text);
+    assert!(
+        a.text.contains("'driver_python'") && a.text.contains("/nonexistent/python"),
+        "{}",
+        a.text
+    );
+    let plain = read(&broken, &["driver_stats:conv_rate"], &[1]);
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    assert_eq!(plain.json["results"][1]["values"], json!([0.5]));
 }
