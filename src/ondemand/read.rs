@@ -4,11 +4,11 @@
 //! 1. [`plan`]: the requested features split into stored ones (read as usual) and on-demand
 //!    ones; the source features the transformations need are read too, and left out of the
 //!    answer unless requested.
-//! 2. [`compute`]: per view, one batch to a Python worker holding every entity row: the join
-//!    keys, the request-source values given in `entities`, and the source features (named
-//!    `feature`, or `view__feature` with full feature names, as Feast names them). The worker
-//!    runs Feast's `transform_dict` / `transform_arrow` and keeps the requested outputs, in the
-//!    transformation's order.
+//! 2. [`compute`]: one batch to a Python worker for every view of the read, holding every
+//!    entity row: the join keys, the request-source values given in `entities`, and the
+//!    views' source features (named `feature`, or `view__feature` with full feature names, as
+//!    Feast names them). The worker runs each view's `transform_dict` / `transform_arrow` on it
+//!    and keeps the requested outputs, in the transformation's order: one output part per view.
 //! 3. The renderer appends each output after the stored features, with status `PRESENT` and
 //!    the epoch as event timestamp, as Feast does.
 
