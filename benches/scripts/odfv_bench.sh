@@ -7,7 +7,9 @@
 #
 # Env: PYTHON (a python with feast installed), ENTITIES (10000), DURATION (10s), WORKERS
 # (featgrid's python_workers; default one per core), CONNS (wrk connections at full load, 16),
-# OUT (results/odfv-<time>). Each run: wrk -t1 -c$CONNS -d$DURATION --latency (the peak); then
+# OUT (results/odfv-<time>), AB (1: also ApacheBench, `ab -c$CONNS`, on the on-demand read of featgrid
+# and of Feast, as a second generator; keep-alive for featgrid, not for `feast serve`, whose worker
+# restarts every ~1,000 requests and resets its connections). Each run: wrk -t1 -c$CONNS -d$DURATION --latency (the peak); then
 # the same read paced at about half of that peak (8 connections, DELAY_MS between requests;
 # wrk, not wrk2: the latency of a paced closed loop, without coordinated-omission correction).
 set -euo pipefail
@@ -64,6 +66,13 @@ run() { # NAME URL MODE CONNS [DELAY_MS]
   echo "== $1 (c$4): $(grep -E 'Requests/sec' "$OUT/$1.txt")  p50 $(grep -E '^ +50%' "$OUT/$1.txt" | awk '{print $2}')  p99 $(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}')  $(grep -E 'Non-2xx' "$OUT/$1.txt" || true)"
 }
 
+ab_run() { # NAME URL REQUESTS [AB OPTIONS]
+  [ "${AB:-0}" = 1 ] || return 0
+  printf '{"features":["driver_score:score"],"entities":{"driver_id":[%s]}}' "$((ENTITIES / 2))" >"$OUT/odfv.json"
+  ab -q -r -c"$CONNS" -n "$3" "${@:4}" -p "$OUT/odfv.json" -T application/json "$2/get-online-features" >"$OUT/$1.txt" 2>&1
+  echo "== $1 (ab, c$CONNS): $(grep -E 'Requests per second' "$OUT/$1.txt" | awk '{print $4}')/s  p50 $(grep -E '^ +50%' "$OUT/$1.txt" | awk '{print $2}') ms  p99 $(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}') ms  failed $(grep -E 'Failed requests' "$OUT/$1.txt" | awk '{print $3}')"
+}
+
 FG=$(mktemp -d)
 repo "$FG" "online_store: {type: remote, path: 'http://127.0.0.1:6566'}"
 FEATGRID_PYTHON_WORKERS=${WORKERS:-0} "$BIN" serve --feast-repo "$FG" --python "$PYTHON" \
@@ -82,6 +91,7 @@ curl -sf -XPOST "$url/get-online-features" -d '{"features":["driver_score:score"
 sleep 3
 run featgrid-plain "$url" plain "$CONNS"
 run featgrid-odfv "$url" odfv "$CONNS"
+ab_run featgrid-odfv-ab "$url" 40000 -k
 run featgrid-plain-half "$url" plain 8 "$(half_delay "$(rate featgrid-plain)")"
 run featgrid-odfv-half "$url" odfv 8 "$(half_delay "$(rate featgrid-odfv)")"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
@@ -96,5 +106,6 @@ wait_health "http://127.0.0.1:$port"
 push_rows "http://127.0.0.1:$port"
 run feast-plain "http://127.0.0.1:$port" plain "$CONNS"
 run feast-odfv "http://127.0.0.1:$port" odfv "$CONNS"
+ab_run feast-odfv-ab "http://127.0.0.1:$port" 4000
 run feast-odfv-half "http://127.0.0.1:$port" odfv 8 "$(half_delay "$(rate feast-odfv)")"
 echo "results in $OUT"
