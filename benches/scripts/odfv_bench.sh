@@ -7,7 +7,7 @@
 #
 # Env: PYTHON (a python with feast installed), ENTITIES (10000), DURATION (10s), WORKERS
 # (featgrid's python_workers; default one per core), CONNS (wrk connections at full load, 16),
-# OUT (results/odfv-<time>), AB (1: also ApacheBench, `ab -c$CONNS`, on the on-demand read of featgrid
+# OUT (results/odfv-<time>), AB (1: also ApacheBench (Debian's apache2-utils), `ab -c$CONNS`, on the on-demand read of featgrid
 # and of Feast, as a second generator; keep-alive for featgrid, not for `feast serve`, whose worker
 # restarts every ~1,000 requests and resets its connections). Each run: wrk -t1 -c$CONNS -d$DURATION --latency (the peak); then
 # the same read paced at about half of that peak (8 connections, DELAY_MS between requests;
