@@ -141,6 +141,11 @@ impl Cluster {
                 balance.preferred = name(preferred);
                 balance.leader = Some(name(preferred));
                 balance.moved = moved;
+                if !moved {
+                    // The preferred node answered as the leader: it led already (whatever this
+                    // node last heard).
+                    balance.leader_before = Some(name(preferred));
+                }
             }
             Err(e) => {
                 balance.leader = self.known_leader(group).map(name);

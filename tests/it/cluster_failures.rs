@@ -713,7 +713,13 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
     );
     let answer: Value = serde_json::from_str(&text).expect("balance prints JSON");
     assert_eq!(answer["balanced"], true, "{answer}");
-    assert_eq!(answer["groups"][0]["moved"], true, "{answer}");
+    // Moved by the call, unless n1 had already won an election of its own since its restart.
+    let group0 = &answer["groups"][0];
+    assert!(
+        group0["moved"] == true || group0["leader_before"] == "n1",
+        "{answer}"
+    );
+    assert_eq!(group0["leader"], "n1", "{answer}");
     let want = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
     eventually("every group led by its preferred leader", || {
         leaders(&cluster) == want
