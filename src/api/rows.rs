@@ -133,6 +133,8 @@ pub async fn write_rows<C: Cell>(
     let registry = state.registry.current();
     let layouts = state.store.grid.layouts();
     let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+    // Room for twice a shard's share of the rows (keys spread evenly): a batch rarely grows.
+    let per_batch = rows.min(2 * rows.div_ceil(router.shards()) + 2);
     let mut key = Vec::with_capacity(64);
     for &view_id in views {
         let view = &registry.feature_views[view_id];
@@ -167,7 +169,12 @@ pub async fn write_rows<C: Cell>(
             let shard = router.shard_of_key(&key);
             let batches = &mut per_shard[shard];
             let at = *slot_of_shard[shard].get_or_insert_with(|| {
-                batches.push(RowBatch::new(view_id));
+                batches.push(RowBatch::with_capacity(
+                    view_id,
+                    layout,
+                    per_batch,
+                    key.len(),
+                ));
                 batches.len() - 1
             });
             let batch = &mut batches[at];

@@ -427,7 +427,9 @@ use shared::SharedTable;
 pub use frozen::FrozenPartition;
 pub use portable::{PortableError, PortableRow, PortableRows};
 use rows::{read_i64, BatchRow, Slot, CREATED_AT, EVENT_AT};
-pub use rows::{ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef, Span, MAX_BATCH_BYTES};
+pub use rows::{
+    ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef, Span, MAX_BATCH_BYTES, SPARE_BATCH_BYTES,
+};
 
 #[cfg(test)]
 mod tests;

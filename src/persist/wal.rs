@@ -140,9 +140,17 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
         let at = match views.iter().position(|v| v.view as usize == batch.view) {
             Some(at) => at,
             None => {
+                // Sized up front (a portable row is its batch bytes and a few length
+                // prefixes), so the encoding never grows the buffer.
+                let bytes = per_shard
+                    .iter()
+                    .flatten()
+                    .filter(|b| b.view == batch.view)
+                    .map(|b| b.data_len() + 16 * b.len())
+                    .sum();
                 views.push(RecordView {
                     view: batch.view as u32,
-                    data: Blob::default(),
+                    data: Blob(Vec::with_capacity(bytes)),
                 });
                 views.len() - 1
             }
@@ -160,13 +168,45 @@ pub type WritePayload = (Destination, Vec<RecordView>);
 /// Encodes one write as a record whose lsn is not yet stamped; the writer stamps it with
 /// [`seal`]. The payload is a [`WritePayload`].
 pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>, CodecError> {
-    encode_payload(&(dest, views))
+    // The rows, and a few bytes of framing per view.
+    let bytes = views.iter().map(|v| v.data.0.len() + 16).sum::<usize>() + 16;
+    encode_sized(&(dest, views), bytes)
 }
 
 /// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
 /// [`seal`]); [`read_segment`] with the same type reads it back.
 pub fn encode_payload<P: Serialize>(payload: &P) -> Result<Vec<u8>, CodecError> {
-    let mut record = vec![0u8; RECORD_HEADER];
+    encode_sized(payload, 0)
+}
+
+/// Record buffers a thread keeps for reuse ([`recycle_record`]), and the largest kept.
+const SPARE_RECORDS_KEPT: usize = 32;
+const SPARE_RECORD_BYTES: usize = 64 << 10;
+
+thread_local! {
+    static SPARE_RECORDS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps a logged record's buffer for the next record this thread encodes (the writer hands
+/// each record back to the appender, see [`Wal::append`]), or frees it.
+pub fn recycle_record(mut record: Vec<u8>) {
+    if record.capacity() > SPARE_RECORD_BYTES {
+        return;
+    }
+    record.clear();
+    SPARE_RECORDS.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_RECORDS_KEPT {
+            spare.push(record);
+        }
+    });
+}
+
+/// [`encode_payload`], into a buffer with room for `payload_bytes` from the start (a
+/// recycled one when this thread has one).
+fn encode_sized<P: Serialize>(payload: &P, payload_bytes: usize) -> Result<Vec<u8>, CodecError> {
+    let mut record = SPARE_RECORDS.with_borrow_mut(Vec::pop).unwrap_or_default();
+    record.reserve(RECORD_HEADER + payload_bytes);
+    record.resize(RECORD_HEADER, 0);
     codec::encode_into(payload, &mut record)?;
     let payload_len = (record.len() - RECORD_HEADER) as u32;
     let payload_crc = crc32c(&record[RECORD_HEADER..]);

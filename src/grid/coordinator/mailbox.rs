@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::GridError;
-use crate::grid::partition::ApplyStats;
+use crate::grid::partition::{ApplyStats, RowBatch};
 use crate::grid::shard::{Job, ShardHost, Work, Write};
 
 /// A reserved place in a thread's mailbox: given back when dropped, unless a queued job took
@@ -127,8 +127,9 @@ impl PendingWrite {
         )
         .await;
         let mut total = ApplyStats::default();
-        for answer in gather(answers)?.into_iter().flatten() {
-            total += answer?;
+        for (outcome, Write(batches)) in gather(answers)?.into_iter().flatten() {
+            batches.into_iter().flatten().for_each(RowBatch::recycle);
+            total += outcome?;
         }
         Ok(total)
     }

@@ -173,6 +173,14 @@ pub struct RowBatch {
 /// The largest batch or read result, in bytes: offsets inside are 32-bit.
 pub const MAX_BATCH_BYTES: usize = u32::MAX as usize;
 
+/// Applied batches a thread keeps for reuse ([`RowBatch::recycle`]), and the largest kept.
+pub const SPARE_BATCHES_KEPT: usize = 32;
+pub const SPARE_BATCH_BYTES: usize = 32 << 10;
+
+thread_local! {
+    static SPARE_BATCHES: std::cell::RefCell<Vec<RowBatch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl RowBatch {
     pub fn new(view: ViewId) -> RowBatch {
         RowBatch {
@@ -181,6 +189,53 @@ impl RowBatch {
             data: Vec::new(),
             vars: Vec::new(),
         }
+    }
+
+    /// An empty batch with room for `rows` rows of `key_len`-byte keys (and 16 bytes per
+    /// variable-width value), so a push fills it without growing it. Its buffers are a batch
+    /// this thread [`RowBatch::recycle`]d, when there is one.
+    pub fn with_capacity(
+        view: ViewId,
+        layout: &RowLayout,
+        rows: usize,
+        key_len: usize,
+    ) -> RowBatch {
+        let data = rows * (key_len + layout.value_len + 16 * layout.var_count);
+        let vars = rows * layout.var_count;
+        match SPARE_BATCHES.with_borrow_mut(Vec::pop) {
+            Some(mut batch) => {
+                batch.view = view;
+                batch.rows.reserve(rows);
+                batch.data.reserve(data);
+                batch.vars.reserve(vars);
+                batch
+            }
+            None => RowBatch {
+                view,
+                rows: Vec::with_capacity(rows),
+                data: Vec::with_capacity(data),
+                vars: Vec::with_capacity(vars),
+            },
+        }
+    }
+
+    /// Keeps the batch's buffers for the next [`RowBatch::with_capacity`] on this thread
+    /// (at most [`SPARE_BATCHES_KEPT`] batches of at most [`SPARE_BATCH_BYTES`] each), or
+    /// frees them. Called by the thread that built the batch once a shard has applied it:
+    /// a push then allocates no batch buffers at all, and none is freed on a shard thread
+    /// into this thread's malloc arena (under its lock).
+    pub fn recycle(mut self) {
+        if self.data.capacity() > SPARE_BATCH_BYTES {
+            return;
+        }
+        self.rows.clear();
+        self.data.clear();
+        self.vars.clear();
+        SPARE_BATCHES.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_BATCHES_KEPT {
+                spare.push(self);
+            }
+        });
     }
 
     pub fn len(&self) -> usize {

@@ -458,3 +458,30 @@ fn keys_of_another_width_are_never_found_and_never_panic() {
     rb.push(0, &key(7));
     assert!(view.read(&rb).unwrap().unwrap().row(&layouts, 0).is_some());
 }
+
+#[test]
+fn a_recycled_batch_comes_back_empty_for_its_new_view() {
+    let layouts = RowLayout::for_registry(&Registry::embedded());
+    let mut used = RowBatch::with_capacity(0, &layouts[0], 4, 8);
+    used.start_row(&layouts[0], &key(1), 10, NO_CREATED);
+    used.start_row(&layouts[0], &key(2), 10, NO_CREATED);
+    let capacity = used.data.capacity();
+    used.recycle();
+    let mut reused = RowBatch::with_capacity(5, &layouts[0], 1, 8);
+    assert_eq!((reused.view, reused.len(), reused.data_len()), (5, 0, 0));
+    assert!(reused.vars.is_empty());
+    assert!(
+        reused.data.capacity() >= capacity,
+        "the recycled buffer is reused"
+    );
+    // Filled again, it reads back only its own row.
+    reused.start_row(&layouts[0], &key(3), 20, NO_CREATED);
+    assert_eq!(reused.len(), 1);
+    assert_eq!(reused.key(0), key(3));
+    // A batch past the limit is freed, not kept.
+    let mut big = RowBatch::with_capacity(0, &layouts[0], 1, 8);
+    big.data.reserve(SPARE_BATCH_BYTES + 1);
+    big.recycle();
+    let next = RowBatch::with_capacity(0, &layouts[0], 1, 8);
+    assert!(next.data.capacity() <= SPARE_BATCH_BYTES);
+}

@@ -377,3 +377,19 @@ async fn a_failed_write_refuses_writes_until_the_log_recovers() {
     // The half-written record was cut away: the log reads cleanly, without it.
     assert_eq!(all_ids(dir.path()), [1, 4]);
 }
+
+#[test]
+fn a_record_encoded_into_a_recycled_buffer_is_the_same_record() {
+    let layouts = layouts();
+    let fresh = record(&layouts, 7, 70);
+    // A used, sealed record of another row, larger than the next one: nothing of it may show.
+    let mut used = record(&layouts, 123_456, 99);
+    seal(&mut used, 41);
+    used.extend_from_slice(&[0xAB; 300]);
+    recycle_record(used);
+    let reused = record(&layouts, 7, 70);
+    assert_eq!(reused, fresh);
+    // Buffers past the limit are freed, not kept: the next record is built in a new one.
+    recycle_record(Vec::with_capacity(SPARE_RECORD_BYTES + 1));
+    assert_eq!(record(&layouts, 7, 70), fresh);
+}

@@ -133,17 +133,19 @@ pub type Done = Box<dyn FnOnce(Result<u64, WalError>) + Send>;
 
 /// Where the writer answers one append: the record's lsn.
 enum Answer {
-    /// [`Wal::append`] awaits it.
-    Channel(oneshot::Sender<Result<u64, WalError>>),
+    /// [`Wal::append`] awaits it, with the record: the appending thread frees the record it
+    /// allocated (freed on the writer thread, its buffer would go back to the appender's
+    /// malloc arena under that arena's lock).
+    Channel(oneshot::Sender<(Result<u64, WalError>, Vec<u8>)>),
     /// [`Wal::submit`]'s callback.
     Call(Done),
 }
 
 impl Answer {
-    fn send(self, result: Result<u64, WalError>) {
+    fn send(self, result: Result<u64, WalError>, record: Vec<u8>) {
         match self {
             Answer::Channel(tx) => {
-                let _ = tx.send(result);
+                let _ = tx.send((result, record));
             }
             Answer::Call(done) => done(result),
         }
@@ -257,7 +259,10 @@ impl Wal {
         answered
             .await
             .map_err(|_| self.shared.unavailable())
-            .and_then(|r| r)
+            .and_then(|(result, record)| {
+                super::recycle_record(record);
+                result
+            })
     }
 
     /// Hands a record made by [`super::encode_payload`] to the writer without waiting for it:

@@ -111,8 +111,8 @@ impl Writer {
         }
         let shared = self.shared.clone();
         if !shared.healthy.load(Ordering::Acquire) {
-            for (_, _, answer) in group.drain(..) {
-                answer.send(Err(shared.unavailable()));
+            for (record, _, answer) in group.drain(..) {
+                answer.send(Err(shared.unavailable()), record);
             }
             return;
         }
@@ -128,8 +128,8 @@ impl Writer {
             shared.fail(e.0, &e.1);
             self.failed_at = Some(Instant::now());
             // Unlogged: the hooks are dropped unrun, the lsns are not used.
-            for (_, _, answer) in group.drain(..) {
-                answer.send(Err(shared.unavailable()));
+            for (record, _, answer) in group.drain(..) {
+                answer.send(Err(shared.unavailable()), record);
             }
             return;
         }
@@ -141,14 +141,14 @@ impl Writer {
             shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         let mut answers = Vec::with_capacity(group.len());
-        for (i, (_, on_logged, answer)) in group.drain(..).enumerate() {
+        for (i, (record, on_logged, answer)) in group.drain(..).enumerate() {
             let lsn = first + i as u64;
             on_logged(lsn);
-            answers.push((lsn, answer));
+            answers.push((lsn, answer, record));
         }
         shared.covered.store(first + n, Ordering::Release);
-        for (lsn, answer) in answers {
-            answer.send(Ok(lsn));
+        for (lsn, answer, record) in answers {
+            answer.send(Ok(lsn), record);
         }
         if self.len >= shared.options.segment_bytes {
             self.roll();
