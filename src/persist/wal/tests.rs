@@ -393,3 +393,36 @@ fn a_record_encoded_into_a_recycled_buffer_is_the_same_record() {
     recycle_record(Vec::with_capacity(SPARE_RECORD_BYTES + 1));
     assert_eq!(record(&layouts, 7, 70), fresh);
 }
+
+#[actix_rt::test]
+async fn a_log_past_the_writeback_step_reads_back_whole() {
+    // Under `no` the writer starts the writeback of every megabyte it writes: records of
+    // 500 rows each, 3 MB in all, one segment, every row read back after close.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), FsyncPolicy::No, 64 << 20, 1);
+    let layouts = layouts();
+    let (mut id, mut written) = (0, 0);
+    while written < 3 << 20 {
+        let mut batch = RowBatch::new(0);
+        for _ in 0..500 {
+            batch.start_row(&layouts[0], &i64::to_le_bytes(id), 1, NO_CREATED);
+            id += 1;
+        }
+        let r = encode_record(
+            Destination::ONLINE,
+            &portable_views(&[vec![batch]], &layouts),
+        )
+        .unwrap();
+        written += r.len();
+        wal.append(r, Box::new(|_| {})).await.unwrap();
+    }
+    wal.close();
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    assert!(
+        std::fs::metadata(&list_segments(dir.path()).unwrap()[0].path)
+            .unwrap()
+            .len()
+            > 2 << 20
+    );
+    assert_eq!(all_ids(dir.path()), (0..id).collect::<Vec<i64>>());
+}

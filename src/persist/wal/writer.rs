@@ -207,6 +207,7 @@ impl Wal {
             shared: shared.clone(),
             file,
             len,
+            writeback_from: len,
             buf: Vec::new(),
             failed_at: None,
         };

@@ -45,11 +45,16 @@ pub(super) fn new_segment(shared: &Shared) -> Result<(Arc<File>, u64), WalError>
     Ok((file, header.len() as u64))
 }
 
+/// Bytes written to a segment between two [`durable::start_writeback`] calls.
+const WRITEBACK_EVERY: u64 = 1 << 20;
+
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) file: Arc<File>,
     /// Bytes of the segment known to be whole records.
     pub(super) len: u64,
+    /// Where the bytes whose writeback was not started yet begin.
+    pub(super) writeback_from: u64,
     pub(super) buf: Vec<u8>,
     pub(super) failed_at: Option<Instant>,
 }
@@ -134,6 +139,17 @@ impl Writer {
             return;
         }
         self.len += self.buf.len() as u64;
+        // Under `no` and `everysec` the page cache holds what was written: its writeback
+        // starts every megabyte, so rolling the segment (an fsync) is not a wait of a whole
+        // segment's writes (tens of MB: 20-40 ms p99 of pushes at 3,000-5,000/s, measured).
+        if !always && self.len - self.writeback_from >= WRITEBACK_EVERY {
+            durable::start_writeback(
+                &self.file,
+                self.writeback_from,
+                self.len - self.writeback_from,
+            );
+            self.writeback_from = self.len;
+        }
         shared.next_lsn.store(first + n, Ordering::Release);
         shared.records.fetch_add(n, Ordering::Relaxed);
         shared.group_commits.fetch_add(1, Ordering::Relaxed);
@@ -187,6 +203,7 @@ impl Writer {
             Ok((file, len)) => {
                 self.file = file;
                 self.len = len;
+                self.writeback_from = len;
             }
             Err(e) => {
                 self.shared.fail("start a new segment", &e);
@@ -220,6 +237,7 @@ impl Writer {
             Ok((file, len)) => {
                 self.file = file;
                 self.len = len;
+                self.writeback_from = len;
                 self.shared.healthy.store(true, Ordering::Release);
                 tracing::info!("write-ahead log recovered; accepting writes again");
             }
