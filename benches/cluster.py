@@ -28,6 +28,7 @@ JSON per run and summary.md.
     DURATION=20s ROUNDS=10 benches/cluster.py
     ONLY=snapshot benches/cluster.py   # section 5 alone
     ONLY=throughput benches/cluster.py # section 1 alone (about 2 minutes)
+    BIN=/path/to/featgrid benches/cluster.py  # another build (default: target/release/featgrid)
 """
 
 import json
@@ -42,7 +43,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/featgrid")
+BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/featgrid"))
 DURATION = os.environ.get("DURATION", "10s")
 WARMUP = os.environ.get("WARMUP", "2s")
 ENTITIES = int(os.environ.get("ENTITIES", "100000"))
@@ -276,8 +277,9 @@ def snapshot_probe(tmp):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    print("building (release)...", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "featgrid"], cwd=ROOT, check=True)
+    if "BIN" not in os.environ:
+        print("building (release)...", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "featgrid"], cwd=ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="featgrid-cluster-bench-")
     summary = {}
     if os.environ.get("ONLY") == "snapshot":
