@@ -104,19 +104,29 @@ pub mod power_cut {
         f(guard.get_or_insert_with(Durable::default))
     }
 
+    // Each note is measured under the lock: two fsyncs of one file or directory finishing at
+    // once (the writer closing a segment while a tidy fsyncs it, a segment created while a
+    // tidy fsyncs the directory) are then noted in the order they look, and a later note
+    // never holds less than an earlier one saw. Measured before taking the lock, an earlier
+    // look could be noted last and undo what a later fsync made durable.
+
     pub(super) fn file_synced(file: &File) {
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        if let (Ok(path), Ok(meta)) = (std::fs::read_link(link), file.metadata()) {
-            with(|d| d.files.insert(path, meta.len()));
-        }
+        with(|d| {
+            if let (Ok(path), Ok(meta)) = (std::fs::read_link(link), file.metadata()) {
+                d.files.insert(path, meta.len());
+            }
+        });
     }
 
     pub(super) fn dir_synced(dir: &Path) {
-        let (Ok(dir), Ok(list)) = (dir.canonicalize(), std::fs::read_dir(dir)) else {
-            return;
-        };
-        let names = list.flatten().map(|e| e.file_name()).collect();
-        with(|d| d.dirs.insert(dir, names));
+        with(|d| {
+            let (Ok(canonical), Ok(list)) = (dir.canonicalize(), std::fs::read_dir(dir)) else {
+                return;
+            };
+            let names = list.flatten().map(|e| e.file_name()).collect();
+            d.dirs.insert(canonical, names);
+        });
     }
 
     /// A power cut in `dir`: a file whose name was never fsynced into the directory
