@@ -32,26 +32,7 @@ for _ in $(seq 300); do
 done
 "$bin" bench --target http://127.0.0.1:16921 --entities 1000000 --preload-batch 5000 --max-requests 1 --warmup 0s >/dev/null
 # The ceiling preloads its own 1M rows at start (fsbench); reads of both find every id.
-python3 - "$data" <<'PY'
-import random, sys, time
-out = sys.argv[1]
-feats = '"features":["driver_hourly_stats:conv_rate","driver_hourly_stats:acc_rate","driver_hourly_stats:avg_daily_trips"]'
-rnd = random.Random(17)
-for name, n in (("read1", 1), ("read100", 100)):
-    with open(f"{out}/{name}.bodies", "w") as f:
-        for _ in range(2000):
-            ids = ",".join(str(rnd.randint(0, 999999)) for _ in range(n))
-            f.write('{%s,"entities":{"driver_id":[%s]}}\n' % (feats, ids))
-ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-with open(f"{out}/push100.bodies", "w") as f:
-    for _ in range(2000):
-        ids = ",".join(str(rnd.randint(0, 999999)) for _ in range(100))
-        tss = ",".join(f'"{ts}"' for _ in range(100))
-        cr = ",".join(f"{rnd.random():.4f}" for _ in range(100))
-        ar = ",".join(f"{rnd.random():.4f}" for _ in range(100))
-        tr = ",".join(str(rnd.randint(0, 500)) for _ in range(100))
-        f.write('{"push_source_name":"driver_stats_push_source","to":"online","df":{"driver_id":[%s],"event_timestamp":[%s],"created":[%s],"conv_rate":[%s],"acc_rate":[%s],"avg_daily_trips":[%s]}}\n' % (ids, tss, tss, cr, ar, tr))
-PY
+python3 benches/scripts/bodies.py "$data"
 oha_run() { # URL BODIES RATE -> "p50 p99 p999 rps errors" in ms
   oha --no-tui --output-format json -z "${DURATION}s" -w -c 64 -q "$3" --latency-correction -m POST \
     -T application/json -Z "$2" "$1" >"$data/oha.json"

@@ -21,18 +21,7 @@ extra=()
 trap 'kill $sp 2>/dev/null; wait $sp 2>/dev/null; rm -rf "$d"' EXIT
 for _ in $(seq 300); do curl -sf -o /dev/null http://127.0.0.1:16931/health && break; sleep 0.2; done
 "$bin" bench --target http://127.0.0.1:16931 --entities 1000000 --preload-batch 5000 --max-requests 1 --warmup 0s >/dev/null
-python3 - "$d/bodies" <<'PY'
-import random, sys, time
-rnd = random.Random(17)
-ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-with open(sys.argv[1], "w") as f:
-    for _ in range(2000):
-        col = lambda make: ",".join(make() for _ in range(100))
-        tss = col(lambda: f'"{ts}"')
-        f.write('{"push_source_name":"driver_stats_push_source","to":"online","df":{"driver_id":[%s],"event_timestamp":[%s],"created":[%s],"conv_rate":[%s],"acc_rate":[%s],"avg_daily_trips":[%s]}}\n' % (
-            col(lambda: str(rnd.randint(0, 999999))), tss, tss, col(lambda: f"{rnd.random():.4f}"),
-            col(lambda: f"{rnd.random():.4f}"), col(lambda: str(rnd.randint(0, 500)))))
-PY
+python3 benches/scripts/bodies.py "$d"
 # voluntary, involuntary switches and CPU ticks, summed over the server's threads
 counters() {
   local v=0 i=0 c=0 t
@@ -45,7 +34,7 @@ counters() {
 for rate in "${rates[@]}"; do
   before=$(counters)
   oha --no-tui --output-format json -z 8s -w -c 64 -q "$rate" --latency-correction -m POST \
-    -T application/json -Z "$d/bodies" http://127.0.0.1:16931/push >"$d/oha.json"
+    -T application/json -Z "$d/push100.bodies" http://127.0.0.1:16931/push >"$d/oha.json"
   after=$(counters)
   python3 - "$d/oha.json" "$rate" "$(getconf CLK_TCK)" $before $after <<'PY'
 import json, sys
