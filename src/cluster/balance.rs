@@ -13,6 +13,12 @@
 //! (to the new leader): a write proposed meanwhile would make the leader refuse the vote (the
 //! candidate's log shorter), and the candidate's higher term would end that leadership anyway
 //! (an ordinary election: about a second without a leader for that group, nothing lost).
+//!
+//! Writes are held for at most [`HOLD_WRITES`] in all, well within a write's deadline: a
+//! candidate that does not catch up, or does not answer (paused, cut off), ends the hand-over
+//! with the group still led where it was. One hand-over per group at a time; the candidate
+//! ignores a request to stand that reaches it after the hand-over ended (a paused node
+//! resumed), which would only cost an ordinary election.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +32,9 @@ use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS};
 /// How long one hand-over may take, waits for the candidate to catch up included.
 const HAND_OVER_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long at most new writes wait for the candidate to catch up.
+/// How long at most the leader holds new writes: the candidate's catching up and its election
+/// together. Under a write's deadline ([`super::DEADLINE`]), so a held write is still
+/// committed, here or on the new leader.
 const HOLD_WRITES: Duration = Duration::from_secs(2);
 
 /// How long the leader's log must stay unchanged (and wholly on the candidate) before the vote.
@@ -53,9 +61,12 @@ impl Drop for Closed<'_> {
 }
 
 impl Gate {
-    fn close(&self) -> Closed<'_> {
-        self.closed.store(true, Ordering::SeqCst);
-        Closed(self)
+    /// Closes the gate, unless it is closed already (a hand-over under way).
+    fn try_close(&self) -> Option<Closed<'_>> {
+        self.closed
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| Closed(self))
     }
 
     /// Waits (at most `left`) while the gate is closed; answers whether it was.
@@ -68,6 +79,18 @@ impl Gate {
         let _ = tokio::time::timeout(left, opened).await;
         true
     }
+}
+
+/// The request to stand for election: until when (the leader's wall clock, milliseconds since
+/// the Unix epoch) it holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Elect {
+    pub not_after_ms: u64,
+}
+
+fn unix_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What balancing did to one group.
@@ -131,10 +154,18 @@ impl Cluster {
         };
         let path = format!("/internal/v1/hand-over/{group}");
         let deadline = Instant::now() + HAND_OVER_DEADLINE;
+        // A forwarded call is given the whole hand-over: cut off earlier, it would be repeated
+        // while the leader is still at the first one.
         let handed = self
-            .on_leader(group, None, path, &(), deadline, |raft, left| async move {
-                self.hand_over_here(group, &raft, left).await
-            })
+            .on_leader_within(
+                group,
+                None,
+                path,
+                &(),
+                deadline,
+                HAND_OVER_DEADLINE,
+                |raft, left| async move { self.hand_over_here(group, &raft, left).await },
+            )
             .await;
         match handed {
             Ok((preferred, moved)) => {
@@ -218,7 +249,12 @@ impl Cluster {
         }
         // The candidate must hold the whole log, or the leader refuses its vote: no new writes
         // from now on, and those under way replicated to it (the log still for a moment).
-        let _held = self.hand_over_gates[group].close();
+        let Some(_held) = self.hand_over_gates[group].try_close() else {
+            return Err(refused(
+                "hand_over_under_way",
+                format!("group {group} is being handed over already"),
+            ));
+        };
         let deadline = deadline.min(Instant::now() + HOLD_WRITES);
         let mut still_since: Option<(Option<u64>, Instant)> = None;
         loop {
@@ -253,29 +289,47 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The election is decided, or given up, before the held writes' deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = Elect {
+            not_after_ms: unix_ms(std::time::SystemTime::now() + left),
+        };
         let path = format!("/internal/v1/elect/{group}");
         let addr = self.internal_addr(preferred);
         let answer: Result<(), Refusal> = self
             .net
-            .call(addr, path, &(), ELECTION_WAIT + Duration::from_secs(1))
+            .call(addr, path, &request, left)
             .await
             .map_err(|e| Refusal::Failed {
                 status: 503,
                 code: "election_lost".into(),
-                message: e.to_string(),
+                message: format!(
+                    "node {} did not win group {group}'s election within {} ms ({e}); it stays with {} unless an ordinary election follows",
+                    name(preferred),
+                    HOLD_WRITES.as_millis(),
+                    name(self.me)
+                ),
             })?;
         answer?;
         tracing::info!(group, to = %name(preferred), "leadership handed over");
         Ok((preferred, true))
     }
 
-    /// On the candidate: starts an election of `group` and waits until this node leads it.
-    pub(super) async fn elect_here(&self, group: usize) -> Result<(), Refusal> {
+    /// On the candidate: starts an election of `group` and waits until this node leads it;
+    /// refuses once the leader no longer holds writes for it (`request.not_after_ms`).
+    pub(super) async fn elect_here(&self, group: usize, request: Elect) -> Result<(), Refusal> {
         let lost = |message: String| Refusal::Failed {
             status: 503,
             code: "election_lost".into(),
             message,
         };
+        let now = std::time::SystemTime::now();
+        if unix_ms(now) > request.not_after_ms {
+            return Err(lost(format!(
+                "the request to stand for group {group}'s election came {} ms after the leader gave up on it",
+                unix_ms(now) - request.not_after_ms
+            )));
+        }
         let Some(raft) = self.replica(group) else {
             return Err(lost(format!(
                 "node {} holds no working replica of group {group}",

@@ -303,8 +303,13 @@ async fn hand_over(cluster: web::Data<Cluster>, group: web::Path<usize>) -> Http
 }
 
 /// On a group's preferred leader: stand for election ([`super::balance`]).
-async fn elect(cluster: web::Data<Cluster>, group: web::Path<usize>) -> HttpResponse {
-    encoded(&cluster.elect_here(*group).await)
+async fn elect(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: super::balance::Elect = decode(&body)?;
+    Ok(encoded(&cluster.elect_here(*group, request).await))
 }
 
 async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {

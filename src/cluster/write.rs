@@ -14,7 +14,7 @@ use super::local::split_by_group;
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, Raft};
 use super::{
-    attempt, no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
+    no_quorum, refusal_error, Cluster, ClusterError, Forwarded, Leader, Refusal, DEADLINE,
     RETRY_PAUSE,
 };
 use crate::grid::partition::{RowBatch, RowLayout};
@@ -161,7 +161,7 @@ impl Cluster {
     /// Runs an operation on `group`'s leader: `here` when this node leads it, else a call of
     /// `path` with `request` on the leader's internal endpoint (served there by the same
     /// operation); follows leader changes until `deadline`. Counts a success in `counter`, if
-    /// given: (served here, forwarded).
+    /// given: (served here, forwarded). A forwarded call is given an election timeout.
     pub(super) async fn on_leader<Q, A, F, Fut>(
         &self,
         group: usize,
@@ -169,6 +169,31 @@ impl Cluster {
         path: String,
         request: &Q,
         deadline: Instant,
+        here: F,
+    ) -> Result<A, ClusterError>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        F: Fn(Raft, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<A, Refusal>>,
+    {
+        let per_call = Duration::from_millis(super::ELECTION_MAX_MS);
+        self.on_leader_within(group, counter, path, request, deadline, per_call, here)
+            .await
+    }
+
+    /// [`Cluster::on_leader`] for an operation that may take longer than an election timeout
+    /// on the leader: a forwarded call is given `per_call` (within the deadline), so it is not
+    /// cut off, and repeated, while the leader is still at it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn on_leader_within<Q, A, F, Fut>(
+        &self,
+        group: usize,
+        counter: Option<(&prometheus::IntCounter, &prometheus::IntCounter)>,
+        path: String,
+        request: &Q,
+        deadline: Instant,
+        per_call: Duration,
         here: F,
     ) -> Result<A, ClusterError>
     where
@@ -202,7 +227,9 @@ impl Cluster {
                 },
                 Leader::There(node) => {
                     let addr = self.internal_addr(node);
-                    let call = self.net.call(addr, path.clone(), request, attempt(left));
+                    let call = self
+                        .net
+                        .call(addr, path.clone(), request, left.min(per_call));
                     let answer = self
                         .unless_cut_off(group, call)
                         .await

@@ -747,3 +747,80 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         vec![4; 50]
     );
 }
+
+/// A balance whose candidate is paused (SIGSTOP) once it holds the whole log: the leader holds
+/// the group's new writes only briefly (every push through the cluster meanwhile is answered
+/// 200 and read back), balance answers with the group's problem instead of hanging, and once
+/// the candidate resumes a second balance moves the group.
+#[test]
+fn balance_with_a_paused_candidate_keeps_the_group_writable() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let ids: Vec<i64> = (1..=20).collect();
+    let a = push(cluster.node(0), &ids, 1);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(0);
+    cluster.wait_for_leaders(1);
+    cluster.restart(0);
+    cluster.wait_for_replicas();
+    let status = cluster.wait_for_leaders(1);
+    let leader = status["groups"][0]["leader"].as_str().unwrap().to_string();
+    assert_ne!(leader, "n1", "n1 leads again on its own: {status}");
+    // Balance is asked of the follower, so it reaches the leader through a forwarded call.
+    let asked = if leader == "n2" { 2 } else { 1 };
+    // n1 holds the whole log (nothing is written now) and stops answering.
+    eventually("n1 applied the whole log", || {
+        let g = &cluster.status(1)["groups"][0];
+        g["applied"]["n1"] == g["last_log_index"]
+    });
+    cluster.signal(0, libc::SIGSTOP);
+    let balance = {
+        let url = cluster.node(asked).url();
+        std::thread::spawn(move || {
+            let answer = ureq::post(&format!("{url}/cluster/balance"))
+                .timeout(Duration::from_secs(30))
+                .send_string("{}");
+            match answer {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                    (r.status(), r.into_string().unwrap_or_default())
+                }
+                Err(e) => panic!("balance failed: {e}"),
+            }
+        })
+    };
+    // Pushes through the other two nodes while the leader tries to hand over.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut answers = Vec::new();
+    let mut trips = 100;
+    while !balance.is_finished() || answers.len() < 5 {
+        trips += 1;
+        let a = push(cluster.node(1 + trips as usize % 2), &ids, trips);
+        answers.push((trips, a.status, a.text));
+    }
+    let (status, text) = balance.join().unwrap();
+    let failed: Vec<_> = answers.iter().filter(|(_, s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} pushes failed while the candidate was paused: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("balance answers JSON");
+    assert_eq!(answer["balanced"], false, "{answer}");
+    assert!(answer["groups"][0]["problem"].is_string(), "{answer}");
+    assert_eq!(
+        read_trips(&cluster.node(1).url(), &ids, None).unwrap(),
+        vec![json!(trips); ids.len()]
+    );
+    cluster.signal(0, libc::SIGCONT);
+    cluster.wait_for_replicas();
+    eventually("a second balance moves the group to n1", || {
+        let again = cluster.node(asked).post("/cluster/balance", &json!({}));
+        again.status == 200 && again.json["balanced"] == true
+    });
+    assert_eq!(cluster.wait_for_leaders(2)["groups"][0]["leader"], "n1");
+    assert_eq!(
+        read_trips(&cluster.node(0).url(), &ids, None).unwrap(),
+        vec![json!(trips); ids.len()]
+    );
+}
