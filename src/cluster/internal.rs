@@ -195,7 +195,11 @@ async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&body)?;
-    let answer = raft.install_snapshot(rpc).await;
+    let answer = cluster
+        .clone()
+        .into_inner()
+        .install_snapshot(*group, raft, rpc)
+        .await;
     if answer.is_ok() {
         cluster.heard_from_leader(*group);
     }

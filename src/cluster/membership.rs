@@ -7,17 +7,23 @@
 //! Nodes named must be `[[node]]`s of the topology (their addresses come from it); the
 //! topology's `nodes` list of a group is only its first membership. Every node runs every
 //! group's Raft node, so a node added later needs no restart.
+//!
+//! Also here: when a node does not stand for a group's elections (removed from it, or
+//! installing its leader's snapshot; rejoining ones are in [`super::rejoin`]).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 use super::topology::NodeIndex;
-use super::types::Raft;
-use super::{Cluster, Refusal};
+use super::types::{NodeId, Raft, TypeConfig};
+use super::{Cluster, Refusal, HEARTBEAT_MS};
 
 /// How long a membership change may take, a learner's catching up included.
 pub const CHANGE_DEADLINE: Duration = Duration::from_secs(120);
@@ -230,7 +236,7 @@ impl Cluster {
                     }
                     Some(seen) if seen != now => {
                         *removal = None;
-                        if self.rejoining(group).is_none() {
+                        if self.rejoining(group).is_none() && !self.is_installing(group) {
                             raft.runtime_config().elect(true);
                         }
                         tracing::info!(
@@ -242,5 +248,42 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Installs the leader's snapshot of `group` (`rpc`, its last chunk), not standing for
+    /// election meanwhile. openraft sends heartbeats through the same stream as the snapshot,
+    /// so none reaches this node until the install is done: a slow install (a big snapshot, a
+    /// slow disk) would time this follower out, and its election (it cannot win it: its log is
+    /// behind) would unseat the leader. It stands again two heartbeats after the install, once
+    /// the leader was heard from since.
+    pub(super) async fn install_snapshot(
+        self: Arc<Self>,
+        group: usize,
+        raft: &Raft,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        if !rpc.done {
+            return raft.install_snapshot(rpc).await;
+        }
+        self.installing[group].fetch_add(1, Ordering::SeqCst);
+        raft.runtime_config().elect(false);
+        let answer = raft.install_snapshot(rpc).await;
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(Duration::from_millis(2 * HEARTBEAT_MS)).await;
+            let last = self.installing[group].fetch_sub(1, Ordering::SeqCst) == 1;
+            let removed = self.removed[group].reason().is_some();
+            if last && !removed && self.rejoining(group).is_none() {
+                if let Some(raft) = self.raft(group) {
+                    raft.runtime_config().elect(true);
+                }
+            }
+        });
+        answer
+    }
+
+    pub(super) fn is_installing(&self, group: usize) -> bool {
+        self.installing[group].load(Ordering::SeqCst) > 0
     }
 }

@@ -33,7 +33,7 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,6 +202,9 @@ pub struct Cluster {
     /// Index = group: a member told this node it was removed from the group
     /// ([`membership::Removed`]).
     removed: Vec<Arc<membership::Removed>>,
+    /// Index = group: snapshots of the leader this node is installing ([`membership`]): it
+    /// does not stand for election meanwhile.
+    installing: Vec<AtomicU32>,
     /// The node's data directory (its `raft/node-ids.json` notes nodes added).
     data_dir: std::path::PathBuf,
     /// When this node last read its topology file because a caller's differed.
@@ -356,6 +359,7 @@ impl Cluster {
                 .map(|g| AtomicBool::new(to_rejoin.iter().any(|(r, _)| *r == g)))
                 .collect(),
             removed,
+            installing: (0..rafts_len).map(|_| AtomicU32::new(0)).collect(),
             data_dir: data_dir.to_path_buf(),
             followed_at: std::sync::Mutex::new(None),
             earlier: std::sync::Mutex::new(Vec::new()),

@@ -824,3 +824,47 @@ fn balance_with_a_paused_candidate_keeps_the_group_writable() {
         vec![json!(trips); ids.len()]
     );
 }
+
+/// A follower whose install of the leader's snapshot is slow (held 3 s before the snapshot is
+/// kept, as a slow disk would; longer than an election timeout) causes no election: the
+/// group's term is unchanged, every push meanwhile is answered 200, and the follower catches up.
+#[test]
+fn a_slow_snapshot_install_on_a_follower_causes_no_election() {
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
+        ("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS", "3000"),
+    ];
+    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_replicas();
+    cluster.kill9(2);
+    for id in 1..=60 {
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
+    let before = term(&cluster, 0);
+    cluster.restart(2);
+    eventually("node 3 started to install a snapshot", || {
+        cluster.node(2).log().contains("installing a raft snapshot")
+    });
+    // Pushes go on while the install is held.
+    let until = Instant::now() + Duration::from_millis(3500);
+    let mut id = 60;
+    while Instant::now() < until {
+        id += 1;
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "push {id} during the install: {}", a.text);
+    }
+    let ids: Vec<i64> = (1..=id).collect();
+    eventually("node 3 caught up", || {
+        read_trips(&cluster.node(2).url(), &ids, Some("local"))
+            .is_ok_and(|v| v.iter().zip(&ids).all(|(v, id)| v == id))
+    });
+    for i in 0..3 {
+        assert_eq!(term(&cluster, i), before, "node {i}: an election happened");
+    }
+}
