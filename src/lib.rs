@@ -541,3 +541,12 @@ fn return_freed_memory_periodically() {
         }
     }
 }
+
+/// The number in environment variable `var`, read only when tests turned their hooks on
+/// (`FEATGRID_TEST_HOOKS=1`): the fault injections of the integration tests.
+pub(crate) fn test_setting(var: &str) -> Option<u64> {
+    if !std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    std::env::var(var).ok()?.parse().ok()
+}

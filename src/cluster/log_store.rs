@@ -30,8 +30,9 @@
 //! are kept, the groups holding the oldest ones write their whole log (the purge point and
 //! the entries kept) as one restatement, which supersedes their earlier records.
 //!
-//! The vote is a small file per group, `raft/g<group>/vote`, written atomically. Every
-//! group's log is kept in memory too (entries are handed to openraft as clones).
+//! The vote is a small file per group, `raft/g<group>/votes`, one fsync per change
+//! ([`vote`]). Every group's log is kept in memory too (entries are handed to openraft as
+//! clones).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -45,12 +46,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use crate::persist::atomic::write_atomic;
 use crate::persist::wal::{self, FsyncPolicy, Wal, WalError, WalStats};
 
 mod open;
 #[cfg(test)]
 mod tests;
+mod vote;
 
 /// Segments kept before the groups holding the oldest ones restate their logs.
 pub const KEEP_SEGMENTS: usize = 4;
@@ -232,7 +233,7 @@ struct Group {
     deferred: Mutex<Deferred>,
     /// Updated by the writer thread once a record is logged (never while queueing).
     pins: Mutex<Pins>,
-    vote_path: PathBuf,
+    vote_file: Mutex<vote::VoteFile>,
 }
 
 struct Shared {
@@ -593,12 +594,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         // The fsyncs run on a blocking thread: the Raft cores (and their heartbeats) share
         // the thread this is called on. openraft saves one vote at a time per group.
-        let path = self.shared.groups[self.group].vote_path.clone();
-        let bytes = serde_json::to_vec(vote).map_err(write_err)?;
-        actix_rt::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?
-            .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?;
+        let (shared, group, saved) = (self.shared.clone(), self.group, *vote);
+        actix_rt::task::spawn_blocking(move || {
+            let mut file = shared.groups[group]
+                .vote_file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            file.save(&saved)
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?
+        .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::error(e))))?;
         self.lock().vote = Some(*vote);
         Ok(())
     }

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::persist::atomic::write_atomic;
 use crate::persist::codec::Blob;
 use crate::store::LocalStore;
+use crate::test_setting;
 use batch::Batcher;
 use leader::{attempt, no_quorum, refusal_error, Forwarded, Leader};
 use local::Replica;
@@ -458,15 +459,6 @@ fn snapshot_cadence() -> (u64, u64) {
         Some(every) => (every, 0),
         None => (SNAPSHOT_EVERY, KEEP_AFTER_SNAPSHOT),
     }
-}
-
-/// The number in environment variable `var`, read only when tests turned their hooks on
-/// (`FEATGRID_TEST_HOOKS=1`).
-fn test_setting(var: &str) -> Option<u64> {
-    if !std::env::var("FEATGRID_TEST_HOOKS").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    std::env::var(var).ok()?.parse().ok()
 }
 
 /// A running cluster node's Raft side: the groups, the internal endpoint and the thread of

@@ -59,7 +59,7 @@ pub fn write_atomic_with(
             .open(&temp)
             .at(&temp, "create")?;
         write(&mut file).at(&temp, "write")?;
-        file.sync_all().at(&temp, "fsync")?;
+        super::durable::sync_all(&file).at(&temp, "fsync")?;
         drop(file);
         fs::rename(&temp, path).at(path, "rename a temporary file over")?;
         sync_dir(dir)

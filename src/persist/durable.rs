@@ -1,7 +1,8 @@
 //! Every fsync of a log segment or a directory goes through here. In unit tests it also
 //! notes what the fsync made durable (a file's length, a directory's names), so that a test
 //! can emulate a power cut: [`power_cut::cut`] keeps only the bytes and names that were
-//! fsynced, as the disk would after losing its page cache.
+//! fsynced, as the disk would after losing its page cache. Integration tests may make every
+//! fsync slower, as a slow disk would ([`slow_disk`]).
 
 use std::fs::File;
 use std::io;
@@ -9,6 +10,7 @@ use std::path::Path;
 
 /// `fdatasync`: the file's bytes written so far are durable.
 pub fn sync_data(file: &File) -> io::Result<()> {
+    slow_disk();
     file.sync_data()?;
     #[cfg(test)]
     power_cut::file_synced(file);
@@ -17,6 +19,7 @@ pub fn sync_data(file: &File) -> io::Result<()> {
 
 /// `fsync`: the file's bytes and metadata are durable.
 pub fn sync_all(file: &File) -> io::Result<()> {
+    slow_disk();
     file.sync_all()?;
     #[cfg(test)]
     power_cut::file_synced(file);
@@ -50,10 +53,23 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 
 /// Fsyncs a directory: its names (files created, renamed, removed) are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    slow_disk();
     File::open(dir)?.sync_all()?;
     #[cfg(test)]
     power_cut::dir_synced(dir);
     Ok(())
+}
+
+/// Tests (`FEATGRID_TEST_HOOKS=1`) may make every fsync this process does
+/// `FEATGRID_TEST_FSYNC_DELAY_MS` slower, as a slow disk would.
+fn slow_disk() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        crate::test_setting("FEATGRID_TEST_FSYNC_DELAY_MS").map(std::time::Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        std::thread::sleep(*delay);
+    }
 }
 
 #[cfg(test)]

@@ -868,3 +868,53 @@ fn a_slow_snapshot_install_on_a_follower_causes_no_election() {
         assert_eq!(term(&cluster, i), before, "node {i}: an election happened");
     }
 }
+
+/// A slow disk on every node (each fsync 200 ms longer: the log's, the votes', the Raft
+/// snapshots' every 20 entries) slows writes down but causes no election and no refusal:
+/// fsyncs, snapshot encoding and keeping run off the thread that drives the heartbeats. And
+/// elections still succeed (on main before the one-fsync votes, none ever did: two fsyncs per
+/// vote saved made each round outlast the election timeout, term 96 after 60 s).
+#[test]
+fn slow_fsyncs_and_snapshots_cause_no_election() {
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
+        ("FEATGRID_TEST_FSYNC_DELAY_MS", "200"),
+    ];
+    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_replicas();
+    let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
+    let before = term(&cluster, 0);
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut id = 0;
+    while Instant::now() < until {
+        id += 1;
+        let a = push(cluster.node(id as usize % 3), &[id], id);
+        assert_eq!(a.status, 200, "push {id}: {}", a.text);
+    }
+    assert!(id > 20, "only {id} pushes: no Raft snapshot was taken");
+    let ids: Vec<i64> = (1..=id).collect();
+    for i in 0..3 {
+        let got = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(got.iter().zip(&ids).all(|(v, id)| v == id), "node {i}");
+        assert_eq!(term(&cluster, i), before, "node {i}: an election happened");
+    }
+    // An election still succeeds on these disks (each vote saved with one slow fsync): the
+    // leader is killed, the others elect one of them and take pushes again.
+    let leader = cluster.status(0)["groups"][0]["leader"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let killed = leader[1..].parse::<usize>().unwrap() - 1;
+    cluster.kill9(killed);
+    let survivor = (killed + 1) % 3;
+    eventually("the survivors elected a leader and take pushes", || {
+        push(cluster.node(survivor), &[id + 1], id + 1).status == 200
+    });
+    let ids: Vec<i64> = (1..=id + 1).collect();
+    let got = read_trips(&cluster.node((killed + 2) % 3).url(), &ids, None).expect("read");
+    assert!(got.iter().zip(&ids).all(|(v, id)| v == id));
+}

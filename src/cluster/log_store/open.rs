@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::vote::VoteFile;
 use super::{
     group_dir, Deferred, Group, GroupState, LogOpenError, LogOptions, Op, Pin, Pins, RaftLog,
     Shared,
@@ -34,25 +35,14 @@ impl RaftLog {
         for (g, (mut state, pins)) in states.into_iter().zip(pins).enumerate() {
             let gdir = group_dir(raft_dir, g);
             create_dir(&gdir).map_err(wal::WalError::from)?;
-            let vote_path = gdir.join("vote");
-            state.vote = match std::fs::read(&vote_path) {
-                Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| LogOpenError::File {
-                    path: vote_path.clone(),
-                    problem: format!("does not parse: {e}"),
-                })?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    return Err(LogOpenError::File {
-                        path: vote_path,
-                        problem: format!("cannot read: {e}"),
-                    })
-                }
-            };
+            let (vote_file, vote) = VoteFile::open(&gdir)
+                .map_err(|(path, problem)| LogOpenError::File { path, problem })?;
+            state.vote = vote;
             opened.push(Group {
                 state: Mutex::new(state),
                 pins: Mutex::new(pins),
                 deferred: Mutex::new(Deferred::default()),
-                vote_path,
+                vote_file: Mutex::new(vote_file),
             });
         }
         let wal = Wal::open(WalOptions {
