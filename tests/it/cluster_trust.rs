@@ -262,3 +262,71 @@ fn a_replica_whose_raft_log_disk_fills_up_stops_and_catches_up_after_a_restart()
     cluster.kill9(2);
     drop(disk);
 }
+
+/// A follower whose disk fills up while it installs its leader's snapshot (the purge openraft
+/// asked for waits for a whole snapshot): the install fails, the group stops there and the
+/// other two carry on; with room again and a restart, the node starts from the log it had,
+/// installs the snapshot and holds every acknowledged row.
+#[test]
+fn a_disk_that_fills_up_during_a_snapshot_install_loses_nothing() {
+    let env = [
+        ("FEATGRID_TEST_HOOKS", "1"),
+        ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
+        ("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS", "1500"),
+    ];
+    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_replicas();
+    cluster.kill9(2);
+    // n3's Raft directory moves to a small tmpfs.
+    let raft = cluster.data_dir(2).join("raft");
+    let saved = cluster.data_dir(2).join("raft.saved");
+    std::fs::rename(&raft, &saved).expect("move the raft directory");
+    let Some(disk) = Tmpfs::mount(&raft, "4m") else {
+        return;
+    };
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.display()))
+        .arg(&raft)
+        .status()
+        .expect("copy the raft directory");
+    assert!(copied.success());
+    // 60 entries while n3 is down: the leaders' logs are purged past what it has.
+    let ids: Vec<i64> = (1..=60).collect();
+    for id in &ids {
+        let a = push(cluster.node(*id as usize % 2), &[*id], *id);
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    cluster.restart(2);
+    eventually("n3 started to install a snapshot", || {
+        cluster.node(2).log().contains("installing a raft snapshot")
+    });
+    // The install is held before the snapshot is kept: the disk fills up meanwhile.
+    disk.fill();
+    eventually("the group stopped on n3", || {
+        group_problems(&cluster, 0)["n3"]
+            .as_str()
+            .is_some_and(|p| p.contains("stopped"))
+    });
+    eprintln!("n3: {}", group_problems(&cluster, 0)["n3"]);
+    let more: Vec<i64> = (1_000..1_100).collect();
+    let b = push(cluster.node(0), &more, 7);
+    assert_eq!(b.status, 200, "{}", b.text);
+    // Room again, and a restart.
+    std::fs::remove_file(raft.join("filler")).expect("remove the filler");
+    cluster.kill9(2);
+    cluster.restart(2);
+    cluster.wait_for_leaders(2);
+    eventually("n3 caught up", || {
+        read_trips(&cluster.node(2).url(), &more, Some("local"))
+            .is_ok_and(|v| v.iter().all(|v| *v == json!(7)))
+    });
+    let got = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
+    assert!(got.iter().zip(&ids).all(|(v, id)| v == id), "{got:?}");
+    assert_eq!(group_problems(&cluster, 2), json!({}));
+    cluster.kill9(2);
+    drop(disk);
+}
