@@ -7,12 +7,16 @@
 //! log. The followers refuse the vote (their leader lease holds while the leader's appends
 //! reach them); the leader grants it, its own vote being older than a lease, and steps down in
 //! the same step (so its lease reads stop before the new leader can commit anything). The
-//! leader and the candidate are a majority of a group of up to three voters only: a larger
-//! group is refused (`cannot_hand_over`). The leader holds new writes of the group (its
-//! [`Gate`]) from before its check until the election is decided, then they are routed again
-//! (to the new leader): a write proposed meanwhile would make the leader refuse the vote (the
-//! candidate's log shorter), and the candidate's higher term would end that leadership anyway
-//! (an ordinary election: about a second without a leader for that group, nothing lost).
+//! leader and the candidate are a majority of a group of up to three voters; in a larger group
+//! the candidate needs followers' votes too, so the leader first goes quiet: no heartbeat, no
+//! append and no quorum read reaches the followers for a leader lease, after which they grant
+//! an up-to-date candidate's vote (its own lease reads stay safe: they count acknowledgements
+//! younger than half a lease). The leader holds new writes of the group (its [`Gate`]), and
+//! its reads that would ask a quorum, from before its check until the election is decided,
+//! then they are routed again (to the new leader): a write proposed meanwhile would make the
+//! leader refuse the vote (the candidate's log shorter), and the candidate's higher term would
+//! end that leadership anyway (an ordinary election: about a second without a leader for that
+//! group, nothing lost).
 //!
 //! Writes are held for at most [`HOLD_WRITES`] in all, well within a write's deadline: a
 //! candidate that does not catch up, or does not answer (paused, cut off), ends the hand-over
@@ -26,8 +30,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use futures_util::future::{join_all, select, Either};
+
 use super::types::Raft;
-use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS};
+use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS, HEARTBEAT_MS};
 
 /// How long one hand-over may take, waits for the candidate to catch up included.
 const HAND_OVER_DEADLINE: Duration = Duration::from_secs(10);
@@ -40,6 +46,15 @@ const HOLD_WRITES: Duration = Duration::from_secs(2);
 /// How long the leader's log must stay unchanged (and wholly on the candidate) before the vote.
 const STILL: Duration = Duration::from_millis(50);
 
+/// How long a quiet leader waits before its followers' leases have lapsed (openraft's leader
+/// lease is the maximum election timeout), in a group of more than three voters. Their own
+/// election timers fire no sooner than a lease plus the minimum election timeout after the
+/// last heartbeat: the candidate stands first.
+const QUIET: Duration = Duration::from_millis(ELECTION_MAX_MS + 100);
+
+/// The part of the hold kept for the vote itself.
+const VOTE: Duration = Duration::from_millis(300);
+
 /// How long a candidate waits to win its election.
 const ELECTION_WAIT: Duration = Duration::from_secs(3);
 
@@ -48,6 +63,15 @@ const ELECTION_WAIT: Duration = Duration::from_secs(3);
 pub struct Gate {
     closed: AtomicBool,
     opened: Notify,
+}
+
+/// Turns a leader's heartbeats back on when dropped.
+struct Quiet<'a>(&'a Raft);
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
 }
 
 /// Opens its gate when dropped.
@@ -228,16 +252,6 @@ impl Cluster {
         if preferred == self.me {
             return Ok((preferred, false));
         }
-        if voters.len() > 3 {
-            return Err(refused(
-                "cannot_hand_over",
-                format!(
-                    "group {group} has {} voters: a hand-over needs the leader and the candidate to be a majority (up to 3 voters); it stays with {}",
-                    voters.len(),
-                    name(self.me)
-                ),
-            ));
-        }
         // The leader grants a vote only once its own vote is older than a leader lease.
         let since = raft
             .with_raft_state(|st| st.vote_last_modified())
@@ -255,7 +269,14 @@ impl Cluster {
                 format!("group {group} is being handed over already"),
             ));
         };
-        let deadline = deadline.min(Instant::now() + HOLD_WRITES);
+        let held_until = Instant::now() + HOLD_WRITES;
+        // With more than three voters, the candidate needs followers' votes: a lease of quiet
+        // comes before the vote, within the hold.
+        let quiet = voters.len() > 3;
+        let deadline = match quiet {
+            true => deadline.min(held_until - QUIET - VOTE),
+            false => deadline.min(held_until - VOTE),
+        };
         let mut still_since: Option<(Option<u64>, Instant)> = None;
         loop {
             let (caught_up, last) = {
@@ -289,8 +310,61 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let _quiet = quiet.then(|| {
+            raft.runtime_config().heartbeat(false);
+            Quiet(raft)
+        });
+        let vote = async {
+            if quiet {
+                tokio::time::sleep(QUIET).await;
+            }
+            self.stand(group, preferred, held_until).await
+        };
+        // While quiet, the followers are told the leader is still there (through featgrid,
+        // not openraft, which would renew their leases): they do not take themselves for cut
+        // off and refuse requests meanwhile.
+        let told = async {
+            loop {
+                if quiet {
+                    self.still_leading(group, &voters).await;
+                }
+                tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await;
+            }
+        };
+        match select(std::pin::pin!(vote), std::pin::pin!(told)).await {
+            Either::Left((answer, _)) => answer?,
+            Either::Right((never, _)) => never,
+        }
+        tracing::info!(group, to = %name(preferred), "leadership handed over");
+        Ok((preferred, true))
+    }
+
+    /// Tells the other voters of `group` that this node, its leader, is still there.
+    async fn still_leading(&self, group: usize, voters: &[NodeIndex]) {
+        let path = format!("/internal/v1/still-leading/{group}");
+        let calls = voters.iter().filter(|&&n| n != self.me).map(|&n| {
+            let (addr, path) = (self.internal_addr(n), path.clone());
+            async move {
+                let _: Result<Result<(), Refusal>, _> = self
+                    .net
+                    .call(addr, path, &self.me, Duration::from_millis(HEARTBEAT_MS))
+                    .await;
+            }
+        });
+        join_all(calls).await;
+    }
+
+    /// Asks `preferred` to stand for `group`'s election, which must be decided by
+    /// `held_until`; answers once it won.
+    async fn stand(
+        &self,
+        group: usize,
+        preferred: NodeIndex,
+        held_until: Instant,
+    ) -> Result<(), Refusal> {
+        let name = |n: NodeIndex| self.topology().node(n).id.clone();
         // The election is decided, or given up, before the held writes' deadline.
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = held_until.saturating_duration_since(Instant::now());
         let request = Elect {
             not_after_ms: unix_ms(std::time::SystemTime::now() + left),
         };
@@ -310,9 +384,7 @@ impl Cluster {
                     name(self.me)
                 ),
             })?;
-        answer?;
-        tracing::info!(group, to = %name(preferred), "leadership handed over");
-        Ok((preferred, true))
+        answer
     }
 
     /// On the candidate: starts an election of `group` and waits until this node leads it;

@@ -113,6 +113,10 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
             .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
             .route("/internal/v1/hand-over/{group}", web::post().to(hand_over))
             .route("/internal/v1/elect/{group}", web::post().to(elect))
+            .route(
+                "/internal/v1/still-leading/{group}",
+                web::post().to(still_leading),
+            )
             .route("/internal/v1/status", web::post().to(status))
             .route("/internal/v1/memory", web::post().to(memory))
     })
@@ -314,6 +318,21 @@ async fn elect(
 ) -> Result<HttpResponse, ApiError> {
     let request: super::balance::Elect = decode(&body)?;
     Ok(encoded(&cluster.elect_here(*group, request).await))
+}
+
+/// From a group's leader that went quiet for a hand-over ([`super::balance`]): it is still
+/// there, so this follower does not take itself for cut off from it.
+async fn still_leading(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let raft = raft_of(&cluster, *group)?;
+    let from: NodeIndex = decode(&body)?;
+    if raft.metrics().borrow().current_leader == Some(from) {
+        cluster.heard_from_leader(*group);
+    }
+    Ok(encoded(&Ok::<(), Refusal>(())))
 }
 
 async fn status(cluster: web::Data<Cluster>, _req: HttpRequest) -> HttpResponse {

@@ -184,6 +184,11 @@ impl Cluster {
         if let Some(index) = self.lease_read_index(group, raft).await {
             return Ok(index.max(floor));
         }
+        // A quorum round would renew the followers' leases while a hand-over waits for them to
+        // lapse ([`super::balance`]): such reads wait for the hand-over, then route again.
+        if self.hand_over_gates[group].held(left).await {
+            return Err(Refusal::NotLeader { leader: None });
+        }
         let confirmed = raft.get_read_log_id();
         self.as_leader(group, raft, left, "leadership not confirmed", confirmed)
             .await

@@ -918,3 +918,67 @@ fn slow_fsyncs_and_snapshots_cause_no_election() {
     let got = read_trips(&cluster.node((killed + 2) % 3).url(), &ids, None).expect("read");
     assert!(got.iter().zip(&ids).all(|(v, id)| v == id));
 }
+
+/// In a group of five voters the leader and the candidate are no majority: the leader goes
+/// quiet for a lease so that followers grant the candidate's vote. Balance moves the group back
+/// to its preferred leader while a client pushes through another node: every push answered
+/// 200 and read back.
+#[test]
+fn balance_hands_a_group_of_five_voters_back_to_its_preferred_leader() {
+    let mut cluster = Cluster::start(5, &[&[1, 2, 3, 4, 5]]);
+    let ids: Vec<i64> = (1..=20).collect();
+    let a = push(cluster.node(0), &ids, 1);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(0);
+    cluster.wait_for_leaders(1);
+    cluster.restart(0);
+    cluster.wait_for_replicas();
+    let leader = |cluster: &Cluster| cluster.wait_for_leaders(1)["groups"][0]["leader"].clone();
+    assert_ne!(leader(&cluster), "n1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (stop, url) = (stop.clone(), cluster.node(2).url());
+        std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build();
+            let mut answers = Vec::new();
+            let mut trips = 10;
+            while !stop.load(Ordering::SeqCst) {
+                trips += 1;
+                let body = json!({"push_source_name": "driver_stats_push_source", "df": {
+                    "driver_id": [1000, 1001], "event_timestamp": vec![now_rfc3339(); 2],
+                    "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5],
+                    "avg_daily_trips": [trips, trips]}});
+                let status = match agent
+                    .post(&format!("{url}/push"))
+                    .send_string(&body.to_string())
+                {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(_) => 0,
+                };
+                answers.push((trips, status));
+            }
+            answers
+        })
+    };
+    let answer = cluster.node(3).post("/cluster/balance", &json!({}));
+    stop.store(true, Ordering::SeqCst);
+    let answers = pusher.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["balanced"], true, "{}", answer.text);
+    assert_eq!(answer.json["groups"][0]["leader"], "n1", "{}", answer.text);
+    assert_eq!(leader(&cluster), "n1");
+    let failed: Vec<_> = answers.iter().filter(|(_, s)| *s != 200).collect();
+    assert!(failed.is_empty(), "{failed:?} of {}", answers.len());
+    let last = answers.last().map(|(t, _)| *t).unwrap();
+    assert_eq!(
+        read_trips(&cluster.node(4).url(), &[1000, 1001], None).unwrap(),
+        vec![json!(last); 2]
+    );
+    assert_eq!(
+        read_trips(&cluster.node(0).url(), &ids, None).unwrap(),
+        vec![json!(1); ids.len()]
+    );
+}
