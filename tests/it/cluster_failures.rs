@@ -347,17 +347,7 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
         ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
         ("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS", "1500"),
     ];
-    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    cluster.wait_for_replicas();
-    cluster.kill9(2);
-    // 60 entries: the log is snapshotted and purged past what node 3 has.
-    for id in 1..=60 {
-        let a = push(cluster.node(id as usize % 2), &[id], id);
-        assert_eq!(a.status, 200, "{}", a.text);
-    }
+    let (mut cluster, ids) = node_3_behind_a_snapshot(&env);
     cluster.restart(2);
     eventually("node 3 started to install a snapshot", || {
         cluster.node(2).log().contains("installing a raft snapshot")
@@ -366,7 +356,6 @@ fn a_node_that_missed_more_than_the_log_keeps_catches_up_from_a_raft_snapshot() 
     std::thread::sleep(Duration::from_millis(500));
     cluster.kill9(2);
     cluster.restart(2);
-    let ids: Vec<i64> = (1..=60).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
@@ -637,10 +626,7 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
     let a = push(cluster.node(0), &ids, 3);
     assert_eq!(a.status, 200, "{}", a.text);
     // n1 leads group 0 from the start; killed, the others take it over.
-    cluster.kill9(0);
-    cluster.wait_for_leaders(1);
-    cluster.restart(0);
-    cluster.wait_for_replicas();
+    restart_n1(&mut cluster);
     let leaders = |cluster: &Cluster| -> Vec<String> {
         let status = cluster.wait_for_leaders(1);
         status["groups"]
@@ -657,35 +643,7 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
     );
     // Pushes go on through n3 while leadership moves: the leader holds them, then they are
     // routed to the new one.
-    let stop = Arc::new(AtomicBool::new(false));
-    let pusher = {
-        let (stop, url) = (stop.clone(), cluster.node(2).url());
-        std::thread::spawn(move || {
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(10))
-                .build();
-            let mut answers = Vec::new();
-            let mut trips = 10;
-            while !stop.load(Ordering::SeqCst) {
-                trips += 1;
-                let now = now_rfc3339();
-                let body = json!({"push_source_name": "driver_stats_push_source", "df": {
-                    "driver_id": (1000..1010).collect::<Vec<i64>>(),
-                    "event_timestamp": vec![now; 10], "conv_rate": vec![0.5; 10],
-                    "acc_rate": vec![0.5; 10], "avg_daily_trips": vec![trips; 10]}});
-                let status = match agent
-                    .post(&format!("{url}/push"))
-                    .send_string(&body.to_string())
-                {
-                    Ok(r) => r.status(),
-                    Err(ureq::Error::Status(code, _)) => code,
-                    Err(_) => 0,
-                };
-                answers.push((trips, status));
-            }
-            answers
-        })
-    };
+    let pusher = Pusher::start(cluster.node(2).url());
     let out = Command::new(BIN)
         .args(["cluster", "balance", "--node", &cluster.node(1).url()])
         .output()
@@ -696,20 +654,10 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stop.store(true, Ordering::SeqCst);
-    let answers = pusher.join().unwrap();
-    let failed: Vec<_> = answers.iter().filter(|(_, s)| *s != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} pushes failed: {failed:?}",
-        failed.len(),
-        answers.len()
-    );
-    let last = answers.last().map(|(t, _)| *t).unwrap();
-    let under_load: Vec<i64> = (1000..1010).collect();
+    let last = pusher.stop();
     assert_eq!(
-        read_trips(&cluster.node(0).url(), &under_load, None).unwrap(),
-        vec![last; 10]
+        read_trips(&cluster.node(0).url(), &Pusher::IDS, None).unwrap(),
+        vec![last; Pusher::IDS.len()]
     );
     let answer: Value = serde_json::from_str(&text).expect("balance prints JSON");
     assert_eq!(answer["balanced"], true, "{answer}");
@@ -758,10 +706,7 @@ fn balance_with_a_paused_candidate_keeps_the_group_writable() {
     let ids: Vec<i64> = (1..=20).collect();
     let a = push(cluster.node(0), &ids, 1);
     assert_eq!(a.status, 200, "{}", a.text);
-    cluster.kill9(0);
-    cluster.wait_for_leaders(1);
-    cluster.restart(0);
-    cluster.wait_for_replicas();
+    restart_n1(&mut cluster);
     let status = cluster.wait_for_leaders(1);
     let leader = status["groups"][0]["leader"].as_str().unwrap().to_string();
     assert_ne!(leader, "n1", "n1 leads again on its own: {status}");
@@ -835,16 +780,7 @@ fn a_slow_snapshot_install_on_a_follower_causes_no_election() {
         ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
         ("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS", "3000"),
     ];
-    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    cluster.wait_for_replicas();
-    cluster.kill9(2);
-    for id in 1..=60 {
-        let a = push(cluster.node(id as usize % 2), &[id], id);
-        assert_eq!(a.status, 200, "{}", a.text);
-    }
+    let (mut cluster, _) = node_3_behind_a_snapshot(&env);
     let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
     let before = term(&cluster, 0);
     cluster.restart(2);
@@ -929,27 +865,52 @@ fn balance_hands_a_group_of_five_voters_back_to_its_preferred_leader() {
     let ids: Vec<i64> = (1..=20).collect();
     let a = push(cluster.node(0), &ids, 1);
     assert_eq!(a.status, 200, "{}", a.text);
-    cluster.kill9(0);
-    cluster.wait_for_leaders(1);
-    cluster.restart(0);
-    cluster.wait_for_replicas();
+    restart_n1(&mut cluster);
     let leader = |cluster: &Cluster| cluster.wait_for_leaders(1)["groups"][0]["leader"].clone();
     assert_ne!(leader(&cluster), "n1");
-    let stop = Arc::new(AtomicBool::new(false));
-    let pusher = {
-        let (stop, url) = (stop.clone(), cluster.node(2).url());
-        std::thread::spawn(move || {
+    let pusher = Pusher::start(cluster.node(2).url());
+    let answer = cluster.node(3).post("/cluster/balance", &json!({}));
+    let last = pusher.stop();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["balanced"], true, "{}", answer.text);
+    assert_eq!(answer.json["groups"][0]["leader"], "n1", "{}", answer.text);
+    assert_eq!(leader(&cluster), "n1");
+    assert_eq!(
+        read_trips(&cluster.node(4).url(), &Pusher::IDS, None).unwrap(),
+        vec![json!(last); Pusher::IDS.len()]
+    );
+    assert_eq!(
+        read_trips(&cluster.node(0).url(), &ids, None).unwrap(),
+        vec![json!(1); ids.len()]
+    );
+}
+
+/// A client pushing through one node, back to back, until stopped: ten rows (ids
+/// [`Pusher::IDS`]) with `avg_daily_trips` counting up from 11.
+struct Pusher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(i64, u16)>>,
+}
+
+impl Pusher {
+    const IDS: [i64; 10] = [1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009];
+
+    fn start(url: String) -> Pusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build();
             let mut answers = Vec::new();
             let mut trips = 10;
-            while !stop.load(Ordering::SeqCst) {
+            while !stopped.load(Ordering::SeqCst) {
                 trips += 1;
+                let n = Pusher::IDS.len();
                 let body = json!({"push_source_name": "driver_stats_push_source", "df": {
-                    "driver_id": [1000, 1001], "event_timestamp": vec![now_rfc3339(); 2],
-                    "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5],
-                    "avg_daily_trips": [trips, trips]}});
+                    "driver_id": Pusher::IDS, "event_timestamp": vec![now_rfc3339(); n],
+                    "conv_rate": vec![0.5; n], "acc_rate": vec![0.5; n],
+                    "avg_daily_trips": vec![trips; n]}});
                 let status = match agent
                     .post(&format!("{url}/push"))
                     .send_string(&body.to_string())
@@ -961,24 +922,51 @@ fn balance_hands_a_group_of_five_voters_back_to_its_preferred_leader() {
                 answers.push((trips, status));
             }
             answers
-        })
-    };
-    let answer = cluster.node(3).post("/cluster/balance", &json!({}));
-    stop.store(true, Ordering::SeqCst);
-    let answers = pusher.join().unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(answer.json["balanced"], true, "{}", answer.text);
-    assert_eq!(answer.json["groups"][0]["leader"], "n1", "{}", answer.text);
-    assert_eq!(leader(&cluster), "n1");
-    let failed: Vec<_> = answers.iter().filter(|(_, s)| *s != 200).collect();
-    assert!(failed.is_empty(), "{failed:?} of {}", answers.len());
-    let last = answers.last().map(|(t, _)| *t).unwrap();
-    assert_eq!(
-        read_trips(&cluster.node(4).url(), &[1000, 1001], None).unwrap(),
-        vec![json!(last); 2]
-    );
-    assert_eq!(
-        read_trips(&cluster.node(0).url(), &ids, None).unwrap(),
-        vec![json!(1); ids.len()]
-    );
+        });
+        Pusher { stop, thread }
+    }
+
+    /// Stops it; asserts every push was answered 200; answers the last value pushed.
+    fn stop(self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let answers = self.thread.join().unwrap();
+        let failed: Vec<_> = answers.iter().filter(|(_, s)| *s != 200).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} pushes failed: {failed:?}",
+            failed.len(),
+            answers.len()
+        );
+        answers.last().map(|(t, _)| *t).expect("no push was made")
+    }
+}
+
+/// Kills n1 (`kill -9`) and restarts it once the others lead: the groups it led are led by
+/// others now (until a balance).
+fn restart_n1(cluster: &mut Cluster) {
+    cluster.kill9(0);
+    cluster.wait_for_leaders(1);
+    cluster.restart(0);
+    cluster.wait_for_replicas();
+}
+
+/// A 3-node cluster of one group with test hooks `env` (Raft snapshots every 20 entries among
+/// them), whose node 3 is down while 60 entries are pushed through the others (id i with
+/// `avg_daily_trips` i): the leader's log is purged past what node 3 holds, so it will catch up
+/// from a snapshot. Answers the ids pushed.
+pub(super) fn node_3_behind_a_snapshot(
+    env: &[(&'static str, &'static str)],
+) -> (Cluster, Vec<i64>) {
+    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], env, "127.0.0.1", None).logged();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_replicas();
+    cluster.kill9(2);
+    let ids: Vec<i64> = (1..=60).collect();
+    for &id in &ids {
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    (cluster, ids)
 }

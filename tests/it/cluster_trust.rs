@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::cluster::{eventually, push, read_trips, Cluster};
+use super::cluster_failures::node_3_behind_a_snapshot;
 use crate::support::now_rfc3339;
 
 /// Every value read through `url` (linearizable) is `trips`, or the read is refused with a
@@ -122,6 +123,27 @@ impl Tmpfs {
         }
     }
 
+    /// Moves node `i`'s (stopped) Raft directory onto a tmpfs of `size`; `None` (the
+    /// directory left where it was) where mounting is not allowed.
+    fn raft_dir_of(cluster: &Cluster, i: usize, size: &str) -> Option<Tmpfs> {
+        let raft = cluster.data_dir(i).join("raft");
+        let saved = cluster.data_dir(i).join("raft.saved");
+        std::fs::rename(&raft, &saved).expect("move the raft directory");
+        let Some(disk) = Tmpfs::mount(&raft, size) else {
+            std::fs::remove_dir(&raft).expect("remove the mount point");
+            std::fs::rename(&saved, &raft).expect("move the raft directory back");
+            return None;
+        };
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", saved.display()))
+            .arg(&raft)
+            .status()
+            .expect("copy the raft directory");
+        assert!(copied.success());
+        Some(disk)
+    }
+
     /// Fills the file system until it refuses another byte.
     fn fill(&self) {
         use std::io::Write;
@@ -201,22 +223,11 @@ fn a_replica_whose_raft_log_disk_fills_up_stops_and_catches_up_after_a_restart()
     let first: Vec<i64> = (1..=100).collect();
     let a = push(cluster.node(0), &first, 1);
     assert_eq!(a.status, 200, "{}", a.text);
-    // n3's Raft log moves to a small tmpfs.
     cluster.kill9(2);
-    let raft = cluster.data_dir(2).join("raft");
-    let saved = cluster.data_dir(2).join("raft.saved");
-    std::fs::rename(&raft, &saved).expect("move the raft directory");
-    let Some(disk) = Tmpfs::mount(&raft, "512k") else {
-        std::fs::rename(&saved, &raft).expect("move the raft directory back");
+    let Some(disk) = Tmpfs::raft_dir_of(&cluster, 2, "512k") else {
         return;
     };
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", saved.display()))
-        .arg(&raft)
-        .status()
-        .expect("copy the raft directory");
-    assert!(copied.success());
+    let raft = cluster.data_dir(2).join("raft");
     cluster.restart(2);
     cluster.wait_for_leaders(2);
     // Pushes through n1 until n3's log is full and the group stops there.
@@ -274,32 +285,11 @@ fn a_disk_that_fills_up_during_a_snapshot_install_loses_nothing() {
         ("FEATGRID_TEST_RAFT_SNAPSHOT_EVERY", "20"),
         ("FEATGRID_TEST_SNAPSHOT_INSTALL_PAUSE_MS", "1500"),
     ];
-    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &env, "127.0.0.1", None).logged();
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    cluster.wait_for_replicas();
-    cluster.kill9(2);
-    // n3's Raft directory moves to a small tmpfs.
-    let raft = cluster.data_dir(2).join("raft");
-    let saved = cluster.data_dir(2).join("raft.saved");
-    std::fs::rename(&raft, &saved).expect("move the raft directory");
-    let Some(disk) = Tmpfs::mount(&raft, "4m") else {
+    let (mut cluster, ids) = node_3_behind_a_snapshot(&env);
+    let Some(disk) = Tmpfs::raft_dir_of(&cluster, 2, "4m") else {
         return;
     };
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", saved.display()))
-        .arg(&raft)
-        .status()
-        .expect("copy the raft directory");
-    assert!(copied.success());
-    // 60 entries while n3 is down: the leaders' logs are purged past what it has.
-    let ids: Vec<i64> = (1..=60).collect();
-    for id in &ids {
-        let a = push(cluster.node(*id as usize % 2), &[*id], *id);
-        assert_eq!(a.status, 200, "{}", a.text);
-    }
+    let raft = cluster.data_dir(2).join("raft");
     cluster.restart(2);
     eventually("n3 started to install a snapshot", || {
         cluster.node(2).log().contains("installing a raft snapshot")

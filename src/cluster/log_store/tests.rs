@@ -50,6 +50,24 @@ async fn ids(store: &mut LogStore) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Entries 1-5 of term 1 in `a`, then what openraft does when a follower starts to install a
+/// snapshot up to (2, 100): a purge (which waits for the snapshot), and entry 101 appended
+/// (held with it). Answers once entry 101 is logged (an entry 1 of `other` logged after it:
+/// records are logged, and their callbacks run, in order), with the receiver of 101's
+/// acknowledgement.
+async fn install_started(
+    a: &mut LogStore,
+    other: &LogStore,
+) -> std::sync::mpsc::Receiver<std::io::Result<()>> {
+    append(a, (1..=5).map(|i| entry(1, i)).collect()).await;
+    a.purge(entry(2, 100).log_id).await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.push(vec![entry(2, 101)], move |r| tx.send(r).unwrap())
+        .unwrap();
+    append(other, vec![entry(1, 1)]).await;
+    rx
+}
+
 fn segments(raft_dir: &Path) -> Vec<PathBuf> {
     wal::list_segments(&raft_dir.join("log"))
         .unwrap()
@@ -357,14 +375,7 @@ async fn a_purge_waits_for_a_whole_snapshot_and_appends_wait_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), 2);
     let (mut a, other) = (log.store(0), log.store(1));
-    append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
-    a.purge(entry(2, 100).log_id).await.unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    a.push(vec![entry(2, 101)], move |r| tx.send(r).unwrap())
-        .unwrap();
-    // Records are logged, and their callbacks run, in order: once this one is logged, so is
-    // entry 101, held.
-    append(&other, vec![entry(1, 1)]).await;
+    let rx = install_started(&mut a, &other).await;
     assert!(
         rx.try_recv().is_err(),
         "acknowledged before the snapshot is whole"
@@ -448,13 +459,7 @@ async fn a_power_cut_around_a_deferred_purge_keeps_every_acknowledged_entry() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), 2);
         let (mut a, other) = (log.store(0), log.store(1));
-        append(&a, (1..=5).map(|i| entry(1, i)).collect()).await;
-        a.purge(entry(2, 100).log_id).await.unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        a.push(vec![entry(2, 101)], move |r| tx.send(r).unwrap())
-            .unwrap();
-        // Logged in order: once this is, so is entry 101 (held).
-        append(&other, vec![entry(1, 1)]).await;
+        let rx = install_started(&mut a, &other).await;
         let snapshot = kept.then(|| entry(2, 100).log_id);
         if kept {
             a.snapshot_kept(snapshot);
