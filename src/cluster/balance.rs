@@ -27,10 +27,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{join_all, select, Either};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-
-use futures_util::future::{join_all, select, Either};
 
 use super::types::Raft;
 use super::{Cluster, NodeIndex, Refusal, ELECTION_MAX_MS, HEARTBEAT_MS};
