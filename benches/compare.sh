@@ -4,7 +4,9 @@
 # figure cross-checked with a second, independent generator (wrk, when installed:
 # `apt-get install wrk`; the script says so when it is missing):
 #   (a) featgrid (Feast JSON and the native path),
-#   (b) the ceiling: a bare actix-web handler over a plain sharded map (examples/ceiling.rs),
+#   (b) the ceiling: a bare actix-web handler over a plain sharded map (examples/ceiling.rs; not the
+#       shared fsbench of ../shared/ceiling, the yardstick of record: see BENCHMARKS.md "About the
+#       ceiling" for how the two compare; benches/scripts/wrk_ab.sh measures against fsbench),
 #   (c) Redis, when redis-server is installed (HMGET/HSET of the same rows, with redis-benchmark),
 # then featgrid's ratio to the ceiling, p99 at half the peak rate (open loop), and resident bytes per
 # entity against Redis for the same rows.

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# featgrid against the bare actix-web ceiling (examples/ceiling.rs) with wrk, A B A B, same bodies:
-# read 1 x 3, read 100 x 3, push 100 (Feast JSON). featgrid runs with --fsync no and each read
-# path (FEATGRID_READ_PATH=direct, then actor); every server is preloaded with ENTITIES entities.
+# featgrid against the ceiling with wrk, A B A B, same bodies: read 1 x 3, read 100 x 3, push 100
+# (Feast JSON). The ceiling is the shared yardstick, `fsbench` (../shared/ceiling, built as its
+# compare.sh does; CEILING_DIR to point elsewhere), when it is there, else examples/ceiling.rs (a
+# typed handler of the same design at featgrid's URLs; measured beside fsbench on 2026-12-03: read 1
+# 0.94x, read 100 1.26x, push 100 0.90x of it, so ratios against it are not the figures of record).
+# featgrid runs with --fsync no and each read path (FEATGRID_READ_PATH=direct, then actor); every
+# server holds ENTITIES entities (fsbench preloads its own).
 #
 #   benches/scripts/wrk_ab.sh                 # ENTITIES=1000000 DURATION=10s ROUNDS=2
 #
@@ -19,9 +23,19 @@ OUT=${OUT:-target/wrk-ab}
 mkdir -p "$OUT"
 source benches/scripts/common.sh
 
-measure() { # NAME: one wrk run per workload, requests/s printed as "NAME MODE RPS"
+CEILING_DIR=${CEILING_DIR:-../shared/ceiling}
+FSBENCH=
+if [ -f "$CEILING_DIR/Cargo.toml" ]; then
+  ctarget=${CEILING_TARGET:-${TMPDIR:-/tmp}/featgrid-ceiling-target}
+  (cd "$CEILING_DIR" && CARGO_TARGET_DIR="$ctarget" cargo build --release --quiet --locked)
+  FSBENCH="$ctarget/release/fsbench"
+else
+  echo "no shared ceiling at $CEILING_DIR: measuring against examples/ceiling.rs" >&2
+fi
+
+measure() { # NAME [ROUTES]: one wrk run per workload, requests/s printed as "NAME MODE RPS"
   for mode in read1 read100 push100; do
-    rps=$(MODE=$mode ENTITIES=$ENTITIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+    rps=$(ROUTES=${2:-} MODE=$mode ENTITIES=$ENTITIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
       -s benches/wrk/feast.lua "$url" | awk '/Requests\/sec/ {print $2}')
     echo "$1 $mode $rps" | tee -a "$OUT/results.txt"
   done
@@ -35,8 +49,17 @@ for round in $(seq "$ROUNDS"); do
     measure "featgrid-$path"
     stop
   done
-  start ceiling target/release/examples/ceiling 127.0.0.1:0
-  measure ceiling
+  if [ -n "$FSBENCH" ]; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$FSBENCH" server --port "$port" --workers 2 --keys "$ENTITIES" --actor-mode local >"$OUT/fsbench.log" 2>&1 &
+    pid=$!
+    url=http://127.0.0.1:$port
+    for _ in $(seq 600); do curl -sf -o /dev/null "$url/hello" && break; sleep 0.2; done
+    measure ceiling fsbench
+  else
+    start ceiling target/release/examples/ceiling 127.0.0.1:0
+    measure ceiling
+  fi
   stop
 done
 python3 - "$OUT/results.txt" <<'PY'

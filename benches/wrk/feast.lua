@@ -1,5 +1,6 @@
 -- wrk script: Feast JSON requests against featgrid or the ceiling.
--- MODE=read1 | read100 | push100, ENTITIES=N (keys drawn from 0..N-1)
+-- MODE=read1 | read100 | push100, ENTITIES=N (keys drawn from 0..N-1); ROUTES=fsbench sends the same
+-- bodies to the shared ceiling's routes (/get, /push_feast) instead of Feast's
 local mode = os.getenv("MODE") or "read1"
 local entities = tonumber(os.getenv("ENTITIES") or "10000")
 local bodies = {}
@@ -32,6 +33,9 @@ for i = 1, 512 do
 end
 
 local path = (mode == "push100") and "/push" or "/get-online-features"
+if os.getenv("ROUTES") == "fsbench" then
+  path = (mode == "push100") and "/push_feast" or "/get"
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
