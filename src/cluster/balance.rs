@@ -313,26 +313,26 @@ impl Cluster {
             raft.runtime_config().heartbeat(false);
             Quiet(raft)
         });
-        let vote = async {
-            if quiet {
+        if quiet {
+            let vote = async {
                 tokio::time::sleep(QUIET).await;
-            }
-            self.stand(group, preferred, held_until).await
-        };
-        // While quiet, the followers are told the leader is still there (through featgrid,
-        // not openraft, which would renew their leases): they do not take themselves for cut
-        // off and refuse requests meanwhile.
-        let told = async {
-            loop {
-                if quiet {
+                self.stand(group, preferred, held_until).await
+            };
+            // Meanwhile the followers are told the leader is still there (through featgrid, not
+            // openraft, which would renew their leases): they do not take themselves for cut off
+            // and refuse requests.
+            let told = async {
+                loop {
                     self.still_leading(group, &voters).await;
+                    tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await;
+            };
+            match select(std::pin::pin!(vote), std::pin::pin!(told)).await {
+                Either::Left((answer, _)) => answer?,
+                Either::Right((never, _)) => never,
             }
-        };
-        match select(std::pin::pin!(vote), std::pin::pin!(told)).await {
-            Either::Left((answer, _)) => answer?,
-            Either::Right((never, _)) => never,
+        } else {
+            self.stand(group, preferred, held_until).await?;
         }
         tracing::info!(group, to = %name(preferred), "leadership handed over");
         Ok((preferred, true))

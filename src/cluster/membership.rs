@@ -249,9 +249,7 @@ impl Cluster {
             }
         }
     }
-}
 
-impl Cluster {
     /// Installs the leader's snapshot of `group` (`rpc`, its last chunk), not standing for
     /// election meanwhile. openraft sends heartbeats through the same stream as the snapshot,
     /// so none reaches this node until the install is done: a slow install (a big snapshot, a
