@@ -381,7 +381,10 @@ pub async fn start_cluster(
         segment_bytes: settings.wal_segment_bytes,
         recover: settings.recover,
     };
-    let served = cluster::Served::new(&state.metrics.cluster_parts);
+    let served = cluster::Served::new(
+        &state.metrics.cluster_parts,
+        state.metrics.cluster_forward_calls.clone(),
+    );
     let started = cluster::Node::start(
         topology,
         node,

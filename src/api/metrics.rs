@@ -17,6 +17,8 @@ pub struct Metrics {
     pub rows_skipped_older: IntCounter,
     /// Cluster nodes: the per-group parts of requests, by operation and how they were served.
     pub cluster_parts: IntCounterVec,
+    /// Cluster nodes: the calls that carried forwarded write parts.
+    pub cluster_forward_calls: IntCounter,
     /// Cluster nodes, per group this node holds: 1 while its replica there is stopped
     /// (fail-stop apply) or rejoining, 0 otherwise; set when `/metrics` is read.
     pub cluster_group_problem: prometheus::IntGaugeVec,
@@ -60,6 +62,11 @@ impl Metrics {
             &["op", "served"],
         )
         .expect("valid metric");
+        let cluster_forward_calls = IntCounter::new(
+            "cluster_forward_calls_total",
+            "cluster nodes: calls that carried write parts to their group's leader on another node; the parts of pushes that arrive while a call is under way share the next one, so under load this grows slower than cluster_group_parts_total{op=\"write\",served=\"forwarded\"}",
+        )
+        .expect("valid metric");
         let cluster_group_problem = prometheus::IntGaugeVec::new(
             Opts::new(
                 "cluster_group_replica_problem",
@@ -85,6 +92,7 @@ impl Metrics {
             Box::new(ondemand.round_trips.clone()),
             Box::new(ondemand.starts.clone()),
             Box::new(cluster_parts.clone()),
+            Box::new(cluster_forward_calls.clone()),
             Box::new(cluster_group_problem.clone()),
             Box::new(duration.clone()),
             Box::new(rows_written.clone()),
@@ -102,6 +110,7 @@ impl Metrics {
             rows_written,
             rows_skipped_older,
             cluster_parts,
+            cluster_forward_calls,
             cluster_group_problem,
             ondemand,
             next_request_id: AtomicU64::new(1),

@@ -23,6 +23,7 @@ pub mod log_store;
 pub mod membership;
 pub mod memory;
 pub mod network;
+mod outbox;
 mod read;
 mod rejoin;
 pub mod state_machine;
@@ -99,17 +100,20 @@ pub struct Served {
     read_forwarded: prometheus::IntCounter,
     write_local: prometheus::IntCounter,
     write_forwarded: prometheus::IntCounter,
+    /// The calls that carried forwarded write parts ([`outbox`]).
+    forward_calls: prometheus::IntCounter,
 }
 
 impl Served {
-    /// The counters of `parts` (labels op, served).
-    pub fn new(parts: &prometheus::IntCounterVec) -> Served {
+    /// The counters of `parts` (labels op, served), and `forward_calls`.
+    pub fn new(parts: &prometheus::IntCounterVec, forward_calls: prometheus::IntCounter) -> Served {
         let counter = |op, served| parts.with_label_values(&[op, served]);
         Served {
             read_local: counter("read", "local"),
             read_forwarded: counter("read", "forwarded"),
             write_local: counter("write", "local"),
             write_forwarded: counter("write", "forwarded"),
+            forward_calls,
         }
     }
 }
@@ -193,6 +197,8 @@ pub struct Cluster {
     served: Served,
     /// Index = group: the read-index rounds of the group on this node.
     rounds: Vec<std::sync::Mutex<read::Rounds>>,
+    /// The writes this node forwards, queued per peer ([`outbox`]).
+    outboxes: outbox::Outboxes,
     /// This cluster itself, for the tasks it spawns.
     this: std::sync::Weak<Cluster>,
     /// Index = group: when its followers last accepted this node as leader (lease reads).
@@ -354,6 +360,7 @@ impl Cluster {
             epoch: Instant::now(),
             served,
             rounds: (0..rafts_len).map(|_| Default::default()).collect(),
+            outboxes: Default::default(),
             this: this.clone(),
             acks,
             rejoin: (0..rafts_len)

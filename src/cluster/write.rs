@@ -83,7 +83,8 @@ impl Cluster {
         }
     }
 
-    /// Commits the parts of several groups that `node` leads, in one call to it. A part it
+    /// Commits the parts of several groups that `node` leads, through its outbox (one call
+    /// for them and the parts of other pushes queued meanwhile, [`super::outbox`]). A part it
     /// did not commit because it no longer leads the group, or that the call did not bring
     /// back, goes on alone ([`Cluster::propose`]); repeating a write is harmless.
     async fn write_to_node(
@@ -92,34 +93,27 @@ impl Cluster {
         writes: Vec<(usize, GroupWrite)>,
         deadline: Instant,
     ) -> Vec<(usize, Result<(), ClusterError>)> {
-        let place = (writes[0].0, writes.len());
-        let answers = match self
-            .call_parts(node, "/internal/v1/writes", &writes, place, deadline)
-            .await
-        {
-            Ok(answers) => answers,
-            Err(failure) => {
-                return writes
-                    .into_iter()
-                    .map(|(g, _)| (g, Err(failure.clone())))
-                    .collect()
-            }
-        };
         let addr = self.internal_addr(node);
-        let parts = writes.into_iter().zip(answers).map(|((g, write), answer)| {
+        let delivered = self.forward_parts(node, writes, deadline).await;
+        let parts = delivered.into_iter().map(|(g, delivery)| {
             let addr = addr.clone();
             async move {
+                let Some((write, answer)) = delivery else {
+                    let stopping = ClusterError::Internal("the node is stopping".into());
+                    return (g, Err(stopping));
+                };
                 match answer {
-                    Some(Ok(())) => {
+                    Ok(Some(Ok(()))) => {
                         self.served.write_forwarded.inc();
                         (g, Ok(()))
                     }
-                    Some(Err(Refusal::NotLeader { leader })) => {
+                    Ok(Some(Err(Refusal::NotLeader { leader }))) => {
                         self.note_leader(g, leader.filter(|&l| l != node));
                         (g, self.propose(g, write, deadline).await)
                     }
-                    Some(Err(refusal)) => (g, Err(refusal_error(g, addr, refusal))),
-                    None => (g, self.propose(g, write, deadline).await),
+                    Ok(Some(Err(refusal))) => (g, Err(refusal_error(g, addr, refusal))),
+                    Ok(None) => (g, self.propose(g, write, deadline).await),
+                    Err(failure) => (g, Err(failure)),
                 }
             }
         });

@@ -579,6 +579,55 @@ fn pushes_that_wait_for_the_leader_share_one_raft_entry() {
     assert_eq!(values, ids.iter().map(|&id| json!(id)).collect::<Vec<_>>());
 }
 
+/// A counter of a node's `/metrics`.
+fn counter(node: &Server, name: &str) -> u64 {
+    let metrics = node.get("/metrics").text;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[test]
+fn pushes_forwarded_to_a_busy_leader_share_one_call() {
+    // n2 leads the one group; n1 forwards every push to it.
+    let cluster = Cluster::start_with(2, &[&[2, 1]], &[("FEATGRID_TEST_HOOKS", "1")], "127.0.0.1");
+    let (via, leader) = (cluster.node(0), cluster.node(1));
+    assert_eq!(push(via, &[1], 1).status, 200);
+    let calls = || counter(via, "featgrid_cluster_forward_calls_total");
+    let before = calls();
+    // While the leader's shards are held its commits cannot be applied: the first calls wait,
+    // and the pushes that arrive meanwhile, one every 20 ms, queue on n1 and go together.
+    assert_eq!(
+        leader.post("/admin/test/stall?ms=1500", &json!({})).status,
+        200
+    );
+    let ids: Vec<i64> = (100..140).collect();
+    std::thread::scope(|scope| {
+        let pushes: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                std::thread::sleep(Duration::from_millis(20));
+                scope.spawn(move || push(via, &[id], id))
+            })
+            .collect();
+        for p in pushes {
+            let a = p.join().unwrap();
+            assert_eq!(a.status, 200, "{}", a.text);
+        }
+    });
+    let made = calls() - before;
+    assert!(
+        (1..ids.len() as u64 / 4).contains(&made),
+        "{} forwarded pushes took {made} calls",
+        ids.len()
+    );
+    for node in [via, leader] {
+        let values = read_trips(&node.url(), &ids, None).expect("read");
+        assert_eq!(values, ids.iter().map(|&id| json!(id)).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn featgrid_bench_runs_unchanged_against_every_node() {
     let cluster = Cluster::three();
