@@ -218,33 +218,36 @@ impl Cluster {
                 let Some(raft) = self.raft(group) else {
                     continue;
                 };
-                let mut removal = removed.0.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(r) = removal.as_mut() else {
-                    continue;
-                };
                 let now = raft
                     .metrics()
                     .borrow()
                     .membership_config
                     .log_id()
                     .map(|l| l.index);
-                match r.seen_at {
-                    None => {
-                        r.seen_at = Some(now);
-                        raft.runtime_config().elect(false);
-                        tracing::warn!(group, reason = %r.reason, "removed from the group: no longer standing for election or serving it");
-                    }
-                    Some(seen) if seen != now => {
-                        *removal = None;
-                        if self.rejoining(group).is_none() && !self.is_installing(group) {
-                            raft.runtime_config().elect(true);
+                let noticed = {
+                    let mut removal = removed.0.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(r) = removal.as_mut() else {
+                        continue;
+                    };
+                    match r.seen_at {
+                        None => {
+                            r.seen_at = Some(now);
+                            tracing::warn!(group, reason = %r.reason, "removed from the group: no longer standing for election or serving it");
+                            true
                         }
-                        tracing::info!(
-                            group,
-                            "a membership change reached this node: serving the group again"
-                        );
+                        Some(seen) if seen != now => {
+                            *removal = None;
+                            tracing::info!(
+                                group,
+                                "a membership change reached this node: serving the group again"
+                            );
+                            true
+                        }
+                        Some(_) => false,
                     }
-                    Some(_) => {}
+                };
+                if noticed {
+                    self.set_election_switch(group);
                 }
             }
         }
@@ -266,22 +269,35 @@ impl Cluster {
             return raft.install_snapshot(rpc).await;
         }
         self.installing[group].fetch_add(1, Ordering::SeqCst);
-        raft.runtime_config().elect(false);
+        self.set_election_switch(group);
         let answer = raft.install_snapshot(rpc).await;
         actix_rt::spawn(async move {
             actix_rt::time::sleep(Duration::from_millis(2 * HEARTBEAT_MS)).await;
-            let last = self.installing[group].fetch_sub(1, Ordering::SeqCst) == 1;
-            let removed = self.removed[group].reason().is_some();
-            if last && !removed && self.rejoining(group).is_none() {
-                if let Some(raft) = self.raft(group) {
-                    raft.runtime_config().elect(true);
-                }
-            }
+            self.installing[group].fetch_sub(1, Ordering::SeqCst);
+            self.set_election_switch(group);
         });
         answer
     }
 
-    pub(super) fn is_installing(&self, group: usize) -> bool {
-        self.installing[group].load(Ordering::SeqCst) > 0
+    /// Whether this node may stand for election in `group`: it is not rejoining the group
+    /// ([`super::rejoin`]), was not told it was removed from it ([`Removed`]), and installs no
+    /// snapshot of it.
+    fn may_stand(&self, group: usize) -> bool {
+        self.rejoining(group).is_none()
+            && self.removed[group].reason().is_none()
+            && self.installing[group].load(Ordering::SeqCst) == 0
+    }
+
+    /// Turns `group`'s elections on or off here as [`Cluster::may_stand`] says. Each change of
+    /// what it depends on is followed by a call, and the calls take turns (`switches`), so the
+    /// last one sees every change made before it: the switch never stays off with nothing left
+    /// to hold it, nor on while something does.
+    pub(super) fn set_election_switch(&self, group: usize) {
+        let _turn = self.switches[group]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(raft) = self.raft(group) {
+            raft.runtime_config().elect(self.may_stand(group));
+        }
     }
 }

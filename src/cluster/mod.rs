@@ -212,6 +212,8 @@ pub struct Cluster {
     /// Index = group: snapshots of the leader this node is installing ([`membership`]): it
     /// does not stand for election meanwhile.
     installing: Vec<AtomicU32>,
+    /// Index = group: taken to set the group's election switch ([`membership`]).
+    switches: Vec<std::sync::Mutex<()>>,
     /// The node's data directory (its `raft/node-ids.json` notes nodes added).
     data_dir: std::path::PathBuf,
     /// When this node last read its topology file because a caller's differed.
@@ -321,6 +323,7 @@ impl Cluster {
             if rejoining {
                 write_atomic(&marker, b"rejoining\n")
                     .map_err(|e| ClusterStartError::Other(e.to_string()))?;
+                // Off from the start; from here on `Cluster::set_election_switch` decides.
                 raft.runtime_config().elect(false);
                 tracing::warn!(group = g, "no Raft state for this group here and no --bootstrap: rejoining (no vote until the leader adds this node back)");
                 to_rejoin.push((g, marker));
@@ -361,6 +364,7 @@ impl Cluster {
             served,
             rounds: (0..rafts_len).map(|_| Default::default()).collect(),
             outboxes: Default::default(),
+            switches: (0..rafts_len).map(|_| Default::default()).collect(),
             this: this.clone(),
             acks,
             rejoin: (0..rafts_len)

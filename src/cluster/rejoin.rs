@@ -85,9 +85,7 @@ impl Cluster {
             tracing::error!(group, error = %e, "rejoined, but the rejoin marker could not be removed: the node will ask again after a restart");
         }
         self.rejoin[group].store(false, Ordering::Relaxed);
-        if let Some(raft) = self.raft(group).filter(|_| !self.is_installing(group)) {
-            raft.runtime_config().elect(true);
-        }
+        self.set_election_switch(group);
         tracing::info!(group, "rejoined the group: voting again");
     }
 
