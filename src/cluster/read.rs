@@ -20,6 +20,19 @@ use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
 use crate::persist::wal::RecordView;
 
+/// How long a read waits for this node's replica to apply up to the read index before it
+/// reads from the group's leader instead.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(2 * super::HEARTBEAT_MS);
+
+/// Whether this node's replica of a group may serve a linearizable read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Barrier {
+    /// It has applied up to the read index.
+    Passed,
+    /// It has not within [`CATCH_UP_WAIT`]: the group's leader serves the read.
+    Behind,
+}
+
 /// A read-index round of one group on this node: the reads waiting for the next round, and
 /// whether one is under way.
 #[derive(Default)]
@@ -41,8 +54,13 @@ pub(super) enum Attempt {
 impl Cluster {
     /// Waits until this node's replica of `group` may serve a linearizable read: the leader
     /// confirms its leadership with a quorum (read index) and this replica has applied up to
-    /// that index.
-    pub async fn read_barrier(&self, group: usize, deadline: Instant) -> Result<(), ClusterError> {
+    /// that index. A replica that has not within [`CATCH_UP_WAIT`] (a slow disk, a node
+    /// catching up after a restart) is [`Barrier::Behind`]: the read goes to the leader.
+    pub async fn read_barrier(
+        &self,
+        group: usize,
+        deadline: Instant,
+    ) -> Result<Barrier, ClusterError> {
         let Some(raft) = self.replica(group) else {
             return Err(ClusterError::Internal(format!(
                 "no replica of group {group} here"
@@ -64,15 +82,25 @@ impl Cluster {
                         false => &self.served.read_forwarded,
                     };
                     served.inc();
+                    let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
+                    if applied >= Some(index) {
+                        return Ok(Barrier::Passed);
+                    }
+                    // The leader (here) has no one to hand the read to: it waits.
                     let left = deadline.saturating_duration_since(Instant::now());
-                    return raft
-                        .wait(Some(left))
+                    let wait = if here { left } else { left.min(CATCH_UP_WAIT) };
+                    let caught_up = raft
+                        .wait(Some(wait))
                         .applied_index_at_least(Some(index), "read barrier")
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| {
-                            no_quorum(group, format!("this replica did not catch up: {e}"))
-                        });
+                        .await;
+                    return match caught_up {
+                        Ok(_) => Ok(Barrier::Passed),
+                        Err(e) if here => Err(no_quorum(
+                            group,
+                            format!("this replica did not catch up: {e}"),
+                        )),
+                        Err(_) => Ok(Barrier::Behind),
+                    };
                 }
                 Ok(Err(Attempt::Retry(why))) => last = why,
                 Ok(Err(Attempt::Fail(e))) => return Err(e),
@@ -255,16 +283,11 @@ impl Cluster {
     ) -> Result<Vec<Option<ReadOutput>>, ClusterError> {
         let groups = self.topology().groups.len();
         // Decided once per request: a membership change may add a replica meanwhile.
-        let here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
+        let mut here: Vec<bool> = (0..groups).map(|g| self.replica(g).is_some()).collect();
         let mut touched = vec![false; groups];
-        let mut remote: Vec<Keys> = vec![Vec::new(); groups];
         for batch in &per_shard {
-            for (view, key) in batch.iter() {
-                let g = self.topology().group_of_slot(slot(key));
-                touched[g] = true;
-                if !here[g] {
-                    remote[g].push((view as u32, Blob(key.to_vec())));
-                }
+            for (_, key) in batch.iter() {
+                touched[self.topology().group_of_slot(slot(key))] = true;
             }
         }
         let deadline = Instant::now() + DEADLINE;
@@ -275,14 +298,24 @@ impl Cluster {
         if consistency == Consistency::Linearizable {
             let barriers = (0..groups)
                 .filter(|&g| touched[g] && here[g])
-                .map(|g| self.read_barrier(g, deadline));
-            let failed: Vec<ClusterError> = join_all(barriers)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
-            if let Some(first) = failed.into_iter().next() {
-                return Err(first);
+                .map(|g| async move { (g, self.read_barrier(g, deadline).await) });
+            for (g, barrier) in join_all(barriers).await {
+                match barrier? {
+                    Barrier::Passed => {}
+                    // Its leader answers for it, as for a group without a replica here.
+                    Barrier::Behind => here[g] = false,
+                }
+            }
+        }
+        let mut remote: Vec<Keys> = vec![Vec::new(); groups];
+        if (0..groups).any(|g| touched[g] && !here[g]) {
+            for batch in &per_shard {
+                for (view, key) in batch.iter() {
+                    let g = self.topology().group_of_slot(slot(key));
+                    if !here[g] {
+                        remote[g].push((view as u32, Blob(key.to_vec())));
+                    }
+                }
             }
         }
         if remote.iter().all(Vec::is_empty) {

@@ -167,6 +167,19 @@ impl Cluster {
         self.restart_with(i, &[]);
     }
 
+    /// [`Cluster::restart_with`] with more environment variables for this start of node `i`.
+    pub(super) fn restart_with_env(
+        &mut self,
+        i: usize,
+        env: &[(&'static str, &'static str)],
+        args: &[&str],
+    ) {
+        let common = self.env.len();
+        self.env.extend_from_slice(env);
+        self.restart_with(i, args);
+        self.env.truncate(common);
+    }
+
     /// [`Cluster::restart`] with more arguments for `featgrid serve`.
     pub(super) fn restart_with(&mut self, i: usize, args: &[&str]) {
         let mut command = Command::new(BIN);

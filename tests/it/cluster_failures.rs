@@ -855,6 +855,43 @@ fn slow_fsyncs_and_snapshots_cause_no_election() {
     assert!(got.iter().zip(&ids).all(|(v, id)| v == id));
 }
 
+/// One follower's disk turns slow (every fsync 1.5 s, longer than an election timeout, and
+/// `--fsync always`, so each append it takes waits for one) while the others are healthy: the
+/// leader commits with the healthy follower, and the slow one, whose appends answer late,
+/// unseats nobody: every push 200, no election; reads through the slow node, which is behind,
+/// are served by the leader.
+#[test]
+fn one_follower_with_a_slow_disk_unseats_no_leader() {
+    let hooks = [("FEATGRID_TEST_HOOKS", "1")];
+    let mut cluster = Cluster::prepare(3, &[&[1, 2, 3]], &hooks, "127.0.0.1", None).logged();
+    for i in 0..2 {
+        cluster.restart(i);
+    }
+    let slow = [("FEATGRID_TEST_FSYNC_DELAY_MS", "1500")];
+    cluster.restart_with_env(2, &slow, &["--fsync", "always"]);
+    cluster.wait_for_replicas();
+    let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
+    let before = term(&cluster, 0);
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut id = 0;
+    while Instant::now() < until {
+        id += 1;
+        let a = push(cluster.node(id as usize % 2), &[id], id);
+        assert_eq!(a.status, 200, "push {id}: {}", a.text);
+    }
+    // The slow node is behind: a read through it is served by the leader, not refused.
+    let lag = cluster.status(0)["groups"][0]["lag"]["n3"].as_u64();
+    assert!(lag > Some(0), "n3 kept up: {lag:?}");
+    let ids: Vec<i64> = (1..=id).collect();
+    for i in 0..3 {
+        let got = read_trips(&cluster.node(i).url(), &ids, None).expect("read");
+        assert!(got.iter().zip(&ids).all(|(v, id)| v == id), "node {i}");
+    }
+    for i in 0..3 {
+        assert_eq!(term(&cluster, i), before, "node {i}: an election happened");
+    }
+}
+
 /// In a group of five voters the leader and the candidate are no majority: the leader goes
 /// quiet for a lease so that followers grant the candidate's vote. Balance moves the group back
 /// to its preferred leader while a client pushes through another node: every push answered
