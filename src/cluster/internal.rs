@@ -7,8 +7,8 @@
 //!
 //! - `POST /internal/v1/raft/{group}/append|vote|snapshot`: openraft's RPCs.
 //! - `POST /internal/v1/write/{group}`: commit a [`GroupWrite`] here (this node must lead).
-//! - `POST /internal/v1/writes`: commit parts of several groups here (one call per node and
-//!   client request); an answer per part.
+//! - `POST /internal/v1/writes`: commit parts of several groups here (the parts of the pushes
+//!   queued for this node, [`super::outbox`]); an answer per part.
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
 //! - `POST /internal/v1/rows`: forwarded reads of several groups' keys (one call per node and
@@ -17,6 +17,8 @@
 //! - `POST /internal/v1/rejoin/{group}`: add back a node that lost its Raft state, on the
 //!   group's leader ([`super::rejoin`]).
 //! - `POST /internal/v1/status`: this node's view of its groups, for `GET /cluster`.
+//! - `POST /internal/v1/pre-vote/{group}`: whether this node lost touch with the group's leader
+//!   too ([`super::election`]).
 
 use std::sync::Arc;
 
@@ -113,6 +115,10 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
             .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
             .route("/internal/v1/hand-over/{group}", web::post().to(hand_over))
             .route("/internal/v1/elect/{group}", web::post().to(elect))
+            .route(
+                "/internal/v1/pre-vote/{group}",
+                web::post().to(pre_vote),
+            )
             .route(
                 "/internal/v1/still-leading/{group}",
                 web::post().to(still_leading),
@@ -318,6 +324,27 @@ async fn elect(
 ) -> Result<HttpResponse, ApiError> {
     let request: super::balance::Elect = decode(&body)?;
     Ok(encoded(&cluster.elect_here(*group, request).await))
+}
+
+/// A node that lost touch with a group's leader asks whether this one has too
+/// ([`super::election`]): `true` if so.
+async fn pre_vote(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    raft_of(&cluster, *group)?;
+    let candidate: NodeIndex = decode(&body)?;
+    if let Some(reason) = cluster.refuses_candidate(*group, candidate) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            super::network::NOT_A_MEMBER,
+            reason,
+        ));
+    }
+    Ok(encoded(&Ok::<bool, Refusal>(
+        cluster.grants_pre_vote(*group),
+    )))
 }
 
 /// From a group's leader that went quiet for a hand-over ([`super::balance`]): it is still

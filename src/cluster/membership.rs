@@ -145,8 +145,9 @@ struct Removal {
 
 /// A voter removed from a group while it runs may never receive the membership that removed it
 /// (the leader stops replicating to it once the change is committed): it would believe it is
-/// still a voter, stand for election forever and refuse reads (`no_quorum`). A member whose
-/// committed membership lacks the candidate answers its vote request `not_a_member`
+/// still a voter, ask to stand for election forever and refuse reads (`no_quorum`). A member
+/// whose committed membership lacks the candidate answers its pre-vote ([`super::election`])
+/// or vote request `not_a_member`
 /// ([`Cluster::refuses_candidate`]); the candidate notes it here and, through
 /// [`Cluster::watch_removals`], stands for no more elections, serves none of the group's
 /// requests (it routes them to the members, as a node without a replica does) and shows
@@ -156,7 +157,7 @@ struct Removal {
 pub struct Removed(std::sync::Mutex<Option<Removal>>);
 
 impl Removed {
-    /// A member refused this node's vote request: `reason` says why.
+    /// A member refused this node's pre-vote or vote request: `reason` says why.
     pub fn note(&self, reason: String) {
         let mut removal = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if removal.is_none() {
@@ -277,27 +278,5 @@ impl Cluster {
             self.set_election_switch(group);
         });
         answer
-    }
-
-    /// Whether this node may stand for election in `group`: it is not rejoining the group
-    /// ([`super::rejoin`]), was not told it was removed from it ([`Removed`]), and installs no
-    /// snapshot of it.
-    fn may_stand(&self, group: usize) -> bool {
-        self.rejoining(group).is_none()
-            && self.removed[group].reason().is_none()
-            && self.installing[group].load(Ordering::SeqCst) == 0
-    }
-
-    /// Turns `group`'s elections on or off here as [`Cluster::may_stand`] says. Each change of
-    /// what it depends on is followed by a call, and the calls take turns (`switches`), so the
-    /// last one sees every change made before it: the switch never stays off with nothing left
-    /// to hold it, nor on while something does.
-    pub(super) fn set_election_switch(&self, group: usize) {
-        let _turn = self.switches[group]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(raft) = self.raft(group) {
-            raft.runtime_config().elect(self.may_stand(group));
-        }
     }
 }

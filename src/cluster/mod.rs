@@ -15,6 +15,7 @@
 
 pub mod balance;
 mod batch;
+mod election;
 pub mod grow;
 pub mod internal;
 mod leader;
@@ -212,8 +213,10 @@ pub struct Cluster {
     /// Index = group: snapshots of the leader this node is installing ([`membership`]): it
     /// does not stand for election meanwhile.
     installing: Vec<AtomicU32>,
-    /// Index = group: taken to set the group's election switch ([`membership`]).
+    /// Index = group: taken to set the group's election switch ([`election`]).
     switches: Vec<std::sync::Mutex<()>>,
+    /// Index = group: a majority granted this node's last pre-vote ([`election`]).
+    pre_voted: Vec<AtomicBool>,
     /// The node's data directory (its `raft/node-ids.json` notes nodes added).
     data_dir: std::path::PathBuf,
     /// When this node last read its topology file because a caller's differed.
@@ -295,6 +298,8 @@ impl Cluster {
             let config = Config {
                 cluster_name: format!("featgrid-group-{g}"),
                 heartbeat_interval: HEARTBEAT_MS,
+                // Off until a pre-vote succeeds ([`election`]).
+                enable_elect: false,
                 election_timeout_min: ELECTION_MIN_MS,
                 election_timeout_max: ELECTION_MAX_MS,
                 snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
@@ -323,8 +328,6 @@ impl Cluster {
             if rejoining {
                 write_atomic(&marker, b"rejoining\n")
                     .map_err(|e| ClusterStartError::Other(e.to_string()))?;
-                // Off from the start; from here on `Cluster::set_election_switch` decides.
-                raft.runtime_config().elect(false);
                 tracing::warn!(group = g, "no Raft state for this group here and no --bootstrap: rejoining (no vote until the leader adds this node back)");
                 to_rejoin.push((g, marker));
             } else if blank && bootstrap && group.nodes[0] == me {
@@ -365,6 +368,7 @@ impl Cluster {
             rounds: (0..rafts_len).map(|_| Default::default()).collect(),
             outboxes: Default::default(),
             switches: (0..rafts_len).map(|_| Default::default()).collect(),
+            pre_voted: (0..rafts_len).map(|_| AtomicBool::new(false)).collect(),
             this: this.clone(),
             acks,
             rejoin: (0..rafts_len)
@@ -382,6 +386,7 @@ impl Cluster {
             actix_rt::spawn(cluster.clone().report_memory());
         }
         actix_rt::spawn(cluster.clone().watch_removals());
+        actix_rt::spawn(cluster.clone().watch_elections());
         for (group, marker) in to_rejoin {
             actix_rt::spawn(cluster.clone().rejoin_group(group, marker));
         }

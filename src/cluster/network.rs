@@ -282,11 +282,12 @@ pub struct GroupNetwork {
     pub net: Net,
     pub group: usize,
     pub acks: std::sync::Arc<Acks>,
-    /// Noted when a member answers this node's vote request [`NOT_A_MEMBER`].
+    /// Noted when a member answers this node's vote request [`NOT_A_MEMBER`] (pre-votes:
+    /// [`super::election`]).
     pub removed: std::sync::Arc<super::membership::Removed>,
 }
 
-/// The code of a vote request's answer from a member whose committed membership lacks the
+/// The code of a (pre-)vote request's answer from a member whose committed membership lacks the
 /// candidate (see [`super::membership::Removed`]).
 pub const NOT_A_MEMBER: &str = "not_a_member";
 
