@@ -43,6 +43,14 @@ pub(super) struct Outboxes {
     by_node: std::sync::Mutex<HashMap<NodeIndex, Outbox>>,
 }
 
+impl Outboxes {
+    /// Runs `f` on `node`'s outbox.
+    fn with<T>(&self, node: NodeIndex, f: impl FnOnce(&mut Outbox) -> T) -> T {
+        let mut by_node = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
+        f(by_node.entry(node).or_default())
+    }
+}
+
 #[derive(Default)]
 struct Outbox {
     calls: usize,
@@ -71,55 +79,57 @@ impl Cluster {
             });
             answers.push((group, answered));
         }
-        let start = {
-            let mut outboxes = self
-                .outboxes
-                .by_node
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let outbox = outboxes.entry(node).or_default();
+        let start = self.outboxes.with(node, |outbox| {
             outbox.waiting.append(&mut parcels);
             let start = outbox.calls < CALLS;
             outbox.calls += usize::from(start);
             start
-        };
+        });
         if start {
             if let Some(cluster) = self.this.upgrade() {
                 actix_rt::spawn(async move { cluster.deliver(node).await });
             } else {
-                self.outboxes
-                    .by_node
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(node)
-                    .or_default()
-                    .calls -= 1;
+                // Stopping: what waits is dropped, and its pushes are told so.
+                let dropped = self.outboxes.with(node, |outbox| {
+                    outbox.calls -= 1;
+                    std::mem::take(&mut outbox.waiting)
+                });
+                drop(dropped);
             }
         }
+        // A part's call ends within its deadline (each call is bounded by the earliest
+        // deadline of what it carries); the bound here only guards against a delivering task
+        // that died with its worker.
+        let until = tokio::time::Instant::from_std(deadline) + std::time::Duration::from_secs(1);
         let mut delivered = Vec::with_capacity(answers.len());
         for (group, answered) in answers {
-            delivered.push((group, answered.await.ok()));
+            let answer = tokio::time::timeout_at(until, answered).await;
+            delivered.push((group, answer.ok().and_then(Result::ok)));
         }
         delivered
     }
 
     /// Sends what waits in `node`'s outbox, one call at a time, until nothing waits.
     async fn deliver(&self, node: NodeIndex) {
+        let mut delivering = Delivering {
+            outboxes: &self.outboxes,
+            node,
+            ended: false,
+        };
         loop {
-            let parcels: Vec<Parcel> = {
-                let mut outboxes = self
-                    .outboxes
-                    .by_node
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let outbox = outboxes.entry(node).or_default();
-                if outbox.waiting.is_empty() {
-                    outbox.calls -= 1;
-                    return;
-                }
+            let parcels: Vec<Parcel> = self.outboxes.with(node, |outbox| {
                 let take = outbox.waiting.len().min(MAX_PARTS);
+                // Ended in the same turn as nothing was found waiting: a part queued right
+                // after starts a call of its own.
+                if take == 0 {
+                    outbox.calls -= 1;
+                    delivering.ended = true;
+                }
                 outbox.waiting.drain(..take).collect()
-            };
+            });
+            if parcels.is_empty() {
+                return;
+            }
             let deadline = parcels.iter().map(|p| p.deadline).min();
             let deadline = deadline.unwrap_or_else(Instant::now);
             let request: Vec<(usize, &GroupWrite)> =
@@ -142,6 +152,22 @@ impl Cluster {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A call under way to a peer, counted in its outbox until it ends, or until the task making it
+/// is dropped (its worker stopped).
+struct Delivering<'a> {
+    outboxes: &'a Outboxes,
+    node: NodeIndex,
+    ended: bool,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.outboxes.with(self.node, |outbox| outbox.calls -= 1);
         }
     }
 }

@@ -99,8 +99,8 @@ impl Cluster {
             let addr = addr.clone();
             async move {
                 let Some((write, answer)) = delivery else {
-                    let stopping = ClusterError::Internal("the node is stopping".into());
-                    return (g, Err(stopping));
+                    let unknown = "the forwarded write was not answered (the node is stopping)";
+                    return (g, Err(no_quorum(g, unknown.into())));
                 };
                 match answer {
                     Ok(Some(Ok(()))) => {
