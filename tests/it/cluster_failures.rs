@@ -826,13 +826,7 @@ fn slow_fsyncs_and_snapshots_cause_no_election() {
     cluster.wait_for_replicas();
     let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
     let before = term(&cluster, 0);
-    let until = Instant::now() + Duration::from_secs(6);
-    let mut id = 0;
-    while Instant::now() < until {
-        id += 1;
-        let a = push(cluster.node(id as usize % 3), &[id], id);
-        assert_eq!(a.status, 200, "push {id}: {}", a.text);
-    }
+    let id = push_one_by_one(&cluster, 3, Duration::from_secs(6));
     assert!(id > 20, "only {id} pushes: no Raft snapshot was taken");
     let ids: Vec<i64> = (1..=id).collect();
     for i in 0..3 {
@@ -874,13 +868,7 @@ fn one_follower_with_a_slow_disk_unseats_no_leader() {
     cluster.wait_for_replicas();
     let term = |cluster: &Cluster, i: usize| cluster.status(i)["groups"][0]["term"].clone();
     let before = term(&cluster, 0);
-    let until = Instant::now() + Duration::from_secs(8);
-    let mut id = 0;
-    while Instant::now() < until {
-        id += 1;
-        let a = push(cluster.node(id as usize % 2), &[id], id);
-        assert_eq!(a.status, 200, "push {id}: {}", a.text);
-    }
+    let id = push_one_by_one(&cluster, 2, Duration::from_secs(8));
     // The slow node is behind: a read through it is served by the leader, not refused.
     let lag = cluster.status(0)["groups"][0]["lag"]["n3"].as_u64();
     assert!(lag > Some(0), "n3 kept up: {lag:?}");
@@ -1007,6 +995,19 @@ impl Pusher {
         );
         answers.last().map(|(t, _)| *t).expect("no push was made")
     }
+}
+
+/// Pushes ids 1, 2, ... (`avg_daily_trips` = id) one at a time through the first `nodes` nodes
+/// in turn for `time`, asserting each is answered 200; answers the last id.
+fn push_one_by_one(cluster: &Cluster, nodes: usize, time: Duration) -> i64 {
+    let until = Instant::now() + time;
+    let mut id = 0;
+    while Instant::now() < until {
+        id += 1;
+        let a = push(cluster.node(id as usize % nodes), &[id], id);
+        assert_eq!(a.status, 200, "push {id}: {}", a.text);
+    }
+    id
 }
 
 /// Kills n1 (`kill -9`) and restarts it once the others lead: the groups it led are led by
