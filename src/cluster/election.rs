@@ -66,8 +66,9 @@ impl Cluster {
         if raft.metrics().borrow().current_leader == Some(self.me) {
             return 0;
         }
-        let heard = self.heard[group].load(Ordering::Relaxed);
-        (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard)
+        // Never heard: counted from the start.
+        self.silent_for(group)
+            .unwrap_or_else(|| self.epoch.elapsed().as_millis() as u64)
     }
 
     /// Whether this node grants `group`'s pre-vote: it does not lead the group and has not

@@ -163,6 +163,11 @@ async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    // From the leader this node follows: it is heard from while the append is written, not
+    // only once it is (a slow disk must not make this node take itself for cut off, nor grant
+    // pre-votes, while the leader waits for it).
+    let _hearing = (rpc.vote.is_committed() && raft.metrics().borrow().vote == rpc.vote)
+        .then(|| cluster.hearing(*group));
     let answer = raft.append_entries(rpc).await;
     if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
         cluster.heard_from_leader(*group);

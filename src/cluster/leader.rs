@@ -159,6 +159,30 @@ impl Cluster {
         }
     }
 
+    /// Notes that `group`'s leader is being heard from until the guard is dropped (an append
+    /// from it being written), and once more then.
+    pub fn hearing(&self, group: usize) -> Hearing<'_> {
+        self.heard_from_leader(group);
+        self.appending[group].fetch_add(1, Ordering::SeqCst);
+        Hearing {
+            cluster: self,
+            group,
+        }
+    }
+
+    /// How long this node has not heard from `group`'s leader, in ms (0 while an append from
+    /// it is being written), or `None` if it never has since it started.
+    pub(super) fn silent_for(&self, group: usize) -> Option<u64> {
+        let heard = self.heard.get(group)?.load(Ordering::Relaxed);
+        if heard == 0 {
+            return None;
+        }
+        if self.appending[group].load(Ordering::SeqCst) > 0 {
+            return Some(0);
+        }
+        Some((self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard))
+    }
+
     /// Why this node, a follower holding a replica of `group`, cannot reach a leader with a
     /// quorum now: no leader has been heard from for longer than [`CUT_OFF_MS`] (it is cut
     /// off, or an election is taking long). A node so cut off refuses requests about the
@@ -167,15 +191,11 @@ impl Cluster {
     /// node that has heard from no leader since it started is not judged yet (a leader may
     /// still be backing off from when the node was down): it waits like any request.
     pub(super) fn cut_off(&self, group: usize) -> Option<String> {
-        let heard = self.heard.get(group)?.load(Ordering::Relaxed);
-        if heard == 0 {
-            return None;
-        }
+        let silent = self.silent_for(group)?;
         let raft = self.replica(group)?;
         if raft.metrics().borrow().current_leader == Some(self.me) {
             return None;
         }
-        let silent = (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard);
         (silent > CUT_OFF_MS)
             .then(|| format!("this replica has not heard from a leader for {silent} ms"))
     }
@@ -287,5 +307,18 @@ pub(super) fn refusal_error(group: usize, addr: Address, refusal: Refusal) -> Cl
             code,
             message,
         },
+    }
+}
+
+/// An append from a group's leader being written ([`Cluster::hearing`]).
+pub struct Hearing<'a> {
+    cluster: &'a Cluster,
+    group: usize,
+}
+
+impl Drop for Hearing<'_> {
+    fn drop(&mut self) {
+        self.cluster.heard_from_leader(self.group);
+        self.cluster.appending[self.group].fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -215,6 +215,8 @@ pub struct Cluster {
     installing: Vec<AtomicU32>,
     /// Index = group: taken to set the group's election switch ([`election`]).
     switches: Vec<std::sync::Mutex<()>>,
+    /// Index = group: appends from the leader being written here ([`Cluster::hearing`]).
+    appending: Vec<AtomicU32>,
     /// Index = group: a majority granted this node's last pre-vote ([`election`]).
     pre_voted: Vec<AtomicBool>,
     /// The node's data directory (its `raft/node-ids.json` notes nodes added).
@@ -369,6 +371,7 @@ impl Cluster {
             outboxes: Default::default(),
             switches: (0..rafts_len).map(|_| Default::default()).collect(),
             pre_voted: (0..rafts_len).map(|_| AtomicBool::new(false)).collect(),
+            appending: (0..rafts_len).map(|_| AtomicU32::new(0)).collect(),
             this: this.clone(),
             acks,
             rejoin: (0..rafts_len)

@@ -150,6 +150,13 @@ impl Cluster {
         i
     }
 
+    /// Whether node `i` has applied `group`'s whole log, as it reports in `GET /cluster`.
+    pub(super) fn applied_all(&self, i: usize, group: usize) -> bool {
+        let g = &self.status(i)["groups"][group];
+        let applied = &g["applied"][format!("n{}", i + 1)];
+        applied.as_u64().is_some() && *applied == g["last_log_index"]
+    }
+
     pub(super) fn topology_file(&self) -> &std::path::Path {
         &self.topology
     }
