@@ -35,13 +35,19 @@ pub const QUIET_MS: u64 = ELECTION_MIN_MS;
 
 impl Cluster {
     /// Whether this node may stand for election in `group`: a majority granted its pre-vote,
-    /// it is not rejoining the group ([`super::rejoin`]), was not told it was removed from it
-    /// ([`super::membership::Removed`]), and installs no snapshot of it.
+    /// and nothing else keeps it from standing ([`Cluster::kept_from_standing`]).
     fn may_stand(&self, group: usize) -> bool {
-        self.pre_voted[group].load(Ordering::SeqCst)
-            && self.rejoining(group).is_none()
-            && self.removed(group).is_none()
-            && self.installing[group].load(Ordering::SeqCst) == 0
+        self.pre_voted[group].load(Ordering::SeqCst) && !self.kept_from_standing(group)
+    }
+
+    /// Whether this node must not stand in `group` whatever the others say: it is rejoining the
+    /// group ([`super::rejoin`]), was told it was removed from it
+    /// ([`super::membership::Removed`]), or installs a snapshot of it. It asks for no pre-vote
+    /// meanwhile.
+    fn kept_from_standing(&self, group: usize) -> bool {
+        self.rejoining(group).is_some()
+            || self.removed(group).is_some()
+            || self.installing[group].load(Ordering::SeqCst) > 0
     }
 
     /// Turns `group`'s elections on or off here as [`Cluster::may_stand`] says. Each change of
@@ -86,7 +92,9 @@ impl Cluster {
             let groups = (0..self.pre_voted.len()).map(|group| {
                 let this = self.clone();
                 async move {
-                    let granted = this.grants_pre_vote(group) && this.pre_vote(group).await;
+                    let granted = this.grants_pre_vote(group)
+                        && !this.kept_from_standing(group)
+                        && this.pre_vote(group).await;
                     if this.pre_voted[group].swap(granted, Ordering::SeqCst) != granted {
                         tracing::debug!(group, granted, "pre-vote");
                         this.set_election_switch(group);
