@@ -219,17 +219,17 @@ impl Cluster {
                 let Some(raft) = self.raft(group) else {
                     continue;
                 };
-                let now = raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .log_id()
-                    .map(|l| l.index);
                 let noticed = {
                     let mut removal = removed.0.lock().unwrap_or_else(|p| p.into_inner());
                     let Some(r) = removal.as_mut() else {
                         continue;
                     };
+                    let now = raft
+                        .metrics()
+                        .borrow()
+                        .membership_config
+                        .log_id()
+                        .map(|l| l.index);
                     match r.seen_at {
                         None => {
                             r.seen_at = Some(now);

@@ -578,16 +578,7 @@ fn pushes_that_wait_for_the_leader_share_one_raft_entry() {
         200
     );
     let ids: Vec<i64> = (100..140).collect();
-    std::thread::scope(|scope| {
-        let pushes: Vec<_> = ids
-            .iter()
-            .map(|&id| scope.spawn(move || push(node, &[id], id)))
-            .collect();
-        for p in pushes {
-            let a = p.join().unwrap();
-            assert_eq!(a.status, 200, "{}", a.text);
-        }
-    });
+    push_each_from_a_thread(node, &ids, Duration::ZERO);
     let after = proposed(&cluster);
     let (writes, entries) = (after.0 - before.0, after.1 - before.1);
     assert_eq!(writes, ids.len() as u64);
@@ -597,6 +588,24 @@ fn pushes_that_wait_for_the_leader_share_one_raft_entry() {
     );
     let values = read_trips(&node.url(), &ids, None).expect("read");
     assert_eq!(values, ids.iter().map(|&id| json!(id)).collect::<Vec<_>>());
+}
+
+/// Pushes each id (`avg_daily_trips` = id) through `node` from a thread of its own, the
+/// threads started `gap` apart; asserts every push is answered 200.
+fn push_each_from_a_thread(node: &Server, ids: &[i64], gap: Duration) {
+    std::thread::scope(|scope| {
+        let pushes: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                std::thread::sleep(gap);
+                scope.spawn(move || push(node, &[id], id))
+            })
+            .collect();
+        for p in pushes {
+            let a = p.join().unwrap();
+            assert_eq!(a.status, 200, "{}", a.text);
+        }
+    });
 }
 
 /// A counter of a node's `/metrics`.
@@ -623,19 +632,7 @@ fn pushes_forwarded_to_a_busy_leader_share_one_call() {
         200
     );
     let ids: Vec<i64> = (100..140).collect();
-    std::thread::scope(|scope| {
-        let pushes: Vec<_> = ids
-            .iter()
-            .map(|&id| {
-                std::thread::sleep(Duration::from_millis(20));
-                scope.spawn(move || push(via, &[id], id))
-            })
-            .collect();
-        for p in pushes {
-            let a = p.join().unwrap();
-            assert_eq!(a.status, 200, "{}", a.text);
-        }
-    });
+    push_each_from_a_thread(via, &ids, Duration::from_millis(20));
     let made = calls() - before;
     assert!(
         (1..ids.len() as u64 / 4).contains(&made),
