@@ -58,44 +58,47 @@ impl Replica {
     /// key land after earlier ones exactly as if the pushes had been applied one by one.
     pub async fn apply_batch(&self, batch: &GroupBatch) -> Result<(), ApplyError> {
         for run in batch.writes.chunk_by(|a, b| a.dest == b.dest) {
-            match run {
-                [one] => self.apply(one).await?,
-                _ => {
-                    let merged = GroupWrite {
-                        dest: run[0].dest,
-                        views: run.iter().flat_map(|w| w.views.iter().cloned()).collect(),
-                    };
-                    self.apply(&merged).await?
-                }
-            }
+            self.apply_views(run[0].dest, run.iter().flat_map(|w| &w.views))
+                .await?;
         }
         Ok(())
     }
 
-    /// Applies a committed write: its online rows straight to the shards (the Raft log is
-    /// their log), its offline rows through the node's write-ahead log to the offline sink
-    /// (the sink's own queue), whatever the sink's health. A full mailbox or an unavailable
-    /// log is waited out (the entry is committed: it must be applied, in order); after a
-    /// shard timeout (queued, not yet applied) it waits until the shards have run it.
-    /// Anything else is an [`ApplyError`].
+    /// Applies a committed write ([`Self::apply_views`]).
     pub async fn apply(&self, write: &GroupWrite) -> Result<(), ApplyError> {
+        self.apply_views(write.dest, &write.views).await
+    }
+
+    /// Applies committed rows: online ones straight to the shards (the Raft log is their
+    /// log), offline ones through the node's write-ahead log to the offline sink (the sink's
+    /// own queue), whatever the sink's health. A full mailbox or an unavailable log is waited
+    /// out (the entry is committed: it must be applied, in order); after a shard timeout
+    /// (queued, not yet applied) it waits until the shards have run it. Anything else is an
+    /// [`ApplyError`]. The rows are routed to the shards for each attempt, straight from the
+    /// entry: no copy of them is kept for a retry.
+    async fn apply_views<'a, V>(&self, dest: Destination, views: V) -> Result<(), ApplyError>
+    where
+        V: IntoIterator<Item = &'a RecordView> + Clone,
+    {
         let layouts = self.grid.layouts();
-        let per_shard = self.to_shards(&write.views, &layouts).map_err(|problem| {
-            ApplyError(format!(
-                "the rows do not fit this node's registry ({problem}): every node must serve the same registry"
-            ))
-        })?;
-        if write.dest.online {
-            self.until_applied(|| self.apply_online(per_shard.clone()))
+        let per_shard = || {
+            self.to_shards(views.clone(), &layouts).map_err(|problem| {
+                ApplyError(format!(
+                    "the rows do not fit this node's registry ({problem}): every node must serve the same registry"
+                ))
+            })
+        };
+        if dest.online {
+            self.until_applied(|| Ok(self.apply_online(per_shard()?)))
                 .await?;
         }
-        if write.dest.offline {
+        if dest.offline {
             let offline = Destination {
                 online: false,
                 offline: true,
             };
             self.until_applied(|| {
-                self.store(per_shard.clone(), &layouts, offline, Admission::Committed)
+                Ok(self.store(per_shard()?, &layouts, offline, Admission::Committed))
             })
             .await?;
         }
@@ -106,12 +109,12 @@ impl Replica {
     /// write that was queued but not answered in time.
     async fn until_applied<F, Fut>(&self, mut attempt: F) -> Result<(), ApplyError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut() -> Result<Fut, ApplyError>,
         Fut: std::future::Future<Output = Result<ApplyStats, StoreError>>,
     {
         let mut attempts = 0u32;
         loop {
-            match attempt().await {
+            match attempt()?.await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => {
                     attempts += 1;
@@ -134,9 +137,9 @@ impl Replica {
     }
 
     /// Routes portable rows to this node's shards.
-    pub fn to_shards(
+    pub fn to_shards<'a>(
         &self,
-        views: &[RecordView],
+        views: impl IntoIterator<Item = &'a RecordView>,
         layouts: &[RowLayout],
     ) -> Result<Vec<Vec<RowBatch>>, String> {
         let router = self.grid.router();
@@ -188,8 +191,8 @@ impl Replica {
 
 /// Calls `f(view, layout, row)` for every portable row of `views`, checking each against the
 /// view's layout.
-fn each_row(
-    views: &[RecordView],
+fn each_row<'a>(
+    views: impl IntoIterator<Item = &'a RecordView>,
     layouts: &[RowLayout],
     mut f: impl FnMut(usize, &RowLayout, &PortableRow<'_>),
 ) -> Result<(), String> {
