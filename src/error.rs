@@ -245,6 +245,11 @@ impl From<WalError> for ApiError {
             WalError::Encode(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
+            WalError::Stalled { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_stalled",
+                e.to_string(),
+            ),
             // The log cannot take the write: nothing was applied; retry later.
             _ => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -53,16 +53,21 @@ impl StoreError {
         match self {
             StoreError::Grid(GridError::Overloaded { .. }) => true,
             StoreError::Wal(WalError::Encode(_)) => false,
+            StoreError::Wal(WalError::Stalled { queued, .. }) => !queued,
             StoreError::Wal(_) => true,
             StoreError::Offline(_) => true,
             _ => false,
         }
     }
 
-    /// Whether the write was queued on the shards but not answered in time: it will still be
-    /// applied (in order), so it must not be tried again.
+    /// Whether the write was queued (on the shards, or for a stalled disk) but not answered
+    /// in time: it will still be applied (in order), so it must not be tried again.
     pub fn is_queued(&self) -> bool {
-        matches!(self, StoreError::Grid(GridError::Timeout { .. }))
+        matches!(
+            self,
+            StoreError::Grid(GridError::Timeout { .. })
+                | StoreError::Wal(WalError::Stalled { queued: true, .. })
+        )
     }
 
     /// Whether the shards refused the write for good: a full table, a view they do not hold, a
@@ -108,19 +113,32 @@ impl LocalStore {
             (None, None)
         };
         let offline = dest.offline.then(|| (self.offline.clone(), views));
-        self.wal
-            .append(
-                record,
-                Box::new(move |lsn| {
-                    if let Some((sink, views)) = offline {
-                        sink.append(lsn, views);
-                    }
-                    if let Some(dispatch) = dispatch {
-                        dispatch.send();
-                    }
-                }),
-            )
-            .await?;
+        let logged = self.wal.append(
+            record,
+            Box::new(move |lsn| {
+                if let Some((sink, views)) = offline {
+                    sink.append(lsn, views);
+                }
+                if let Some(dispatch) = dispatch {
+                    dispatch.send();
+                }
+            }),
+        );
+        match admission {
+            // A client waits no longer than a stalled disk takes to be called stalled; the
+            // record stays queued (dropping the append does not take it back).
+            Admission::Refusable => match actix_rt::time::timeout(wal::STALLED, logged).await {
+                Ok(logged) => logged?,
+                Err(_) => {
+                    return Err(StoreError::Wal(WalError::Stalled {
+                        waited_secs: wal::STALLED.as_secs_f64(),
+                        queued: true,
+                    }))
+                }
+            },
+            // A committed entry is applied in order: it waits for the disk.
+            Admission::Committed => logged.await?,
+        };
         let stats = match pending {
             Some(pending) => pending.wait().await?,
             None => ApplyStats::default(),

@@ -1,4 +1,4 @@
-//! Operational routes: `GET /health`, `GET /registry`, `GET /stats`, `GET /metrics`,
+//! Operational routes: `GET /health` (503 while a log is stalled on its disk), `GET /registry`, `GET /stats`, `GET /metrics`,
 //! `POST /admin/snapshot` (write a snapshot set now; answers when it is durable),
 //! `GET /admin/snapshot` (the last one, and the write-ahead log's state), `GET /admin/digest`
 //! (an order-independent digest of every row, equal across restarts and shard counts when the
@@ -7,11 +7,46 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use std::time::Duration;
+
 use super::AppState;
 use crate::error::ApiError;
+use crate::persist::wal;
 
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// `GET /health`: 200 `{"status":"ok"}`; 503 `{"status":"degraded","problems":[...]}` while
+/// a log of this node is stalled on its disk (a write or fsync has not returned for
+/// [`wal::STALLED`]): writes cannot be logged here, reads are still served.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let problems: Vec<String> = disk_waits(&state)
+        .into_iter()
+        .filter(|(_, _, waited)| *waited >= wal::STALLED)
+        .map(|(_, log, waited)| {
+            format!(
+                "the {log} has waited {:.1} s on the disk (a write or fsync has not returned): writes that need it are refused, reads are served",
+                waited.as_secs_f64()
+            )
+        })
+        .collect();
+    match problems.is_empty() {
+        true => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        false => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "degraded", "problems": problems})),
+    }
+}
+
+/// How long each log of this node has waited on the disk (zero when it is not waiting): its
+/// metric label, its name, the wait.
+fn disk_waits(state: &AppState) -> Vec<(&'static str, &'static str, Duration)> {
+    let mut waits = vec![(
+        "wal",
+        "write-ahead log",
+        state.store.wal.disk_wait().unwrap_or_default(),
+    )];
+    if let Some(cluster) = state.cluster.get() {
+        let waited = cluster.log_disk_wait().unwrap_or_default();
+        waits.push(("raft", "Raft log", waited));
+    }
+    waits
 }
 
 /// The registry as loaded: where from (file, Feast project and version), entities, feature
@@ -78,6 +113,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             set("rejoining", cluster.rejoining(group).is_some());
             set("not_a_member", cluster.removed(group).is_some());
         }
+    }
+    for (label, _, waited) in disk_waits(&state) {
+        state
+            .metrics
+            .log_disk_wait
+            .with_label_values(&[label])
+            .set(waited.as_secs_f64());
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

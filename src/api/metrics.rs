@@ -22,6 +22,10 @@ pub struct Metrics {
     /// Cluster nodes, per group this node holds: 1 while its replica there is stopped
     /// (fail-stop apply) or rejoining, 0 otherwise; set when `/metrics` is read.
     pub cluster_group_problem: prometheus::IntGaugeVec,
+    /// How long the oldest write or fsync in progress has waited on the disk, by log (`wal`:
+    /// the node's write-ahead log; `raft`: a cluster node's Raft log); set when `/metrics`
+    /// is read.
+    pub log_disk_wait: prometheus::GaugeVec,
     /// The on-demand worker pool's round trips and process starts.
     pub ondemand: crate::ondemand::pool::Counters,
     next_request_id: AtomicU64,
@@ -75,6 +79,14 @@ impl Metrics {
             &["group", "problem"],
         )
         .expect("valid metric");
+        let log_disk_wait = prometheus::GaugeVec::new(
+            Opts::new(
+                "log_disk_wait_seconds",
+                "how long the oldest write or fsync in progress has waited on the disk, by log (wal: this node's write-ahead log; raft: a cluster node's Raft log); 0 when none is in progress. From 5 s the log counts as stalled: pushes are refused (503 wal_stalled) and GET /health answers 503",
+            ),
+            &["log"],
+        )
+        .expect("valid metric");
         let ondemand = crate::ondemand::pool::Counters {
             round_trips: IntCounter::new(
                 "ondemand_round_trips_total",
@@ -94,6 +106,7 @@ impl Metrics {
             Box::new(cluster_parts.clone()),
             Box::new(cluster_forward_calls.clone()),
             Box::new(cluster_group_problem.clone()),
+            Box::new(log_disk_wait.clone()),
             Box::new(duration.clone()),
             Box::new(rows_written.clone()),
             Box::new(rows_skipped_older.clone()),
@@ -112,6 +125,7 @@ impl Metrics {
             cluster_parts,
             cluster_forward_calls,
             cluster_group_problem,
+            log_disk_wait,
             ondemand,
             next_request_id: AtomicU64::new(1),
         }

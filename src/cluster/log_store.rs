@@ -357,6 +357,11 @@ impl RaftLog {
         self.shared.wal.stats()
     }
 
+    /// How long the oldest write or fsync of the log in progress has waited on the disk.
+    pub fn disk_wait(&self) -> Option<std::time::Duration> {
+        self.shared.wal.disk_wait()
+    }
+
     /// Writes what is queued, fsyncs and stops the writer (at shutdown, after the Raft
     /// nodes). Blocking.
     pub fn close(&self) {

@@ -467,6 +467,12 @@ impl Cluster {
     pub fn net(&self) -> &Net {
         &self.net
     }
+
+    /// How long the oldest write or fsync of this node's Raft log in progress has waited on
+    /// the disk (`GET /health`, `/metrics`).
+    pub fn log_disk_wait(&self) -> Option<std::time::Duration> {
+        self.log.disk_wait()
+    }
 }
 
 /// Entries between Raft snapshots, and entries kept in the log after one. Tests

@@ -38,8 +38,8 @@ pub struct GroupReport {
     /// they took (several writes share an entry under load).
     pub writes_proposed: u64,
     pub entries_proposed: u64,
-    /// What keeps this replica from serving: the group stopped here, or the node is
-    /// rejoining after it lost its Raft state.
+    /// What keeps this replica from serving: the group stopped here, the node is rejoining
+    /// after it lost its Raft state or was removed, or its Raft log is stalled on the disk.
     #[serde(default)]
     pub problem: Option<String>,
 }
@@ -103,6 +103,15 @@ impl Cluster {
 
     /// This node's report on each group it holds a replica of.
     pub fn local_status(&self) -> Vec<GroupReport> {
+        let stalled = self
+            .log_disk_wait()
+            .filter(|waited| *waited >= crate::persist::wal::STALLED)
+            .map(|waited| {
+                format!(
+                    "log_stalled: this node's Raft log has waited {:.1} s on the disk (a write or fsync has not returned)",
+                    waited.as_secs_f64()
+                )
+            });
         (0..self.topology().groups.len())
             .filter_map(|g| {
                 let raft = self
@@ -114,7 +123,8 @@ impl Cluster {
                     .stopped(g)
                     .map(|e| format!("stopped: {e}"))
                     .or_else(|| self.rejoining(g).map(|e| format!("rejoining: {e}")))
-                    .or_else(|| self.removed(g).map(|e| format!("not_a_member: {e}")));
+                    .or_else(|| self.removed(g).map(|e| format!("not_a_member: {e}")))
+                    .or_else(|| stalled.clone());
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 let state = match m.state {

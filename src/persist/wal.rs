@@ -42,7 +42,7 @@ use super::codec::{self, Blob, CodecError};
 use super::{crc32c, ViewMeta};
 use crate::grid::partition::{RowBatch, RowLayout};
 
-pub use writer::{Done, OnLogged, Wal, WalOptions, WalStats};
+pub use writer::{Done, OnLogged, Wal, WalOptions, WalStats, STALLED};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
 pub const FORMAT_VERSION: u32 = 2;
@@ -54,6 +54,9 @@ const SEGMENT_PREFIX: usize = 20;
 pub enum WalError {
     #[error("the write-ahead log cannot take writes ({reason}); writes are refused until it recovers, reads keep working")]
     Unavailable { reason: String },
+    /// A write or fsync has not returned for [`writer::STALLED`] or longer (a stuck disk).
+    #[error("{}", stalled_message(*.waited_secs, *.queued))]
+    Stalled { waited_secs: f64, queued: bool },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("{}: offset {offset}: {problem}", path.display())]
@@ -64,6 +67,14 @@ pub enum WalError {
     },
     #[error("cannot encode a log record: {0}")]
     Encode(#[from] CodecError),
+}
+
+fn stalled_message(waited_secs: f64, queued: bool) -> String {
+    let why = format!("the write-ahead log has waited {waited_secs:.1} s on the disk (a write or fsync has not returned)");
+    match queued {
+        false => format!("{why}: writes are refused until the disk answers, reads keep working; nothing of this write was logged"),
+        true => format!("{why}: this write is queued and is applied if the disk answers, so its outcome is unknown until then; retrying it is safe (the newest event wins)"),
+    }
 }
 
 /// When the log is fsynced; Redis's `appendfsync` names and meanings.

@@ -2,7 +2,9 @@
 //! restarted on a wiped data directory never votes (it rejoins as a learner, is caught up and
 //! made a voter again), and a replica whose offline sink's disk is full still applies every
 //! committed entry to its online store (fail-stop applies: nothing is skipped), and one whose Raft
-//! log disk fills up stops the group there and catches up once it has room and is restarted.
+//! log disk fills up stops the group there and catches up once it has room and is restarted;
+//! one whose Raft log disk stops answering hands its leadership over and catches up once it
+//! answers again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::cluster::{eventually, push, read_trips, Cluster};
 use super::cluster_failures::node_3_behind_a_snapshot;
-use crate::support::now_rfc3339;
+use crate::support::{now_rfc3339, FrozenDisk};
 
 /// Every value read through `url` (linearizable) is `trips`, or the read is refused with a
 /// 503: never an answer without the acknowledged rows.
@@ -95,6 +97,31 @@ fn a_node_restarted_on_a_wiped_data_directory_never_votes_and_rejoins() {
     });
 }
 
+/// Moves node `i`'s (stopped) Raft directory onto the file system `mount` mounts on it;
+/// `None` (the directory left where it was) where mounting is not allowed.
+fn raft_dir_onto<D>(
+    cluster: &Cluster,
+    i: usize,
+    mount: impl FnOnce(&Path) -> Option<D>,
+) -> Option<D> {
+    let raft = cluster.data_dir(i).join("raft");
+    let saved = cluster.data_dir(i).join("raft.saved");
+    std::fs::rename(&raft, &saved).expect("move the raft directory");
+    let Some(disk) = mount(&raft) else {
+        std::fs::remove_dir(&raft).expect("remove the mount point");
+        std::fs::rename(&saved, &raft).expect("move the raft directory back");
+        return None;
+    };
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.display()))
+        .arg(&raft)
+        .status()
+        .expect("copy the raft directory");
+    assert!(copied.success());
+    Some(disk)
+}
+
 /// A tmpfs mounted on a directory, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -126,22 +153,7 @@ impl Tmpfs {
     /// Moves node `i`'s (stopped) Raft directory onto a tmpfs of `size`; `None` (the
     /// directory left where it was) where mounting is not allowed.
     fn raft_dir_of(cluster: &Cluster, i: usize, size: &str) -> Option<Tmpfs> {
-        let raft = cluster.data_dir(i).join("raft");
-        let saved = cluster.data_dir(i).join("raft.saved");
-        std::fs::rename(&raft, &saved).expect("move the raft directory");
-        let Some(disk) = Tmpfs::mount(&raft, size) else {
-            std::fs::remove_dir(&raft).expect("remove the mount point");
-            std::fs::rename(&saved, &raft).expect("move the raft directory back");
-            return None;
-        };
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", saved.display()))
-            .arg(&raft)
-            .status()
-            .expect("copy the raft directory");
-        assert!(copied.success());
-        Some(disk)
+        raft_dir_onto(cluster, i, |dir| Tmpfs::mount(dir, size))
     }
 
     /// Fills the file system until it refuses another byte.
@@ -317,5 +329,54 @@ fn a_disk_that_fills_up_during_a_snapshot_install_loses_nothing() {
     assert!(got.iter().zip(&ids).all(|(v, id)| v == id), "{got:?}");
     assert_eq!(group_problems(&cluster, 2), json!({}));
     cluster.kill9(2);
+    drop(disk);
+}
+
+/// A replica whose Raft log disk stops answering (every write and fsync waits: `fsfreeze`):
+/// the group's leadership moves away from it, the other two acknowledge pushes, no read
+/// through it answers without them, and it says what is wrong (`GET /health` 503, the
+/// group's problem in `GET /cluster`). Thawed, it catches up and serves them itself.
+#[test]
+fn a_replica_whose_raft_log_disk_stops_answering_hands_over_and_loses_nothing() {
+    let mut cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    let first: Vec<i64> = (1..=100).collect();
+    let a = push(cluster.node(1), &first, 1);
+    assert_eq!(a.status, 200, "{}", a.text);
+    cluster.kill9(0);
+    let Some(disk) = raft_dir_onto(&cluster, 0, FrozenDisk::mount) else {
+        return;
+    };
+    cluster.restart(0);
+    cluster.wait_for_leaders(0);
+    // n1, the group's preferred leader, leads it again before its disk stops answering.
+    eventually("n1 leads the group", || {
+        cluster.status(1)["groups"][0]["leader"] == "n1"
+    });
+    disk.freeze();
+    let more: Vec<i64> = (1_001..=1_100).collect();
+    eventually("a push through n2 is acknowledged", || {
+        push(cluster.node(1), &more, 2).status == 200
+    });
+    eventually("n1's GET /health answers 503", || {
+        cluster.node(0).get("/health").status == 503
+    });
+    assert!(cluster.node(0).get("/health").text.contains("Raft log"));
+    eventually("GET /cluster names n1's stalled log", || {
+        group_problems(&cluster, 1)["n1"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("log_stalled"))
+    });
+    never_without(&cluster.node(0).url(), &more, 2);
+    disk.thaw();
+    eventually("n1 holds the pushes itself", || {
+        read_trips(&cluster.node(0).url(), &more, Some("local"))
+            .is_ok_and(|v| v.iter().all(|v| *v == json!(2)))
+    });
+    eventually("n1's GET /health answers 200", || {
+        cluster.node(0).get("/health").status == 200
+    });
+    let values = read_trips(&cluster.node(0).url(), &first, Some("local")).expect("read");
+    assert!(values.iter().all(|v| *v == json!(1)), "{values:?}");
+    cluster.kill9(0);
     drop(disk);
 }

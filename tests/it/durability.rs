@@ -1,6 +1,7 @@
 //! Durability, proven by killing the real server: `kill -9` under push load with each fsync
 //! policy, damaged snapshots and log segments (refusal, then `--recover`), a log cut inside
-//! its last record, snapshot + restart (same digest, other shard count), SIGTERM.
+//! its last record, snapshot + restart (same digest, other shard count), SIGTERM, a disk that
+//! stops answering.
 //!
 //! Every push writes `avg_daily_trips = v` with event time `T0 + v` for a version `v` that
 //! grows with each push, so the newest value of an id is its highest version. After a
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{column, data_dir, refused_start, Server};
+use super::cluster::eventually;
+use crate::support::{assert_error, column, data_dir, refused_start, FrozenDisk, Server};
 
 const T0: i64 = 1_700_000_000;
 const IDS: i64 = 400;
@@ -448,4 +450,59 @@ fn a_damaged_manifest_refuses_then_recover_finds_the_sets_on_disk() {
     // The fresh set's manifest is whole again.
     let s = Server::start_in(&dir, &[], &[]);
     assert_eq!(versions(&s), expected(15));
+}
+
+/// A disk that stops answering (every write and fsync waits: `fsfreeze` on a loop-mounted
+/// ext4): a push waits at most the stall limit, then answers 503 `wal_stalled` (its record is
+/// queued: the outcome is unknown); once the log counts as stalled, pushes are refused at once
+/// (nothing logged), `GET /health` answers 503 and reads are served. Thawed, the queued push is
+/// applied, the refused one is not, pushes are taken again, and a `kill -9` loses nothing
+/// acknowledged.
+#[test]
+fn a_disk_that_stops_answering_refuses_pushes_in_time_and_loses_nothing() {
+    let (_tmp, dir) = data_dir();
+    let Some(disk) = FrozenDisk::mount(&dir) else {
+        return;
+    };
+    let data = dir.join("data");
+    let s = Server::start_in(&data, &["--fsync", "everysec"], &[]);
+    let ids = |from: i64| (from..from + 100).collect::<Vec<i64>>();
+    assert_eq!(try_push(&s.url(), &ids(0), 1), Some(200));
+    disk.freeze();
+    let queued = s.post("/push", &push_body(&ids(100), 2));
+    assert_error(&queued, 503, "wal_stalled");
+    assert!(queued.text.contains("is queued"), "{}", queued.text);
+    eventually("GET /health answers 503", || s.get("/health").status == 503);
+    let health = s.get("/health");
+    assert_eq!(health.json["status"], "degraded", "{}", health.text);
+    assert!(health.text.contains("write-ahead log"), "{}", health.text);
+    let refused = s.post("/push", &push_body(&ids(200), 3));
+    assert_error(&refused, 503, "wal_stalled");
+    assert!(
+        refused.text.contains("nothing of this write was logged"),
+        "{}",
+        refused.text
+    );
+    let metrics = s.get("/metrics").text;
+    let waited: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("featgrid_log_disk_wait_seconds{log=\"wal\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no wal disk wait in {metrics}"));
+    assert!(waited >= 5.0, "{waited}");
+    let frozen = versions(&s);
+    assert!(frozen[..100].iter().all(|v| *v == Some(1)), "{frozen:?}");
+    disk.thaw();
+    eventually("GET /health answers 200", || s.get("/health").status == 200);
+    assert_eq!(try_push(&s.url(), &ids(300), 4), Some(200));
+    let expected: Vec<Option<i64>> = [Some(1), Some(2), None, Some(4)]
+        .into_iter()
+        .flat_map(|v| std::iter::repeat_n(v, 100))
+        .collect();
+    eventually("the queued push is applied", || versions(&s) == expected);
+    s.kill9();
+    let s = Server::start_in(&data, &["--fsync", "everysec"], &[]);
+    assert_eq!(versions(&s), expected);
+    drop(s);
+    drop(disk);
 }

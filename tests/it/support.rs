@@ -398,3 +398,83 @@ pub fn now_plus(seconds: i64) -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now().timestamp() + seconds;
     chrono::DateTime::from_timestamp(now, 0).expect("a time in range")
 }
+
+/// An ext4 file system in an image file, loop-mounted on a directory, that a test freezes
+/// (`fsfreeze`: every write and fsync to it waits until it is thawed), as a disk that stops
+/// answering would. Thawed and unmounted when dropped.
+pub struct FrozenDisk {
+    dir: PathBuf,
+    _image: tempfile::TempDir,
+}
+
+impl FrozenDisk {
+    /// Mounts a fresh 64 MiB ext4 file system on `dir` (created); `None`, after saying why,
+    /// where that is not possible (not root, no loop device, no `mkfs.ext4` or `fsfreeze`).
+    pub fn mount(dir: &Path) -> Option<FrozenDisk> {
+        let image = tempfile::tempdir().expect("temporary dir");
+        let file = image.path().join("disk.img");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("disk image");
+        std::fs::create_dir_all(dir).expect("mount point");
+        let steps: [(&str, Vec<&std::ffi::OsStr>); 3] = [
+            ("fsfreeze", vec!["--version".as_ref()]),
+            ("mkfs.ext4", vec!["-q".as_ref(), file.as_os_str()]),
+            (
+                "mount",
+                vec![
+                    "-o".as_ref(),
+                    "loop".as_ref(),
+                    file.as_os_str(),
+                    dir.as_os_str(),
+                ],
+            ),
+        ];
+        for (tool, args) in steps {
+            match Command::new(tool).args(&args).output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => {
+                    eprintln!(
+                        "skipped: {tool} failed (a loop-mounted disk needs root): {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    eprintln!("skipped: cannot run {tool}: {e}");
+                    return None;
+                }
+            }
+        }
+        Some(FrozenDisk {
+            dir: dir.to_path_buf(),
+            _image: image,
+        })
+    }
+
+    /// From now on every write and fsync to the disk waits.
+    pub fn freeze(&self) {
+        self.fsfreeze("-f");
+    }
+
+    /// The disk answers again; what waited goes through.
+    pub fn thaw(&self) {
+        self.fsfreeze("-u");
+    }
+
+    fn fsfreeze(&self, flag: &str) {
+        let done = Command::new("fsfreeze")
+            .arg(flag)
+            .arg(&self.dir)
+            .status()
+            .expect("run fsfreeze");
+        assert!(done.success(), "fsfreeze {flag} {}", self.dir.display());
+    }
+}
+
+impl Drop for FrozenDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.dir).output();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

@@ -25,6 +25,12 @@
 //!   whether or not its requester still waits: a snapshot that notes that lsn and then
 //!   freezes the shards holds them all.
 //!
+//! A disk that stops answering (a write or an fsync that does not return: a stuck device, a
+//! frozen file system) is not a failure the writer can see: [`DiskWatch`] notes when each
+//! disk call started, and once one has waited [`STALLED`] the log refuses new records at
+//! once in [`Wal::append`] ([`WalError::Stalled`]; a Raft group's records, through
+//! [`Wal::submit`], wait for the disk) and `GET /health` says so.
+//!
 //! This file is the handle ([`Wal`]) the rest of the process holds; the writer thread and the
 //! syncer themselves are in [`thread`].
 
@@ -33,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -52,6 +58,9 @@ const QUEUE: usize = 4096;
 const MAX_GROUP: usize = 1024;
 /// How often a failed log tries to recover.
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
+/// How long a write or fsync may wait on the disk before the log counts as stalled: new
+/// records are refused, and a push waits no longer than this for its record.
+pub const STALLED: Duration = Duration::from_secs(5);
 
 /// How to open the log.
 #[derive(Debug, Clone)]
@@ -98,7 +107,62 @@ struct Shared {
     segments: Mutex<Vec<SegmentFile>>,
     /// The segment being written, for the everysec syncer.
     current: Mutex<Option<Arc<File>>>,
+    disk: DiskWatch,
     inject_failures: AtomicU32,
+}
+
+/// Who waits on the disk: the writer thread, the `everysec` syncer, or a caller of
+/// [`Wal::delete_covered`].
+#[derive(Clone, Copy)]
+enum Waiter {
+    Writer = 0,
+    Syncer = 1,
+    Deleter = 2,
+}
+
+/// When each [`Waiter`]'s disk call in progress started (microseconds after `epoch`, plus
+/// one; 0 when none is).
+struct DiskWatch {
+    epoch: Instant,
+    since: [AtomicU64; 3],
+}
+
+/// Notes a disk call in progress until dropped.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+impl DiskWatch {
+    fn new() -> DiskWatch {
+        DiskWatch {
+            epoch: Instant::now(),
+            since: Default::default(),
+        }
+    }
+
+    /// Notes that `who` calls the disk until the answer is dropped.
+    fn waiting(&self, who: Waiter) -> Waiting<'_> {
+        let slot = &self.since[who as usize];
+        let now = self.epoch.elapsed().as_micros() as u64 + 1;
+        slot.store(now, Ordering::Release);
+        Waiting(slot)
+    }
+
+    /// How long the oldest disk call in progress has waited; `None` when none is.
+    fn longest(&self) -> Option<Duration> {
+        let oldest = self
+            .since
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .filter(|&s| s > 0)
+            .min()?;
+        let now = self.epoch.elapsed().as_micros() as u64 + 1;
+        Some(Duration::from_micros(now.saturating_sub(oldest)))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,6 +253,7 @@ impl Wal {
             fsyncs: AtomicU64::new(0),
             segments: Mutex::new(options.existing.clone()),
             current: Mutex::new(None),
+            disk: DiskWatch::new(),
             inject_failures: AtomicU32::new(0),
             views: Mutex::new(options.views.clone()),
             options,
@@ -242,6 +307,7 @@ impl Wal {
         if !self.shared.healthy.load(Ordering::Acquire) {
             return Err(self.shared.unavailable());
         }
+        self.refuse_if_stalled()?;
         let (answer, answered) = oneshot::channel();
         let job = Job::Append {
             record,
@@ -282,6 +348,23 @@ impl Wal {
             answer: Answer::Call(done),
         };
         self.tx.send(job).map_err(|_| self.shared.unavailable())
+    }
+
+    /// How long the oldest write or fsync in progress has waited on the disk (`None`: none
+    /// is in progress).
+    pub fn disk_wait(&self) -> Option<Duration> {
+        self.shared.disk.longest()
+    }
+
+    /// [`WalError::Stalled`] (nothing queued) once a disk call has waited [`STALLED`].
+    fn refuse_if_stalled(&self) -> Result<(), WalError> {
+        match self.disk_wait() {
+            Some(waited) if waited >= STALLED => Err(WalError::Stalled {
+                waited_secs: waited.as_secs_f64(),
+                queued: false,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Views were added to the registry: `views` (indexed by view id, the current ones first)
@@ -328,6 +411,7 @@ impl Wal {
             // A failed write or fsync may have left written records short of the disk.
             return Err(self.shared.unavailable());
         }
+        let waiting = self.shared.disk.waiting(Waiter::Deleter);
         self.sync_written()?;
         let mut segments = lock(&self.shared.segments);
         let mut deleted = 0;
@@ -340,6 +424,7 @@ impl Wal {
         if deleted > 0 {
             sync_dir(&self.shared.options.dir)?;
         }
+        drop(waiting);
         Ok(deleted)
     }
 
@@ -389,5 +474,25 @@ impl Wal {
     #[doc(hidden)]
     pub fn inject_write_failures(&self, n: u32) {
         self.shared.inject_failures.store(n, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod disk_watch_tests {
+    use super::{DiskWatch, Waiter};
+
+    #[test]
+    fn the_longest_wait_is_the_oldest_call_in_progress() {
+        let watch = DiskWatch::new();
+        assert_eq!(watch.longest(), None);
+        let writer = watch.waiting(Waiter::Writer);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let syncer = watch.waiting(Waiter::Syncer);
+        let longest = watch.longest().expect("a call in progress");
+        assert!(longest.as_millis() >= 20, "{longest:?}");
+        drop(writer);
+        assert!(watch.longest().expect("the syncer's") < longest);
+        drop(syncer);
+        assert_eq!(watch.longest(), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 
-use super::{lock, Answer, Job, OnLogged, Shared, MAX_GROUP, RECOVER_EVERY};
+use super::{lock, Answer, Job, OnLogged, Shared, Waiter, MAX_GROUP, RECOVER_EVERY};
 use crate::persist::atomic::{sync_dir, Context};
 use crate::persist::durable;
 use crate::persist::wal::{
@@ -66,6 +66,8 @@ impl Writer {
             let first = match rx.recv_timeout(RECOVER_EVERY / 4) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
+                    let shared = self.shared.clone();
+                    let _waiting = shared.disk.waiting(Waiter::Writer);
                     self.try_recover();
                     continue;
                 }
@@ -87,6 +89,8 @@ impl Writer {
                     break;
                 }
             }
+            let shared = self.shared.clone();
+            let waiting = shared.disk.waiting(Waiter::Writer);
             self.try_recover();
             self.commit(&mut group);
             if let Some((views, answer)) = set_views {
@@ -97,11 +101,13 @@ impl Writer {
                 }
                 let _ = answer.send(());
             }
+            drop(waiting);
             if closing {
                 break;
             }
         }
         if self.shared.healthy.load(Ordering::Acquire) {
+            let _waiting = self.shared.disk.waiting(Waiter::Writer);
             if let Err(e) = durable::sync_data(&self.file) {
                 self.shared.fail("fsync at close", &e);
             }
@@ -258,6 +264,7 @@ pub(super) fn sync_every_second(shared: &Shared) {
         if !shared.healthy.load(Ordering::Acquire) {
             continue;
         }
+        let _waiting = shared.disk.waiting(Waiter::Syncer);
         match durable::sync_data(&file) {
             Ok(()) => {
                 shared.fsyncs.fetch_add(1, Ordering::Relaxed);
