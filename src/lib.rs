@@ -428,7 +428,9 @@ fn serve(
         .disable_signals();
     let server = match &certificate {
         Some(certificate) => server.bind_rustls_0_23(bind, certificate.server_config()?)?,
-        None => server.bind(bind)?,
+        // Plain HTTP/1.1, and HTTP/2 for clients that start with its preface (h2c "prior
+        // knowledge": gRPC-style clients, proxies such as Envoy), told apart per connection.
+        None => server.bind_auto_h2c(bind)?,
     };
     let addr = server.addrs()[0];
     let server = server.run();

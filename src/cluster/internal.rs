@@ -97,18 +97,20 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
                     }
                 }
             })
+            // The busiest first: routes are tried in order, and each with a `{group}` is a
+            // regular expression run on the path.
+            .route(
+                "/internal/v1/read-index/{group}",
+                web::post().to(read_index),
+            )
             .route("/internal/v1/raft/{group}/append", web::post().to(append))
+            .route("/internal/v1/writes", web::post().to(writes))
             .route("/internal/v1/raft/{group}/vote", web::post().to(vote))
             .route(
                 "/internal/v1/raft/{group}/snapshot",
                 web::post().to(snapshot),
             )
             .route("/internal/v1/write/{group}", web::post().to(write))
-            .route("/internal/v1/writes", web::post().to(writes))
-            .route(
-                "/internal/v1/read-index/{group}",
-                web::post().to(read_index),
-            )
             .route("/internal/v1/rows/{group}", web::post().to(rows))
             .route("/internal/v1/rows", web::post().to(rows_of_groups))
             .route("/internal/v1/members/{group}", web::post().to(members))

@@ -6,7 +6,8 @@
 //! and after healing every replica holds the same rows (equal digests). Concurrent clients
 //! push and read through every node meanwhile; the history check of `cluster_failures` then
 //! finds every acknowledged push readable and no linearizable read older than a push
-//! acknowledged before it started.
+//! acknowledged before it started. Each round also asks for a balance during the partition
+//! (answered without the cut-off node) and after healing (leadership handed back).
 //!
 //! Needs root and `ip netns` (skipped with a message otherwise). Everything it creates is
 //! removed on every exit path (a `Drop` guard), and leftovers of a crashed run at its start.
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::cluster::{eventually, push, push_at, read_trips};
 use super::cluster_failures::{assert_all_readable, History, Load};
@@ -225,6 +226,17 @@ fn a_partitioned_minority_refuses_and_every_replica_agrees_after_healing() {
                     .is_some_and(|l| l != cut)
             })
         });
+        // A balance asked of the majority answers without the cut-off node: the groups it
+        // should lead are not balanced, and say why; the others may move, under the load.
+        let balance = nodes[other].post("/cluster/balance", &json!({}));
+        assert_eq!(balance.status, 200, "{}", balance.text);
+        let cut = json!(format!("n{}", cut_off + 1));
+        for group in balance.json["groups"].as_array().expect("groups") {
+            if group["preferred"] == cut {
+                assert!(group["problem"].is_string(), "{}", balance.text);
+                assert_eq!(balance.json["balanced"], false, "{}", balance.text);
+            }
+        }
         let before = terms(&nodes[other]);
 
         // Healed: the cut-off node catches up, and every replica holds the same rows.
@@ -258,6 +270,11 @@ fn a_partitioned_minority_refuses_and_every_replica_agrees_after_healing() {
             "round {}: an election after healing",
             round + 1
         );
+        // Balanced again through the node that was cut off, under the load.
+        eventually("a balance through the healed node", || {
+            let balance = nodes[cut_off].post("/cluster/balance", &json!({}));
+            balance.status == 200 && balance.json["balanced"] == true
+        });
     }
     let History {
         acked,
