@@ -428,9 +428,10 @@ fn serve(
         .disable_signals();
     let server = match &certificate {
         Some(certificate) => server.bind_rustls_0_23(bind, certificate.server_config()?)?,
-        // Plain HTTP/1.1, and HTTP/2 for clients that start with its preface (h2c "prior
-        // knowledge": gRPC-style clients, proxies such as Envoy), told apart per connection.
-        None => server.bind_auto_h2c(bind)?,
+        // HTTP/1.1 only: actix-web's h2c detection (`bind_auto_h2c`) waits for a connection's
+        // first bytes with no timeout, so a silent connection would hold its slot forever
+        // instead of getting a 408 after `header_timeout_ms`. HTTP/2 is served over TLS.
+        None => server.bind(bind)?,
     };
     let addr = server.addrs()[0];
     let server = server.run();

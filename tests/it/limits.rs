@@ -1,4 +1,4 @@
-//! Limits (README "Limits"): slow clients are cut off, oversized bodies, values and answers are
+//! Limits (README "Limits"): slow and silent clients are cut off, oversized bodies, values and answers are
 //! refused with 4xx JSON errors naming the setting, and the memory ceiling refuses writes with
 //! 507 while reads keep working.
 
@@ -77,6 +77,11 @@ fn a_client_trickling_its_body_or_headers_is_cut_off_and_others_are_served() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
+
+    // A connection that sends nothing at all is answered 408 and closed as well: it holds no
+    // connection slot past the header timeout.
+    let answer = trickle(&server, "", b"");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
     assert_eq!(server.get("/health").status, 200);
 }

@@ -1,6 +1,5 @@
 //! TLS (`--tls-cert`, `--tls-key`): HTTPS with a self-signed certificate, the certificate
 //! swapped on SIGHUP, `featgrid bench --ca-cert`, and the Feast SDK's `cert` option.
-//! Early error answers over HTTP/2 and HTTP/1.1, with TLS and on plain HTTP (h2c).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -260,22 +259,19 @@ fn curl_speaks_http2() -> bool {
     }
 }
 
-/// One curl request over `protocol` (`--http2`, `--http2-prior-knowledge` or `--http1.1`),
-/// trusting `ca` when given: the HTTP version used, the status and the body; curl's own error
-/// when it got no answer.
+/// One curl request over `protocol` (`--http2` or `--http1.1`): the HTTP version used, the
+/// status and the body; curl's own error when it got no answer.
 fn curl(
     protocol: &str,
-    ca: Option<&Path>,
+    ca: &Path,
     url: &str,
     token: Option<&str>,
     body: &Path,
 ) -> Result<(String, u16, serde_json::Value), String> {
     let mut command = std::process::Command::new("curl");
-    command.args(["-sS", protocol]);
-    if let Some(ca) = ca {
-        command.arg("--cacert").arg(ca);
-    }
     command
+        .args(["-sS", protocol, "--cacert"])
+        .arg(ca)
         .args(["-w", "\n%{http_version} %{http_code}", "--data-binary"])
         .arg(format!("@{}", body.display()))
         .arg(url);
@@ -298,17 +294,6 @@ fn curl(
 /// a push with the right token still lands (HTTP/2 reads the body through the same path).
 #[test]
 fn early_error_answers_reach_http2_and_http1_clients_intact() {
-    early_error_answers_reach_clients_intact(true);
-}
-
-/// The same on plain HTTP: a client that starts with HTTP/2's preface (h2c prior knowledge,
-/// as gRPC-style clients and proxies do) is served HTTP/2, one that speaks HTTP/1.1 HTTP/1.1.
-#[test]
-fn plain_http_serves_http2_prior_knowledge_and_http1_alike() {
-    early_error_answers_reach_clients_intact(false);
-}
-
-fn early_error_answers_reach_clients_intact(tls: bool) {
     if !curl_speaks_http2() {
         return;
     }
@@ -327,13 +312,17 @@ fn early_error_answers_reach_clients_intact(tls: bool) {
         ),
     ];
     std::fs::write(&tokens, entries.concat()).unwrap();
-    let mut args = vec!["--auth-tokens", tokens.to_str().unwrap()];
-    if tls {
-        args.extend(["--tls-cert", cert.to_str().unwrap()]);
-        args.extend(["--tls-key", key.to_str().unwrap()]);
-    }
-    let server = Server::start_with(&args, &[]);
-    let ca = tls.then_some(cert.as_path());
+    let server = Server::start_with(
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--auth-tokens",
+            tokens.to_str().unwrap(),
+        ],
+        &[],
+    );
     let push = format!("{}/push", server.url());
     let body = |name: &str, text: &[u8]| {
         let path = dir.path().join(name);
@@ -350,15 +339,10 @@ fn early_error_answers_reach_clients_intact(tls: bool) {
     let small = body("small.json", one_row(1).as_bytes());
     // 17 MB: past max_body_bytes (16 MiB), within what the server reads to discard.
     let large = body("large.json", &vec![b' '; 17_000_000]);
-    let http2 = if tls {
-        "--http2"
-    } else {
-        "--http2-prior-knowledge"
-    };
-    for (protocol, version) in [(http2, "2"), ("--http1.1", "1.1")] {
+    for (protocol, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let expect = |token: Option<&str>, body: &Path, status: u16, code: &str, times: usize| {
             for attempt in 0..times {
-                let (v, s, json) = curl(protocol, ca, &push, token, body)
+                let (v, s, json) = curl(protocol, &cert, &push, token, body)
                     .unwrap_or_else(|e| panic!("{protocol} attempt {attempt}: {e}"));
                 assert_eq!((v.as_str(), s), (version, status), "{protocol}: {json}");
                 assert_eq!(json["code"], code, "{protocol}: {json}");
@@ -367,16 +351,12 @@ fn early_error_answers_reach_clients_intact(tls: bool) {
         expect(None, &small, 401, "unauthorized", 20);
         expect(Some(&read_token), &small, 403, "forbidden", 20);
         expect(Some(&write_token), &large, 413, "body_too_large", 3);
-        let driver = if protocol == http2 { 2 } else { 3 };
+        let driver = if protocol == "--http2" { 2 } else { 3 };
         let row = body("row.json", one_row(driver).as_bytes());
-        let (v, s, _) = curl(protocol, ca, &push, Some(&write_token), &row).unwrap();
+        let (v, s, _) = curl(protocol, &cert, &push, Some(&write_token), &row).unwrap();
         assert_eq!((v.as_str(), s), (version, 200));
     }
-    let client = if tls {
-        agent(&cert)
-    } else {
-        ureq::Agent::new()
-    };
+    let client = agent(&cert);
     let read = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [2, 3]}});
     let r: serde_json::Value = client
         .post(&format!("{}/get-online-features", server.url()))
