@@ -1,13 +1,13 @@
-//! Operational routes: `GET /health` (503 while a log is stalled on its disk), `GET /registry`, `GET /stats`, `GET /metrics`,
-//! `POST /admin/snapshot` (write a snapshot set now; answers when it is durable),
-//! `GET /admin/snapshot` (the last one, and the write-ahead log's state), `GET /admin/digest`
-//! (an order-independent digest of every row, equal across restarts and shard counts when the
-//! contents are).
+//! Operational routes: `GET /health` (503 while a log is stalled on its disk), `GET /registry`,
+//! `GET /stats`, `GET /metrics`, `POST /admin/snapshot` (write a snapshot set now; answers when
+//! it is durable), `GET /admin/snapshot` (the last one, and the write-ahead log's state),
+//! `GET /admin/digest` (an order-independent digest of every row, equal across restarts and
+//! shard counts when the contents are).
+
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-
-use std::time::Duration;
 
 use super::AppState;
 use crate::error::ApiError;
