@@ -318,6 +318,7 @@ fn a_disk_that_fills_up_during_a_snapshot_install_loses_nothing() {
     assert_eq!(b.status, 200, "{}", b.text);
     // Room again, and a restart.
     std::fs::remove_file(raft.join("filler")).expect("remove the filler");
+    let before_restart = cluster.node(2).log();
     cluster.kill9(2);
     cluster.restart(2);
     cluster.wait_for_leaders(2);
@@ -326,7 +327,13 @@ fn a_disk_that_fills_up_during_a_snapshot_install_loses_nothing() {
             .is_ok_and(|v| v.iter().all(|v| *v == json!(7)))
     });
     let got = read_trips(&cluster.node(2).url(), &ids, Some("local")).expect("read");
-    assert!(got.iter().zip(&ids).all(|(v, id)| v == id), "{got:?}");
+    assert!(
+        got.iter().zip(&ids).all(|(v, id)| v == id),
+        "n3 lost rows: {got:?}\n--- n3 before its restart:\n{before_restart}\n--- n3 after:\n{}\n--- n1:\n{}\n--- n2:\n{}",
+        cluster.node(2).log(),
+        cluster.node(0).log(),
+        cluster.node(1).log()
+    );
     assert_eq!(group_problems(&cluster, 2), json!({}));
     cluster.kill9(2);
     drop(disk);
