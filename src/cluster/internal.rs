@@ -212,11 +212,18 @@ async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&body)?;
-    let answer = cluster
+    let Some(answer) = cluster
         .clone()
         .into_inner()
         .install_snapshot(*group, raft, rpc)
-        .await;
+        .await
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "snapshot_installing",
+            format!("a snapshot of group {group} is being installed here: send it again later"),
+        ));
+    };
     if answer.is_ok() {
         cluster.heard_from_leader(*group);
     }
