@@ -164,11 +164,6 @@ async fn append(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
-    if cluster.installing_snapshot(*group) {
-        // openraft takes the snapshot being installed as committed, and would answer that
-        // this log matches the leader's up to it before the snapshot is on disk.
-        return Err(installing(*group));
-    }
     let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&body)?;
     // From the leader this node follows: it is heard from while the append is written, not
     // only once it is (a slow disk must not make this node take itself for cut off, nor grant
@@ -223,22 +218,16 @@ async fn snapshot(
         .install_snapshot(*group, raft, rpc)
         .await
     else {
-        return Err(installing(*group));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "snapshot_installing",
+            format!("a snapshot of group {group} is being installed here: send it again later"),
+        ));
     };
     if answer.is_ok() {
         cluster.heard_from_leader(*group);
     }
     Ok(encoded(&answer))
-}
-
-/// The answer to a leader's call that must wait until this node's install of a snapshot of
-/// `group` is done ([`Cluster::install_snapshot`]); the leader tries again.
-fn installing(group: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "snapshot_installing",
-        format!("a snapshot of group {group} is being installed here: send it again later"),
-    )
 }
 
 async fn write(

@@ -254,15 +254,6 @@ impl Cluster {
         }
     }
 
-    /// Whether a snapshot of `group` from its leader is being installed here (or was, two
-    /// heartbeats ago): until it is on disk, appends are refused too, since openraft takes the
-    /// snapshot as committed from the start and would answer that this node's log matches
-    /// the leader's up to it. A leader told so while the install then failed (a full disk)
-    /// sent the restarted node only later entries, never the snapshot's rows.
-    pub(super) fn installing_snapshot(&self, group: usize) -> bool {
-        self.installing[group].load(Ordering::SeqCst) > 0
-    }
-
     /// Installs the leader's snapshot of `group` (`rpc`, its last chunk), not standing for
     /// election meanwhile. openraft sends heartbeats through the same stream as the snapshot,
     /// so none reaches this node until the install is done: a slow install (a big snapshot, a
@@ -274,7 +265,8 @@ impl Cluster {
     /// leader sends the snapshot again when its call timed out) is refused (`None`; the leader
     /// tries again later): openraft takes a snapshot as committed as soon as its install
     /// begins and would acknowledge the second at once, so the leader would count this node
-    /// as holding the snapshot even if the install then fails (see [`Self::installing_snapshot`]).
+    /// as holding the snapshot even if the install then fails (a full disk). Restarted, the
+    /// node would be sent only the entries after the snapshot, never its rows.
     pub(super) async fn install_snapshot(
         self: Arc<Self>,
         group: usize,
