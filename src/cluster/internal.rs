@@ -212,18 +212,11 @@ async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let raft = raft_of(&cluster, *group)?;
     let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&body)?;
-    let Some(answer) = cluster
+    let answer = cluster
         .clone()
         .into_inner()
         .install_snapshot(*group, raft, rpc)
-        .await
-    else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "snapshot_installing",
-            format!("a snapshot of group {group} is being installed here: send it again later"),
-        ));
-    };
+        .await;
     if answer.is_ok() {
         cluster.heard_from_leader(*group);
     }

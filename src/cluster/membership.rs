@@ -260,27 +260,16 @@ impl Cluster {
     /// slow disk) would time this follower out, and its election (it cannot win it: its log is
     /// behind) would unseat the leader. It stands again two heartbeats after the install, once
     /// the leader was heard from since.
-    ///
-    /// A last chunk that arrives while one of the same group is being installed here (the
-    /// leader sends the snapshot again when its call timed out) is refused (`None`; the leader
-    /// tries again later): openraft takes a snapshot as committed as soon as its install
-    /// begins and would acknowledge the second at once, so the leader would count this node
-    /// as holding the snapshot even if the install then fails (a full disk). Restarted, the
-    /// node would be sent only the entries after the snapshot, never its rows.
     pub(super) async fn install_snapshot(
         self: Arc<Self>,
         group: usize,
         raft: &Raft,
         rpc: InstallSnapshotRequest<TypeConfig>,
-    ) -> Option<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
         if !rpc.done {
-            return Some(raft.install_snapshot(rpc).await);
+            return raft.install_snapshot(rpc).await;
         }
-        if self.installing[group].fetch_add(1, Ordering::SeqCst) > 0 {
-            self.installing[group].fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
+        self.installing[group].fetch_add(1, Ordering::SeqCst);
         self.set_election_switch(group);
         let answer = raft.install_snapshot(rpc).await;
         actix_rt::spawn(async move {
@@ -288,6 +277,6 @@ impl Cluster {
             self.installing[group].fetch_sub(1, Ordering::SeqCst);
             self.set_election_switch(group);
         });
-        Some(answer)
+        answer
     }
 }
