@@ -73,9 +73,9 @@ pub fn build_app(
         .app_data(state)
         .wrap_fn(move |mut req, service| {
             // One span per request, with an id the client sees as `x-request-id`. At `debug`:
-            // an enabled span (the default filter is `info`) cost 4-5% of a read of 1 entity
-            // (registering it, formatting its fields, entering it on every poll); a failed
-            // request's log line carries the id, route, status and code anyway.
+            // enabled (the default filter is `info`) it cost 8% of read 1 throughput
+            // (BENCHMARKS.md, 2026-12-04); a failed request's log line carries the id, route,
+            // status and code anyway.
             let state = metrics_state.clone();
             let body = api::drain::Body::share(&mut req);
             let started = std::time::Instant::now();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""What a cluster push costs, and how much of it is per Raft entry: the 3-node loopback cluster of
-config/cluster-3node.toml (ports 7001-7003 and 7101-7103 must be free), 100,000 entities, wrk push 100
-(benches/wrk/feast.lua) through n1 at each of CONNS connections. For each run: requests/s, p50/p99, the
+"""What a cluster push costs, and how much of it is per Raft entry: a 3-node loopback cluster started
+by benches/cluster.py's helpers (free ports; three groups, each on every node, leaders spread),
+100,000 entities, wrk push 100 (benches/wrk/feast.lua) through n1 at each of CONNS connections. For each run: requests/s, p50/p99, the
 machine's idle share (/proc/stat), each node's CPU per push (utime + stime), and each group's Raft entries per
 second and writes per entry (GET /cluster). Then a least-squares fit of the nodes' CPU to
 `a * pushes + b * entries`: a is what a push costs wherever it goes, b what one Raft entry costs (log appends,
@@ -11,26 +11,21 @@ replication calls, commit notices, applies) summed over the nodes.
     BIN=/path/to/featgrid CONNS="32" DUR=12 benches/scripts/cluster_push_cost.py
 """
 
-import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/featgrid"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cluster as cb  # noqa: E402  (benches/cluster.py: BIN, FSYNC, OUT, the cluster's helpers)
+
 DUR = int(os.environ.get("DUR", "10"))
 CONNS = os.environ.get("CONNS", "32 64 128").split()
-FSYNC = os.environ.get("FSYNC", "everysec")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read()
+GROUPS = [("0-5460", [1, 2, 3]), ("5461-10922", [2, 3, 1]), ("10923-16383", [3, 1, 2])]
 
 
 def cpu(pid):
@@ -43,47 +38,35 @@ def machine():
     return v[3] + v[4], sum(v)
 
 
-def entries():
-    groups = json.loads(get("http://127.0.0.1:7001/cluster"))["groups"]
-    return {g["group"]: (g["writes_proposed"], g["entries_proposed"]) for g in groups}
+def entries(node):
+    return {g["group"]: (g["writes_proposed"], g["entries_proposed"]) for g in cb.status(node)["groups"]}
 
 
 def run(conns):
     tmp = tempfile.mkdtemp(prefix="push-cost-")
-    shutil.copy(os.path.join(ROOT, "config/cluster-3node.toml"), tmp)
-    shutil.copy(os.path.join(ROOT, "config/cluster.secret"), tmp)
-    procs = []
     try:
-        for i in (1, 2, 3):
-            procs.append(subprocess.Popen(
-                [BIN, "serve", "--cluster", os.path.join(tmp, "cluster-3node.toml"), "--node-id", f"n{i}",
-                 "--bootstrap", "--data-dir", os.path.join(tmp, f"n{i}"), "--fsync", FSYNC],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"n{i}.log"), "w"),
-                env=dict(os.environ, FEATGRID_LOG="warn,openraft=off")))
-        for _ in range(300):
-            try:
-                if all(g["leader"] for g in json.loads(get("http://127.0.0.1:7001/cluster"))["groups"]):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        subprocess.run([BIN, "bench", "--target", "http://127.0.0.1:7001", "--entities", "100000",
-                        "--preload-batch", "5000", "--max-requests", "1", "--warmup", "0s"],
-                       stdout=subprocess.DEVNULL, check=True)
+        topology = os.path.join(tmp, "cluster.toml")
+        cb.write_topology(topology, GROUPS)
+        nodes = cb.start_cluster(tmp, topology)
+        n1 = nodes[0]
+        subprocess.run([cb.BIN, "bench", "--target", n1.url, "--entities", "100000", "--preload-batch", "5000",
+                        "--max-requests", "1", "--warmup", "0s"], stdout=subprocess.DEVNULL, check=True)
         wrk = subprocess.Popen(
-            ["wrk", "-t2", f"-c{conns}", f"-d{DUR}s", "--latency", "-s", os.path.join(ROOT, "benches/wrk/feast.lua"),
-             "http://127.0.0.1:7001/push"],
+            ["wrk", "-t2", f"-c{conns}", f"-d{DUR}s", "--latency", "-s",
+             os.path.join(cb.ROOT, "benches/wrk/feast.lua"), n1.url + "/push"],
             stdout=subprocess.PIPE, text=True, env=dict(os.environ, MODE="push100", ENTITIES="100000"))
         time.sleep(2)  # past wrk's start
-        e0, c0, m0, t0 = entries(), [cpu(p.pid) for p in procs], machine(), time.time()
+        pids = [n.proc.pid for n in nodes]
+        e0, c0, m0, t0 = entries(n1), [cpu(p) for p in pids], machine(), time.time()
         time.sleep(DUR - 4)
-        e1, c1, m1, t1 = entries(), [cpu(p.pid) for p in procs], machine(), time.time()
+        e1, c1, m1, t1 = entries(n1), [cpu(p) for p in pids], machine(), time.time()
         out = wrk.communicate()[0]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
+        for p in cb.processes:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+        cb.processes.clear()
         shutil.rmtree(tmp, ignore_errors=True)
     dt = t1 - t0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -111,6 +94,7 @@ def fit(points):
     return (t1 * s22 - t2 * s12) / d, (s11 * t2 - s12 * t1) / d
 
 
+os.makedirs(cb.OUT, exist_ok=True)  # the nodes' logs
 points = [run(c) for c in CONNS]
 if len(points) >= 2:
     a, b = fit(points)
