@@ -256,13 +256,13 @@ impl Cluster {
         local: LocalStore,
         served: Served,
         bootstrap: bool,
-    ) -> Result<(Arc<Cluster>, actix::Arbiter), ClusterStartError> {
+    ) -> Result<Arc<Cluster>, ClusterStartError> {
         topology
             .check_node_ids(data_dir)
             .map_err(|e| ClusterStartError::Other(e.to_string()))?;
         let topology = Arc::new(topology);
         let local = Replica::new(local);
-        let (net, net_thread) = Net::start(network::Credentials {
+        let net = Net::start(network::Credentials {
             secret: topology.secret.clone(),
             fingerprint: topology.fingerprint(),
         });
@@ -393,7 +393,7 @@ impl Cluster {
         for (group, marker) in to_rejoin {
             actix_rt::spawn(cluster.clone().rejoin_group(group, marker));
         }
-        Ok((cluster, net_thread))
+        Ok(cluster)
     }
 
     /// Stops every group's Raft node (at shutdown, after the HTTP servers).
@@ -486,12 +486,10 @@ fn snapshot_cadence() -> (u64, u64) {
     }
 }
 
-/// A running cluster node's Raft side: the groups, the internal endpoint and the thread of
-/// the node-to-node client.
+/// A running cluster node's Raft side: the groups and the internal endpoint.
 pub struct Node {
     pub cluster: Arc<Cluster>,
     internal: actix_web::dev::ServerHandle,
-    net_thread: actix::Arbiter,
 }
 
 impl Node {
@@ -511,24 +509,18 @@ impl Node {
         // fails without touching its groups.
         let listener = std::net::TcpListener::bind(addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
-        let (cluster, net_thread) =
-            Cluster::start(topology, me, data_dir, log, local, served, bootstrap).await?;
+        let cluster = Cluster::start(topology, me, data_dir, log, local, served, bootstrap).await?;
         let server = internal::serve(cluster.clone(), listener)
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let internal = server.handle();
         actix_rt::spawn(server);
         tracing::info!(node = %cluster.topology().node(me).id, %addr, groups = cluster.topology().groups_of(me).count(), "cluster node started");
-        Ok(Node {
-            cluster,
-            internal,
-            net_thread,
-        })
+        Ok(Node { cluster, internal })
     }
 
     /// Stops the internal endpoint and the groups (after the client HTTP server drained).
     pub async fn stop(self) {
         self.internal.stop(true).await;
         self.cluster.shutdown().await;
-        self.net_thread.stop();
     }
 }

@@ -5,9 +5,11 @@
 //! awc's client is bound to the thread that made it. Calls made while serving a request
 //! (forwarded writes and reads, read indexes) run on the worker thread serving it, with that
 //! thread's own client and pooled keep-alive connections ([`Net::call`]): no thread hop. Raft's
-//! own RPCs come from openraft, whose network futures must be `Send`: they are handed to one
-//! dedicated arbiter (thread) that owns a client, and their answer comes back on a oneshot
-//! ([`Net::call_sendable`]). Every call has a timeout (connecting included): no node waits
+//! own RPCs come from openraft, whose network futures must be `Send`: they are handed to the
+//! arbiter that runs the Raft cores (the one [`Net::start`] was called on), which owns a client,
+//! and their answer comes back on a oneshot ([`Net::call_sendable`]). That is the thread the
+//! calls come from: no thread hop either (a dedicated client thread cost two context switches
+//! per call; BENCHMARKS.md, 2026-12-04). Every call has a timeout (connecting included): no node waits
 //! forever on another. Each call's outcome tells [`reachability`] whether the peer answered:
 //! the one place that logs a peer going away and coming back.
 
@@ -86,15 +88,13 @@ pub struct Net {
 }
 
 impl Net {
-    /// Starts the thread the calls run on.
-    pub fn start(credentials: Credentials) -> (Net, Arbiter) {
-        let arbiter = Arbiter::new();
-        let net = Net {
-            arbiter: arbiter.handle(),
+    /// Makes the calls of openraft run on the current arbiter: the one that runs the Raft cores.
+    pub fn start(credentials: Credentials) -> Net {
+        Net {
+            arbiter: Arbiter::current(),
             credentials: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(credentials)),
             reachability: Default::default(),
-        };
-        (net, arbiter)
+        }
     }
 
     /// What every call carries, and what every call received must carry.
@@ -123,7 +123,7 @@ impl Net {
         answer
     }
 
-    /// POSTs `body` to `path` on `addr` from the net thread; answers the body of a 200.
+    /// POSTs `body` to `path` on `addr` from the Raft arbiter; answers the body of a 200.
     async fn call_raw_sendable(
         &self,
         addr: Address,
@@ -144,7 +144,7 @@ impl Net {
             reason: reason.to_string(),
         };
         if !sent {
-            return Err(unreachable("the client thread has stopped"));
+            return Err(unreachable("the Raft arbiter has stopped"));
         }
         let answer = match actix_rt::time::timeout(timeout + CONNECT_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
@@ -169,7 +169,7 @@ impl Net {
         decode_answer(&addr, &answer)
     }
 
-    /// [`Net::call`] as a `Send` future, from any thread: the call runs on the net thread.
+    /// [`Net::call`] as a `Send` future, from any thread: the call runs on the Raft arbiter.
     pub async fn call_sendable<Q: Serialize, A: DeserializeOwned>(
         &self,
         addr: Address,
