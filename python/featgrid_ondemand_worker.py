@@ -8,6 +8,10 @@ one request at a time:
     request:  u32 header length, header (JSON), u32 body length, body (Arrow IPC stream)
     answer:   the same framing; the header is {"ok": true} or {"error": "...", "kind": "..."}
 
+Under load featgrid sends several requests at once: every frame of such a batch but the last
+carries `more` (how many frames follow). Each is run on its own, exactly as if sent alone, and
+the answers are sent together, in order, after the last one's (one write instead of one each).
+
 Header fields: `registry_version` (the registry is read again when it changed), `op`, and
 - "read": `views`, each {`view`, `requested`, `name_to_use`}, all run on the one input batch
   (`transform_dict` / `transform_arrow`, as Feast's feature server does at read time, keeping the
@@ -47,9 +51,13 @@ def read_frame(stream):
     return header, body
 
 
-def send_frame(conn, header, body=b""):
+def frame(header, body=b""):
     text = json.dumps(header).encode()
-    conn.sendall(b"".join((struct.pack("<I", len(text)), text, struct.pack("<I", len(body)), body)))
+    return b"".join((struct.pack("<I", len(text)), text, struct.pack("<I", len(body)), body))
+
+
+def send_frame(conn, header, body=b""):
+    conn.sendall(frame(header, body))
 
 
 class Views:
@@ -167,11 +175,13 @@ def serve(conn, views):
     import pyarrow as pa
 
     stream = conn.makefile("rb", buffering=1 << 16)
+    answers = []
     while True:
         try:
             header, body = read_frame(stream)
         except EOFError:
             return
+        more = int(header.get("more") or 0)
         name = header.get("view", "?")
         try:
             version = header.get("registry_version")
@@ -192,11 +202,14 @@ def serve(conn, views):
                     part = ipc_bytes(out)
                     parts += [struct.pack("<I", len(part)), part]
                 answer = b"".join(parts)
-            send_frame(conn, {"ok": True}, answer)
+            answers.append(frame({"ok": True}, answer))
         except Exception as e:  # the UDF's own errors: answered, the worker goes on
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
-            send_frame(conn, {"error": f"{type(e).__name__}: {e}", "kind": "transform", "view": name})
+            answers.append(frame({"error": f"{type(e).__name__}: {e}", "kind": "transform", "view": name}))
+        if not more:
+            conn.sendall(b"".join(answers))
+            answers.clear()
 
 
 def main():

@@ -5,13 +5,16 @@
 #
 #   PYTHON=~/.cache/featgrid/feast-venv/bin/python benches/scripts/odfv_bench.sh
 #
-# Env: PYTHON (a python with feast installed), ENTITIES (10000), DURATION (10s), WORKERS
+# Env: BIN (a featgrid binary; default: build target/release/featgrid), FEAST (0: featgrid only, no
+# `feast serve`), PYTHON (a python with feast installed), ENTITIES (10000), DURATION (10s), WORKERS
 # (featgrid's python_workers; default one per core), CONNS (wrk connections at full load, 16),
 # OUT (results/odfv-<time>), AB (1: also ApacheBench (Debian's apache2-utils), `ab -c$CONNS`, on the on-demand read of featgrid
 # and of Feast, as a second generator; keep-alive for featgrid, not for `feast serve`, whose worker
 # restarts every ~1,000 requests and resets its connections). Each run: wrk -t1 -c$CONNS -d$DURATION --latency (the peak); then
 # the same read paced at about half of that peak (8 connections, DELAY_MS between requests;
-# wrk, not wrk2: the latency of a paced closed loop, without coordinated-omission correction).
+# wrk, not wrk2: the latency of a paced closed loop, without coordinated-omission correction). OHA=1
+# (needs oha: `cargo install oha`): also featgrid's on-demand read in an open loop at exactly half its wrk
+# peak (`oha -q RATE --latency-correction`: each latency counts from the request's scheduled send time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-$HOME/.cache/featgrid/feast-venv/bin/python}
@@ -21,8 +24,10 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
 OUT=${OUT:-benches/results/odfv-$(date -u +%Y%m%dT%H%M%S)}
 mkdir -p "$OUT"
-cargo build --release --quiet --bin featgrid
-BIN=$PWD/target/release/featgrid
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin featgrid
+  BIN=$PWD/target/release/featgrid
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -73,6 +78,21 @@ ab_run() { # NAME URL REQUESTS [AB OPTIONS]
   echo "== $1 (ab, c$CONNS): $(grep -E 'Requests per second' "$OUT/$1.txt" | awk '{print $4}')/s  p50 $(grep -E '^ +50%' "$OUT/$1.txt" | awk '{print $2}') ms  p99 $(grep -E '^ +99%' "$OUT/$1.txt" | awk '{print $2}') ms  failed $(grep -E 'Failed requests' "$OUT/$1.txt" | awk '{print $3}')"
 }
 
+oha_run() { # NAME URL RATE
+  [ "${OHA:-0}" = 1 ] || return 0
+  oha --no-tui --output-format json -z "$DURATION" -w -c "$CONNS" -q "$3" --latency-correction -m POST \
+    -T application/json -d "$(printf '{"features":["driver_score:score"],"entities":{"driver_id":[%s]}}' "$((ENTITIES / 2))")" \
+    "$2/get-online-features" >"$OUT/$1.json"
+  python3 - "$OUT/$1.json" "$1" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
+print(f'== {sys.argv[2]} (oha, open loop at {sys.argv[3]}/s): {r["summary"]["requestsPerSec"]:.0f}/s  p50 {p["p50"]*1e3:.2f}ms  p99 {p["p99"]*1e3:.2f}ms  p99.9 {p["p99.9"]*1e3:.2f}ms  non-2xx or errors {bad}')
+PY
+}
+
 FG=$(mktemp -d)
 repo "$FG" "online_store: {type: remote, path: 'http://127.0.0.1:6566'}"
 FEATGRID_PYTHON_WORKERS=${WORKERS:-0} "$BIN" serve --feast-repo "$FG" --python "$PYTHON" \
@@ -94,7 +114,9 @@ run featgrid-odfv "$url" odfv "$CONNS"
 ab_run featgrid-odfv-ab "$url" 40000 -k
 run featgrid-plain-half "$url" plain 8 "$(half_delay "$(rate featgrid-plain)")"
 run featgrid-odfv-half "$url" odfv 8 "$(half_delay "$(rate featgrid-odfv)")"
+oha_run featgrid-odfv-open "$url" "$(python3 -c "print(int(float('$(rate featgrid-odfv)') / 2))")"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+[ "${FEAST:-1}" = 1 ] || { echo "results in $OUT"; exit 0; }
 
 FE=$(mktemp -d)
 repo "$FE" "online_store: {type: sqlite, path: data/online.db}"

@@ -93,6 +93,11 @@ impl Metrics {
                 "requests answered by the on-demand Python workers (one per read or write that runs on-demand feature views, whatever their number)",
             )
             .expect("valid metric"),
+            batches: IntCounter::new(
+                "ondemand_batches_total",
+                "writes to the on-demand Python workers: under load one carries several requests (each transformed on its own), so this grows slower than ondemand_round_trips_total",
+            )
+            .expect("valid metric"),
             starts: IntCounter::new(
                 "ondemand_worker_starts_total",
                 "on-demand Python worker processes started, restarts included",
@@ -102,6 +107,7 @@ impl Metrics {
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ondemand.round_trips.clone()),
+            Box::new(ondemand.batches.clone()),
             Box::new(ondemand.starts.clone()),
             Box::new(cluster_parts.clone()),
             Box::new(cluster_forward_calls.clone()),

@@ -9,6 +9,13 @@
 //! A job that waited in the queue longer than the deadline answers 503 without running. So a
 //! request never waits longer than twice the deadline plus a worker's start.
 //!
+//! Under load a worker sends the jobs waiting in the queue together ([`Worker::pipeline_limit`]
+//! of them): their frames in one write, each frame but the last marked `more`, and the Python
+//! worker answers them, each transformed on its own as if sent alone, in one write once it has
+//! run the last. One wake-up of each side per batch instead of per request. The batch is read
+//! back within one transformation deadline, so a batch is only as long as the slowest
+//! transformation of the previous batch allows (at most a quarter of the deadline in all).
+//!
 //! Cancel safety: a request dropped while its job waits leaves the job in the queue; the
 //! worker sees that nobody awaits it and skips it.
 
@@ -29,6 +36,8 @@ use crate::registry::feast::FeastRepo;
 const START_DEADLINE: Duration = Duration::from_secs(120);
 /// Pause between failed starts of one worker.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// Most jobs a worker sends in one batch.
+const MAX_PIPELINE: usize = 16;
 
 /// What a job asks of a worker.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -74,6 +83,8 @@ pub struct Pool {
 pub struct Counters {
     /// Requests answered by a worker (one per read or write that runs on-demand views).
     pub round_trips: prometheus::IntCounter,
+    /// Batches of requests sent to a worker (one write each).
+    pub batches: prometheus::IntCounter,
     /// Worker processes started (restarts included).
     pub starts: prometheus::IntCounter,
 }
@@ -110,6 +121,7 @@ impl Pool {
                 process: None,
                 ready_at: Instant::now(),
                 counters: counters.clone(),
+                slowest: options.timeout,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("ondemand-{index}"))
@@ -206,6 +218,22 @@ struct Worker {
     /// When the current process became ready.
     ready_at: Instant,
     counters: Counters,
+    /// How long the last batch took to answer (the deadline until one was answered, or after
+    /// one failed).
+    slowest: Duration,
+}
+
+/// A frame sent to a worker: the request, and how many frames follow it in its batch.
+#[derive(serde::Serialize)]
+struct Frame<'a> {
+    #[serde(flatten)]
+    request: &'a Request,
+    #[serde(skip_serializing_if = "is_zero")]
+    more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Worker {
@@ -238,85 +266,160 @@ impl Worker {
                     }
                 }
             }
-            let Ok(job) = self.queue.recv() else {
+            let Ok(first) = self.queue.recv() else {
                 return; // the pool is gone
             };
-            if job.reply.is_closed() {
+            let Some(first) = self.admit(first) else {
                 continue;
-            }
-            let view = job.request.view.clone();
-            // Time spent waiting for this worker to start does not count.
-            if job.queued.max(self.ready_at).elapsed() > self.timeout {
-                let why = format!(
-                    "the transformation waited more than {} ms for a free worker (python_timeout_ms)",
-                    self.timeout.as_millis()
-                );
-                let _ = job.reply.send(Err(OnDemandError::Busy { view, why }));
-                continue;
-            }
-            let answer = self.exchange(&job.request, &job.body);
-            self.counters.round_trips.inc();
-            let answer = match answer {
-                Ok(Ok(body)) => Ok(body),
-                Ok(Err(refused)) if refused.kind == "transform" => Err(OnDemandError::Transform {
-                    view: refused.view.unwrap_or(view),
-                    message: refused.message,
-                }),
-                Ok(Err(refused)) => Err(OnDemandError::BadOutput {
-                    view: refused.view.unwrap_or(view),
-                    detail: refused.message,
-                }),
-                Err(e) => {
-                    // The process is in an unknown state: kill it, start a fresh one.
-                    self.process = None;
-                    let timed_out = matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    );
-                    tracing::warn!(worker = self.index, view = %view, error = %e, timed_out, "on-demand worker restarted");
-                    if timed_out {
-                        Err(OnDemandError::Timeout {
-                            view,
-                            ms: self.timeout.as_millis(),
-                        })
-                    } else {
-                        Err(OnDemandError::WorkerFailed {
-                            view,
-                            detail: format!("its process ended or broke the protocol: {e}"),
-                        })
-                    }
-                }
             };
-            let _ = job.reply.send(answer);
+            let mut jobs = vec![first];
+            let limit = self.pipeline_limit();
+            while jobs.len() < limit {
+                let Ok(next) = self.queue.try_recv() else {
+                    break;
+                };
+                jobs.extend(self.admit(next));
+            }
+            let answers = self.exchange(&jobs);
+            self.counters.round_trips.inc_by(jobs.len() as u64);
+            self.counters.batches.inc();
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let answer = self.outcome(&job.request.view, answer);
+                let _ = job.reply.send(answer);
+            }
         }
     }
 
-    /// Sends one request and reads its answer: `Ok(Err(_))` is the worker's own error
-    /// answer; `Err` an I/O failure or the deadline.
-    fn exchange(
-        &mut self,
-        request: &Request,
-        body: &[u8],
-    ) -> std::io::Result<Result<Vec<u8>, Refused>> {
-        let process = self
-            .process
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no process"))?;
-        let header = serde_json::to_vec(request).map_err(std::io::Error::other)?;
-        write_frame(&mut process.conn, &header, body)?;
-        let deadline = Instant::now() + self.timeout;
-        let (header, body) = read_frame(&mut process.answers, deadline)?;
-        let header: serde_json::Value =
-            serde_json::from_slice(&header).map_err(std::io::Error::other)?;
-        if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
-            let text = |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_string);
-            return Ok(Err(Refused {
-                kind: text("kind").unwrap_or_default(),
-                message: error.to_string(),
-                view: text("view"),
-            }));
+    /// How many jobs the next batch may hold: as many as would fit in a quarter of the
+    /// deadline if each took as long as the whole last batch did.
+    fn pipeline_limit(&self) -> usize {
+        let fit = self.timeout.as_nanos() / (4 * self.slowest.as_nanos()).max(1);
+        (fit as usize).clamp(1, MAX_PIPELINE)
+    }
+
+    /// `job`, unless nobody awaits it any more or it waited past the deadline for a worker
+    /// (then it is answered 503 here).
+    fn admit(&self, job: Job) -> Option<Job> {
+        if job.reply.is_closed() {
+            return None;
         }
-        Ok(Ok(body))
+        // Time spent waiting for this worker to start does not count.
+        if job.queued.max(self.ready_at).elapsed() > self.timeout {
+            let why = format!(
+                "the transformation waited more than {} ms for a free worker (python_timeout_ms)",
+                self.timeout.as_millis()
+            );
+            let view = job.request.view.clone();
+            let _ = job.reply.send(Err(OnDemandError::Busy { view, why }));
+            return None;
+        }
+        Some(job)
+    }
+
+    /// What a job answers, from the worker's answer to it; an I/O failure or the deadline
+    /// restarts the process.
+    fn outcome(
+        &mut self,
+        view: &str,
+        answer: std::io::Result<Result<Vec<u8>, Refused>>,
+    ) -> Result<Vec<u8>, OnDemandError> {
+        let view = view.to_string();
+        match answer {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(refused)) if refused.kind == "transform" => Err(OnDemandError::Transform {
+                view: refused.view.unwrap_or(view),
+                message: refused.message,
+            }),
+            Ok(Err(refused)) => Err(OnDemandError::BadOutput {
+                view: refused.view.unwrap_or(view),
+                detail: refused.message,
+            }),
+            Err(e) => {
+                // The process is in an unknown state: kill it, start a fresh one.
+                if self.process.take().is_some() {
+                    tracing::warn!(worker = self.index, view = %view, error = %e, "on-demand worker restarted");
+                }
+                let timed_out = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+                if timed_out {
+                    Err(OnDemandError::Timeout {
+                        view,
+                        ms: self.timeout.as_millis(),
+                    })
+                } else {
+                    Err(OnDemandError::WorkerFailed {
+                        view,
+                        detail: format!("its process ended or broke the protocol: {e}"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Sends the jobs' requests in one write and reads their answers, all within one
+    /// deadline: per job, `Ok(Err(_))` is the worker's own error answer, `Err` an I/O failure
+    /// or the deadline (for that job and every one after it).
+    fn exchange(&mut self, jobs: &[Job]) -> Vec<std::io::Result<Result<Vec<u8>, Refused>>> {
+        let mut answers = Vec::with_capacity(jobs.len());
+        let Some(process) = self.process.as_mut() else {
+            answers.resize_with(jobs.len(), || Err(std::io::Error::other("no process")));
+            return answers;
+        };
+        let mut frames = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let frame = Frame {
+                request: &job.request,
+                more: jobs.len() - 1 - i,
+            };
+            let header = match serde_json::to_vec(&frame) {
+                Ok(header) => header,
+                Err(e) => {
+                    answers.resize_with(jobs.len(), || Err(std::io::Error::other(e.to_string())));
+                    return answers;
+                }
+            };
+            push_frame(&mut frames, &header, &job.body);
+        }
+        let sent = Instant::now();
+        if let Err(e) = process.conn.write_all(&frames) {
+            answers.resize_with(jobs.len(), || {
+                Err(std::io::Error::new(e.kind(), e.to_string()))
+            });
+            return answers;
+        }
+        let deadline = sent + self.timeout;
+        // The worker answers a batch at once, after its last transformation: the batch's
+        // whole time is what the next batch is sized by.
+        self.slowest = self.timeout;
+        for _ in jobs {
+            let answer = read_frame(&mut process.answers, deadline).and_then(|(header, body)| {
+                let header: serde_json::Value =
+                    serde_json::from_slice(&header).map_err(std::io::Error::other)?;
+                if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
+                    let text =
+                        |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_string);
+                    return Ok(Err(Refused {
+                        kind: text("kind").unwrap_or_default(),
+                        message: error.to_string(),
+                        view: text("view"),
+                    }));
+                }
+                Ok(Ok(body))
+            });
+            match answer {
+                Ok(answer) => answers.push(Ok(answer)),
+                Err(e) => {
+                    answers.resize_with(jobs.len(), || {
+                        Err(std::io::Error::new(e.kind(), e.to_string()))
+                    });
+                    return answers;
+                }
+            }
+        }
+        self.slowest = sent.elapsed();
+        answers
     }
 
     /// Starts a worker process and waits for its hello (Feast imported, registry read).
@@ -440,13 +543,12 @@ fn accept(
     }
 }
 
-fn write_frame(conn: &mut UnixStream, header: &[u8], body: &[u8]) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(8 + header.len() + body.len());
+fn push_frame(out: &mut Vec<u8>, header: &[u8], body: &[u8]) {
+    out.reserve(8 + header.len() + body.len());
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(header);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(body);
-    conn.write_all(&out)
 }
 
 /// Reads one frame; `deadline` bounds the whole frame (each read is bounded by the socket's

@@ -172,46 +172,31 @@ fn a_worker_past_its_deadline_or_dead_is_restarted_and_the_read_names_the_view()
     let after = read(&server, &["hazards:hazard"], &[1]);
     assert_eq!(after.status, 200, "{}", after.text);
 
-    // One worker, one place in the queue: of three hanging reads sent at once, at most two are
-    // taken (one runs, one waits) and the others are refused at once with 503.
-    // (Each on a client of its own: a fresh agent, a fresh connection.)
-    let reads: Vec<_> = (0..3)
-        .map(|_| {
-            let url = format!("{}/get-online-features", server.url());
-            std::thread::spawn(move || {
-                let body = r#"{"features": ["hazards:hazard"], "entities": {"driver_id": [777]}}"#;
-                let answer = ureq::AgentBuilder::new()
-                    .build()
-                    .post(&url)
-                    .set("Content-Type", "application/json")
-                    .send_string(body);
-                let (status, text) = match answer {
-                    Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-                    Err(ureq::Error::Status(code, r)) => {
-                        (code, r.into_string().unwrap_or_default())
-                    }
-                    Err(e) => panic!("{e}"),
-                };
-                let json: Value = serde_json::from_str(&text).unwrap_or_default();
-                (status, json["code"].as_str().unwrap_or("").to_string())
-            })
-        })
+    // One worker, one place in the queue: while a hanging read runs, of two more sent at once
+    // one waits in the queue and the other is refused at once with 503.
+    let first = hanging_read(&server);
+    // Time for the idle worker to take the first read from the queue.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let more = [hanging_read(&server), hanging_read(&server)];
+    let answers: Vec<(u16, String)> = std::iter::once(first)
+        .chain(more)
+        .map(|r| r.join().unwrap())
         .collect();
-    let answers: Vec<(u16, String)> = reads.into_iter().map(|r| r.join().unwrap()).collect();
-    let busy = answers
-        .iter()
-        .filter(|a| a.0 == 503 && a.1 == "ondemand_busy")
-        .count();
-    let timed_out = answers
-        .iter()
-        .filter(|a| a.0 == 504 && a.1 == "ondemand_timeout")
-        .count();
-    // One ran past its deadline; one or two were refused (two when the worker had not yet
-    // taken the first from the queue when the others came).
-    assert!(
-        busy >= 1 && timed_out >= 1 && busy + timed_out == 3,
+    let count = |status, code| {
+        answers
+            .iter()
+            .filter(|a| a.0 == status && a.1 == code)
+            .count()
+    };
+    let (busy, timed_out) = (count(503, "ondemand_busy"), count(504, "ondemand_timeout"));
+    // The first ran past its deadline; the one queued behind it ran past its own too, or (had
+    // it waited longer than the deadline) was refused when its turn came.
+    assert_eq!(
+        answers[0],
+        (504, "ondemand_timeout".to_string()),
         "{answers:?}"
     );
+    assert!(busy >= 1 && busy + timed_out == 3, "{answers:?}");
 
     let died = read(&server, &["hazards:hazard"], &[888]);
     assert_eq!(died.status, 502, "{}", died.text);
@@ -222,6 +207,112 @@ fn a_worker_past_its_deadline_or_dead_is_restarted_and_the_read_names_the_view()
     assert_eq!(again.status, 200, "{}", again.text);
     let names = &again.json["metadata"]["feature_names"];
     assert_eq!(names, &json!(["driver_id", "city", "hazard"]));
+}
+
+/// A read of driver 777 from `hazards` (it hangs) on a thread, on a client of its own (a fresh
+/// connection): its status and error code.
+fn hanging_read(server: &Server) -> std::thread::JoinHandle<(u16, String)> {
+    let url = format!("{}/get-online-features", server.url());
+    std::thread::spawn(move || {
+        let body = r#"{"features": ["hazards:hazard"], "entities": {"driver_id": [777]}}"#;
+        let (status, json) = post_json(&url, body);
+        (status, json["code"].as_str().unwrap_or("").to_string())
+    })
+}
+
+/// Posts a JSON body on a fresh client: the status and the answer's JSON.
+fn post_json(url: &str, body: &str) -> (u16, Value) {
+    let answer = ureq::AgentBuilder::new()
+        .build()
+        .post(url)
+        .set("Content-Type", "application/json")
+        .send_string(body);
+    let (status, text) = match answer {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    };
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Reads sent at once share writes to a worker (one worker here, so they queue): every read is
+/// still answered from its own rows, and a transformation that raises for one read fails that
+/// read only, not the others sent with it.
+#[test]
+fn concurrent_reads_share_batches_and_each_gets_its_own_answer() {
+    let Some(python) = feast_python() else {
+        return;
+    };
+    let repo = applied_repo(&python, false);
+    let server = serve(
+        repo.path(),
+        Some(&python),
+        &[("FEATGRID_PYTHON_WORKERS", "1")],
+    );
+    let ids: Vec<i64> = (1..=40).chain([666]).collect();
+    let n = ids.len();
+    let a = server.post(
+        "/push",
+        &json!({"push_source_name": "driver_stats_push", "df": {
+            "driver_id": ids, "conv_rate": ids.iter().map(|&i| i as f64).collect::<Vec<_>>(),
+            "acc_rate": vec![0.5; n], "avg_daily_trips": vec![3; n], "city": vec!["Rome"; n],
+            "event_timestamp": vec!["2026-11-25T10:00:00"; n]}}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    // The worker has started (Feast imported) before the reads race.
+    let warm = read(&server, &["driver_python:conv_plus_acc"], &[1]);
+    assert_eq!(warm.status, 200, "{}", warm.text);
+    let (trips_before, batches_before) = (round_trips(&server), batches(&server));
+    let url = format!("{}/get-online-features", server.url());
+    let threads: Vec<_> = (0..16i64)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for round in 0..10i64 {
+                    // Thread 0 asks for driver 666 through `fragile` every other round.
+                    let (view, id) = match (t, round % 2) {
+                        (0, 0) => ("fragile:fragile", 666),
+                        _ => ("driver_python:conv_plus_acc", 1 + (t * 10 + round) % 40),
+                    };
+                    let body = json!({"features": [view], "entities": {"driver_id": [id]}});
+                    let (status, answer) = post_json(&url, &body.to_string());
+                    let fine = match id {
+                        666 => status == 500 && answer["code"] == "transformation_failed",
+                        _ => {
+                            status == 200
+                                && answer["results"][1]["values"] == json!([id as f64 + 0.5])
+                        }
+                    };
+                    if !fine {
+                        failures.push(format!("driver {id}: {status} {answer}"));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    let trips = round_trips(&server) - trips_before;
+    let shared = batches(&server) - batches_before;
+    assert_eq!(trips, 160);
+    assert!(
+        shared < trips,
+        "{shared} batches for {trips} reads: none shared"
+    );
+}
+
+/// `featgrid_ondemand_batches_total` from `/metrics`.
+fn batches(server: &Server) -> u64 {
+    let text = server.get("/metrics").text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("featgrid_ondemand_batches_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no batch count in /metrics:\n{text}"))
 }
 
 #[test]
