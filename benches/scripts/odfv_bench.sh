@@ -5,7 +5,7 @@
 #
 #   PYTHON=~/.cache/featgrid/feast-venv/bin/python benches/scripts/odfv_bench.sh
 #
-# Env: BIN (a featgrid binary; default: build target/release/featgrid), FEAST (0: featgrid only, no
+# Env: BIN (a featgrid binary; default: build target/release/featgrid), WITH_FEAST (0: featgrid only, no
 # `feast serve`), PYTHON (a python with feast installed), ENTITIES (10000), DURATION (10s), WORKERS
 # (featgrid's python_workers; default one per core), CONNS (wrk connections at full load, 16),
 # OUT (results/odfv-<time>), AB (1: also ApacheBench (Debian's apache2-utils), `ab -c$CONNS`, on the on-demand read of featgrid
@@ -116,7 +116,7 @@ run featgrid-plain-half "$url" plain 8 "$(half_delay "$(rate featgrid-plain)")"
 run featgrid-odfv-half "$url" odfv 8 "$(half_delay "$(rate featgrid-odfv)")"
 oha_run featgrid-odfv-open "$url" "$(python3 -c "print(int(float('$(rate featgrid-odfv)') / 2))")"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-[ "${FEAST:-1}" = 1 ] || { echo "results in $OUT"; exit 0; }
+[ "${WITH_FEAST:-1}" = 1 ] || { echo "results in $OUT"; exit 0; }
 
 FE=$(mktemp -d)
 repo "$FE" "online_store: {type: sqlite, path: data/online.db}"
