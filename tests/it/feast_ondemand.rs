@@ -136,28 +136,36 @@ fn on_demand_views_answer_as_feast_serve_does_through_the_sdk() {
 
 /// `featgrid_ondemand_round_trips_total` from `/metrics`.
 fn round_trips(server: &Server) -> u64 {
+    counter(server, "featgrid_ondemand_round_trips_total")
+}
+
+/// A counter's value from `/metrics`.
+fn counter(server: &Server, name: &str) -> u64 {
     let text = server.get("/metrics").text;
     text.lines()
-        .find_map(|l| l.strip_prefix("featgrid_ondemand_round_trips_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no round trip count in /metrics:\n{text}"))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// The test repo applied, served by featgrid with the Feast venv's Python and `env`; `None`
+/// (after [`feast_python`] said why) when the venv cannot be set up.
+fn served_with_python(env: &[(&str, &str)]) -> Option<(tempfile::TempDir, Server)> {
+    let python = feast_python()?;
+    let repo = applied_repo(&python, false);
+    let server = serve(repo.path(), Some(&python), env);
+    Some((repo, server))
 }
 
 #[test]
 fn a_worker_past_its_deadline_or_dead_is_restarted_and_the_read_names_the_view() {
-    let Some(python) = feast_python() else {
+    let Some((_repo, server)) = served_with_python(&[
+        ("FEATGRID_PYTHON_TIMEOUT_MS", "3000"),
+        ("FEATGRID_PYTHON_WORKERS", "1"),
+        ("FEATGRID_PYTHON_QUEUE", "1"),
+    ]) else {
         return;
     };
-    let repo = applied_repo(&python, false);
-    let server = serve(
-        repo.path(),
-        Some(&python),
-        &[
-            ("FEATGRID_PYTHON_TIMEOUT_MS", "3000"),
-            ("FEATGRID_PYTHON_WORKERS", "1"),
-            ("FEATGRID_PYTHON_QUEUE", "1"),
-        ],
-    );
     push(&server, &[1, 777, 888]);
     // The first read waits for the worker to start (Feast's import), then answers.
     let a = read(&server, &["hazards:hazard"], &[1]);
@@ -240,15 +248,9 @@ fn post_json(url: &str, body: &str) -> (u16, Value) {
 /// read only, not the others sent with it.
 #[test]
 fn concurrent_reads_share_batches_and_each_gets_its_own_answer() {
-    let Some(python) = feast_python() else {
+    let Some((_repo, server)) = served_with_python(&[("FEATGRID_PYTHON_WORKERS", "1")]) else {
         return;
     };
-    let repo = applied_repo(&python, false);
-    let server = serve(
-        repo.path(),
-        Some(&python),
-        &[("FEATGRID_PYTHON_WORKERS", "1")],
-    );
     let ids: Vec<i64> = (1..=40).chain([666]).collect();
     let n = ids.len();
     let a = server.post(
@@ -262,7 +264,10 @@ fn concurrent_reads_share_batches_and_each_gets_its_own_answer() {
     // The worker has started (Feast imported) before the reads race.
     let warm = read(&server, &["driver_python:conv_plus_acc"], &[1]);
     assert_eq!(warm.status, 200, "{}", warm.text);
-    let (trips_before, batches_before) = (round_trips(&server), batches(&server));
+    let (trips_before, batches_before) = (
+        round_trips(&server),
+        counter(&server, "featgrid_ondemand_batches_total"),
+    );
     let url = format!("{}/get-online-features", server.url());
     let threads: Vec<_> = (0..16i64)
         .map(|t| {
@@ -298,21 +303,12 @@ fn concurrent_reads_share_batches_and_each_gets_its_own_answer() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     let trips = round_trips(&server) - trips_before;
-    let shared = batches(&server) - batches_before;
+    let shared = counter(&server, "featgrid_ondemand_batches_total") - batches_before;
     assert_eq!(trips, 160);
     assert!(
         shared < trips,
         "{shared} batches for {trips} reads: none shared"
     );
-}
-
-/// `featgrid_ondemand_batches_total` from `/metrics`.
-fn batches(server: &Server) -> u64 {
-    let text = server.get("/metrics").text;
-    text.lines()
-        .find_map(|l| l.strip_prefix("featgrid_ondemand_batches_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no batch count in /metrics:\n{text}"))
 }
 
 #[test]
