@@ -30,8 +30,8 @@ const IN_FLIGHT: usize = 1;
 /// last entry held at least [`LINGER_FROM`] writes (many writes arrive at once: the load, not
 /// one client, sets the pace). tokio's timer rounds it up to its next millisecond tick.
 /// Measured (BENCHMARKS.md, 2026-12-04), push 100 through a 3-node cluster at 32 connections:
-/// 4,796 and 4,666/s without, 5,290 and 5,203/s with it (15 writes per entry instead of 8,
-/// 13-22% less CPU per push, lower p50 and p99); three times as long was too long (4,380/s).
+/// 4,889 and 4,772/s without, 5,343 and 5,305/s with it (15 writes per entry instead of 8-9,
+/// 15-22% less CPU per push, lower p50 and p99); three times as long was too long (4,380/s).
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 /// The writes of the last entry from which the batcher lingers. Lingering after entries of
 /// two (2 connections) cost a fifth of their throughput and 0.5 ms of p50.
