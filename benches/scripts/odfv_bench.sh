@@ -83,14 +83,8 @@ oha_run() { # NAME URL RATE
   oha --no-tui --output-format json -z "$DURATION" -w -c "$CONNS" -q "$3" --latency-correction -m POST \
     -T application/json -d "$(printf '{"features":["driver_score:score"],"entities":{"driver_id":[%s]}}' "$((ENTITIES / 2))")" \
     "$2/get-online-features" >"$OUT/$1.json"
-  python3 - "$OUT/$1.json" "$1" "$3" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
-print(f'== {sys.argv[2]} (oha, open loop at {sys.argv[3]}/s): {r["summary"]["requestsPerSec"]:.0f}/s  p50 {p["p50"]*1e3:.2f}ms  p99 {p["p99"]*1e3:.2f}ms  p99.9 {p["p99.9"]*1e3:.2f}ms  non-2xx or errors {bad}')
-PY
+  read -r p50 p99 p999 rps bad < <(python3 benches/scripts/oha_summary.py "$OUT/$1.json")
+  echo "== $1 (oha, open loop at $3/s): ${rps}/s  p50 ${p50}ms  p99 ${p99}ms  p99.9 ${p999}ms  non-2xx or errors $bad"
 }
 
 FG=$(mktemp -d)

@@ -36,14 +36,7 @@ python3 benches/scripts/bodies.py "$data"
 oha_run() { # URL BODIES RATE -> "p50 p99 p999 rps errors" in ms
   oha --no-tui --output-format json -z "${DURATION}s" -w -c 64 -q "$3" --latency-correction -m POST \
     -T application/json -Z "$2" "$1" >"$data/oha.json"
-  python3 - "$data/oha.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
-print(f'{p["p50"]*1e3:.2f} {p["p99"]*1e3:.2f} {p["p99.9"]*1e3:.2f} {r["summary"]["requestsPerSec"]:.0f} {bad}')
-PY
+  python3 benches/scripts/oha_summary.py "$data/oha.json"
 }
 printf '| workload | ceiling peak (wrk) | rate | ceiling p50 / p99 / p99.9 (oha) | featgrid p50 / p99 / p99.9 (oha) | featgrid p99 (featgrid bench) | p99 ratio |\n|---|---|---|---|---|---|---|\n'
 for w in "read1 /get-online-features /get read 1" "read100 /get-online-features /get read 100" "push100 /push /push_feast push 100"; do

@@ -323,39 +323,42 @@ impl Worker {
         view: &str,
         answer: std::io::Result<Result<Vec<u8>, Refused>>,
     ) -> Result<Vec<u8>, OnDemandError> {
-        let view = view.to_string();
-        match answer {
-            Ok(Ok(body)) => Ok(body),
-            Ok(Err(refused)) if refused.kind == "transform" => Err(OnDemandError::Transform {
-                view: refused.view.unwrap_or(view),
-                message: refused.message,
-            }),
-            Ok(Err(refused)) => Err(OnDemandError::BadOutput {
-                view: refused.view.unwrap_or(view),
-                detail: refused.message,
-            }),
+        let refused = match answer {
+            Ok(Ok(body)) => return Ok(body),
+            Ok(Err(refused)) => refused,
             Err(e) => {
                 // The process is in an unknown state: kill it, start a fresh one.
-                if self.process.take().is_some() {
-                    tracing::warn!(worker = self.index, view = %view, error = %e, "on-demand worker restarted");
-                }
                 let timed_out = matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 );
-                if timed_out {
-                    Err(OnDemandError::Timeout {
+                if self.process.take().is_some() {
+                    tracing::warn!(worker = self.index, view, error = %e, timed_out, "on-demand worker restarted");
+                }
+                let view = view.to_string();
+                return Err(match timed_out {
+                    true => OnDemandError::Timeout {
                         view,
                         ms: self.timeout.as_millis(),
-                    })
-                } else {
-                    Err(OnDemandError::WorkerFailed {
+                    },
+                    false => OnDemandError::WorkerFailed {
                         view,
                         detail: format!("its process ended or broke the protocol: {e}"),
-                    })
-                }
+                    },
+                });
             }
-        }
+        };
+        let view = refused.view.unwrap_or_else(|| view.to_string());
+        Err(match refused.kind.as_str() {
+            "transform" => OnDemandError::Transform {
+                view,
+                message: refused.message,
+            },
+            _ => OnDemandError::BadOutput {
+                view,
+                detail: refused.message,
+            },
+        })
     }
 
     /// Sends the jobs' requests in one write and reads their answers, all within one
@@ -363,63 +366,62 @@ impl Worker {
     /// or the deadline (for that job and every one after it).
     fn exchange(&mut self, jobs: &[Job]) -> Vec<std::io::Result<Result<Vec<u8>, Refused>>> {
         let mut answers = Vec::with_capacity(jobs.len());
-        let Some(process) = self.process.as_mut() else {
-            answers.resize_with(jobs.len(), || Err(std::io::Error::other("no process")));
-            return answers;
+        // The worker answers a batch at once, after its last transformation: the batch's
+        // whole time is what the next batch is sized by (the deadline after a failure).
+        let sent = Instant::now();
+        let failed = self.send_and_read(jobs, &mut answers).err();
+        self.slowest = match failed {
+            None => sent.elapsed(),
+            Some(_) => self.timeout,
         };
+        let mut answers: Vec<_> = answers.into_iter().map(Ok).collect();
+        if let Some(e) = failed {
+            answers.resize_with(jobs.len(), || {
+                Err(std::io::Error::new(e.kind(), e.to_string()))
+            });
+        }
+        answers
+    }
+
+    /// [`Worker::exchange`]'s I/O: the answers read, in order, until the first failure.
+    fn send_and_read(
+        &mut self,
+        jobs: &[Job],
+        answers: &mut Vec<Result<Vec<u8>, Refused>>,
+    ) -> std::io::Result<()> {
+        let process = self
+            .process
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no process"))?;
         let mut frames = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let frame = Frame {
                 request: &job.request,
                 more: jobs.len() - 1 - i,
             };
-            let header = match serde_json::to_vec(&frame) {
-                Ok(header) => header,
-                Err(e) => {
-                    answers.resize_with(jobs.len(), || Err(std::io::Error::other(e.to_string())));
-                    return answers;
-                }
-            };
+            let header = serde_json::to_vec(&frame).map_err(std::io::Error::other)?;
             push_frame(&mut frames, &header, &job.body);
         }
-        let sent = Instant::now();
-        if let Err(e) = process.conn.write_all(&frames) {
-            answers.resize_with(jobs.len(), || {
-                Err(std::io::Error::new(e.kind(), e.to_string()))
-            });
-            return answers;
-        }
-        let deadline = sent + self.timeout;
-        // The worker answers a batch at once, after its last transformation: the batch's
-        // whole time is what the next batch is sized by.
-        self.slowest = self.timeout;
+        let deadline = Instant::now() + self.timeout;
+        process.conn.write_all(&frames)?;
         for _ in jobs {
-            let answer = read_frame(&mut process.answers, deadline).and_then(|(header, body)| {
-                let header: serde_json::Value =
-                    serde_json::from_slice(&header).map_err(std::io::Error::other)?;
-                if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
+            let (header, body) = read_frame(&mut process.answers, deadline)?;
+            let header: serde_json::Value =
+                serde_json::from_slice(&header).map_err(std::io::Error::other)?;
+            answers.push(match header.get("error").and_then(|e| e.as_str()) {
+                None => Ok(body),
+                Some(error) => {
                     let text =
                         |key: &str| header.get(key).and_then(|v| v.as_str()).map(str::to_string);
-                    return Ok(Err(Refused {
+                    Err(Refused {
                         kind: text("kind").unwrap_or_default(),
                         message: error.to_string(),
                         view: text("view"),
-                    }));
+                    })
                 }
-                Ok(Ok(body))
             });
-            match answer {
-                Ok(answer) => answers.push(Ok(answer)),
-                Err(e) => {
-                    answers.resize_with(jobs.len(), || {
-                        Err(std::io::Error::new(e.kind(), e.to_string()))
-                    });
-                    return answers;
-                }
-            }
         }
-        self.slowest = sent.elapsed();
-        answers
+        Ok(())
     }
 
     /// Starts a worker process and waits for its hello (Feast imported, registry read).
