@@ -80,7 +80,7 @@ pub fn build_app(
             let body = api::drain::Body::share(&mut req);
             let started = std::time::Instant::now();
             let id = state.metrics.next_request_id();
-            let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+            let route = api::metrics::route_of(&req);
             let feast_errors = error::wants_feast_errors(req.headers(), state.feast_errors);
             let span = tracing::debug_span!("request", id, method = %req.method(), route = %route);
             let response = service.call(req).instrument(span);

@@ -2,17 +2,19 @@
 //! (echoed as `x-request-id`), a count by route and status, and a latency histogram by route.
 //! Served as text at `GET /metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::borrow::Cow;
 use std::time::Instant;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+mod requests;
+
+use requests::RequestStats;
 
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    duration: HistogramVec,
+    /// Counts by route and status, latencies by route, request ids.
+    requests: RequestStats,
     pub rows_written: IntCounter,
     pub rows_skipped_older: IntCounter,
     /// Cluster nodes: the per-group parts of requests, by operation and how they were served.
@@ -28,26 +30,12 @@ pub struct Metrics {
     pub log_disk_wait: prometheus::GaugeVec,
     /// The on-demand worker pool's round trips and process starts.
     pub ondemand: crate::ondemand::pool::Counters,
-    next_request_id: AtomicU64,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("featgrid".into()), None).expect("a valid prefix");
-        let requests = IntCounterVec::new(
-            Opts::new("requests_total", "HTTP requests by route and status"),
-            &["route", "status"],
-        )
-        .expect("valid metric");
-        let buckets = vec![
-            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
-        ];
-        let duration = HistogramVec::new(
-            HistogramOpts::new("request_duration_seconds", "HTTP request latency by route")
-                .buckets(buckets),
-            &["route"],
-        )
-        .expect("valid metric");
+        let requests = RequestStats::new();
         let rows_written = IntCounter::new(
             "rows_written_total",
             "rows stored (new keys or newer events)",
@@ -113,7 +101,6 @@ impl Metrics {
             Box::new(cluster_forward_calls.clone()),
             Box::new(cluster_group_problem.clone()),
             Box::new(log_disk_wait.clone()),
-            Box::new(duration.clone()),
             Box::new(rows_written.clone()),
             Box::new(rows_skipped_older.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -125,7 +112,6 @@ impl Metrics {
         Metrics {
             registry,
             requests,
-            duration,
             rows_written,
             rows_skipped_older,
             cluster_parts,
@@ -133,23 +119,17 @@ impl Metrics {
             cluster_group_problem,
             log_disk_wait,
             ondemand,
-            next_request_id: AtomicU64::new(1),
         }
     }
 
+    /// A request id unique in this server, for `x-request-id` and log lines.
     pub fn next_request_id(&self) -> u64 {
-        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+        self.requests.next_request_id()
     }
 
     /// Records one finished request.
     pub fn observe(&self, route: &str, status: u16, started: Instant) {
-        self.duration
-            .with_label_values(&[route])
-            .observe(started.elapsed().as_secs_f64());
-        let mut buf = itoa::Buffer::new();
-        self.requests
-            .with_label_values(&[route, buf.format(status)])
-            .inc();
+        self.requests.observe(route, status, started.elapsed());
     }
 
     /// The text exposition format.
@@ -158,6 +138,27 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// The route a request is counted under: its resource's pattern, or `unmatched`. The busiest
+/// routes, whose pattern is their path, are known by their path alone (`match_pattern` walks
+/// the resource map and allocates); any other takes `match_pattern`.
+pub fn route_of(req: &actix_web::dev::ServiceRequest) -> Cow<'static, str> {
+    const BY_PATH: [&str; 6] = [
+        "/get-online-features",
+        "/push",
+        "/write-to-online-store",
+        "/native/v1/get-online-features",
+        "/native/v1/push",
+        "/health",
+    ];
+    let path = req.path();
+    match BY_PATH.iter().find(|&&p| p == path) {
+        Some(&p) => Cow::Borrowed(p),
+        None => req
+            .match_pattern()
+            .map_or(Cow::Borrowed("unmatched"), Cow::Owned),
     }
 }
 

@@ -130,7 +130,17 @@ fn metrics_count_requests_and_every_answer_has_a_request_id() {
         s.get("/health").request_id.unwrap(),
     );
     assert_ne!(first, second);
+    s.get("/no-such-route");
     let metrics = s.get("/metrics").text;
+    // Each request is counted under its route's pattern once answered (`/metrics` itself is
+    // counted after it renders).
+    for line in [
+        r#"featgrid_requests_total{route="/health",status="200"} 1"#,
+        r#"featgrid_requests_total{route="unmatched",status="404"} 1"#,
+        r#"featgrid_request_duration_seconds_count{route="/push"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     assert!(
         metrics.contains(r#"featgrid_requests_total{route="/push",status="200"} 1"#),
         "{metrics}"
