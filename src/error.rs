@@ -120,7 +120,10 @@ impl ApiError {
 /// Whether a request gets errors in Feast's shape: its `Featgrid-Error-Format` header
 /// (`feast` or `featgrid`) if it has one, otherwise the server's `error_format`.
 pub fn wants_feast_errors(headers: &header::HeaderMap, server_default: bool) -> bool {
-    match headers.get("featgrid-error-format").map(|v| v.as_bytes()) {
+    // Parsed once: a lookup by `&str` parses (and allocates) on every request.
+    static ERROR_FORMAT: header::HeaderName =
+        header::HeaderName::from_static("featgrid-error-format");
+    match headers.get(&ERROR_FORMAT).map(|v| v.as_bytes()) {
         Some(b"feast") => true,
         Some(b"featgrid") => false,
         _ => server_default,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderName;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
@@ -83,10 +84,12 @@ pub async fn balance(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 
 /// The request header that asks for a read's consistency.
 pub const CONSISTENCY_HEADER: &str = "x-featgrid-consistency";
+/// [`CONSISTENCY_HEADER`] parsed once: a lookup by `&str` parses (and allocates) every time.
+static CONSISTENCY: HeaderName = HeaderName::from_static(CONSISTENCY_HEADER);
 
 /// The consistency a read asks for: linearizable unless its header says `local`.
 pub fn consistency(req: &actix_web::HttpRequest) -> Result<Consistency, ApiError> {
-    let Some(value) = req.headers().get(CONSISTENCY_HEADER) else {
+    let Some(value) = req.headers().get(&CONSISTENCY) else {
         return Ok(Consistency::Linearizable);
     };
     match value.to_str().map(str::trim) {

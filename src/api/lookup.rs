@@ -160,6 +160,18 @@ fn key_column<'e, C>(
     }
 }
 
+/// The first name that repeats an earlier one. A few names are compared pairwise: no set to
+/// allocate per read.
+fn first_repeated(names: &[String]) -> Option<&String> {
+    if names.len() <= 16 {
+        return (1..names.len())
+            .find(|&i| names[..i].contains(&names[i]))
+            .map(|i| &names[i]);
+    }
+    let mut seen = HashSet::with_capacity(names.len());
+    names.iter().find(|n| !seen.insert(n.as_str()))
+}
+
 /// Looks up `refs` for every entity row (on a cluster node, as fresh as `consistency` says).
 pub async fn lookup<'s, C: Cell>(
     state: &'s AppState,
@@ -185,8 +197,7 @@ pub async fn lookup<'s, C: Cell>(
             }
         })
         .collect();
-    let mut seen = HashSet::with_capacity(names.len());
-    if let Some(name) = names.iter().find(|n| !seen.insert(n.as_str())) {
+    if let Some(name) = first_repeated(&names) {
         return Err(ApiError::bad_request(
             "feature_name_collision",
             format!("two requested features are both named '{name}': request each once, or set \"full_feature_names\": true"),
@@ -273,4 +284,26 @@ pub async fn lookup<'s, C: Cell>(
         located,
         now: now_micros(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_repeated;
+
+    #[test]
+    fn a_repeated_name_is_found_among_few_names_and_many() {
+        for n in [0, 1, 2, 16, 17, 100] {
+            let mut names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+            assert_eq!(first_repeated(&names), None, "{n} names");
+            if n >= 2 {
+                names.push(format!("f{}", n / 2));
+                names.push("f0".into());
+                assert_eq!(
+                    first_repeated(&names),
+                    Some(&format!("f{}", n / 2)),
+                    "{n} names"
+                );
+            }
+        }
+    }
 }

@@ -176,6 +176,11 @@ pub(crate) async fn read_body(
         }
         Ok(body)
     };
+    // A small body has usually arrived with the headers: read without arming a timer then.
+    let mut read = std::pin::pin!(read);
+    if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
+        return done;
+    }
     actix_rt::time::timeout(limits.body_timeout, read)
         .await
         .unwrap_or_else(|_| {

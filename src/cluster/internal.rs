@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::membership::{MemberChange, CHANGE_DEADLINE};
-use super::network::{CONTENT_TYPE, SECRET_HEADER, TOPOLOGY_HEADER};
+use super::network::{CONTENT_TYPE, SECRET, TOPOLOGY};
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, TypeConfig};
 use super::{Cluster, Consistency, GroupKeys, Refusal, RowsRequest, DEADLINE};
@@ -64,9 +64,9 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
                 let credentials = cluster.net().credentials();
                 let headers = req.headers();
                 let allowed = headers
-                    .get(SECRET_HEADER)
+                    .get(&SECRET)
                     .is_some_and(|v| same_secret(v.as_bytes(), credentials.secret.as_bytes()));
-                let theirs = headers.get(TOPOLOGY_HEADER).map(|v| v.as_bytes());
+                let theirs = headers.get(&TOPOLOGY).map(|v| v.as_bytes());
                 let same_topology = theirs == Some(credentials.fingerprint.as_bytes())
                     || theirs
                         .and_then(|t| std::str::from_utf8(t).ok())

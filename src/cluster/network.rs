@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::http::header::HeaderName;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -41,6 +42,10 @@ use reachability::Reachability;
 pub const SECRET_HEADER: &str = "x-featgrid-cluster-secret";
 /// The header carrying the caller's topology fingerprint ([`super::topology::Topology::fingerprint`]).
 pub const TOPOLOGY_HEADER: &str = "x-featgrid-topology";
+/// The two headers parsed once: by `&str`, every call and every check would parse (and
+/// allocate) them again.
+pub static SECRET: HeaderName = HeaderName::from_static(SECRET_HEADER);
+pub static TOPOLOGY: HeaderName = HeaderName::from_static(TOPOLOGY_HEADER);
 
 /// What every call carries to be accepted: the cluster secret and the topology's fingerprint.
 pub struct Credentials {
@@ -215,8 +220,8 @@ async fn post(
     };
     let mut response = client
         .post(format!("http://{addr}{path}"))
-        .insert_header((SECRET_HEADER, credentials.secret.as_str()))
-        .insert_header((TOPOLOGY_HEADER, credentials.fingerprint.as_str()))
+        .insert_header((SECRET.clone(), credentials.secret.as_str()))
+        .insert_header((TOPOLOGY.clone(), credentials.fingerprint.as_str()))
         .insert_header(("content-type", CONTENT_TYPE))
         .timeout(timeout)
         .send_body(body)
