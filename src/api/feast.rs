@@ -311,8 +311,7 @@ async fn on_demand_read(
         request.full_feature_names,
     )
     .await?;
-    found.names.truncate(0);
-    found.names.extend(names);
+    found.rename(names);
     let body = render(
         &found,
         plan.shown,
@@ -353,13 +352,13 @@ fn render(
     limits: &Limits,
 ) -> Result<Vec<u8>, ApiError> {
     let rows = found.rows;
-    let mut out = Vec::with_capacity(128 + (found.names.len() + found.echoed.len()) * rows * 48);
+    let mut out = Vec::with_capacity(128 + (found.name_count() + found.echoed.len()) * rows * 48);
     out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");
     let names = found
         .echoed
         .iter()
         .map(|e| e.name.as_str())
-        .chain(found.names[..shown].iter().map(String::as_str))
+        .chain((0..shown).map(|f| found.name(f)))
         .chain(computed.iter().map(|c| c.name.as_str()));
     for (i, name) in names.enumerate() {
         if i > 0 {

@@ -55,9 +55,11 @@ pub struct Selection {
 
 /// The answer to a read, before rendering.
 pub struct Lookup<'s> {
-    /// Output names of the features (`feature`, or `view__feature` with the view's alias if
-    /// it has one), in request order.
-    pub names: Vec<String>,
+    /// Output names of the features in request order, when they are not the fields' own
+    /// names (`view__feature` with the view's alias if it has one, or names given by
+    /// [`Lookup::rename`]); `None`: the fields' names, read from the registry (no copy per
+    /// read).
+    names: Option<Vec<String>>,
     pub refs: Vec<FeatureRef>,
     pub echoed: Vec<EchoedKey<'s>>,
     pub rows: usize,
@@ -71,6 +73,28 @@ pub struct Lookup<'s> {
 }
 
 impl Lookup<'_> {
+    /// The output name of feature `f` (index into `refs`, or into the names given by
+    /// [`Lookup::rename`]).
+    pub fn name(&self, f: usize) -> &str {
+        match &self.names {
+            Some(names) => &names[f],
+            None => {
+                let r = self.refs[f];
+                &self.registry.feature_views[r.view].fields[r.field].name
+            }
+        }
+    }
+
+    /// How many output names there are.
+    pub fn name_count(&self) -> usize {
+        self.names.as_ref().map_or(self.refs.len(), Vec::len)
+    }
+
+    /// Replaces the output names.
+    pub fn rename(&mut self, names: Vec<String>) {
+        self.names = Some(names);
+    }
+
     /// The stored row behind feature `f` (index into `refs`) for entity row `row`.
     pub fn row(&self, f: usize, row: usize) -> Option<RowRef<'_>> {
         let (shard, i) = self.located[self.view_pos[f] * self.rows + row];
@@ -160,16 +184,16 @@ fn key_column<'e, C>(
     }
 }
 
-/// The first name that repeats an earlier one. A few names are compared pairwise: no set to
-/// allocate per read.
-fn first_repeated(names: &[String]) -> Option<&String> {
-    if names.len() <= 16 {
-        return (1..names.len())
-            .find(|&i| names[..i].contains(&names[i]))
-            .map(|i| &names[i]);
+/// The first of `count` names (`name(i)`) that repeats an earlier one. A few names are
+/// compared pairwise: no set to allocate per read.
+fn first_repeated<'a>(count: usize, name: impl Fn(usize) -> &'a str) -> Option<&'a str> {
+    if count <= 16 {
+        return (1..count)
+            .find(|&i| (0..i).any(|j| name(j) == name(i)))
+            .map(name);
     }
-    let mut seen = HashSet::with_capacity(names.len());
-    names.iter().find(|n| !seen.insert(n.as_str()))
+    let mut seen = HashSet::with_capacity(count);
+    (0..count).map(name).find(|n| !seen.insert(*n))
 }
 
 /// Looks up `refs` for every entity row (on a cluster node, as fresh as `consistency` says).
@@ -183,21 +207,25 @@ pub async fn lookup<'s, C: Cell>(
     let Selection { refs, aliases } = selection;
     let registry = state.registry.current();
     let views = &registry.feature_views[..];
-    let names: Vec<String> = refs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let view = &views[r.view];
-            let field = &view.fields[r.field].name;
-            if full_names {
+    let names: Option<Vec<String>> = full_names.then(|| {
+        refs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let view = &views[r.view];
                 let alias = aliases.get(i).and_then(|a| a.as_deref());
-                format!("{}__{}", alias.unwrap_or(&view.name), field)
-            } else {
-                field.clone()
-            }
-        })
-        .collect();
-    if let Some(name) = first_repeated(&names) {
+                format!(
+                    "{}__{}",
+                    alias.unwrap_or(&view.name),
+                    view.fields[r.field].name
+                )
+            })
+            .collect()
+    });
+    let name = |i: usize| match &names {
+        Some(names) => names[i].as_str(),
+        None => views[refs[i].view].fields[refs[i].field].name.as_str(),
+    };
+    if let Some(name) = first_repeated(refs.len(), name) {
         return Err(ApiError::bad_request(
             "feature_name_collision",
             format!("two requested features are both named '{name}': request each once, or set \"full_feature_names\": true"),
@@ -294,15 +322,13 @@ mod tests {
     fn a_repeated_name_is_found_among_few_names_and_many() {
         for n in [0, 1, 2, 16, 17, 100] {
             let mut names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
-            assert_eq!(first_repeated(&names), None, "{n} names");
+            let first =
+                |names: &[String]| first_repeated(names.len(), |i| &names[i]).map(String::from);
+            assert_eq!(first(&names), None, "{n} names");
             if n >= 2 {
                 names.push(format!("f{}", n / 2));
                 names.push("f0".into());
-                assert_eq!(
-                    first_repeated(&names),
-                    Some(&format!("f{}", n / 2)),
-                    "{n} names"
-                );
+                assert_eq!(first(&names), Some(format!("f{}", n / 2)), "{n} names");
             }
         }
     }

@@ -138,7 +138,7 @@ pub async fn get_online_features(
     )
     .await?;
     let rows = found.rows;
-    let mut feature_names = Vec::with_capacity(found.echoed.len() + found.names.len());
+    let mut feature_names = Vec::with_capacity(found.echoed.len() + found.name_count());
     let mut results = Vec::with_capacity(feature_names.capacity());
     let mut scratch = Vec::new();
     // Encoded size so far, roughly: a value's stored bytes plus a few bytes of framing.
@@ -187,7 +187,7 @@ pub async fn get_online_features(
         check_answer_size(answer_bytes, &state.limits)?;
         results.push(column);
     }
-    feature_names.extend(found.names.iter().cloned());
+    feature_names.extend((0..found.name_count()).map(|f| found.name(f).to_string()));
     encoded(&NativeAnswer {
         feature_names,
         results,
