@@ -62,10 +62,24 @@ fn yes() -> bool {
     true
 }
 
+/// The content type of JSON answers, parsed once (a `&str` is parsed and copied per answer).
+const JSON: actix_web::http::header::HeaderValue =
+    actix_web::http::header::HeaderValue::from_static("application/json");
+
+/// A feature reference as given, borrowed from the body unless it had to be unescaped.
+#[derive(Debug, Deserialize)]
+struct Name<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl AsRef<str> for Name<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ReadRequest<'a> {
-    #[serde(default)]
-    features: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    features: Option<Vec<Name<'a>>>,
     #[serde(default)]
     feature_service: Option<String>,
     #[serde(borrow, deserialize_with = "unique_columns")]
@@ -100,9 +114,9 @@ pub fn push_destination(to: Option<&str>) -> Result<Destination, ApiError> {
 /// Resolves `features` or `feature_service` (exactly one must be given). An empty `features`
 /// beside a service is not given: Feast's request model defaults `features` to `[]`, so
 /// generated clients send both.
-pub fn resolve_features(
+pub fn resolve_features<S: AsRef<str>>(
     registry: &Registry,
-    features: Option<&[String]>,
+    features: Option<&[S]>,
     service: Option<&str>,
 ) -> Result<Selection, ApiError> {
     let features = features.filter(|f| !f.is_empty() || service.is_none());
@@ -118,7 +132,7 @@ pub fn resolve_features(
         (Some(features), None) => Ok(Selection {
             refs: features
                 .iter()
-                .map(|f| registry.resolve_ref(f))
+                .map(|f| registry.resolve_ref(f.as_ref()))
                 .collect::<Result<_, _>>()?,
             aliases: Vec::new(),
         }),
@@ -220,9 +234,7 @@ pub async fn write_to_online_store(
         .await?;
     }
     write_rows(&state, &[view.id], &df, Destination::ONLINE).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body("null"))
+    Ok(HttpResponse::Ok().content_type(JSON).body("null"))
 }
 
 pub async fn get_online_features(
@@ -268,9 +280,7 @@ pub async fn get_online_features(
         views.as_deref(),
         &state.limits,
     )?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    Ok(HttpResponse::Ok().content_type(JSON).body(body))
 }
 
 /// A read naming on-demand views computed at read time ([`crate::ondemand::read`]).
@@ -320,9 +330,7 @@ async fn on_demand_read(
         views.as_deref(),
         &state.limits,
     )?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    Ok(HttpResponse::Ok().content_type(JSON).body(body))
 }
 
 /// The views a selection reads (under their alias in a feature service, as Feast names them),

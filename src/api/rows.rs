@@ -123,10 +123,14 @@ impl<'a> LastTime<'a> {
 }
 
 /// Indexes of a view's join keys in name order: the canonical key order.
-pub fn key_order(view: &FeatureView) -> Vec<usize> {
+pub fn key_order(view: &FeatureView) -> std::borrow::Cow<'static, [usize]> {
+    // One join key (the usual case): nothing to sort or allocate.
+    if view.join_keys.len() == 1 {
+        return std::borrow::Cow::Borrowed(&[0]);
+    }
     let mut order: Vec<usize> = (0..view.join_keys.len()).collect();
     order.sort_by(|&a, &b| view.join_keys[a].name.cmp(&view.join_keys[b].name));
-    order
+    std::borrow::Cow::Owned(order)
 }
 
 /// Converts `df` into batches for `views`, then stores them ([`crate::store::LocalStore::store`]); on a cluster node, hands them

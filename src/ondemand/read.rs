@@ -62,9 +62,9 @@ fn view_of(reference: &str) -> Option<(&str, &str)> {
 
 /// The plan of a read, or `None` when it names no view computed at read time (a plain read,
 /// which never touches Python).
-pub fn plan(
+pub fn plan<S: AsRef<str>>(
     registry: &Registry,
-    features: Option<&[String]>,
+    features: Option<&[S]>,
     service: Option<&str>,
 ) -> Result<Option<Plan>, ApiError> {
     if registry.on_demand_views.is_empty() {
@@ -84,18 +84,18 @@ pub fn plan(
         (Some(features), None) => {
             let named = features
                 .iter()
-                .any(|f| view_of(f).is_some_and(|(v, _)| computed(v).is_some()));
+                .any(|f| view_of(f.as_ref()).is_some_and(|(v, _)| computed(v).is_some()));
             if !named {
                 return Ok(None);
             }
             features
                 .iter()
-                .map(|f| match view_of(f) {
+                .map(|f| match view_of(f.as_ref()) {
                     Some((v, feature)) if computed(v).is_some() => {
                         Ok((v.to_string(), feature.to_string(), None))
                     }
                     _ => {
-                        let r = registry.resolve_ref(f)?;
+                        let r = registry.resolve_ref(f.as_ref())?;
                         let view = &registry.feature_views[r.view];
                         Ok((view.name.clone(), view.fields[r.field].name.clone(), None))
                     }
