@@ -129,10 +129,13 @@ impl RequestStats {
         }))
     }
 
-    /// Calls `f` with this thread's state for this instance, made on first use.
-    fn with_local<R>(&self, f: impl FnOnce(&Inner, &mut Local) -> R) -> R {
+    /// Calls `f` with this thread's state for this instance, made on first use. `None` (and
+    /// `f` not called) when the thread's state is gone (the thread is ending) or already in
+    /// use further up the stack: no panic either way.
+    fn with_local<R>(&self, f: impl FnOnce(&Inner, &mut Local) -> R) -> Option<R> {
         let inner = &*self.0;
-        LOCALS.with_borrow_mut(|locals| {
+        let with = LOCALS.try_with(|locals| {
+            let mut locals = locals.try_borrow_mut().ok()?;
             let at = match locals.iter().position(|l| l.instance == inner.instance) {
                 Some(at) => at,
                 None => {
@@ -147,8 +150,9 @@ impl RequestStats {
                     locals.len() - 1
                 }
             };
-            f(inner, &mut locals[at])
-        })
+            Some(f(inner, &mut locals[at]))
+        });
+        with.ok().flatten()
     }
 
     /// A request id unique in this instance.
@@ -160,11 +164,12 @@ impl RequestStats {
             }
             local.ids.next().unwrap_or_default()
         })
+        .unwrap_or_else(|| self.0.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Records one answered request.
+    /// Records one answered request (not on a thread that is ending).
     pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
-        self.with_local(|_, local| {
+        let _ = self.with_local(|_, local| {
             let at = match local
                 .cells
                 .iter()
@@ -359,5 +364,15 @@ mod tests {
         assert_eq!(b.next_request_id(), 1);
         a.observe("/push", 200, Duration::ZERO);
         assert!(!render(&b).contains("/push"));
+    }
+
+    #[test]
+    fn an_id_is_still_unique_when_the_thread_state_cannot_be_used() {
+        let stats = RequestStats::new();
+        assert_eq!(stats.next_request_id(), 1);
+        // The thread's state in use: the id comes from the shared counter, past the block.
+        let inside = stats.with_local(|_, _| stats.next_request_id());
+        assert_eq!(inside, Some(1 + ID_BLOCK));
+        assert_eq!(stats.next_request_id(), 2);
     }
 }
