@@ -22,6 +22,7 @@ pub mod persist;
 pub mod registry;
 pub mod reload;
 pub mod store;
+mod sync;
 pub mod tls;
 pub mod value;
 

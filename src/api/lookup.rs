@@ -76,13 +76,12 @@ impl Lookup<'_> {
     /// The output name of feature `f` (index into `refs`, or into the names given by
     /// [`Lookup::rename`]).
     pub fn name(&self, f: usize) -> &str {
-        match &self.names {
-            Some(names) => &names[f],
-            None => {
-                let r = self.refs[f];
-                &self.registry.feature_views[r.view].fields[r.field].name
-            }
-        }
+        output_name(
+            self.names.as_deref(),
+            &self.registry.feature_views,
+            &self.refs,
+            f,
+        )
     }
 
     /// How many output names there are.
@@ -184,6 +183,19 @@ fn key_column<'e, C>(
     }
 }
 
+/// Output name `f`: from `names` when given, else the field's own name.
+fn output_name<'a>(
+    names: Option<&'a [String]>,
+    views: &'a [FeatureView],
+    refs: &[FeatureRef],
+    f: usize,
+) -> &'a str {
+    match names {
+        Some(names) => &names[f],
+        None => &views[refs[f].view].fields[refs[f].field].name,
+    }
+}
+
 /// The first of `count` names (`name(i)`) that repeats an earlier one. A few names are
 /// compared pairwise: no set to allocate per read.
 fn first_repeated<'a>(count: usize, name: impl Fn(usize) -> &'a str) -> Option<&'a str> {
@@ -221,10 +233,7 @@ pub async fn lookup<'s, C: Cell>(
             })
             .collect()
     });
-    let name = |i: usize| match &names {
-        Some(names) => names[i].as_str(),
-        None => views[refs[i].view].fields[refs[i].field].name.as_str(),
-    };
+    let name = |i| output_name(names.as_deref(), views, &refs, i);
     if let Some(name) = first_repeated(refs.len(), name) {
         return Err(ApiError::bad_request(
             "feature_name_collision",

@@ -47,6 +47,7 @@ use tokio::sync::oneshot;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::persist::wal::{self, FsyncPolicy, Wal, WalError, WalStats};
+use crate::sync::lock;
 
 mod open;
 #[cfg(test)]
@@ -255,10 +256,6 @@ pub struct RaftLog {
 pub struct LogStore {
     shared: Arc<Shared>,
     group: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn write_err(e: impl std::fmt::Display) -> StorageError {

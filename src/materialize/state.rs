@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::parquet::Progress;
 use crate::persist::atomic::{write_atomic, FileError};
+use crate::sync::lock;
 use crate::value::{format_timestamp, now_micros, Micros};
 
 /// The file's format version.
@@ -103,10 +104,6 @@ impl Drop for Claim {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MaterializeState {

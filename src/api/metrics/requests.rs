@@ -8,9 +8,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync::lock;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 
@@ -192,10 +193,6 @@ impl RequestStats {
             local.cells[at].record(elapsed);
         });
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn label(name: &str, value: String) -> proto::LabelPair {

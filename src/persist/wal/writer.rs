@@ -37,7 +37,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ use super::{FsyncPolicy, SegmentFile, WalError};
 use crate::persist::atomic::{create_dir, sync_dir, Context, FileError};
 use crate::persist::durable;
 use crate::persist::ViewMeta;
+use crate::sync::lock;
 use thread::{new_segment, sync_every_second, Writer};
 
 /// Records queued for the writer before appends are refused.
@@ -163,10 +164,6 @@ impl DiskWatch {
         let now = self.epoch.elapsed().as_micros() as u64 + 1;
         Some(Duration::from_micros(now.saturating_sub(oldest)))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
