@@ -19,13 +19,14 @@ use serde::Deserialize;
 use super::lookup::{echo_value, lookup, Lookup, Selection};
 use super::rows::write_rows;
 use super::{
-    check_answer_size, parse_json, read_body, unique_columns, AppState, BodyKind, Frame, Limits,
+    check_answer_size, columns_with, parse_json, read_body, unique_columns, AppState, BodyKind,
+    Frame, Limits,
 };
 use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
-use crate::value::cell::JsonCell;
+use crate::value::cell::{JsonCell, Scalar, ScalarList};
 use crate::value::{nonfinite, Cell};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
@@ -45,6 +46,25 @@ pub struct PushRequest<'a> {
     /// [`crate::ondemand::write`]); Feast's request has the field, with the same default.
     #[serde(default = "yes")]
     pub transform_on_write: bool,
+}
+
+/// The body of `POST /push` when every column of `df` is a list of [`Scalar`]s, the usual
+/// push; the same fields as [`PushRequest`].
+#[derive(Debug, Deserialize)]
+struct ScalarPush<'a> {
+    push_source_name: String,
+    #[serde(borrow, deserialize_with = "scalar_columns")]
+    df: Frame<Scalar<'a>>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default = "yes")]
+    transform_on_write: bool,
+}
+
+fn scalar_columns<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Frame<Scalar<'a>>, D::Error> {
+    columns_with(deserializer, ScalarList::default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +201,36 @@ pub async fn push(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let text = json_text(&body);
-    let request: PushRequest = parse_json(&text)?;
     let registry = state.registry.current();
+    let pool = state.ondemand.as_deref();
+    // The usual push (every column a list of numbers, plain strings, booleans and nulls) is
+    // read into `Scalar` cells, in about half the time of `JsonCell`s, and stored as the
+    // general path below would store it. Any other body (a single value for a column, an
+    // escaped string, a NaN, a list or object value, a malformed body) takes the general
+    // path, whose errors name what is wrong; so does a push feeding write-time on-demand
+    // views, which read `JsonCell` frames.
+    if let Ok(request) = serde_json::from_slice::<ScalarPush>(&text) {
+        let source = registry.push_source(&request.push_source_name)?;
+        let dest = push_destination(request.to.as_deref())?;
+        let derived = dest.online
+            && request.transform_on_write
+            && !crate::ondemand::write::computed_on_push(
+                pool,
+                &registry,
+                &source.views,
+                &request.df,
+            )
+            .is_empty();
+        if !derived {
+            check_views(&req, &registry, source.views.iter().copied())?;
+            write_rows(&state, &source.views, &request.df, dest).await?;
+            return Ok(HttpResponse::Ok().finish());
+        }
+    }
+    let request: PushRequest = parse_json(&text)?;
     let source = registry.push_source(&request.push_source_name)?;
     let dest = push_destination(request.to.as_deref())?;
     let df = frame(request.df)?;
-    let pool = state.ondemand.as_deref();
     let derived = match dest.online && request.transform_on_write {
         true => crate::ondemand::write::computed_on_push(pool, &registry, &source.views, &df),
         false => Vec::new(),

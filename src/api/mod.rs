@@ -43,9 +43,21 @@ where
     D: serde::Deserializer<'de>,
     C: Deserialize<'de>,
 {
-    struct Columns<C>(std::marker::PhantomData<C>);
-    impl<'de, C: Deserialize<'de>> serde::de::Visitor<'de> for Columns<C> {
-        type Value = indexmap::IndexMap<String, C>;
+    columns_with(deserializer, std::marker::PhantomData::<C>)
+}
+
+/// [`unique_columns`], each column read by `seed`.
+pub fn columns_with<'de, D, S>(
+    deserializer: D,
+    seed: S,
+) -> Result<indexmap::IndexMap<String, S::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    S: serde::de::DeserializeSeed<'de> + Copy,
+{
+    struct Columns<S>(S);
+    impl<'de, S: serde::de::DeserializeSeed<'de> + Copy> serde::de::Visitor<'de> for Columns<S> {
+        type Value = indexmap::IndexMap<String, S::Value>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an object of columns, each a list of values")
@@ -63,13 +75,13 @@ where
                         "column '{name}' is given twice"
                     )));
                 }
-                let values = map.next_value()?;
+                let values = map.next_value_seed(self.0)?;
                 frame.insert(name, values);
             }
             Ok(frame)
         }
     }
-    deserializer.deserialize_map(Columns(std::marker::PhantomData))
+    deserializer.deserialize_map(Columns(seed))
 }
 
 /// A frame from named columns (the native path), refusing a column given twice.

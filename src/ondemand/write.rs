@@ -81,11 +81,11 @@ pub async fn rows_to_store<'a>(
 /// The write-time views a push of `df` to feature views `pushed` computes, in the registry's
 /// order, each with its stored view. None when no pool runs (the log says so at start) or
 /// when the df lacks their inputs.
-pub fn computed_on_push<'r>(
+pub fn computed_on_push<'r, C>(
     pool: Option<&Pool>,
     registry: &'r Registry,
     pushed: &[ViewId],
-    df: &Frame<JsonCell<'_>>,
+    df: &Frame<C>,
 ) -> Vec<(&'r OnDemandView, ViewId)> {
     if pool.is_none() || registry.on_demand_views.is_empty() {
         return Vec::new();

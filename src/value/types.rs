@@ -40,7 +40,7 @@ pub enum ScalarType {
 }
 
 impl ScalarType {
-    const ALL: [ScalarType; 19] = [
+    pub(crate) const ALL: [ScalarType; 19] = [
         ScalarType::Int32,
         ScalarType::Int64,
         ScalarType::Float32,
