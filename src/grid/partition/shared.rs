@@ -313,17 +313,35 @@ impl SharedTable {
     }
 
     fn prefetch_in(&self, index: &Index, hash: u64, row: bool) {
-        let slot = &index.slots[hash as usize & index.mask];
+        let at = hash as usize & index.mask;
+        let slot = &index.slots[at];
         if !row {
             prefetch(slot as *const AtomicU32 as *const u8);
             return;
         }
-        if let Some(id) = slot.load(Ordering::Relaxed).checked_sub(1) {
-            let (k, at) = locate(id);
-            if let Some(chunk) = self.chunk(k) {
-                if let Some(first) = chunk.bytes.get(at * self.record_len) {
-                    prefetch(first as *const AtomicU8 as *const u8);
-                }
+        // The rows of the probe's first two slots (the next slot is nearly always on the same
+        // cache line): with linear probing up to 3/4 full, a key often sits one slot past
+        // where its probe starts, and the probe compares both keys. Measured, 2026-12-04:
+        // push 100 +7-14%, read 100 x 3 +6% against the first slot's row alone.
+        self.prefetch_row(slot.load(Ordering::Relaxed));
+        self.prefetch_row(index.slots[(at + 1) & index.mask].load(Ordering::Relaxed));
+    }
+
+    /// Starts loading both ends of the row in index slot value `slot` (none when empty): a
+    /// record (41 bytes for the quickstart view) spans two cache lines more often than not,
+    /// and a write or a read touches all of it.
+    fn prefetch_row(&self, slot: u32) {
+        let Some(id) = slot.checked_sub(1) else {
+            return;
+        };
+        let (k, at) = locate(id);
+        let Some(chunk) = self.chunk(k) else {
+            return;
+        };
+        let start = at * self.record_len;
+        for byte in [start, (start + self.record_len).saturating_sub(1)] {
+            if let Some(b) = chunk.bytes.get(byte) {
+                prefetch(b as *const AtomicU8 as *const u8);
             }
         }
     }
