@@ -61,6 +61,18 @@ struct ScalarPush<'a> {
     transform_on_write: bool,
 }
 
+/// The body of `POST /write-to-online-store` when every column of `df` is a list of
+/// [`Scalar`]s; the same fields as [`WriteRequest`].
+#[derive(Debug, Deserialize)]
+struct ScalarWrite<'a> {
+    feature_view_name: String,
+    #[serde(borrow, deserialize_with = "scalar_columns")]
+    df: Frame<Scalar<'a>>,
+    #[serde(default = "yes")]
+    #[allow(dead_code)] // parsed so that a bad value takes the general path and its error
+    transform_on_write: bool,
+}
+
 fn scalar_columns<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Frame<Scalar<'a>>, D::Error> {
@@ -262,8 +274,19 @@ pub async fn write_to_online_store(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, body, &state.limits, BodyKind::Write).await?;
     let text = json_text(&body);
-    let request: WriteRequest = parse_json(&text)?;
     let registry = state.registry.current();
+    // As in `push`: the usual `df` (what the Feast SDK's push, write and remote materialize
+    // send) is read into `Scalar` cells; any other body, and a write to an on-demand view,
+    // takes the general path.
+    if let Ok(request) = serde_json::from_slice::<ScalarWrite>(&text) {
+        let view = registry.view(&request.feature_view_name)?;
+        if registry.on_demand_view(&view.name).is_none() {
+            check_views(&req, &registry, [view.id])?;
+            write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
+            return Ok(HttpResponse::Ok().content_type(JSON).body("null"));
+        }
+    }
+    let request: WriteRequest = parse_json(&text)?;
     let view = registry.view(&request.feature_view_name)?;
     check_views(&req, &registry, [view.id])?;
     let mut df = frame(request.df)?;

@@ -360,63 +360,76 @@ fn entity_names_are_accepted_for_join_keys_with_one_warning() {
 }
 
 #[test]
-fn a_push_stores_the_same_rows_whatever_form_its_values_take() {
+fn a_write_stores_the_same_rows_whatever_form_its_values_take() {
     // Lists of plain numbers and strings are read into light cells; an escaped string, a list
     // or object value, or a bad value anywhere sends the body through the general parse. Both
-    // must store the same rows and refuse the same values with the same errors.
+    // must store the same rows and refuse the same values with the same errors, on both write
+    // routes.
     let s = Server::start();
     let now = chrono::Utc::now().timestamp();
     let stamp = chrono::DateTime::from_timestamp(now, 0)
         .unwrap()
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
-    let plain = push_text(
-        &s,
-        &format!(
-            r#"{{"driver_id": [1, "2"], "event_timestamp": [{now}, "{stamp}"], "conv_rate": [0.5, "0.25"], "acc_rate": [1, null], "avg_daily_trips": [7, 8]}}"#
-        ),
-    );
-    assert_eq!(plain.status, 200, "{}", plain.text);
-    // The same rows for entities 3 and 4, with escapes in a key and a timestamp.
+    // A digit as a JSON string escape.
+    let escaped = |digit: u32| format!("\\u{:04x}", '0' as u32 + digit);
     let escaped_stamp = stamp.replacen('-', "\\u002d", 1);
-    let escaped = push_text(
-        &s,
-        &format!(
-            r#"{{"driver_id": [3, "\u0034"], "event_timestamp": [{now}, "{escaped_stamp}"], "conv_rate": [0.5, "0.25"], "acc_rate": [1, null], "avg_daily_trips": [7, 8]}}"#
-        ),
-    );
-    assert_eq!(escaped.status, 200, "{}", escaped.text);
-    let read = rates(&s, json!([1, 2, 3, 4]));
-    let (conv, statuses, stamps) = column(&read, "conv_rate");
-    assert_eq!(
-        conv,
-        [json!(0.5), json!(0.25), json!(0.5), json!(0.25)],
-        "{read}"
-    );
-    assert_eq!(statuses, ["PRESENT"; 4], "{read}");
-    assert!(stamps.iter().all(|t| t == &stamps[0]), "{read}");
-    let (acc, statuses, _) = column(&read, "acc_rate");
-    assert_eq!(
-        acc,
-        [json!(1.0), Value::Null, json!(1.0), Value::Null],
-        "{read}"
-    );
-    assert_eq!(
-        statuses,
-        ["PRESENT", "NULL_VALUE", "PRESENT", "NULL_VALUE"],
-        "{read}"
-    );
-    // A bad value is named alike by both parses.
-    for df in [
-        format!(
-            r#"{{"driver_id": [5], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": ["many"]}}"#
-        ),
-        format!(
-            r#"{{"driver_id": [5], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": ["m\u0061ny"]}}"#
-        ),
-    ] {
-        let a = push_text(&s, &df);
-        assert_invalid(&a, "avg_daily_trips", 0, "expected int64, got \"many\"");
+    let write = |route: &str, df: String| {
+        let body = match route {
+            "/push" => format!(r#"{{"push_source_name": "driver_stats_push_source", "df": {df}}}"#),
+            _ => format!(r#"{{"feature_view_name": "driver_hourly_stats", "df": {df}}}"#),
+        };
+        s.post_raw(route, &body, None)
+    };
+    for (route, first) in [("/push", 1), ("/write-to-online-store", 5)] {
+        let plain = write(
+            route,
+            format!(
+                r#"{{"driver_id": [{first}, "{}"], "event_timestamp": [{now}, "{stamp}"], "conv_rate": [0.5, "0.25"], "acc_rate": [1, null], "avg_daily_trips": [7, 8]}}"#,
+                first + 1
+            ),
+        );
+        assert_eq!(plain.status, 200, "{route}: {}", plain.text);
+        // The same rows for the next two entities, with escapes in a key and a timestamp.
+        let with_escapes = write(
+            route,
+            format!(
+                r#"{{"driver_id": [{}, "{}"], "event_timestamp": [{now}, "{escaped_stamp}"], "conv_rate": [0.5, "0.25"], "acc_rate": [1, null], "avg_daily_trips": [7, 8]}}"#,
+                first + 2,
+                escaped(first + 3)
+            ),
+        );
+        assert_eq!(with_escapes.status, 200, "{route}: {}", with_escapes.text);
+        let read = rates(&s, json!([first, first + 1, first + 2, first + 3]));
+        let (conv, statuses, stamps) = column(&read, "conv_rate");
+        assert_eq!(
+            conv,
+            [json!(0.5), json!(0.25), json!(0.5), json!(0.25)],
+            "{route}: {read}"
+        );
+        assert_eq!(statuses, ["PRESENT"; 4], "{route}: {read}");
+        assert!(stamps.iter().all(|t| t == &stamps[0]), "{route}: {read}");
+        let (acc, statuses, _) = column(&read, "acc_rate");
+        assert_eq!(
+            acc,
+            [json!(1.0), Value::Null, json!(1.0), Value::Null],
+            "{route}: {read}"
+        );
+        assert_eq!(
+            statuses,
+            ["PRESENT", "NULL_VALUE", "PRESENT", "NULL_VALUE"],
+            "{route}: {read}"
+        );
+        // A bad value is named alike by both parses.
+        for trips in [r#""many""#, r#""m\u0061ny""#] {
+            let a = write(
+                route,
+                format!(
+                    r#"{{"driver_id": [9], "event_timestamp": [{now}], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [{trips}]}}"#
+                ),
+            );
+            assert_invalid(&a, "avg_daily_trips", 0, "expected int64, got \"many\"");
+        }
     }
 }
 
