@@ -3,8 +3,8 @@
 //! `serde_json::Value` would allocate a `String` per string cell.
 //!
 //! [`Scalar`]: its lighter sibling for the usual push, whose columns hold only numbers, plain
-//! strings, booleans and nulls: a third smaller, nothing to drop, parsed in about half the
-//! time; it reads every value exactly as [`JsonCell`] does.
+//! strings, booleans and nulls: 24 bytes against 32, nothing to drop, parsed in about half
+//! the time; it reads every value exactly as [`JsonCell`] does.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -311,8 +311,9 @@ pub enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
-    /// The same value as a [`JsonCell`] (no allocation): every [`Cell`] method below reads it
-    /// through this, so both forms give the same answers and errors.
+    /// The same value as a [`JsonCell`] (no allocation): the [`Cell`] methods below read it
+    /// through this (the commonest cases are answered directly), so both forms give the same
+    /// answers and errors.
     fn json(self) -> JsonCell<'a> {
         match self {
             Scalar::Null => JsonCell::Null,
