@@ -15,6 +15,16 @@ fn push_text(s: &Server, df: &str) -> Answer {
     )
 }
 
+/// Now in Unix seconds, and as pandas' text (`YYYY-MM-DD HH:MM:SS`, UTC).
+fn now_and_text() -> (i64, String) {
+    let now = chrono::Utc::now().timestamp();
+    let text = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    (now, text)
+}
+
 /// A driver row stamped now (the quickstart view has a 1-day TTL) with `trips` as the literal
 /// text of `avg_daily_trips`.
 fn trips_row(id: &str, trips: &str) -> String {
@@ -366,20 +376,17 @@ fn a_write_stores_the_same_rows_whatever_form_its_values_take() {
     // must store the same rows and refuse the same values with the same errors, on both write
     // routes.
     let s = Server::start();
-    let now = chrono::Utc::now().timestamp();
-    let stamp = chrono::DateTime::from_timestamp(now, 0)
-        .unwrap()
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string();
+    let (now, stamp) = now_and_text();
     // A digit as a JSON string escape.
     let escaped = |digit: u32| format!("\\u{:04x}", '0' as u32 + digit);
     let escaped_stamp = stamp.replacen('-', "\\u002d", 1);
-    let write = |route: &str, df: String| {
-        let body = match route {
-            "/push" => format!(r#"{{"push_source_name": "driver_stats_push_source", "df": {df}}}"#),
-            _ => format!(r#"{{"feature_view_name": "driver_hourly_stats", "df": {df}}}"#),
-        };
-        s.post_raw(route, &body, None)
+    let write = |route: &str, df: String| match route {
+        "/push" => push_text(&s, &df),
+        _ => s.post_raw(
+            route,
+            &format!(r#"{{"feature_view_name": "driver_hourly_stats", "df": {df}}}"#),
+            None,
+        ),
     };
     for (route, first) in [("/push", 1), ("/write-to-online-store", 5)] {
         let plain = write(
@@ -436,10 +443,7 @@ fn a_write_stores_the_same_rows_whatever_form_its_values_take() {
 #[test]
 fn a_single_value_in_df_is_repeated_for_every_row() {
     let s = Server::start();
-    let now = chrono::Utc::now().timestamp();
-    let stamp = chrono::DateTime::from_timestamp(now, 0)
-        .unwrap()
-        .format("%Y-%m-%d %H:%M:%S");
+    let (now, stamp) = now_and_text();
     // Feast builds a DataFrame, which repeats a single value beside list columns.
     let a = push_text(
         &s,
