@@ -269,6 +269,9 @@ impl Cluster {
             ));
         };
         let held_until = Instant::now() + HOLD_WRITES;
+        // The leader votes for the candidate at once, followers' leader leases or not: the
+        // read leases it granted must end first ([`super::lease`]).
+        let _no_leases = self.grants[group].close().await;
         // With more than three voters, the candidate needs followers' votes: a lease of quiet
         // comes before the vote, within the hold.
         let quiet = voters.len() > 3;

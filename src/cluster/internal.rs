@@ -10,6 +10,8 @@
 //! - `POST /internal/v1/writes`: commit parts of several groups here (the parts of the pushes
 //!   queued for this node, [`super::outbox`]); an answer per part.
 //! - `POST /internal/v1/read-index/{group}`: the leader's read index, confirmed by a quorum.
+//! - `POST /internal/v1/read-lease/{group}`: the same, with a read lease for the node that
+//!   asks ([`super::lease`]).
 //! - `POST /internal/v1/rows/{group}`: a forwarded read of the group's keys.
 //! - `POST /internal/v1/rows`: forwarded reads of several groups' keys (one call per node and
 //!   client request); an answer per group.
@@ -102,6 +104,10 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
             .route(
                 "/internal/v1/read-index/{group}",
                 web::post().to(read_index),
+            )
+            .route(
+                "/internal/v1/read-lease/{group}",
+                web::post().to(read_lease),
             )
             .route("/internal/v1/raft/{group}/append", web::post().to(append))
             .route("/internal/v1/writes", web::post().to(writes))
@@ -249,6 +255,19 @@ async fn read_index(
     let group = *group;
     let answer = match cluster.raft(group) {
         Some(_) => cluster.read_index_for_peer(group).await,
+        None => Err(Refusal::NotLeader { leader: None }),
+    };
+    Ok(encoded(&answer))
+}
+
+async fn read_lease(
+    cluster: web::Data<Cluster>,
+    group: web::Path<usize>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (group, from): (usize, NodeIndex) = (*group, decode(&body)?);
+    let answer = match cluster.raft(group) {
+        Some(_) => cluster.read_lease_for_peer(group, from).await,
         None => Err(Refusal::NotLeader { leader: None }),
     };
     Ok(encoded(&answer))

@@ -19,6 +19,7 @@ mod election;
 pub mod grow;
 pub mod internal;
 mod leader;
+mod lease;
 pub mod local;
 pub mod log_store;
 pub mod membership;
@@ -99,6 +100,8 @@ pub enum Consistency {
 pub struct Served {
     read_local: prometheus::IntCounter,
     read_forwarded: prometheus::IntCounter,
+    /// Served under a follower's read lease ([`lease`]), without asking the leader.
+    read_leased: prometheus::IntCounter,
     write_local: prometheus::IntCounter,
     write_forwarded: prometheus::IntCounter,
     /// The calls that carried forwarded write parts ([`outbox`]).
@@ -112,6 +115,7 @@ impl Served {
         Served {
             read_local: counter("read", "local"),
             read_forwarded: counter("read", "forwarded"),
+            read_leased: counter("read", "leased"),
             write_local: counter("write", "local"),
             write_forwarded: counter("write", "forwarded"),
             forward_calls,
@@ -204,6 +208,10 @@ pub struct Cluster {
     this: std::sync::Weak<Cluster>,
     /// Index = group: when its followers last accepted this node as leader (lease reads).
     acks: Vec<Arc<network::Acks>>,
+    /// Index = group: the read leases this node granted while leading it ([`lease`]).
+    grants: Vec<Arc<lease::Grants>>,
+    /// Index = group: the read lease this node holds as a follower ([`lease`]).
+    held: Vec<lease::Held>,
     /// Index = group: this node lost its Raft state for the group and is rejoining it
     /// ([`rejoin`]): it grants no vote until the leader has added it back.
     rejoin: Vec<AtomicBool>,
@@ -268,6 +276,7 @@ impl Cluster {
         });
         let mut rafts = Vec::with_capacity(topology.groups.len());
         let mut acks = Vec::with_capacity(topology.groups.len());
+        let mut grants = Vec::with_capacity(topology.groups.len());
         let mut removed = Vec::with_capacity(topology.groups.len());
         let mut to_rejoin = Vec::new();
         let (snapshot_every, keep_after_snapshot) = snapshot_cadence();
@@ -314,10 +323,14 @@ impl Cluster {
             acks.push(group_acks.clone());
             let group_removed = Arc::new(membership::Removed::default());
             removed.push(group_removed.clone());
+            let others = (0..topology.nodes.len() as NodeIndex).filter(|&n| n != me);
+            let group_grants = Arc::new(lease::Grants::new(others));
+            grants.push(group_grants.clone());
             let network = GroupNetwork {
                 net: net.clone(),
                 group: g,
                 acks: group_acks,
+                grants: group_grants,
                 removed: group_removed,
             };
             let raft = Raft::new(me, Arc::new(config), network, log.store(g), machine)
@@ -374,6 +387,8 @@ impl Cluster {
             appending: (0..rafts_len).map(|_| AtomicU32::new(0)).collect(),
             this: this.clone(),
             acks,
+            grants,
+            held: (0..rafts_len).map(|_| Default::default()).collect(),
             rejoin: (0..rafts_len)
                 .map(|g| AtomicBool::new(to_rejoin.iter().any(|(r, _)| *r == g)))
                 .collect(),

@@ -287,6 +287,8 @@ pub struct GroupNetwork {
     pub net: Net,
     pub group: usize,
     pub acks: std::sync::Arc<Acks>,
+    /// The group's follower read leases: acceptances are held for them ([`super::lease`]).
+    pub grants: std::sync::Arc<super::lease::Grants>,
     /// Noted when a member answers this node's vote request [`NOT_A_MEMBER`] (pre-votes:
     /// [`super::election`]).
     pub removed: std::sync::Arc<super::membership::Removed>,
@@ -303,6 +305,7 @@ pub struct Peer {
     target: NodeId,
     addr: Result<Address, String>,
     acks: std::sync::Arc<Acks>,
+    grants: std::sync::Arc<super::lease::Grants>,
     removed: std::sync::Arc<super::membership::Removed>,
 }
 
@@ -316,6 +319,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             target,
             addr: Address::parse(&node.addr),
             acks: self.acks.clone(),
+            grants: self.grants.clone(),
             removed: self.removed.clone(),
         }
     }
@@ -366,10 +370,22 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let (sent, vote) = (Instant::now(), rpc.vote);
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let answer = self.rpc("append", &rpc, &option).await;
         // Any answer but a higher vote accepts this leader (a log conflict included).
         if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
             self.acks.note(self.target, vote, sent);
+        }
+        let accepted = match &answer {
+            Ok(AppendEntriesResponse::Success) => last,
+            Ok(AppendEntriesResponse::PartialSuccess(matched)) => *matched,
+            _ => None,
+        };
+        // openraft learns of the acceptance (and may commit on it) only once every read
+        // lease holder has the entries too.
+        if let Some(accepted) = accepted {
+            self.grants.accepted(self.target, vote, accepted.index);
+            self.grants.hold(self.target, vote, accepted.index).await;
         }
         answer
     }

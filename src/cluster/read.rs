@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
+use super::lease::Granted;
 use super::local::Found;
+use super::network::NetError;
 use super::topology::NodeIndex;
 use super::types::Raft;
 use super::{
@@ -66,6 +68,9 @@ impl Cluster {
                 "no replica of group {group} here"
             )));
         };
+        if let Some(barrier) = self.leased_barrier(group, raft, deadline).await {
+            return Ok(barrier);
+        }
         let mut last = String::from("no leader is known");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -167,15 +172,36 @@ impl Cluster {
             },
             Leader::There(node) => {
                 let addr = self.internal_addr(node);
-                let call =
-                    self.net
-                        .call(addr, format!("/internal/v1/read-index/{group}"), &(), left);
+                let asked = Instant::now();
+                let call = async {
+                    let path = format!("/internal/v1/read-lease/{group}");
+                    match self.net.call(addr.clone(), path, &self.me, left).await {
+                        // A node of an earlier version grants no leases.
+                        Err(NetError::Refused { status: 404, .. }) => self
+                            .net
+                            .call(addr, format!("/internal/v1/read-index/{group}"), &(), left)
+                            .await
+                            .map(|answer: Result<u64, Refusal>| {
+                                answer.map(|index| Granted {
+                                    index,
+                                    floor: index,
+                                    granted: false,
+                                })
+                            }),
+                        answer => answer,
+                    }
+                };
                 let answer = self
                     .unless_cut_off(group, call)
                     .await
                     .map_err(|reason| Attempt::Fail(no_quorum(group, reason)))?;
                 match self.forwarded(group, node, answer).map_err(Attempt::Fail)? {
-                    Forwarded::Done(index) => Ok((index, false)),
+                    Forwarded::Done(lease) => {
+                        if lease.granted {
+                            self.held[group].note(asked, lease.floor);
+                        }
+                        Ok((lease.index, false))
+                    }
                     Forwarded::Retry(why) => Err(Attempt::Retry(why)),
                 }
             }
@@ -195,6 +221,83 @@ impl Cluster {
             Leader::There(node) => Err(Refusal::NotLeader { leader: Some(node) }),
             Leader::Unknown => Err(Refusal::NotLeader { leader: None }),
         }
+    }
+
+    /// The read index of `group`, asked of this node by node `from`, with a read lease for
+    /// `from` when this node leads the group ([`super::lease`]): noted before the index is
+    /// confirmed, and the lease's floor read after that.
+    pub async fn read_lease_for_peer(
+        &self,
+        group: usize,
+        from: NodeIndex,
+    ) -> Result<Granted, Refusal> {
+        // Only to a member that holds everything applied here: a lease holder that lags (a
+        // slow disk) would hold every commit of the group for as long as its lease lives.
+        let eligible = match self.leader(group) {
+            Leader::Here(raft) => {
+                let metrics = raft.metrics();
+                let m = metrics.borrow();
+                let member = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(&n, _)| n == from);
+                let index = |l: Option<&openraft::LogId<NodeIndex>>| l.map_or(0, |l| l.index);
+                let accepted = m.replication.as_ref().and_then(|r| r.get(&from)?.as_ref());
+                member && index(accepted) >= index(m.last_applied.as_ref())
+            }
+            Leader::There(node) => return Err(Refusal::NotLeader { leader: Some(node) }),
+            Leader::Unknown => return Err(Refusal::NotLeader { leader: None }),
+        };
+        let granted = eligible && from != self.me && self.grants[group].grant(from, Instant::now());
+        let index = self.read_index_for_peer(group).await?;
+        let floor = self.log.last_index(group).unwrap_or(0).max(index);
+        Ok(Granted {
+            index,
+            floor,
+            granted,
+        })
+    }
+
+    /// Whether this node's replica of `group` serves a linearizable read under its read lease
+    /// ([`super::lease`]): once it has applied the lease's floor and every entry in its log
+    /// (within [`CATCH_UP_WAIT`], else the leader serves it). `None`: no live lease (or this
+    /// node leads the group): ask for a read index. With less than half the lease left, a
+    /// round that renews it starts meanwhile.
+    async fn leased_barrier(
+        &self,
+        group: usize,
+        raft: &Raft,
+        deadline: Instant,
+    ) -> Option<Barrier> {
+        let (floor, renew) = self.held[group].floor(Instant::now())?;
+        if matches!(self.leader(group), Leader::Here(_)) {
+            return None;
+        }
+        if renew {
+            if let Some(cluster) = self.this.upgrade() {
+                actix_rt::spawn(async move {
+                    let _ = cluster.shared_read_index(group).await;
+                });
+            }
+        }
+        self.served.read_leased.inc();
+        let target = floor.max(self.log.last_index(group).unwrap_or(0));
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if applied >= target {
+            return Some(Barrier::Passed);
+        }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CATCH_UP_WAIT);
+        let caught_up = raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(target), "leased read")
+            .await;
+        Some(match caught_up {
+            Ok(_) => Barrier::Passed,
+            Err(_) => Barrier::Behind,
+        })
     }
 
     /// The read index of `group`, this node leading it: under a valid lease at once

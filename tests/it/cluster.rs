@@ -609,7 +609,7 @@ fn push_each_from_a_thread(node: &Server, ids: &[i64], gap: Duration) {
 }
 
 /// A counter of a node's `/metrics`.
-fn counter(node: &Server, name: &str) -> u64 {
+pub(super) fn counter(node: &Server, name: &str) -> u64 {
     let metrics = node.get("/metrics").text;
     metrics
         .lines()

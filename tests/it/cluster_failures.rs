@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::cluster::{assert_all_readable_eventually, eventually, push, read_trips, Cluster};
+use super::cluster::{
+    assert_all_readable_eventually, counter, eventually, push, read_trips, Cluster,
+};
 use crate::support::{column, now_rfc3339, BIN};
 
 /// Writers push unique ids through random live nodes and record what was acknowledged.
 /// A reader checks, Jepsen style, that linearizable reads never miss a push acknowledged
-/// before they started: each read asks for the last ids acknowledged so far (each id is
+/// before they started, nor one an earlier read returned: each read asks for the last ids
+/// acknowledged so far and the last ones handed to writers, maybe still in flight (each id is
 /// pushed once, with its own value), through a node in turn.
 pub(super) struct Load {
     stop: Arc<AtomicBool>,
@@ -36,7 +39,7 @@ pub(super) struct History {
 fn check_reads(
     urls: Arc<Mutex<Vec<Option<String>>>>,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<i64>>>,
+    (acked, next): (Arc<Mutex<Vec<i64>>>, Arc<AtomicI64>),
     reads: Arc<AtomicI64>,
     stale: Arc<Mutex<Vec<String>>>,
 ) {
@@ -44,11 +47,20 @@ fn check_reads(
         .timeout(Duration::from_secs(10))
         .build();
     let mut turn = 0;
+    // Ids an earlier read returned: every later read must return them too.
+    let mut seen = std::collections::HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        // Acknowledged before the read starts.
-        let ids: Vec<i64> = {
+        // Acknowledged before the read starts, and pushes maybe in flight.
+        let (must, ids): (usize, Vec<i64>) = {
             let acked = acked.lock().unwrap();
-            acked[acked.len().saturating_sub(10)..].to_vec()
+            let mut ids = acked[acked.len().saturating_sub(10)..].to_vec();
+            let must = ids.len();
+            let handed = next.load(Ordering::Relaxed);
+            let flying: Vec<i64> = (handed.saturating_sub(6)..handed)
+                .filter(|id| !ids.contains(id))
+                .collect();
+            ids.extend(flying);
+            (must, ids)
         };
         turn += 1;
         let url = {
@@ -72,8 +84,10 @@ fn check_reads(
         };
         let values = column(&answer, "avg_daily_trips").0;
         reads.fetch_add(1, Ordering::Relaxed);
-        for (id, v) in ids.iter().zip(values) {
-            if v != json!(id) {
+        for (i, (id, v)) in ids.iter().zip(values).enumerate() {
+            if v == json!(id) {
+                seen.insert(*id);
+            } else if i < must || seen.contains(id) {
                 stale
                     .lock()
                     .unwrap()
@@ -91,14 +105,14 @@ impl Load {
         let stale = Arc::new(Mutex::new(Vec::new()));
         let next = Arc::new(AtomicI64::new(1_000_000));
         let reader = {
-            let (urls, stop, acked, reads, stale) = (
+            let (urls, stop, pushed, reads, stale) = (
                 urls.clone(),
                 stop.clone(),
-                acked.clone(),
+                (acked.clone(), next.clone()),
                 reads.clone(),
                 stale.clone(),
             );
-            std::thread::spawn(move || check_reads(urls, stop, acked, reads, stale))
+            std::thread::spawn(move || check_reads(urls, stop, pushed, reads, stale))
         };
         let mut threads: Vec<_> = (0..writers)
             .map(|w| {
@@ -888,6 +902,58 @@ fn one_follower_with_a_slow_disk_unseats_no_leader() {
     pusher.stop();
     for i in 0..3 {
         assert_eq!(term(&cluster, i), before, "node {i}: an election happened");
+    }
+}
+
+/// Follower read leases: a follower serves linearizable reads without asking the leader
+/// while it holds a lease. A lease holder paused (SIGSTOP) right after a read renewed its
+/// lease, a push acknowledged meanwhile, and the holder resumed at once: a read through it
+/// still returns the push (the leader committed it only once the holder had it, or its lease
+/// had ended). Without that rule the resumed holder, its lease still live, reads stale.
+#[test]
+fn a_paused_lease_holder_misses_no_push_acknowledged_meanwhile() {
+    let cluster = Cluster::start(3, &[&[1, 2, 3]]);
+    cluster.wait_for_leaders(0);
+    assert_eq!(push(cluster.node(0), &[1], 1).status, 200);
+    let (holder, other) = (cluster.node(2), cluster.node(1));
+    let leased = |node| {
+        counter(
+            node,
+            r#"featgrid_cluster_group_parts_total{op="read",served="leased"}"#,
+        )
+    };
+    let before = leased(holder);
+    for _ in 0..20 {
+        assert_eq!(
+            read_trips(&holder.url(), &[1], None).unwrap(),
+            vec![json!(1)]
+        );
+    }
+    assert!(
+        leased(holder) - before >= 10,
+        "reads through a follower were not served under a lease"
+    );
+    for id in 2..14 {
+        // Reads through both followers renew their leases.
+        for node in [holder, other] {
+            assert_eq!(
+                read_trips(&node.url(), &[id - 1], None).unwrap(),
+                vec![json!(id - 1)]
+            );
+        }
+        cluster.signal(2, libc::SIGSTOP);
+        let answer = push(cluster.node(0), &[id], id);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(
+            read_trips(&other.url(), &[id], None).unwrap(),
+            vec![json!(id)]
+        );
+        cluster.signal(2, libc::SIGCONT);
+        assert_eq!(
+            read_trips(&holder.url(), &[id], None).unwrap(),
+            vec![json!(id)],
+            "round {id}: a push acknowledged while the lease holder was paused"
+        );
     }
 }
 
