@@ -4,8 +4,11 @@
 1. `featgrid bench` with a --target per node against the 3-node example cluster
    (config/cluster-3node.toml: three groups, each on all three nodes, leaders spread): reads of 1
    and 100 entities and 100-row pushes, closed loop; throughput, p99, and the share of per-group
-   parts served locally vs forwarded (from the nodes' featgrid_cluster_group_parts_total).
-   The same runs against one single node (no --cluster), for comparison.
+   parts served locally, under a follower's read lease, or forwarded (from the nodes'
+   featgrid_cluster_group_parts_total). Each connection of that client sends its requests to the
+   nodes in turn; a second run has one client per node instead (three `featgrid bench`, the
+   connections split between them). The same runs against one single node (no --cluster, and
+   three clients on the one node), for comparison.
 2. Forwarded vs local read p99 at half load: a 3-node cluster with one group (leader n1);
    reads of 1 entity at half n1's closed-loop peak, open loop, through n1 (the leader: local)
    and through n2 (a follower: each read asks n1 for a read index), p99 of each and the ratio.
@@ -155,6 +158,29 @@ def bench(name, targets, workload, batch, *extra, duration=DURATION, warmup=WARM
             "errors": sum(op["errors"].values())}
 
 
+def bench_per_client(name, targets, workload, batch, duration=DURATION, warmup=WARMUP):
+    """`bench` as one client per target, run at once (CONNECTIONS split between them, one thread
+    each): every connection keeps talking to one node, where `bench` with several targets sends
+    each connection's requests to the targets in turn. Sums the throughput; the worst p99."""
+    conns = str(max(1, int(CONNECTIONS) // len(targets)))
+    procs = []
+    for i, t in enumerate(targets):
+        out = os.path.join(OUT, f"{name}-{i}.json")
+        args = [BIN, "bench", "--workload", workload, "--batch", str(batch), "--entities", str(ENTITIES),
+                "--connections", conns, "--threads", "1", "--warmup", warmup, "--duration", duration,
+                "--json", out, "--target", t.url]
+        procs.append((subprocess.Popen(args, stdout=subprocess.DEVNULL), out))
+    ops = []
+    for proc, out in procs:
+        if proc.wait() != 0:
+            sys.exit(f"featgrid bench failed ({out})")
+        with open(out) as f:
+            ops.append(json.load(f)["operations"][0])
+    return {"rps": sum(o["requests_per_sec"] for o in ops), "rows_per_sec": sum(o["rows_per_sec"] for o in ops),
+            "p99_us": max(o["latency_us"]["p99"] for o in ops),
+            "errors": sum(sum(o["errors"].values()) for o in ops)}
+
+
 def write_topology(path, groups):
     """Three nodes on loopback (free ports), `groups` a list of (slots, [node numbers])."""
     import socket
@@ -299,6 +325,10 @@ def main():
         for name, workload, batch in runs:
             summary[f"single-{name}"] = bench(f"single-{name}", [single], workload, batch)
             print(f"single {name}: {summary[f'single-{name}']}", file=sys.stderr)
+            # The same three clients as the cluster's per-node run below, all on the one node.
+            summary[f"single-{name}-3clients"] = bench_per_client(
+                f"single-{name}-3clients", [single] * 3, workload, batch)
+            print(f"single {name}, 3 clients: {summary[f'single-{name}-3clients']}", file=sys.stderr)
         single.stop()
         nodes = start_cluster(tmp, os.path.join(ROOT, "config/cluster-3node.toml"))
         for name, workload, batch in runs:
@@ -306,11 +336,14 @@ def main():
             result = bench(f"cluster-{name}", nodes, workload, batch)
             after = parts(nodes)
             op = "write" if workload == "push" else "read"
-            local = after.get((op, "local"), 0) - before.get((op, "local"), 0)
-            forwarded = after.get((op, "forwarded"), 0) - before.get((op, "forwarded"), 0)
-            result["local_share"] = local / max(1, local + forwarded)
+            served = {k: after.get((op, k), 0) - before.get((op, k), 0) for k in ("local", "leased", "forwarded")}
+            total = max(1, sum(served.values()))
+            result["local_share"] = served["local"] / total
+            result["leased_share"] = served["leased"] / total
             summary[f"cluster-{name}"] = result
             print(f"cluster {name}: {result}", file=sys.stderr)
+            summary[f"cluster-{name}-3clients"] = bench_per_client(f"cluster-{name}-3clients", nodes, workload, batch)
+            print(f"cluster {name}, a client per node: {summary[f'cluster-{name}-3clients']}", file=sys.stderr)
         proposed = status(nodes[0])["groups"]
         summary["writes_per_entry"] = [
             g["writes_proposed"] / max(1, g["entries_proposed"]) for g in proposed]

@@ -11,7 +11,8 @@
 //!    majority then always includes every holder, so an entry applied anywhere, and so any
 //!    write acknowledged or read anywhere, is in every holder's log first. A holder that stops
 //!    answering holds its groups' commits for at most [`LEASE`]: write availability traded for
-//!    reads that cost no call.
+//!    reads that cost no call. A node that lags (it has not accepted everything the leader
+//!    applied: a slow disk) is granted no lease, so it cannot hold commits lease after lease.
 //! 2. **A lease starts from what the leader had handed out.** Its floor is the leader's last
 //!    log index when it granted it, every entry whose acceptance it had already passed on
 //!    included, and the grant is noted before that index is read: an entry is either below
@@ -29,7 +30,7 @@
 //!    arrived: clocks that run at slightly different rates still agree.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,8 @@ impl Drop for Closed<'_> {
 #[derive(Default)]
 pub struct Held {
     lease: Mutex<Option<(Instant, u64)>>,
+    /// A renewal is under way.
+    renewing: AtomicBool,
 }
 
 impl Held {
@@ -209,11 +212,25 @@ impl Held {
         }
     }
 
-    /// The floor of the lease if it is live at `now`, and whether it is time to renew it
-    /// (less than half of it left).
+    /// The floor of the lease if it is live at `now`, and whether the caller should renew it:
+    /// less than half of it is left and no renewal is under way (the caller then reports
+    /// with [`Held::renewed`]).
     pub fn floor(&self, now: Instant) -> Option<(u64, bool)> {
         let (until, floor) = (*lock(&self.lease))?;
-        (now < until).then(|| (floor, until - now < TRUST / 2))
+        if now >= until {
+            return None;
+        }
+        let renew = until - now < TRUST / 2
+            && self
+                .renewing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        Some((floor, renew))
+    }
+
+    /// A renewal started by [`Held::floor`] is over (granted or not).
+    pub fn renewed(&self) {
+        self.renewing.store(false, Ordering::Release);
     }
 }
 
@@ -291,10 +308,12 @@ mod tests {
         assert_eq!(held.floor(asked), None);
         held.note(asked, 42);
         assert_eq!(held.floor(asked), Some((42, false)));
-        assert_eq!(
-            held.floor(asked + TRUST / 2 + Duration::from_millis(1)),
-            Some((42, true))
-        );
+        let late = asked + TRUST / 2 + Duration::from_millis(1);
+        assert_eq!(held.floor(late), Some((42, true)));
+        // One renewal at a time.
+        assert_eq!(held.floor(late), Some((42, false)));
+        held.renewed();
+        assert_eq!(held.floor(late), Some((42, true)));
         assert_eq!(held.floor(asked + TRUST), None);
         assert!(TRUST < LEASE);
         // An older answer arriving late does not replace a newer lease.

@@ -270,34 +270,36 @@ impl Cluster {
         raft: &Raft,
         deadline: Instant,
     ) -> Option<Barrier> {
-        let (floor, renew) = self.held[group].floor(Instant::now())?;
         if matches!(self.leader(group), Leader::Here(_)) {
             return None;
         }
+        let (floor, renew) = self.held[group].floor(Instant::now())?;
         if renew {
             if let Some(cluster) = self.this.upgrade() {
                 actix_rt::spawn(async move {
                     let _ = cluster.shared_read_index(group).await;
+                    cluster.held[group].renewed();
                 });
+            } else {
+                self.held[group].renewed();
             }
         }
-        self.served.read_leased.inc();
         let target = floor.max(self.log.last_index(group).unwrap_or(0));
         let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        if applied >= target {
-            return Some(Barrier::Passed);
+        let passed = applied >= target || {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(CATCH_UP_WAIT);
+            raft.wait(Some(wait))
+                .applied_index_at_least(Some(target), "leased read")
+                .await
+                .is_ok()
+        };
+        if !passed {
+            return Some(Barrier::Behind);
         }
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(CATCH_UP_WAIT);
-        let caught_up = raft
-            .wait(Some(wait))
-            .applied_index_at_least(Some(target), "leased read")
-            .await;
-        Some(match caught_up {
-            Ok(_) => Barrier::Passed,
-            Err(_) => Barrier::Behind,
-        })
+        self.served.read_leased.inc();
+        Some(Barrier::Passed)
     }
 
     /// The read index of `group`, this node leading it: under a valid lease at once
