@@ -174,6 +174,14 @@ impl Load {
     }
 }
 
+/// The per-group parts of reads `node` served under a follower's read lease.
+pub(super) fn leased_reads(node: &crate::support::Server) -> u64 {
+    counter(
+        node,
+        r#"featgrid_cluster_group_parts_total{op="read",served="leased"}"#,
+    )
+}
+
 /// Checks every id reads back through `url` with its own value as avg_daily_trips.
 pub(super) fn assert_all_readable(url: &str, ids: &[i64], consistency: Option<&str>) {
     for chunk in ids.chunks(500) {
@@ -313,8 +321,9 @@ fn kill_9_under_load_loses_no_acknowledged_push_and_restarted_nodes_catch_up() {
         }
         assert_all_readable(&cluster.node(i).url(), &acked, Some("local"));
     }
+    let leased: u64 = (0..3).map(|i| leased_reads(cluster.node(i))).sum();
     eprintln!(
-        "cluster kill test: {} kills (every other one wiping the data directory unless FEATGRID_TEST_WIPES=0); {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the kills, none older than a push acknowledged before it",
+        "cluster kill test: {} kills (every other one wiping the data directory unless FEATGRID_TEST_WIPES=0); {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the kills, none older than a push acknowledged before it or than an earlier read; {leased} group parts of reads served under a follower's lease since the nodes' last starts",
         kills.len(),
         acked.len()
     );
@@ -916,13 +925,7 @@ fn a_paused_lease_holder_misses_no_push_acknowledged_meanwhile() {
     cluster.wait_for_leaders(0);
     assert_eq!(push(cluster.node(0), &[1], 1).status, 200);
     let (holder, other) = (cluster.node(2), cluster.node(1));
-    let leased = |node| {
-        counter(
-            node,
-            r#"featgrid_cluster_group_parts_total{op="read",served="leased"}"#,
-        )
-    };
-    let before = leased(holder);
+    let before = leased_reads(holder);
     for _ in 0..20 {
         assert_eq!(
             read_trips(&holder.url(), &[1], None).unwrap(),
@@ -930,7 +933,7 @@ fn a_paused_lease_holder_misses_no_push_acknowledged_meanwhile() {
         );
     }
     assert!(
-        leased(holder) - before >= 10,
+        leased_reads(holder) - before >= 10,
         "reads through a follower were not served under a lease"
     );
     for id in 2..14 {

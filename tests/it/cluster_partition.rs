@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::cluster::{eventually, push, push_at, read_trips};
-use super::cluster_failures::{assert_all_readable, History, Load};
+use super::cluster_failures::{assert_all_readable, leased_reads, History, Load};
 use crate::support::{now_plus, Server, BIN};
 
 const SECRET: &str = "test-cluster-secret-0123456789";
@@ -298,8 +298,9 @@ fn a_partitioned_minority_refuses_and_every_replica_agrees_after_healing() {
         }
         rows >= (ids.len() + acked.len()) as u64
     });
+    let leased: u64 = nodes.iter().map(leased_reads).sum();
     eprintln!(
-        "partition: {rounds} partitions; {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the partitions, none older than a push acknowledged before it",
+        "partition: {rounds} partitions; {} acknowledged pushes all read back on 3 nodes; {reads} linearizable reads during the partitions, none older than a push acknowledged before it or than an earlier read; {leased} group parts of reads served under a follower's lease",
         acked.len()
     );
     drop(nodes);
