@@ -38,13 +38,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::types::{NodeId, Vote};
-use super::{ELECTION_MAX_MS, LEASE_READ_MS};
+use super::{ELECTION_MAX_MS, HEARTBEAT_MS, LEASE_READ_MS};
 use crate::sync::lock;
 
-/// How long a leader keeps a follower's lease after granting it: half of what openraft's
-/// leader lease leaves after [`LEASE_READ_MS`] (a new leader comes no sooner than that after
-/// the grant), the other half a margin.
-pub const LEASE: Duration = Duration::from_millis((ELECTION_MAX_MS - LEASE_READ_MS) / 2);
+/// How long a leader keeps a follower's lease after granting it. A new leader comes no sooner
+/// than what openraft's leader lease leaves after [`LEASE_READ_MS`] (400 ms) after a grant: a
+/// quarter of that, the rest a margin. And under openraft's timeout of an append (the
+/// heartbeat interval): a held acceptance answers before openraft gives up on it, which would
+/// log an error for a healthy follower and resend.
+pub const LEASE: Duration = Duration::from_millis((ELECTION_MAX_MS - LEASE_READ_MS) / 4);
+const _: () = assert!(LEASE.as_millis() < HEARTBEAT_MS as u128);
 
 /// How long a follower serves reads under a lease, counted from before it asked.
 const TRUST: Duration = Duration::from_millis(LEASE.as_millis() as u64 * 3 / 4);
