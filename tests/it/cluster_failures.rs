@@ -666,8 +666,15 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         "n1 leads group 0 again on its own"
     );
     // Pushes go on through n3 while leadership moves: the leader holds them, then they are
-    // routed to the new one.
+    // routed to the new one. Meanwhile the history check pushes and reads through every node
+    // (the followers' reads under their read leases, which the old leader waits out before the
+    // new one is elected).
     let pusher = Pusher::start(cluster.node(2).url());
+    let urls = Arc::new(Mutex::new(
+        (0..3).map(|i| Some(cluster.node(i).url())).collect(),
+    ));
+    let load = Load::start(urls, 2);
+    std::thread::sleep(Duration::from_millis(500));
     let out = Command::new(BIN)
         .args(["cluster", "balance", "--node", &cluster.node(1).url()])
         .output()
@@ -678,6 +685,15 @@ fn balance_hands_each_group_back_to_its_preferred_leader() {
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::thread::sleep(Duration::from_millis(500));
+    let History {
+        acked,
+        reads,
+        stale,
+    } = load.stop();
+    assert!(stale.is_empty(), "stale linearizable reads: {stale:?}");
+    assert!(reads > 10, "only {reads} reads answered");
+    assert_all_readable(&cluster.node(0).url(), &acked, None);
     let last = pusher.stop();
     assert_eq!(
         read_trips(&cluster.node(0).url(), &Pusher::IDS, None).unwrap(),
