@@ -95,6 +95,15 @@ class Node:
             self.proc.wait()
 
 
+def stop_all(tmp):
+    """Kills every node still running (resuming paused ones) and removes `tmp`."""
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
@@ -312,10 +321,7 @@ def main():
         try:
             summary["snapshot_probe"] = snapshot_probe(tmp)
         finally:
-            for p in processes:
-                if p.poll() is None:
-                    p.kill()
-            shutil.rmtree(tmp, ignore_errors=True)
+            stop_all(tmp)
         print(json.dumps(summary, indent=1))
         return
     try:
@@ -424,10 +430,7 @@ def main():
         summary["snapshot_probe"] = snapshot_probe(tmp)
         print(f"snapshot probe: {summary['snapshot_probe']}", file=sys.stderr)
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(tmp)
     with open(os.path.join(OUT, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps(summary, indent=1))

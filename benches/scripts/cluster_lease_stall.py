@@ -7,7 +7,7 @@ group's pushes until its lease ends (at most 200 ms), once.
 
     BIN=target/release/featgrid FAULT=stop benches/scripts/cluster_lease_stall.py
 """
-import datetime, os, sys, time, json, signal, tempfile, threading, shutil, urllib.request
+import datetime, os, sys, time, json, signal, tempfile, threading, urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cluster as cb
 FAULT = os.environ.get("FAULT", "kill")
@@ -59,9 +59,4 @@ try:
     bad = sum(1 for t, l, s in after if s != 200)
     print(f"{FAULT}: {len(before)} pushes before, p99 {p99:.1f} ms; after the fault: worst {worst:.0f} ms, {bad} not 200, {len(after)} pushes in the 3 s after it")
 finally:
-    for p in cb.processes:
-        try:
-            p.send_signal(signal.SIGCONT); p.kill()
-        except Exception:
-            pass
-    shutil.rmtree(tmp, ignore_errors=True)
+    cb.stop_all(tmp)

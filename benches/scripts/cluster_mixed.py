@@ -10,7 +10,6 @@ commit waits for every lease holder.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,10 +50,7 @@ def main():
         for op in sorted(rate):
             print(f"{op}: {rate[op]:.0f}/s, p99 (worst client) {p99[op] / 1000:.1f} ms")
     finally:
-        for p in cb.processes:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        cb.stop_all(tmp)
 
 
 if __name__ == "__main__":

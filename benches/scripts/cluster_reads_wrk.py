@@ -11,7 +11,6 @@ throughput summed; with SINGLE=1, one node and one `wrk -t2 -c33` instead.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,10 +53,7 @@ def main():
             time.sleep(1)
             print(f"cluster {MODE}, a wrk per node: {wrk([n.url for n in nodes], 1, 11):.0f}/s")
     finally:
-        for p in cb.processes:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        cb.stop_all(tmp)
 
 
 if __name__ == "__main__":
