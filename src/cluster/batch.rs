@@ -136,7 +136,12 @@ async fn propose_batches(
         let raft = raft.clone();
         actix_rt::spawn(async move {
             let (writes, answers): (Vec<GroupWrite>, Vec<Answer>) = batch.into_iter().unzip();
-            let result = raft.client_write(GroupBatch { writes }).await.map(|_| ());
+            let result = raft
+                .client_write(GroupBatch {
+                    writes: writes.into(),
+                })
+                .await
+                .map(|_| ());
             for answer in answers {
                 let _ = answer.send(result.clone());
             }

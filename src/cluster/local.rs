@@ -136,23 +136,49 @@ impl Replica {
         }
     }
 
-    /// Routes portable rows to this node's shards.
-    pub fn to_shards<'a>(
+    /// Routes portable rows to this node's shards. Each batch is sized once, for an even share
+    /// of its view's rows (estimated from the view's bytes and its first row's size), from
+    /// this thread's spare batches ([`RowBatch::with_capacity`]).
+    pub fn to_shards<'a, V>(
         &self,
-        views: impl IntoIterator<Item = &'a RecordView>,
+        views: V,
         layouts: &[RowLayout],
-    ) -> Result<Vec<Vec<RowBatch>>, String> {
+    ) -> Result<Vec<Vec<RowBatch>>, String>
+    where
+        V: IntoIterator<Item = &'a RecordView> + Clone,
+    {
         let router = self.grid.router();
-        let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
+        let shards = router.shards();
+        // Each view's portable bytes in this write.
+        let mut view_bytes: Vec<(usize, usize)> = Vec::new();
+        for rv in views.clone() {
+            let (view, len) = (rv.view as usize, rv.data.0.len());
+            match view_bytes.iter_mut().find(|(v, _)| *v == view) {
+                Some((_, total)) => *total += len,
+                None => view_bytes.push((view, len)),
+            }
+        }
+        let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); shards];
         // Per shard, where each view's batch sits in its list.
-        let mut at_shard: Vec<Vec<(usize, usize)>> = vec![Vec::new(); router.shards()];
+        let mut at_shard: Vec<Vec<(usize, usize)>> = vec![Vec::new(); shards];
         each_row(views, layouts, |view, layout, row| {
             let shard = router.shard_of_key(row.key);
             let batches = &mut per_shard[shard];
             let at = match at_shard[shard].iter().find(|(v, _)| *v == view) {
                 Some(&(_, at)) => at,
                 None => {
-                    batches.push(RowBatch::new(view));
+                    let bytes = view_bytes
+                        .iter()
+                        .find(|(v, _)| *v == view)
+                        .map_or(0, |(_, b)| *b);
+                    let row_bytes = 4 + row.key.len() + row.value.len() + row.vars_len();
+                    let share = bytes / row_bytes.max(1) / shards;
+                    batches.push(RowBatch::with_capacity(
+                        view,
+                        layout,
+                        share + share / 4 + 2,
+                        row.key.len(),
+                    ));
                     at_shard[shard].push((view, batches.len() - 1));
                     batches.len() - 1
                 }

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
+use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -110,6 +110,25 @@ struct GroupState {
     commit_logged_at: Option<std::time::Instant>,
     /// A commit is waiting to be logged ([`LogStore::log_commit_later`]).
     commit_pending: bool,
+}
+
+impl Op {
+    /// About how many bytes the record encodes to ([`GroupBatch::encoded_len_hint`] per
+    /// entry), so its buffer is sized once.
+    fn encoded_len_hint(&self) -> usize {
+        let entries = match self {
+            Op::Entries(list) | Op::Restate { entries: list, .. } => list.as_slice(),
+            Op::Truncate(_) | Op::Purge(_) | Op::Commit(_) => &[],
+        };
+        entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(batch) => 48 + batch.encoded_len_hint(),
+                _ => 256,
+            })
+            .sum::<usize>()
+            + 64
+    }
 }
 
 impl GroupState {
@@ -418,7 +437,7 @@ impl LogStore {
     ) -> Result<(), WalError> {
         let mut state = self.lock();
         let op = make(&state);
-        let record = wal::encode_payload(&(self.group as u32, &op))?;
+        let record = wal::encode_payload(&(self.group as u32, &op), op.encoded_len_hint())?;
         let pin = Pin::of(&op);
         let shared = self.shared.clone();
         let group = self.group;

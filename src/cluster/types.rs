@@ -8,6 +8,7 @@
 //! event wins, an equal write is a no-op), so a retried push is harmless.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,25 @@ impl std::fmt::Display for GroupWrite {
 }
 
 /// The writes of one or more pushes to one group, in the order the leader took them.
+///
+/// Shared, not owned: openraft clones an entry each time it reads it from the log (to send it
+/// to a follower, to apply it), and a clone is a count, not a copy of the rows. Encoded as the
+/// writes themselves (serde's `rc`), so the log and the wire are unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupBatch {
-    pub writes: Vec<GroupWrite>,
+    pub writes: Arc<[GroupWrite]>,
+}
+
+impl GroupBatch {
+    /// About how many bytes the batch encodes to: its rows and a few bytes of framing per
+    /// write and view, so an encoder can size its buffer once.
+    pub fn encoded_len_hint(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|w| 8 + w.views.iter().map(|v| v.data.0.len() + 16).sum::<usize>())
+            .sum::<usize>()
+            + 8
+    }
 }
 
 impl std::fmt::Display for GroupBatch {

@@ -31,9 +31,26 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `value` into a new buffer.
+/// Encodes `value` into a new buffer, allocated once at the size a first pass counts (that
+/// pass copies nothing; a buffer grown as it is written copies its bytes about once more,
+/// in a reallocation per doubling).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    let mut len = 0;
+    bincode::serde::encode_into_writer(value, Counter(&mut len), config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(len);
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Counts the bytes an encoding would write.
+struct Counter<'a>(&'a mut usize);
+
+impl bincode::enc::write::Writer for Counter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        *self.0 += bytes.len();
+        Ok(())
+    }
 }
 
 /// Encodes `value` at the end of `out`.
@@ -128,6 +145,9 @@ mod tests {
             let mut appended = vec![7u8];
             encode_into(&sample, &mut appended).unwrap();
             prop_assert_eq!(&appended[1..], &encoded[..]);
+            // Counted first, allocated once: exactly what bincode writes.
+            prop_assert_eq!(encoded.capacity(), encoded.len());
+            prop_assert_eq!(&bincode::serde::encode_to_vec(&sample, config()).unwrap(), &encoded);
             let (decoded, used): (Sample, usize) = decode(&encoded).unwrap();
             prop_assert_eq!(used, encoded.len());
             prop_assert_eq!(decoded, sample);

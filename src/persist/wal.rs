@@ -185,9 +185,10 @@ pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>,
 }
 
 /// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
-/// [`seal`]); [`read_segment`] with the same type reads it back.
-pub fn encode_payload<P: Serialize>(payload: &P) -> Result<Vec<u8>, CodecError> {
-    encode_sized(payload, 0)
+/// [`seal`]), in a buffer with room for about `len_hint` bytes; [`read_segment`] with the
+/// same type reads it back.
+pub fn encode_payload<P: Serialize>(payload: &P, len_hint: usize) -> Result<Vec<u8>, CodecError> {
+    encode_sized(payload, len_hint)
 }
 
 /// Record buffers a thread keeps for reuse ([`recycle_record`]), and the largest kept.

@@ -13,7 +13,8 @@ fn entry(index: u64, views: Vec<RecordView>) -> Entry {
             writes: vec![GroupWrite {
                 dest: Destination::ONLINE,
                 views,
-            }],
+            }]
+            .into(),
         }),
     }
 }

@@ -37,6 +37,11 @@ pub struct PortableRow<'a> {
 }
 
 impl<'a> PortableRow<'a> {
+    /// Bytes of the variable-length fields, their length prefixes included.
+    pub fn vars_len(&self) -> usize {
+        self.vars.len()
+    }
+
     /// The variable-length fields' bytes, in the layout's order.
     pub fn vars(&self) -> impl Iterator<Item = &'a [u8]> {
         let mut rest = self.vars;
