@@ -24,9 +24,15 @@
 
 use std::sync::Arc;
 
-use actix_web::dev::{Server, Service as _};
+use std::rc::Rc;
+
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{
+    map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _,
+};
+use actix_web::dev::AppConfig;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::{ready, Either};
 use futures_util::TryFutureExt as _;
 use serde::de::DeserializeOwned;
@@ -54,12 +60,32 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// Starts serving the internal endpoint on `listener` (the node's `internal` address).
-pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io::Result<Server> {
-    let data = web::Data::from(cluster);
-    let server = HttpServer::new(move || {
-        let cluster = data.clone();
-        App::new()
+/// Most node-to-node connections served at once; past it, new ones wait to be accepted.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// The internal endpoint being served; [`Serving::stop`] ends it.
+pub struct Serving(actix_rt::task::JoinHandle<()>);
+
+impl Serving {
+    /// Stops accepting and closes every connection (what a call was doing is dropped; its
+    /// caller sees the node go away).
+    pub fn stop(self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the internal endpoint on `listener` (the node's `internal` address) from the
+/// current thread: the Raft arbiter, which runs every group's Raft core. A Raft message, a
+/// forwarded write or a read-index call is handled where its group's core runs, so handing it
+/// to the core and its answer back are no wake-up of another thread (served by actix-web's
+/// server, on worker threads of its own, each call cost two). Nothing here blocks: the Raft
+/// log's disk work and a snapshot's run on other threads.
+pub async fn serve(
+    cluster: Arc<Cluster>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<Serving> {
+    let data = web::Data::from(cluster.clone());
+    let app = App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .wrap_fn(move |req, service| {
@@ -132,12 +158,58 @@ pub fn serve(cluster: Arc<Cluster>, listener: std::net::TcpListener) -> std::io:
                 web::post().to(still_leading),
             )
             .route("/internal/v1/status", web::post().to(status))
-            .route("/internal/v1/memory", web::post().to(memory))
-    })
-    .workers(2)
-    .disable_signals()
-    .listen(listener)?;
-    Ok(server.run())
+        .route("/internal/v1/memory", web::post().to(memory));
+    // actix-web's server defaults, but for its signals and threads.
+    let service = HttpService::build()
+        .keep_alive(KeepAlive::Timeout(std::time::Duration::from_secs(5)))
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .finish(map_config(
+            app.into_factory()
+                .map_err(|e: actix_web::Error| e.error_response()),
+            |_| AppConfig::default(),
+        ))
+        .tcp()
+        .new_service(())
+        .await
+        .map_err(|()| std::io::Error::other("the internal endpoint's service did not start"))?;
+    listener.set_nonblocking(true)?;
+    let listener = actix_rt::net::TcpListener::from_std(listener)?;
+    Ok(Serving(actix_rt::spawn(accept(listener, Rc::new(service)))))
+}
+
+/// Accepts connections and serves each on this thread, at most [`MAX_CONNECTIONS`] at once.
+/// The connections are tasks of a set this loop owns: when it is stopped, they end with it.
+async fn accept<S>(listener: actix_rt::net::TcpListener, service: Rc<S>)
+where
+    S: Service<actix_rt::net::TcpStream, Response = ()> + 'static,
+    S::Error: std::fmt::Debug,
+{
+    let room = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        // Reap the finished connections as they end.
+        while connections.try_join_next().is_some() {}
+        let Ok(place) = room.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let service = service.clone();
+                connections.spawn_local(async move {
+                    if let Err(e) = service.call(stream).await {
+                        tracing::debug!(error = ?e, "internal connection ended with an error");
+                    }
+                    drop(place);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: wait for some to close.
+                tracing::warn!(error = %e, "the internal endpoint cannot accept a connection");
+                actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

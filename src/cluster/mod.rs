@@ -504,7 +504,7 @@ fn snapshot_cadence() -> (u64, u64) {
 /// A running cluster node's Raft side: the groups and the internal endpoint.
 pub struct Node {
     pub cluster: Arc<Cluster>,
-    internal: actix_web::dev::ServerHandle,
+    internal: internal::Serving,
 }
 
 impl Node {
@@ -525,17 +525,16 @@ impl Node {
         let listener = std::net::TcpListener::bind(addr.as_str())
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
         let cluster = Cluster::start(topology, me, data_dir, log, local, served, bootstrap).await?;
-        let server = internal::serve(cluster.clone(), listener)
+        let internal = internal::serve(cluster.clone(), listener)
+            .await
             .map_err(|e| ClusterStartError::Other(format!("internal address {addr}: {e}")))?;
-        let internal = server.handle();
-        actix_rt::spawn(server);
         tracing::info!(node = %cluster.topology().node(me).id, %addr, groups = cluster.topology().groups_of(me).count(), "cluster node started");
         Ok(Node { cluster, internal })
     }
 
     /// Stops the internal endpoint and the groups (after the client HTTP server drained).
     pub async fn stop(self) {
-        self.internal.stop(true).await;
+        self.internal.stop();
         self.cluster.shutdown().await;
     }
 }
