@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::batch::QUEUE;
-use super::local::split_by_group;
+use super::local::batches_by_group;
 use super::topology::NodeIndex;
 use super::types::{GroupWrite, Raft};
 use super::{
@@ -18,7 +18,7 @@ use super::{
     RETRY_PAUSE,
 };
 use crate::grid::partition::{RowBatch, RowLayout};
-use crate::persist::wal::{self, Destination};
+use crate::persist::wal::Destination;
 
 impl Cluster {
     /// Writes per-shard batches: split by group, each group's part committed by its leader.
@@ -29,12 +29,10 @@ impl Cluster {
         layouts: &[RowLayout],
         dest: Destination,
     ) -> Result<(), ClusterError> {
-        let views = wal::portable_views(&per_shard, layouts);
         let topology = self.topology();
-        let per_group = split_by_group(&views, layouts, topology.groups.len(), |s| {
+        let per_group = batches_by_group(&per_shard, layouts, topology.groups.len(), |s| {
             topology.group_of_slot(s)
-        })
-        .map_err(ClusterError::Internal)?;
+        });
         let deadline = Instant::now() + DEADLINE;
         // The parts of groups led by another node go to it in one call per node; the others
         // (led here, or no leader known) each on their own.

@@ -174,16 +174,22 @@ impl RowLayout {
 impl RowBatch {
     /// Appends every row of the batch in the portable form.
     pub fn encode_portable(&self, layout: &RowLayout, out: &mut Vec<u8>) {
-        for (i, r) in self.rows.iter().enumerate() {
-            let value = r.value as usize;
-            let vars = &self.vars[r.vars as usize..r.vars as usize + layout.var_count];
-            encode_row(
-                self.key(i),
-                &self.data[value..value + layout.value_len],
-                vars.iter().map(|s| s.of(&self.data)),
-                out,
-            );
+        for i in 0..self.rows.len() {
+            self.encode_portable_row(layout, i, out);
         }
+    }
+
+    /// Appends row `i` of the batch in the portable form.
+    pub fn encode_portable_row(&self, layout: &RowLayout, i: usize, out: &mut Vec<u8>) {
+        let r = self.rows[i];
+        let value = r.value as usize;
+        let vars = &self.vars[r.vars as usize..r.vars as usize + layout.var_count];
+        encode_row(
+            self.key(i),
+            &self.data[value..value + layout.value_len],
+            vars.iter().map(|s| s.of(&self.data)),
+            out,
+        );
     }
 
     /// Appends a row read from portable bytes (already checked against `layout`).
