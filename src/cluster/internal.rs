@@ -86,78 +86,78 @@ pub async fn serve(
 ) -> std::io::Result<Serving> {
     let data = web::Data::from(cluster.clone());
     let app = App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(BODY_LIMIT))
-            .wrap_fn(move |req, service| {
-                let credentials = cluster.net().credentials();
-                let headers = req.headers();
-                let allowed = headers
-                    .get(&SECRET)
-                    .is_some_and(|v| same_secret(v.as_bytes(), credentials.secret.as_bytes()));
-                let theirs = headers.get(&TOPOLOGY).map(|v| v.as_bytes());
-                let same_topology = theirs == Some(credentials.fingerprint.as_bytes())
-                    || theirs
-                        .and_then(|t| std::str::from_utf8(t).ok())
-                        .is_some_and(|t| cluster.ran_with_topology(t) || cluster.follow_topology(t));
-                let refusal = if !allowed {
-                    Some(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "cluster_secret_required",
-                        "node-to-node calls must carry the cluster secret",
-                    ))
-                } else if !same_topology {
-                    let theirs = theirs.map_or("none".into(), String::from_utf8_lossy);
-                    let path = cluster.topology().path.display().to_string();
-                    let mine = cluster.net().credentials().fingerprint.clone();
-                    Some(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "topology_mismatch",
-                        format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {mine}): every node must use the same topology file (after adding nodes to every node's file, reload one node with SIGHUP or POST /cluster/reload)"),
-                    ))
-                } else {
-                    None
-                };
-                match refusal {
-                    None => Either::Left(service.call(req).map_ok(|r| r.map_into_left_body())),
-                    Some(refusal) => {
-                        let response = req.into_response(refusal.error_response());
-                        Either::Right(ready(Ok(response.map_into_right_body())))
-                    }
+        .app_data(data.clone())
+        .app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .wrap_fn(move |req, service| {
+            let credentials = cluster.net().credentials();
+            let headers = req.headers();
+            let allowed = headers
+                .get(&SECRET)
+                .is_some_and(|v| same_secret(v.as_bytes(), credentials.secret.as_bytes()));
+            let theirs = headers.get(&TOPOLOGY).map(|v| v.as_bytes());
+            let same_topology = theirs == Some(credentials.fingerprint.as_bytes())
+                || theirs
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .is_some_and(|t| cluster.ran_with_topology(t) || cluster.follow_topology(t));
+            let refusal = if !allowed {
+                Some(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "cluster_secret_required",
+                    "node-to-node calls must carry the cluster secret",
+                ))
+            } else if !same_topology {
+                let theirs = theirs.map_or("none".into(), String::from_utf8_lossy);
+                let path = cluster.topology().path.display().to_string();
+                let mine = cluster.net().credentials().fingerprint.clone();
+                Some(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "topology_mismatch",
+                    format!("the caller's topology (fingerprint {theirs}) differs from this node's ({path}, fingerprint {mine}): every node must use the same topology file (after adding nodes to every node's file, reload one node with SIGHUP or POST /cluster/reload)"),
+                ))
+            } else {
+                None
+            };
+            match refusal {
+                None => Either::Left(service.call(req).map_ok(|r| r.map_into_left_body())),
+                Some(refusal) => {
+                    let response = req.into_response(refusal.error_response());
+                    Either::Right(ready(Ok(response.map_into_right_body())))
                 }
-            })
-            // The busiest first: routes are tried in order, and each with a `{group}` is a
-            // regular expression run on the path.
-            .route(
-                "/internal/v1/read-index/{group}",
-                web::post().to(read_index),
-            )
-            .route(
-                "/internal/v1/read-lease/{group}",
-                web::post().to(read_lease),
-            )
-            .route("/internal/v1/raft/{group}/append", web::post().to(append))
-            .route("/internal/v1/writes", web::post().to(writes))
-            .route("/internal/v1/raft/{group}/vote", web::post().to(vote))
-            .route(
-                "/internal/v1/raft/{group}/snapshot",
-                web::post().to(snapshot),
-            )
-            .route("/internal/v1/write/{group}", web::post().to(write))
-            .route("/internal/v1/rows/{group}", web::post().to(rows))
-            .route("/internal/v1/rows", web::post().to(rows_of_groups))
-            .route("/internal/v1/members/{group}", web::post().to(members))
-            .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
-            .route("/internal/v1/hand-over/{group}", web::post().to(hand_over))
-            .route("/internal/v1/elect/{group}", web::post().to(elect))
-            .route(
-                "/internal/v1/pre-vote/{group}",
-                web::post().to(pre_vote),
-            )
-            .route(
-                "/internal/v1/still-leading/{group}",
-                web::post().to(still_leading),
-            )
-            .route("/internal/v1/status", web::post().to(status))
+            }
+        })
+        // The busiest first: routes are tried in order, and each with a `{group}` is a
+        // regular expression run on the path.
+        .route(
+            "/internal/v1/read-index/{group}",
+            web::post().to(read_index),
+        )
+        .route(
+            "/internal/v1/read-lease/{group}",
+            web::post().to(read_lease),
+        )
+        .route("/internal/v1/raft/{group}/append", web::post().to(append))
+        .route("/internal/v1/writes", web::post().to(writes))
+        .route("/internal/v1/raft/{group}/vote", web::post().to(vote))
+        .route(
+            "/internal/v1/raft/{group}/snapshot",
+            web::post().to(snapshot),
+        )
+        .route("/internal/v1/write/{group}", web::post().to(write))
+        .route("/internal/v1/rows/{group}", web::post().to(rows))
+        .route("/internal/v1/rows", web::post().to(rows_of_groups))
+        .route("/internal/v1/members/{group}", web::post().to(members))
+        .route("/internal/v1/rejoin/{group}", web::post().to(rejoin))
+        .route("/internal/v1/hand-over/{group}", web::post().to(hand_over))
+        .route("/internal/v1/elect/{group}", web::post().to(elect))
+        .route(
+            "/internal/v1/pre-vote/{group}",
+            web::post().to(pre_vote),
+        )
+        .route(
+            "/internal/v1/still-leading/{group}",
+            web::post().to(still_leading),
+        )
+        .route("/internal/v1/status", web::post().to(status))
         .route("/internal/v1/memory", web::post().to(memory));
     // actix-web's server defaults, but for its signals and threads.
     let service = HttpService::build()

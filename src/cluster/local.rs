@@ -310,9 +310,9 @@ impl Found {
 
 /// Splits a write's per-shard batches by the group of each row's slot (`group_of` maps a slot
 /// to a group): answers, per group touched, its rows in the portable form, one entry per view,
-/// as [`split_by_group`] of [`crate::persist::wal::portable_views`] would, rows in the same order, but encoded
-/// once, straight from the batches, into buffers sized once (a group's even share of its view's
-/// bytes, and a quarter more).
+/// in the order [`split_by_group`] of [`crate::persist::wal::portable_views`] gives them, but
+/// encoded once, straight from the batches, into buffers sized once (a group's even share of
+/// its view's bytes, and a quarter more).
 pub fn batches_by_group(
     per_shard: &[Vec<RowBatch>],
     layouts: &[RowLayout],
@@ -389,10 +389,11 @@ mod tests {
             rows in proptest::collection::vec((any::<i64>(), 0usize..4, any::<bool>()), 0..200),
             groups in 1usize..5,
         ) {
-            let registry = Registry::parse(include_str!("../../config/example_registry.toml"), "example").unwrap();
-            let layouts = RowLayout::for_registry(&registry);
+            let example = include_str!("../../config/example_registry.toml");
+            let layouts = RowLayout::for_registry(&Registry::parse(example, "example").unwrap());
             // Two views, four "shards", rows (with repeated keys) spread over them.
-            let mut per_shard: Vec<Vec<RowBatch>> = (0..4).map(|_| vec![RowBatch::new(0), RowBatch::new(1)]).collect();
+            let mut per_shard: Vec<Vec<RowBatch>> =
+                (0..4).map(|_| vec![RowBatch::new(0), RowBatch::new(1)]).collect();
             for (i, (id, shard, second)) in rows.iter().enumerate() {
                 let view = usize::from(*second);
                 let key = (id % 50).to_le_bytes();
@@ -402,11 +403,14 @@ mod tests {
             let direct = batches_by_group(&per_shard, &layouts, groups, group_of);
             let views = crate::persist::wal::portable_views(&per_shard, &layouts);
             let through = split_by_group(&views, &layouts, groups, group_of).unwrap();
-            let bytes = |g: &Option<Vec<RecordView>>| g.as_ref().map(|views| {
-                let mut v: Vec<(u32, Vec<u8>)> = views.iter().map(|r| (r.view, r.data.0.clone())).collect();
-                v.sort_by_key(|(view, _)| *view);
-                v
-            });
+            let bytes = |g: &Option<Vec<RecordView>>| {
+                g.as_ref().map(|views| {
+                    let mut v: Vec<(u32, Vec<u8>)> =
+                        views.iter().map(|r| (r.view, r.data.0.clone())).collect();
+                    v.sort_by_key(|(view, _)| *view);
+                    v
+                })
+            };
             prop_assert_eq!(direct.len(), groups);
             for (a, b) in direct.iter().zip(&through) {
                 prop_assert_eq!(bytes(a), bytes(b));
