@@ -21,7 +21,7 @@ use crate::grid::partition::{
 };
 use crate::grid::routing::slot;
 use crate::persist::codec::Blob;
-use crate::persist::wal::{Destination, RecordView};
+use crate::persist::wal::{portable_len, Destination, RecordView};
 use crate::store::{Admission, LocalStore, StoreError};
 
 use super::types::{GroupBatch, GroupWrite};
@@ -329,13 +329,7 @@ pub fn batches_by_group(
             let at = match views.iter().position(|v| v.view as usize == batch.view) {
                 Some(at) => at,
                 None => {
-                    let bytes: usize = per_shard
-                        .iter()
-                        .flatten()
-                        .filter(|b| b.view == batch.view)
-                        .map(|b| b.data_len() + 16 * b.len())
-                        .sum();
-                    let share = bytes / groups;
+                    let share = portable_len(per_shard, batch.view) / groups;
                     views.push(RecordView {
                         view: batch.view as u32,
                         data: Blob(Vec::with_capacity(share + share / 4 + 64)),

@@ -4,7 +4,8 @@
 //!
 //! awc's client is bound to the thread that made it. Calls made while serving a request
 //! (forwarded writes and reads, read indexes) run on the thread serving it (an HTTP worker; for
-//! the internal endpoint, the Raft arbiter), with that thread's own client and pooled keep-alive connections ([`Net::call`]): no thread hop. Raft's
+//! the internal endpoint, the Raft arbiter), with that thread's own client and pooled
+//! keep-alive connections ([`Net::call`]): no thread hop. Raft's
 //! own RPCs come from openraft, whose network futures must be `Send`: they are handed to the
 //! arbiter that runs the Raft cores (the one [`Net::start`] was called on), which owns a client,
 //! and their answer comes back on a oneshot ([`Net::call_sendable`]). That is the thread the

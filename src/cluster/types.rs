@@ -43,7 +43,7 @@ impl GroupBatch {
     pub fn encoded_len_hint(&self) -> usize {
         self.writes
             .iter()
-            .map(|w| 8 + w.views.iter().map(|v| v.data.0.len() + 16).sum::<usize>())
+            .map(|w| crate::persist::wal::views_len_hint(&w.views))
             .sum::<usize>()
             + 8
     }

@@ -151,17 +151,10 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
         let at = match views.iter().position(|v| v.view as usize == batch.view) {
             Some(at) => at,
             None => {
-                // Sized up front (a portable row is its batch bytes and a few length
-                // prefixes), so the encoding never grows the buffer.
-                let bytes = per_shard
-                    .iter()
-                    .flatten()
-                    .filter(|b| b.view == batch.view)
-                    .map(|b| b.data_len() + 16 * b.len())
-                    .sum();
+                // Sized up front, so the encoding never grows the buffer.
                 views.push(RecordView {
                     view: batch.view as u32,
-                    data: Blob(Vec::with_capacity(bytes)),
+                    data: Blob(Vec::with_capacity(portable_len(per_shard, batch.view))),
                 });
                 views.len() - 1
             }
@@ -173,15 +166,29 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
     views
 }
 
+/// At least the bytes of `view`'s rows of per-shard batches in the portable form: a portable
+/// row is its batch bytes and a few length prefixes.
+pub fn portable_len(per_shard: &[Vec<RowBatch>], view: usize) -> usize {
+    per_shard
+        .iter()
+        .flatten()
+        .filter(|b| b.view == view)
+        .map(|b| b.data_len() + 16 * b.len())
+        .sum()
+}
+
+/// About the bytes `views` take in a record: the rows, and a few bytes of framing per view.
+pub fn views_len_hint(views: &[RecordView]) -> usize {
+    views.iter().map(|v| v.data.0.len() + 16).sum::<usize>() + 16
+}
+
 /// The payload of a write-ahead log record: where its rows go, and the rows per view.
 pub type WritePayload = (Destination, Vec<RecordView>);
 
 /// Encodes one write as a record whose lsn is not yet stamped; the writer stamps it with
 /// [`seal`]. The payload is a [`WritePayload`].
 pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>, CodecError> {
-    // The rows, and a few bytes of framing per view.
-    let bytes = views.iter().map(|v| v.data.0.len() + 16).sum::<usize>() + 16;
-    encode_sized(&(dest, views), bytes)
+    encode_sized(&(dest, views), views_len_hint(views))
 }
 
 /// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
