@@ -7,16 +7,29 @@
 
 use std::ops::Range;
 
-use crc::{Crc, CRC_16_XMODEM};
+use crc::{Crc, Table, CRC_16_XMODEM};
 
 /// Number of slots in the key space (Redis Cluster's 16,384).
 pub const SLOTS: usize = 16_384;
 
-const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+/// Sliced 16 ways: 16 bytes a step, each an independent table load, where the one-table form
+/// takes 16 steps each waiting on the last.
+const CRC16: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_XMODEM);
 
 /// The slot of a canonical entity key.
 pub fn slot(key: &[u8]) -> u16 {
-    CRC16.checksum(key) & (SLOTS as u16 - 1)
+    // XMODEM's register starts at zero, so zero bytes in front of a message leave its CRC as
+    // it is: a key of up to 16 bytes (an int64 id is 8) is one step of the sliced table.
+    // (2026-12-04: the byte-at-a-time loop was about a third of a push's row building.)
+    let crc = match key.len() {
+        0..=16 => {
+            let mut block = [0u8; 16];
+            block[16 - key.len()..].copy_from_slice(key);
+            CRC16.checksum(&block)
+        }
+        _ => CRC16.checksum(key),
+    };
+    crc & (SLOTS as u16 - 1)
 }
 
 /// Maps slots to a fixed number of local shards.
@@ -97,10 +110,12 @@ mod tests {
             prop_assert!(range.contains(&slot));
         }
 
+        /// The padded, sliced form is the textbook CRC16-XMODEM, a byte at a time, for short
+        /// keys, 16-byte ones and long ones alike.
         #[test]
-        fn routing_is_a_pure_function_of_the_bytes(key in proptest::collection::vec(any::<u8>(), 0..64)) {
-            prop_assert_eq!(slot(&key), slot(&key.clone()));
-            prop_assert!((slot(&key) as usize) < SLOTS);
+        fn slot_is_crc16_xmodem_of_the_key(key in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let bytewise = Crc::<u16>::new(&CRC_16_XMODEM).checksum(&key);
+            prop_assert_eq!(slot(&key), bytewise & (SLOTS as u16 - 1));
         }
     }
 }
