@@ -26,7 +26,7 @@ use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
-use crate::value::cell::{JsonCell, Scalar, ScalarList};
+use crate::value::cell::{recycle_lists, JsonCell, Scalar, ScalarList};
 use crate::value::{nonfinite, Cell};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
@@ -236,6 +236,7 @@ pub async fn push(
         if !derived {
             check_views(&req, &registry, source.views.iter().copied())?;
             write_rows(&state, &source.views, &request.df, dest).await?;
+            recycle_lists(request.df.into_values());
             return Ok(HttpResponse::Ok().finish());
         }
     }
@@ -283,6 +284,7 @@ pub async fn write_to_online_store(
         if registry.on_demand_view(&view.name).is_none() {
             check_views(&req, &registry, [view.id])?;
             write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
+            recycle_lists(request.df.into_values());
             return Ok(HttpResponse::Ok().content_type(JSON).body("null"));
         }
     }

@@ -149,13 +149,14 @@ pub struct AppState {
 }
 
 /// Reads the whole body, refusing more than the route's limit with 413 and a body that takes
-/// longer than `body_timeout` to arrive (a client trickling bytes) with 408.
+/// longer than `body_timeout` to arrive (a client trickling bytes) with 408. A body that came
+/// in one chunk (the usual case: it arrived with the headers) is that chunk, not a copy.
 pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limits: &Limits,
     kind: BodyKind,
-) -> Result<web::BytesMut, ApiError> {
+) -> Result<web::Bytes, ApiError> {
     let (limit, setting) = match kind {
         BodyKind::Read => (limits.max_read_body_bytes, "max_read_body_bytes"),
         BodyKind::Write => (limits.max_body_bytes, "max_body_bytes"),
@@ -176,17 +177,29 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let read = async {
-        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024));
+        // The first chunk as it came; the chunks joined once a second one comes.
+        let mut first: Option<web::Bytes> = None;
+        let mut joined = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("bad_body", format!("could not read the request body: {e}"))
             })?;
-            if body.len() + chunk.len() > limit {
+            let have = first.as_ref().map_or(joined.len(), web::Bytes::len);
+            if have + chunk.len() > limit {
                 return Err(too_large());
             }
-            body.extend_from_slice(&chunk);
+            match first.take() {
+                None if joined.is_empty() => first = Some(chunk),
+                first => {
+                    if let Some(first) = first {
+                        joined.reserve(declared.unwrap_or(0).max(first.len() + chunk.len()));
+                        joined.extend_from_slice(&first);
+                    }
+                    joined.extend_from_slice(&chunk);
+                }
+            }
         }
-        Ok(body)
+        Ok(first.unwrap_or_else(|| joined.freeze()))
     };
     // A small body has usually arrived with the headers: read without arming a timer then.
     let mut read = std::pin::pin!(read);

@@ -86,6 +86,76 @@ fn a_client_trickling_its_body_or_headers_is_cut_off_and_others_are_served() {
     assert_eq!(server.get("/health").status, 200);
 }
 
+/// Sends `head` and then `pieces` on one connection, 100 ms apart (separate TCP segments, each
+/// read by the server on its own); returns the answer.
+fn in_pieces(server: &Server, head: &str, pieces: &[&[u8]]) -> String {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    for piece in pieces {
+        std::thread::sleep(Duration::from_millis(100));
+        stream.write_all(piece).unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_body_that_arrives_in_pieces_is_read_whole_and_still_held_to_the_limit() {
+    let server = Server::start_with(&[], &[("FEATGRID_MAX_BODY_BYTES", "4000")]);
+    let body = json!({"push_source_name": "driver_stats_push_source", "df": drivers(0, 10)})
+        .to_string()
+        .into_bytes();
+    let (a, rest) = body.split_at(7);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    // With a length, in three pieces.
+    let head = format!(
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = in_pieces(&server, &head, &[a, b, c]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Chunked, two chunks in two segments, of the next ten rows.
+    let body = json!({"push_source_name": "driver_stats_push_source", "df": drivers(10, 10)})
+        .to_string()
+        .into_bytes();
+    let (a, b) = body.split_at(body.len() / 3);
+    let chunk =
+        |bytes: &[u8]| [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat();
+    let head = "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let answer = in_pieces(
+        &server,
+        head,
+        &[&chunk(a), &[chunk(b), b"0\r\n\r\n".to_vec()].concat()],
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let ids: Vec<i64> = (0..20).collect();
+    let read = server.read(
+        &["driver_hourly_stats:conv_rate"],
+        json!({"driver_id": ids}),
+    );
+    let (values, statuses, _) = crate::support::column(&read, "conv_rate");
+    assert_eq!(values, vec![json!(0.5); 20], "{read}");
+    assert!(statuses.iter().all(|s| s == "PRESENT"), "{read}");
+    // Chunked past the limit (no length to refuse up front): 413 once the pieces add up.
+    let big = json!({"push_source_name": "driver_stats_push_source", "df": drivers(0, 100)})
+        .to_string()
+        .into_bytes();
+    let (a, b) = big.split_at(3000);
+    let answer = in_pieces(
+        &server,
+        head,
+        &[&chunk(a), &[chunk(b), b"0\r\n\r\n".to_vec()].concat()],
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"body_too_large""#), "{answer}");
+}
+
 #[test]
 fn oversized_reads_values_and_answers_are_refused_naming_the_setting() {
     let server = Server::start_with(
