@@ -188,14 +188,7 @@ pub type WritePayload = (Destination, Vec<RecordView>);
 /// Encodes one write as a record whose lsn is not yet stamped; the writer stamps it with
 /// [`seal`]. The payload is a [`WritePayload`].
 pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>, CodecError> {
-    encode_sized(&(dest, views), views_len_hint(views))
-}
-
-/// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
-/// [`seal`]), in a buffer with room for about `len_hint` bytes; [`read_segment`] with the
-/// same type reads it back.
-pub fn encode_payload<P: Serialize>(payload: &P, len_hint: usize) -> Result<Vec<u8>, CodecError> {
-    encode_sized(payload, len_hint)
+    encode_payload(&(dest, views), views_len_hint(views))
 }
 
 /// Record buffers a thread keeps for reuse ([`recycle_record`]), and the largest kept.
@@ -220,11 +213,12 @@ pub fn recycle_record(mut record: Vec<u8>) {
     });
 }
 
-/// [`encode_payload`], into a buffer with room for `payload_bytes` from the start (a
-/// recycled one when this thread has one).
-fn encode_sized<P: Serialize>(payload: &P, payload_bytes: usize) -> Result<Vec<u8>, CodecError> {
+/// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
+/// [`seal`]), in a buffer with room for about `len_hint` payload bytes from the start (a
+/// recycled one when this thread has one); [`read_segment`] with the same type reads it back.
+pub fn encode_payload<P: Serialize>(payload: &P, len_hint: usize) -> Result<Vec<u8>, CodecError> {
     let mut record = SPARE_RECORDS.with_borrow_mut(Vec::pop).unwrap_or_default();
-    record.reserve(RECORD_HEADER + payload_bytes);
+    record.reserve(RECORD_HEADER + len_hint);
     record.resize(RECORD_HEADER, 0);
     codec::encode_into(payload, &mut record)?;
     let payload_len = (record.len() - RECORD_HEADER) as u32;
