@@ -5,8 +5,8 @@
 #   wrk     requests/s under wrk -t2 -c64 (the ceiling's wrk bodies), medians and ratios (default)
 #   cpu     server CPU per request at a fixed RATE (oha -q, 2,000 random bodies from bodies.py): less
 #           disturbed by a busy host than throughput; the ceiling is not run
-#   malloc  libc malloc calls per request (a perf uprobe on malloc, wrk -c4 for 4 s): exact, needs
-#           root and perf; the ceiling is run too
+#   malloc  libc malloc calls per request (a perf uprobe on malloc, wrk -c$MALLOC_CONNS (4) for 4 s):
+#           exact, needs root and perf; the ceiling is run too. Spare-buffer pools show at -c64
 #
 #   benches/scripts/builds_ab.sh BIN_A BIN_B            # WORKLOADS="push100 read1 read100" ROUNDS=3 MODE=wrk
 #   MODE=cpu RATE=8000 ROUNDS=8 WORKLOADS=push100 benches/scripts/builds_ab.sh /tmp/featgrid-base target/release/featgrid
@@ -80,7 +80,7 @@ measure() {
       b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
       python3 -c "print(round(($b - $a) / $tck * 1e6 / $n, 1))" ;;
     malloc)
-      wrk -t1 -c4 -d6s -s "$shared/wrk/$w.lua" "$url" >"$data/wrk.out" &
+      wrk -t1 -c"${MALLOC_CONNS:-4}" -d6s -s "$shared/wrk/$w.lua" "$url" >"$data/wrk.out" &
       sleep 1
       local calls
       calls=$(perf stat -x, -e probe_libc:malloc -p "$pid" -- sleep 4 2>&1 | awk -F, '/probe_libc:malloc/ {print $1}')

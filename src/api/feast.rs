@@ -17,7 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::lookup::{echo_value, lookup, Lookup, Selection};
-use super::rows::write_rows;
+use super::rows::{store_batches, to_batches, write_rows};
 use super::{
     check_answer_size, columns_with, parse_json, read_body, unique_columns, AppState, BodyKind,
     Frame, Limits,
@@ -235,8 +235,9 @@ pub async fn push(
             .is_empty();
         if !derived {
             check_views(&req, &registry, source.views.iter().copied())?;
-            write_rows(&state, &source.views, &request.df, dest).await?;
+            let batches = to_batches(&state, &source.views, &request.df)?;
             recycle_lists(request.df.into_values());
+            store_batches(&state, batches, dest).await?;
             return Ok(HttpResponse::Ok().finish());
         }
     }
@@ -283,8 +284,9 @@ pub async fn write_to_online_store(
         let view = registry.view(&request.feature_view_name)?;
         if registry.on_demand_view(&view.name).is_none() {
             check_views(&req, &registry, [view.id])?;
-            write_rows(&state, &[view.id], &request.df, Destination::ONLINE).await?;
+            let batches = to_batches(&state, &[view.id], &request.df)?;
             recycle_lists(request.df.into_values());
+            store_batches(&state, batches, Destination::ONLINE).await?;
             return Ok(HttpResponse::Ok().content_type(JSON).body("null"));
         }
     }

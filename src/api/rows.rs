@@ -6,7 +6,7 @@
 
 use super::{AppState, Frame};
 use crate::error::ApiError;
-use crate::grid::partition::{RowBatch, MAX_BATCH_BYTES, NO_CREATED};
+use crate::grid::partition::{RowBatch, RowLayout, MAX_BATCH_BYTES, NO_CREATED};
 use crate::persist::wal::Destination;
 use crate::registry::{FeatureView, ViewId};
 use crate::store::Admission;
@@ -133,14 +133,31 @@ pub fn key_order(view: &FeatureView) -> std::borrow::Cow<'static, [usize]> {
     std::borrow::Cow::Owned(order)
 }
 
-/// Converts `df` into batches for `views`, then stores them ([`crate::store::LocalStore::store`]); on a cluster node, hands them
-/// to the cluster, which commits each group's part through its leader.
+/// Converts `df` into batches for `views`, then stores them ([`store_batches`]).
 pub async fn write_rows<C: Cell>(
     state: &AppState,
     views: &[ViewId],
     df: &Frame<C>,
     dest: Destination,
 ) -> Result<(), ApiError> {
+    let batches = to_batches(state, views, df)?;
+    store_batches(state, batches, dest).await
+}
+
+/// A frame's rows as batches per shard, and the layouts they were encoded with.
+pub struct Batches {
+    per_shard: Vec<Vec<RowBatch>>,
+    layouts: std::sync::Arc<[RowLayout]>,
+}
+
+/// `df`'s rows for `views` as batches per shard: every value checked and converted, nothing
+/// stored. The frame is not needed once this returns, so a caller can give its buffers back
+/// before the write is committed ([`store_batches`]), which may take milliseconds on a cluster.
+pub fn to_batches<C: Cell>(
+    state: &AppState,
+    views: &[ViewId],
+    df: &Frame<C>,
+) -> Result<Batches, ApiError> {
     let rows = row_count(df, "df")?;
     check_limit(
         rows,
@@ -149,14 +166,17 @@ pub async fn write_rows<C: Cell>(
         "rows",
         "max_rows_per_push",
     )?;
+    let layouts = state.store.grid.layouts();
     if rows == 0 {
-        return Ok(());
+        return Ok(Batches {
+            per_shard: Vec::new(),
+            layouts,
+        });
     }
     let router = state.store.grid.router();
     // Loaded after the caller resolved `views`: ids keep their meaning across reloads, and the
     // grid knows every view before a registry naming it is swapped in.
     let registry = state.registry.current();
-    let layouts = state.store.grid.layouts();
     let mut per_shard: Vec<Vec<RowBatch>> = vec![Vec::new(); router.shards()];
     // Room for twice a shard's share of the rows (keys spread evenly): a batch rarely grows.
     let per_batch = rows.min(2 * rows.div_ceil(router.shards()) + 2);
@@ -228,6 +248,20 @@ pub async fn write_rows<C: Cell>(
                 ));
             }
         }
+    }
+    Ok(Batches { per_shard, layouts })
+}
+
+/// Stores batches from [`to_batches`] ([`crate::store::LocalStore::store`]); on a cluster
+/// node, hands them to the cluster, which commits each group's part through its leader.
+pub async fn store_batches(
+    state: &AppState,
+    Batches { per_shard, layouts }: Batches,
+    dest: Destination,
+) -> Result<(), ApiError> {
+    let rows: usize = per_shard.iter().flatten().map(RowBatch::len).sum();
+    if rows == 0 {
+        return Ok(());
     }
     let incoming: usize = per_shard.iter().flatten().map(RowBatch::data_len).sum();
     if dest.online {

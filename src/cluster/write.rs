@@ -33,6 +33,9 @@ impl Cluster {
         let per_group = batches_by_group(&per_shard, layouts, topology.groups.len(), |s| {
             topology.group_of_slot(s)
         });
+        // Encoded into the groups' parts: this thread's next push reuses the batches' buffers
+        // (a push waits milliseconds for its commit, and a worker holds dozens meanwhile).
+        per_shard.into_iter().flatten().for_each(RowBatch::recycle);
         let deadline = Instant::now() + DEADLINE;
         // The parts of groups led by another node go to it in one call per node; the others
         // (led here, or no leader known) each on their own.
