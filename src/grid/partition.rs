@@ -426,7 +426,8 @@ pub use frozen::FrozenPartition;
 pub use portable::{PortableError, PortableRow, PortableRows};
 use rows::{read_i64, BatchRow, Slot, CREATED_AT, EVENT_AT};
 pub use rows::{
-    ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef, Span, MAX_BATCH_BYTES, SPARE_BATCH_BYTES,
+    ReadBatch, ReadOutput, RowBatch, RowLayout, RowRef, Span, MAX_BATCH_BYTES, SPARE_BATCHES_BYTES,
+    SPARE_BATCH_BYTES,
 };
 
 #[cfg(test)]

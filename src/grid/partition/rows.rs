@@ -173,12 +173,29 @@ pub struct RowBatch {
 /// The largest batch or read result, in bytes: offsets inside are 32-bit.
 pub const MAX_BATCH_BYTES: usize = u32::MAX as usize;
 
-/// Applied batches a thread keeps for reuse ([`RowBatch::recycle`]), and the largest kept.
-pub const SPARE_BATCHES_KEPT: usize = 32;
+/// The bytes of applied batches a thread keeps for reuse ([`RowBatch::recycle`]), and the
+/// largest batch kept. Bytes, not a count: a worker waits on dozens of pushes at once under
+/// load, each with a batch per shard (8 by default, about 1.6 KiB each for 100 rows), and all
+/// of them come back; a count of 32 ran dry at 64 connections (9 of a push's 56 `malloc`
+/// calls were batches, measured). 1 MiB a thread at most.
+pub const SPARE_BATCHES_BYTES: usize = 1 << 20;
 pub const SPARE_BATCH_BYTES: usize = 32 << 10;
 
+/// A thread's spare batches and the bytes they hold.
+#[derive(Default)]
+struct Spares {
+    batches: Vec<RowBatch>,
+    bytes: usize,
+}
+
 thread_local! {
-    static SPARE_BATCHES: std::cell::RefCell<Vec<RowBatch>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE_BATCHES: std::cell::RefCell<Spares> = std::cell::RefCell::new(Spares::default());
+}
+
+/// The batches this thread keeps, and their bytes.
+#[cfg(test)]
+pub(super) fn spare_batches() -> (usize, usize) {
+    SPARE_BATCHES.with_borrow(|spares| (spares.batches.len(), spares.bytes))
 }
 
 impl RowBatch {
@@ -202,7 +219,12 @@ impl RowBatch {
     ) -> RowBatch {
         let data = rows * (key_len + layout.value_len + 16 * layout.var_count);
         let vars = rows * layout.var_count;
-        match SPARE_BATCHES.with_borrow_mut(Vec::pop) {
+        let spare = SPARE_BATCHES.with_borrow_mut(|spares| {
+            let batch = spares.batches.pop()?;
+            spares.bytes -= batch.capacity_bytes();
+            Some(batch)
+        });
+        match spare {
             Some(mut batch) => {
                 batch.view = view;
                 batch.rows.reserve(rows);
@@ -225,17 +247,26 @@ impl RowBatch {
     /// a push then allocates no batch buffers at all, and none is freed on a shard thread
     /// into this thread's malloc arena (under its lock).
     pub fn recycle(mut self) {
-        if self.data.capacity() > SPARE_BATCH_BYTES {
+        let bytes = self.capacity_bytes();
+        if bytes > SPARE_BATCH_BYTES {
             return;
         }
         self.rows.clear();
         self.data.clear();
         self.vars.clear();
-        SPARE_BATCHES.with_borrow_mut(|spare| {
-            if spare.len() < SPARE_BATCHES_KEPT {
-                spare.push(self);
+        SPARE_BATCHES.with_borrow_mut(|spares| {
+            if spares.bytes + bytes <= SPARE_BATCHES_BYTES {
+                spares.bytes += bytes;
+                spares.batches.push(self);
             }
         });
+    }
+
+    /// The bytes the batch's buffers hold, used or not.
+    fn capacity_bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<BatchRow>()
+            + self.data.capacity()
+            + self.vars.capacity() * std::mem::size_of::<Span>()
     }
 
     pub fn len(&self) -> usize {

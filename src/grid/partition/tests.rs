@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::json;
 
+use super::rows::spare_batches;
 use super::*;
 use crate::registry::Registry;
 use crate::value::{encode_key_value, encode_value, render_json};
@@ -484,4 +485,28 @@ fn a_recycled_batch_comes_back_empty_for_its_new_view() {
     big.recycle();
     let next = RowBatch::with_capacity(0, &layouts[0], 1, 8);
     assert!(next.data.capacity() <= SPARE_BATCH_BYTES);
+}
+
+#[test]
+fn a_thread_keeps_the_batches_of_many_pushes_in_flight_within_its_byte_budget() {
+    let layouts = RowLayout::for_registry(&Registry::embedded());
+    let made = |n| -> Vec<RowBatch> {
+        (0..n)
+            .map(|_| RowBatch::with_capacity(0, &layouts[0], 27, 8))
+            .collect()
+    };
+    // 32 pushes in flight on one worker, a batch for each of 8 shards: all 256 are kept when
+    // they come back, and the next 256 are made from them.
+    made(256).into_iter().for_each(RowBatch::recycle);
+    assert_eq!(spare_batches().0, 256);
+    let again = made(256);
+    assert_eq!(spare_batches(), (0, 0));
+    // Past the budget, recycled batches are freed.
+    again
+        .into_iter()
+        .chain(made(1024))
+        .for_each(RowBatch::recycle);
+    let (kept, bytes) = spare_batches();
+    assert!(bytes <= SPARE_BATCHES_BYTES, "{bytes}");
+    assert!(kept > 256 && kept < 1280, "{kept}");
 }
