@@ -3,6 +3,7 @@
 # round so that the host's drift (15-30% within minutes on the development machine) falls on all three
 # alike. Each server runs with --fsync no and 1M entities preloaded (fsbench preloads its own). MODE:
 #   wrk     requests/s under wrk -t2 -c64 (the ceiling's wrk bodies), medians and ratios (default)
+#   oha     the same with oha -c64 and 2,000 random bodies from bodies.py: the second generator
 #   cpu     server CPU per request at a fixed RATE (oha -q, 2,000 random bodies from bodies.py): less
 #           disturbed by a busy host than throughput; the ceiling is not run
 #   malloc  libc malloc calls per request (a perf uprobe on malloc, wrk -c$MALLOC_CONNS (4) for 4 s):
@@ -26,8 +27,8 @@ ctarget=${CEILING_TARGET:-${TMPDIR:-/tmp}/featgrid-ceiling-target}
 ceiling="$ctarget/release/fsbench"
 case $MODE in
   wrk | malloc) command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; } ;;
-  cpu) command -v oha >/dev/null || { echo "oha is not installed (cargo install oha)" >&2; exit 1; } ;;
-  *) echo "MODE is wrk, cpu or malloc" >&2; exit 2 ;;
+  cpu | oha) command -v oha >/dev/null || { echo "oha is not installed (cargo install oha)" >&2; exit 1; } ;;
+  *) echo "MODE is wrk, oha, cpu or malloc" >&2; exit 2 ;;
 esac
 if [ "$MODE" = malloc ]; then
   libc=$(ldd "${bins[0]}" | awk '/libc.so/ {print $3}')
@@ -57,7 +58,7 @@ for i in 0 1; do
     --max-requests 1 --warmup 0s >/dev/null
 done
 for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:${ports[2]}/hello" && break; sleep 0.2; done
-if [ "$MODE" = cpu ]; then python3 "$here/bodies.py" "$data"; fi
+if [ "$MODE" = cpu ] || [ "$MODE" = oha ]; then python3 "$here/bodies.py" "$data"; fi
 tck=$(getconf CLK_TCK)
 
 # One measurement of server $1 (0, 1: featgrid A, B; 2: the ceiling) under workload $2.
@@ -72,6 +73,9 @@ measure() {
   local url="http://127.0.0.1:${ports[$i]}$path" pid=${pids[$i]}
   case $MODE in
     wrk) wrk -t2 -c64 -d8s -s "$shared/wrk/$w.lua" "$url" | awk '/Requests\/sec/ {print $2}' ;;
+    oha)
+      oha --no-tui --output-format json -z 8s -c 64 -m POST -T application/json -Z "$data/$w.bodies" "$url" |
+        python3 -c "import json, sys; print(json.load(sys.stdin)['summary']['requestsPerSec'])" ;;
     cpu)
       local a b n
       a=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -101,13 +105,13 @@ for w in $WORKLOADS; do
 import statistics as s, sys
 mode, w, *runs = sys.argv[1:]
 runs = [[float(x) for x in r.split()] for r in runs]
-unit = {"wrk": "requests/s", "cpu": "us of CPU per request", "malloc": "mallocs per request"}[mode]
+unit = {"wrk": "requests/s", "oha": "requests/s", "cpu": "us of CPU per request", "malloc": "mallocs per request"}[mode]
 names = ["A", "B", "ceiling"]
 med = [s.median(r) if r else None for r in runs]
 print(f"{w} ({unit}, medians of {len(runs[0])}):")
 for name, r, m in zip(names, runs, med):
     if r:
-        extra = f", {m / med[2]:.3f} of the ceiling" if mode == "wrk" and name != "ceiling" else ""
+        extra = f", {m / med[2]:.3f} of the ceiling" if mode in ("wrk", "oha") and name != "ceiling" else ""
         print(f"  {name:8} {m:>12,.1f}  {[round(x, 1) for x in r]}{extra}")
 print(f"  B/A {med[1] / med[0]:.3f}")
 EOF
