@@ -112,7 +112,12 @@ impl LocalStore {
         } else {
             (None, None)
         };
-        let offline = dest.offline.then(|| (self.offline.clone(), views));
+        let offline = if dest.offline {
+            Some((self.offline.clone(), views))
+        } else {
+            wal::recycle_views(views);
+            None
+        };
         let logged = self.wal.append(
             record,
             Box::new(move |lsn| {

@@ -426,3 +426,28 @@ async fn a_log_past_the_writeback_step_reads_back_whole() {
     );
     assert_eq!(all_ids(dir.path()), (0..id).collect::<Vec<i64>>());
 }
+
+#[test]
+fn a_given_back_view_buffer_is_reused_and_holds_only_the_next_writes_rows() {
+    let layouts = layouts();
+    let views = |id: i64| {
+        let mut batch = RowBatch::new(0);
+        batch.start_row(&layouts[0], &id.to_le_bytes(), 10, NO_CREATED);
+        portable_views(&[vec![batch]], &layouts)
+    };
+    let fresh = views(2);
+    let first = views(1);
+    let buffer = first[0].data.0.as_ptr();
+    recycle_views(first);
+    let again = views(2);
+    assert_eq!(again[0].data.0.as_ptr(), buffer, "the buffer is reused");
+    assert_eq!(
+        again[0].data.0, fresh[0].data.0,
+        "and holds only its own rows"
+    );
+    // One past the size kept is freed, not kept.
+    let mut big = views(3);
+    big[0].data.0.reserve(SPARE_VIEW_DATA_BYTES + 1);
+    recycle_views(big);
+    assert!(views(4)[0].data.0.capacity() <= SPARE_VIEW_DATA_BYTES);
+}
