@@ -270,7 +270,11 @@ pub async fn lookup<'s, C: Cell>(
     let router = state.store.grid.router();
     let limit = state.limits.max_answer_bytes;
     let mut per_shard = vec![ReadBatch::with_limit(limit); router.shards()];
-    let mut located: Vec<(u32, u32)> = Vec::with_capacity(involved.len() * rows);
+    // A shard's batch is sized when it gets its first key, for twice its share of the keys
+    // (spread evenly): growing it by doubling was 15 `realloc` calls a read of 100 x 3.
+    let keys = involved.len() * rows;
+    let share = keys.min(2 * keys.div_ceil(router.shards()) + 2);
+    let mut located: Vec<(u32, u32)> = Vec::with_capacity(keys);
     let mut echoed: Vec<EchoedKey> = Vec::new();
     let mut key = Vec::with_capacity(64);
     for &view_id in &involved {
@@ -295,6 +299,9 @@ pub async fn lookup<'s, C: Cell>(
             encode_key(view, &key_columns, &order, row, &mut key)?;
             let shard = router.shard_of_key(&key);
             let batch = &mut per_shard[shard];
+            if batch.is_empty() {
+                batch.reserve(share, key.len());
+            }
             located.push((shard as u32, batch.len() as u32));
             batch.push(view_id, &key);
         }

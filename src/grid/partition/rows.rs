@@ -367,6 +367,12 @@ impl ReadBatch {
         }
     }
 
+    /// Makes room for `items` more keys of about `key_len` bytes each.
+    pub fn reserve(&mut self, items: usize, key_len: usize) {
+        self.items.reserve(items);
+        self.keys.reserve(items * key_len);
+    }
+
     pub fn push(&mut self, view: ViewId, key: &[u8]) {
         let start = self.keys.len();
         self.keys.extend_from_slice(key);
