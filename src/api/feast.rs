@@ -26,7 +26,7 @@ use crate::auth::check_views;
 use crate::error::ApiError;
 use crate::persist::wal::Destination;
 use crate::registry::Registry;
-use crate::value::cell::{recycle_lists, JsonCell, Scalar, ScalarList};
+use crate::value::cell::{recycle_lists, JsonCell, JsonList, Scalar, ScalarList};
 use crate::value::{nonfinite, Cell};
 use crate::value::{render_json, render_str, write_timestamp, EPOCH_RFC3339};
 
@@ -79,6 +79,12 @@ fn scalar_columns<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     columns_with(deserializer, ScalarList::default())
 }
 
+fn json_columns<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Frame<JsonCell<'a>>, D::Error> {
+    columns_with(deserializer, JsonList::default())
+}
+
 #[derive(Debug, Deserialize)]
 struct WriteRequest<'a> {
     feature_view_name: String,
@@ -114,7 +120,7 @@ struct ReadRequest<'a> {
     features: Option<Vec<Name<'a>>>,
     #[serde(default)]
     feature_service: Option<String>,
-    #[serde(borrow, deserialize_with = "unique_columns")]
+    #[serde(borrow, deserialize_with = "json_columns")]
     entities: Frame<JsonCell<'a>>,
     #[serde(default)]
     full_feature_names: bool,

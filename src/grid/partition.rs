@@ -73,6 +73,20 @@ struct Table {
     rows: u32,
 }
 
+/// An empty answer to `batch`, sized for every key to be found (at most the batch's limit):
+/// grown by doubling, the rows of a read of 100 x 3 were 11 `realloc` calls.
+fn output_for(layouts: &[RowLayout], batch: &ReadBatch) -> ReadOutput {
+    let mut out = ReadOutput::for_items(batch.items.len());
+    let bytes: usize = batch
+        .items
+        .iter()
+        .filter_map(|&(view, _)| layouts.get(view))
+        .map(|layout| layout.value_len)
+        .sum();
+    out.values.reserve(bytes.min(batch.limit));
+    out
+}
+
 /// A stored key: the key part of a record, or (variable-length keys) the arena bytes it
 /// points at.
 fn key_of<'a>(layout: &RowLayout, key_part: &'a [u8], key_arena: &'a [u8]) -> &'a [u8] {
@@ -272,7 +286,7 @@ impl Partition {
     /// Looks every item of `batch` up and copies the rows found; refuses, rather than
     /// truncates, an answer over the batch's limit.
     pub fn read(&self, batch: &ReadBatch) -> Result<ReadOutput, PartitionError> {
-        let mut out = ReadOutput::for_items(batch.items.len());
+        let mut out = output_for(&self.layouts, batch);
         for &(view, key) in &batch.items {
             out.views.push(view);
             let (Some(layout), Some(table)) = (self.layouts.get(view), self.tables.get(view))
@@ -368,7 +382,7 @@ impl PartitionView {
         {
             return None;
         }
-        let mut out = ReadOutput::for_items(batch.items.len());
+        let mut out = output_for(&self.layouts, batch);
         // One pin for the batch; the index slots, then the rows, of every key are loaded into
         // the cache before the keys are probed one by one (their misses overlap).
         let guard = shared::pin();
