@@ -326,3 +326,49 @@ fn too_many_or_too_large_headers_answer_431() {
         "HTTP/1.1 431 Request Header Fields Too Large"
     );
 }
+
+#[test]
+fn a_megabyte_first_key_before_sixty_thousand_short_ones_is_stored_not_a_crash() {
+    // Batches were sized for every row as long as the first key: 60,000 rows behind a key of
+    // a megabyte asked the allocator for 30 GB, and a failed allocation aborts the process.
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let server = Server::start_with(&["--config", config], &[]);
+    let rows = 60_000;
+    let long = "x".repeat(1_000_000);
+    let customers: Vec<String> = std::iter::once(long.clone())
+        .chain((1..rows).map(|i| format!("c{i}")))
+        .collect();
+    let df = json!({
+        "driver_id": vec![7; rows],
+        "customer_id": customers,
+        "event_timestamp": vec![now(); rows],
+        "trips_together": vec![3; rows],
+        "total_fare": vec![12.5; rows],
+        "rating": vec![4.5; rows],
+    });
+    let a = server.post(
+        "/write-to-online-store",
+        &json!({"feature_view_name": "driver_customer_stats", "df": df}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Read back the same way: the long key first, then thousands of short ones.
+    let read = |customers: Vec<String>| {
+        let n = customers.len();
+        server.post(
+            "/get-online-features",
+            &json!({
+                "features": ["driver_customer_stats:trips_together"],
+                "entities": {"driver_id": vec![7; n], "customer_id": customers},
+            }),
+        )
+    };
+    let customers: Vec<String> = std::iter::once(long)
+        .chain((1..5_000).map(|i| format!("c{i}")))
+        .collect();
+    let a = read(customers);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let values = &a.json["results"][2]["values"];
+    assert_eq!(values[0], json!(3), "{}", &a.text[..200.min(a.text.len())]);
+    assert_eq!(values[4_999], json!(3));
+    assert_eq!(server.get("/health").status, 200);
+}

@@ -181,6 +181,12 @@ pub const MAX_BATCH_BYTES: usize = u32::MAX as usize;
 pub const SPARE_BATCHES_BYTES: usize = 1 << 20;
 pub const SPARE_BATCH_BYTES: usize = 32 << 10;
 
+/// The most bytes a key is assumed to take when a batch is sized from one key: the rest of a
+/// request's keys may be shorter, and a megabyte-long first key must not make a batch of
+/// thousands of rows reserve gigabytes (an allocation failure aborts the process). Longer
+/// keys grow the batch as they come.
+const KEY_LEN_GUESS_MAX: usize = 64;
+
 /// A thread's spare batches and the bytes they hold.
 #[derive(Default)]
 struct Spares {
@@ -217,6 +223,7 @@ impl RowBatch {
         rows: usize,
         key_len: usize,
     ) -> RowBatch {
+        let key_len = key_len.min(KEY_LEN_GUESS_MAX);
         let data = rows * (key_len + layout.value_len + 16 * layout.var_count);
         let vars = rows * layout.var_count;
         let spare = SPARE_BATCHES.with_borrow_mut(|spares| {
@@ -367,10 +374,11 @@ impl ReadBatch {
         }
     }
 
-    /// Makes room for `items` more keys of about `key_len` bytes each.
+    /// Makes room for `items` more keys of about `key_len` bytes each (at most
+    /// [`KEY_LEN_GUESS_MAX`] assumed).
     pub fn reserve(&mut self, items: usize, key_len: usize) {
         self.items.reserve(items);
-        self.keys.reserve(items * key_len);
+        self.keys.reserve(items * key_len.min(KEY_LEN_GUESS_MAX));
     }
 
     pub fn push(&mut self, view: ViewId, key: &[u8]) {

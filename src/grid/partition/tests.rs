@@ -510,3 +510,16 @@ fn a_thread_keeps_the_batches_of_many_pushes_in_flight_within_its_byte_budget() 
     assert!(bytes <= SPARE_BATCHES_BYTES, "{bytes}");
     assert!(kept > 256 && kept < 1280, "{kept}");
 }
+
+#[test]
+fn a_long_first_key_does_not_size_a_batch_for_thousands_of_keys_like_it() {
+    let layouts = RowLayout::for_registry(&Registry::embedded());
+    let rows = 25_000;
+    let batch = RowBatch::with_capacity(0, &layouts[0], rows, 1 << 20);
+    assert!(batch.data.capacity() <= rows * (64 + layouts[0].value_len));
+    let mut read = ReadBatch::default();
+    read.reserve(rows, 1 << 20);
+    read.push(0, &vec![7; 1 << 20]);
+    assert_eq!(read.len(), 1);
+    assert!(read.keys.capacity() <= 2 << 20);
+}
