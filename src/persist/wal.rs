@@ -29,6 +29,7 @@
 //! differs (the caller's type, through [`encode_payload`] and [`read_segment`]'s `P`), and the
 //! header names no views.
 
+mod spare;
 pub mod writer;
 
 use std::fs;
@@ -42,6 +43,7 @@ use super::codec::{self, Blob, CodecError};
 use super::{crc32c, ViewMeta};
 use crate::grid::partition::{RowBatch, RowLayout};
 
+use spare::{RECORDS_POOL, VIEWS_POOL};
 pub use writer::{Done, OnLogged, Wal, WalOptions, WalStats, STALLED};
 
 pub const MAGIC: [u8; 8] = *b"FGRIDWAL";
@@ -152,9 +154,7 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
             Some(at) => at,
             None => {
                 // Sized up front, so the encoding never grows the buffer.
-                let mut data = SPARE_VIEW_DATA
-                    .with_borrow_mut(Vec::pop)
-                    .unwrap_or_default();
+                let mut data = VIEWS_POOL.take();
                 data.reserve(portable_len(per_shard, batch.view));
                 views.push(RecordView {
                     view: batch.view as u32,
@@ -170,32 +170,12 @@ pub fn portable_views(per_shard: &[Vec<RowBatch>], layouts: &[RowLayout]) -> Vec
     views
 }
 
-/// Buffers of [`portable_views`] a thread keeps for its next write ([`recycle_views`]), and
-/// the largest kept. A handful: a write's views are encoded into its record and given back
-/// before the write waits for anything.
-const SPARE_VIEW_DATA_KEPT: usize = 4;
-const SPARE_VIEW_DATA_BYTES: usize = 64 << 10;
-
-thread_local! {
-    static SPARE_VIEW_DATA: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Gives the buffers of views made by [`portable_views`] back to this thread, once they are
-/// encoded (a write to the online store only: the offline sink keeps its views). A push of
-/// 100 rows has about 5.7 KB of them, past the allocator's per-thread cache.
+/// Gives the buffers of views made by [`portable_views`] back to this thread once they are
+/// encoded (a write to the online store only: the offline sink keeps its views).
 pub fn recycle_views(views: Vec<RecordView>) {
-    SPARE_VIEW_DATA.with_borrow_mut(|spare| {
-        for RecordView {
-            data: Blob(mut data),
-            ..
-        } in views
-        {
-            if spare.len() < SPARE_VIEW_DATA_KEPT && data.capacity() <= SPARE_VIEW_DATA_BYTES {
-                data.clear();
-                spare.push(data);
-            }
-        }
-    });
+    for view in views {
+        VIEWS_POOL.give(view.data.0);
+    }
 }
 
 /// At least the bytes of `view`'s rows of per-shard batches in the portable form: a portable
@@ -223,33 +203,17 @@ pub fn encode_record(dest: Destination, views: &[RecordView]) -> Result<Vec<u8>,
     encode_payload(&(dest, views), views_len_hint(views))
 }
 
-/// Record buffers a thread keeps for reuse ([`recycle_record`]), and the largest kept.
-const SPARE_RECORDS_KEPT: usize = 32;
-const SPARE_RECORD_BYTES: usize = 64 << 10;
-
-thread_local! {
-    static SPARE_RECORDS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Keeps a logged record's buffer for the next record this thread encodes (the writer hands
 /// each record back to the appender, see [`Wal::append`]), or frees it.
-pub fn recycle_record(mut record: Vec<u8>) {
-    if record.capacity() > SPARE_RECORD_BYTES {
-        return;
-    }
-    record.clear();
-    SPARE_RECORDS.with_borrow_mut(|spare| {
-        if spare.len() < SPARE_RECORDS_KEPT {
-            spare.push(record);
-        }
-    });
+pub fn recycle_record(record: Vec<u8>) {
+    RECORDS_POOL.give(record);
 }
 
 /// Encodes any payload as a record whose lsn is not yet stamped (the writer stamps it with
 /// [`seal`]), in a buffer with room for about `len_hint` payload bytes from the start (a
 /// recycled one when this thread has one); [`read_segment`] with the same type reads it back.
 pub fn encode_payload<P: Serialize>(payload: &P, len_hint: usize) -> Result<Vec<u8>, CodecError> {
-    let mut record = SPARE_RECORDS.with_borrow_mut(Vec::pop).unwrap_or_default();
+    let mut record = RECORDS_POOL.take();
     record.reserve(RECORD_HEADER + len_hint);
     record.resize(RECORD_HEADER, 0);
     codec::encode_into(payload, &mut record)?;

@@ -390,7 +390,7 @@ fn a_record_encoded_into_a_recycled_buffer_is_the_same_record() {
     let reused = record(&layouts, 7, 70);
     assert_eq!(reused, fresh);
     // Buffers past the limit are freed, not kept: the next record is built in a new one.
-    recycle_record(Vec::with_capacity(SPARE_RECORD_BYTES + 1));
+    recycle_record(Vec::with_capacity(RECORDS_POOL.largest + 1));
     assert_eq!(record(&layouts, 7, 70), fresh);
 }
 
@@ -447,7 +447,7 @@ fn a_given_back_view_buffer_is_reused_and_holds_only_the_next_writes_rows() {
     );
     // One past the size kept is freed, not kept.
     let mut big = views(3);
-    big[0].data.0.reserve(SPARE_VIEW_DATA_BYTES + 1);
+    big[0].data.0.reserve(VIEWS_POOL.largest + 1);
     recycle_views(big);
-    assert!(views(4)[0].data.0.capacity() <= SPARE_VIEW_DATA_BYTES);
+    assert!(views(4)[0].data.0.capacity() <= VIEWS_POOL.largest);
 }
