@@ -332,55 +332,71 @@ impl<'a> Scalar<'a> {
     }
 }
 
-/// Reads a list of [`Scalar`]s (a [`serde::de::DeserializeSeed`], for frames of them).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ScalarList<'a>(std::marker::PhantomData<&'a ()>);
+/// A cell type read in lists: what a list is expected to hold, and the empty list it is read
+/// into first.
+pub trait ListItem: Sized {
+    const EXPECTING: &'static str;
 
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ScalarList<'a> {
-    type Value = Vec<Scalar<'a>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_seq(self)
+    /// An empty list to fill (with capacity when the thread has a spare one).
+    fn spare_list() -> Vec<Self> {
+        Vec::new()
     }
 }
 
-impl<'de: 'a, 'a> Visitor<'de> for ScalarList<'a> {
-    type Value = Vec<Scalar<'a>>;
+impl<'a> ListItem for Scalar<'a> {
+    const EXPECTING: &'static str = "a list of numbers, strings, booleans and nulls";
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of numbers, strings, booleans and nulls")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+    fn spare_list() -> Vec<Scalar<'a>> {
         // A spare list is `Scalar<'static>`s, and so a list of `Scalar<'a>`s for any 'a.
-        let spare = SPARE_LISTS.with_borrow_mut(Vec::pop).unwrap_or_default();
-        collect_list_into(seq, spare)
+        SPARE_LISTS.with_borrow_mut(Vec::pop).unwrap_or_default()
     }
 }
 
-/// Reads a list of [`JsonCell`]s (a [`serde::de::DeserializeSeed`], for frames of them)
-/// allocated once for the length of the last list this thread read: a read's entity column
-/// grown by doubling was nine reallocations past 1 KiB for 100 entities.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonList<'a>(std::marker::PhantomData<&'a ()>);
+impl ListItem for JsonCell<'_> {
+    const EXPECTING: &'static str = "a list of values";
+}
 
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for JsonList<'a> {
-    type Value = Vec<JsonCell<'a>>;
+/// Reads a list of cells (a [`serde::de::DeserializeSeed`], for frames of them) into one
+/// allocation for the length of the last list this thread read ([`collect_list_into`]): a
+/// read's entity column grown by doubling was nine reallocations past 1 KiB for 100 entities.
+pub struct List<T>(std::marker::PhantomData<T>);
+
+/// Reads a list of [`Scalar`]s, into this thread's spare lists ([`recycle_lists`]).
+pub type ScalarList<'a> = List<Scalar<'a>>;
+/// Reads a list of [`JsonCell`]s.
+pub type JsonList<'a> = List<JsonCell<'a>>;
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(std::marker::PhantomData)
+    }
+}
+
+impl<T> Clone for List<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for List<T> {}
+
+impl<'de, T: Deserialize<'de> + ListItem> serde::de::DeserializeSeed<'de> for List<T> {
+    type Value = Vec<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de: 'a, 'a> Visitor<'de> for JsonList<'a> {
-    type Value = Vec<JsonCell<'a>>;
+impl<'de, T: Deserialize<'de> + ListItem> Visitor<'de> for List<T> {
+    type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of values")
+        f.write_str(T::EXPECTING)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        collect_list(seq)
+        collect_list_into(seq, T::spare_list())
     }
 }
 
