@@ -34,6 +34,10 @@ use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use crossbeam::epoch::{self, Atomic, Owned};
 pub use crossbeam::epoch::{pin, Guard};
 
+mod index;
+
+use index::{Index, MAX_LOAD};
+
 /// Records in the first chunk; chunk `k` holds `FIRST_CHUNK << k`.
 const FIRST_CHUNK: usize = 1024;
 /// Rows that share one sequence number (a striped seqlock): a quarter of a byte per row
@@ -97,108 +101,6 @@ fn locate(id: u32) -> (usize, usize) {
     let x = id as usize / FIRST_CHUNK + 1;
     let k = (usize::BITS - 1 - x.leading_zeros()) as usize;
     (k, id as usize - FIRST_CHUNK * ((1 << k) - 1))
-}
-
-/// Fullest an index may be, as a fraction: a write that would make it fuller grows it.
-const MAX_LOAD: (usize, usize) = (3, 4);
-/// How full an index is right after it grows (or is sized for a restore).
-const GROWN_LOAD: (usize, usize) = (3, 5);
-
-struct Index {
-    slots: Box<[AtomicU32]>,
-    /// The low bits of a slot that hold `row id + 1`; the bits above hold the hash's tag.
-    id_mask: u32,
-}
-
-impl Index {
-    /// An index of `slots` slots (at least 16) for row ids below `slots`.
-    fn with_slots(slots: usize) -> Index {
-        let slots = slots.max(16);
-        // `row id + 1` <= rows <= slots must fit under the mask.
-        let id_mask = u32::try_from(slots + 1)
-            .ok()
-            .and_then(u32::checked_next_power_of_two)
-            .map_or(u32::MAX, |p| p - 1);
-        Index {
-            slots: Box::<[AtomicU32]>::new_zeroed_slice(slots).into_boxed_atomic(),
-            id_mask,
-        }
-    }
-
-    /// Slots for `rows` rows at [`GROWN_LOAD`].
-    fn slots_for(rows: usize) -> usize {
-        (rows * GROWN_LOAD.1).div_ceil(GROWN_LOAD.0)
-    }
-
-    /// Where `hash`'s probe starts: the hash's high bits scaled to the slot count.
-    fn home(&self, hash: u64) -> usize {
-        ((hash as u128 * self.slots.len() as u128) >> 64) as usize
-    }
-
-    /// The slot after `at` on a probe.
-    fn next(&self, at: usize) -> usize {
-        if at + 1 == self.slots.len() {
-            0
-        } else {
-            at + 1
-        }
-    }
-
-    /// `hash`'s tag: its low bits above the id bits (none when ids take all 32).
-    fn tag(&self, hash: u64) -> u32 {
-        hash as u32 & !self.id_mask
-    }
-
-    /// The row id in a non-empty slot whose tag is `tag`.
-    fn id_if(&self, slot: u32, tag: u32) -> Option<u32> {
-        (slot & !self.id_mask == tag).then(|| (slot & self.id_mask) - 1)
-    }
-
-    /// The writer's insert of a row not yet in the index.
-    fn insert(&self, hash: u64, id: u32) {
-        debug_assert!(id < self.id_mask, "row {id} past the index's id bits");
-        let mut at = self.home(hash);
-        while self.slots[at].load(Ordering::Relaxed) != 0 {
-            at = self.next(at);
-        }
-        self.slots[at].store(self.tag(hash) | (id + 1), Ordering::Release);
-    }
-
-    /// The first row id on `hash`'s probe sequence, among those with its tag, for which `eq`
-    /// holds.
-    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = self.tag(hash);
-        let mut at = self.home(hash);
-        loop {
-            match self.slots[at].load(Ordering::Acquire) {
-                0 => return None,
-                slot => {
-                    if let Some(id) = self.id_if(slot, tag).filter(|&id| eq(id)) {
-                        return Some(id);
-                    }
-                }
-            }
-            at = self.next(at);
-        }
-    }
-
-    /// The first row on `hash`'s probe sequence with its tag, among the first `most` slots.
-    fn first_candidate(&self, hash: u64, most: usize) -> Option<u32> {
-        let tag = self.tag(hash);
-        let mut at = self.home(hash);
-        for _ in 0..most {
-            match self.slots[at].load(Ordering::Relaxed) {
-                0 => return None,
-                slot => {
-                    if let Some(id) = self.id_if(slot, tag) {
-                        return Some(id);
-                    }
-                }
-            }
-            at = self.next(at);
-        }
-        None
-    }
 }
 
 /// Records, sequence numbers and index of one table (see the module documentation).
@@ -462,6 +364,7 @@ impl Drop for SharedTable {
 
 #[cfg(test)]
 mod tests {
+    use super::index::GROWN_LOAD;
     use super::*;
 
     #[test]
@@ -496,32 +399,6 @@ mod tests {
         assert!(table.index_slots() * MAX_LOAD.0 >= 5000 * MAX_LOAD.1);
         // Grown a quarter at a time: never near twice the rows' need.
         assert!(table.index_slots() * GROWN_LOAD.0 <= 5000 * GROWN_LOAD.1 * 5 / 4 + 16);
-    }
-
-    #[test]
-    fn ids_and_tags_share_a_slot_without_overlapping_at_every_size() {
-        // Around powers of two, where the id bits change; a hash of all ones has every tag bit.
-        for slots in [16, 17, 31, 32, 33, 1000, 1 << 16, (1 << 16) + 1, 3 << 20] {
-            let index = Index::with_slots(slots);
-            let last = (slots * MAX_LOAD.0 / MAX_LOAD.1) as u32 - 1;
-            for (id, hash) in [
-                (0, u64::MAX),
-                (last, u64::MAX),
-                (last - 1, 0),
-                (1, 0x5555_5555),
-            ] {
-                index.insert(hash, id);
-                assert_eq!(
-                    index.find(hash, |found| found == id),
-                    Some(id),
-                    "{slots} slots, row {id}"
-                );
-            }
-            assert_eq!(index.find(0x1234_5678_9abc, |_| false), None);
-        }
-        assert_eq!(Index::with_slots(65_535).id_mask, 65_535);
-        assert_eq!(Index::with_slots(65_536).id_mask, 131_071);
-        assert_eq!(Index::with_slots(1 << 31).id_mask, u32::MAX);
     }
 
     proptest::proptest! {
