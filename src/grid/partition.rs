@@ -2,7 +2,7 @@
 //!
 //! One [`Table`] per feature view. A table keeps its rows as fixed-width records in
 //! chunks that never move, indexed by an open-addressing table of row ids (4 bytes a slot,
-//! at most 3/4 and after growing 3/5 full; see `shared`). A record is
+//! at most 3/4 and after growing 1/2 full; see `shared`). A record is
 //!
 //! ```text
 //! [key part][event_ts i64][created_ts i64][null bitmap][fixed-width fields, little-endian]
@@ -12,7 +12,7 @@
 //! driver id: 8 bytes), else an offset and length into the table's append-only key arena.
 //! Strings, bytes and lists, which have no fixed width, are one boxed slice per value beside
 //! the record. For the driver quickstart (int64 key, two float32 and one int64) a record is
-//! 8 + 8 + 8 + 1 + 4 + 4 + 8 = 41 bytes, plus 5.3-6.7 bytes of index.
+//! 8 + 8 + 8 + 1 + 4 + 4 + 8 = 41 bytes, plus 5.3-8 bytes of index.
 //!
 //! Writes arrive as [`RowBatch`]es whose rows carry the same value part, so applying a row is
 //! one hash lookup, one timestamp comparison and one copy. Newest event wins; ties are broken

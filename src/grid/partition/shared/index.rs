@@ -9,7 +9,11 @@ use super::ZeroedAtomics;
 /// Fullest an index may be, as a fraction: a write that would make it fuller grows it.
 pub(super) const MAX_LOAD: (usize, usize) = (3, 4);
 /// How full an index is right after it grows (or is sized for a restore).
-pub(super) const GROWN_LOAD: (usize, usize) = (3, 5);
+/// Half: growing by half again rather than doubling, 5.3-8 bytes a row where doubling cost
+/// 5.3-10.7. Measured (BENCHMARKS.md, 2026-12-05), 3/5 (a quarter at a time) saved 0.3 bytes
+/// more a row at 1M but grew three times as often: push 100 of new keys had p99 11-12 ms
+/// against 3.6-4.1 ms.
+pub(super) const GROWN_LOAD: (usize, usize) = (1, 2);
 
 pub(super) struct Index {
     pub(super) slots: Box<[AtomicU32]>,
