@@ -157,9 +157,11 @@ impl Partition {
             return;
         };
         let hasher = &self.hasher;
-        table.shared.reserve(table.rows as usize + rows, |id| {
-            table.hash_of(layout, hasher, id)
-        });
+        table
+            .shared
+            .reserve_known(table.rows as usize + rows, |id| {
+                table.hash_of(layout, hasher, id)
+            });
         table.vars.reserve(rows * layout.var_count);
     }
 }

@@ -36,7 +36,7 @@ pub use crossbeam::epoch::{pin, Guard};
 
 mod index;
 
-use index::{Index, MAX_LOAD};
+use index::{Index, GROWN_LOAD, KNOWN_LOAD, MAX_LOAD};
 
 /// Records in the first chunk; chunk `k` holds `FIRST_CHUNK << k`.
 const FIRST_CHUNK: usize = 1024;
@@ -203,11 +203,21 @@ impl SharedTable {
     /// Grows the index, if needed, to hold `rows` rows at most [`MAX_LOAD`] full (it is then
     /// [`GROWN_LOAD`] full); `hash_of` hashes the key of a published row.
     pub fn reserve(&self, rows: usize, hash_of: impl Fn(u32) -> u64) {
+        self.grow(rows, GROWN_LOAD, hash_of);
+    }
+
+    /// [`Self::reserve`] for a count known in advance (a restore's): the index is then
+    /// [`KNOWN_LOAD`] full, not [`GROWN_LOAD`], since no growth is expected soon.
+    pub fn reserve_known(&self, rows: usize, hash_of: impl Fn(u32) -> u64) {
+        self.grow(rows, KNOWN_LOAD, hash_of);
+    }
+
+    fn grow(&self, rows: usize, load: (usize, usize), hash_of: impl Fn(u32) -> u64) {
         let slots = self.slots.load(Ordering::Relaxed);
         if rows * MAX_LOAD.1 <= slots * MAX_LOAD.0 {
             return;
         }
-        let index = Index::with_slots(Index::slots_for(rows));
+        let index = Index::with_slots(Index::slots_for(rows, load));
         // Every published row moves, in id order: the records are read one after another,
         // not in the old index's (random) order; the new slots of a block of rows are loaded
         // into the cache before any of them is filled, so their misses overlap.
@@ -409,7 +419,7 @@ mod tests {
         assert_eq!(table.find_key(hash(9999), &9999u32.to_le_bytes()), None);
         assert!(table.index_slots() * MAX_LOAD.0 >= 5000 * MAX_LOAD.1);
         // Last grown for at most 5,000 rows.
-        assert!(table.index_slots() <= Index::slots_for(5000));
+        assert!(table.index_slots() <= Index::slots_for(5000, GROWN_LOAD));
     }
 
     proptest::proptest! {

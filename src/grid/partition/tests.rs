@@ -523,3 +523,29 @@ fn a_long_first_key_does_not_size_a_batch_for_thousands_of_keys_like_it() {
     assert_eq!(read.len(), 1);
     assert!(read.keys.capacity() <= 2 << 20);
 }
+
+#[test]
+fn a_restore_sized_index_holds_its_rows_without_growing_and_grows_as_usual_past_them() {
+    let (_, layouts) = driver();
+    let mut p = Partition::new(layouts.clone());
+    p.reserve(0, 10_000);
+    let slots = p.tables[0].shared.index_slots();
+    // 7/10 full once the rows are in: 5.7 bytes of index a row, not the 8 a growth leaves.
+    assert_eq!(slots, 10_000 * 10 / 7 + 1);
+    for id in 0..10_000 {
+        push(&mut p, &layouts, id, 1, 1, 0.5, None);
+    }
+    assert_eq!(
+        p.tables[0].shared.index_slots(),
+        slots,
+        "no growth within the reserve"
+    );
+    // Past 3/4 full, the index grows as usual, and every row is still found.
+    for id in 10_000..11_000 {
+        push(&mut p, &layouts, id, 1, 1, 0.5, None);
+    }
+    assert!(p.tables[0].shared.index_slots() > slots);
+    for id in [0, 9_999, 10_000, 10_999] {
+        assert_eq!(read_conv(&p, &layouts, id), Some((0.5, 1)), "row {id}");
+    }
+}

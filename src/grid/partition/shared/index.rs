@@ -8,12 +8,17 @@ use super::ZeroedAtomics;
 
 /// Fullest an index may be, as a fraction: a write that would make it fuller grows it.
 pub(super) const MAX_LOAD: (usize, usize) = (3, 4);
-/// How full an index is right after it grows (or is sized for a restore).
+/// How full an index is right after it grows.
 /// Half: growing by half again rather than doubling, 5.3-8 bytes a row where doubling cost
 /// 5.3-10.7. Measured (BENCHMARKS.md, 2026-12-05), 3/5 (a quarter at a time) saved 0.3 bytes
 /// more a row at 1M but grew three times as often: push 100 of new keys had p99 11-12 ms
 /// against 3.6-4.1 ms.
 pub(super) const GROWN_LOAD: (usize, usize) = (1, 2);
+/// How full an index sized for a known number of rows is (a restore's, from its snapshot's
+/// counts): 5.7 bytes a row, where growing would leave 8 after every restart. A shard's share
+/// of a snapshot is estimated from slot ranges, off by well under 1% at a hundred thousand
+/// rows; more than 7% past it, the index grows as usual.
+pub(super) const KNOWN_LOAD: (usize, usize) = (7, 10);
 
 pub(super) struct Index {
     pub(super) slots: Box<[AtomicU32]>,
@@ -36,9 +41,9 @@ impl Index {
         }
     }
 
-    /// Slots for `rows` rows at [`GROWN_LOAD`].
-    pub(super) fn slots_for(rows: usize) -> usize {
-        (rows * GROWN_LOAD.1).div_ceil(GROWN_LOAD.0)
+    /// Slots for `rows` rows `load` full.
+    pub(super) fn slots_for(rows: usize, load: (usize, usize)) -> usize {
+        (rows * load.1).div_ceil(load.0)
     }
 
     /// Where `hash`'s probe starts: the hash's high bits scaled to the slot count.
