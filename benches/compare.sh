@@ -129,7 +129,11 @@ echo "memory: featgrid with $MEM_ENTITIES entities..." >&2
 serve featgrid-mem --fsync no --snapshot-interval 0
 before=$(rss_kb "$pid")
 "$BIN" bench --target "$url" --entities "$MEM_ENTITIES" --preload-batch 5000 --max-requests 1 --warmup 0s >"$OUT/mem-preload.txt"
-# featgrid hands freed request buffers back to the OS every 10 s (malloc_trim): measure after that.
+# Reads first: an idle server keeps the index retired by its last growth until a thread pins the epoch collector
+# again (a serving one does at once). featgrid hands freed request buffers back to the OS every 10 s
+# (malloc_trim): measure after that.
+"$BIN" bench --target "$url" --no-preload --entities "$MEM_ENTITIES" --workload read --batch 1 --max-requests 5000 \
+  --warmup 0s >/dev/null
 sleep 11
 fg_bytes=$(( ($(rss_kb "$pid") - before) * 1024 / MEM_ENTITIES ))
 kill "$pid"
