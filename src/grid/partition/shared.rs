@@ -227,7 +227,7 @@ impl SharedTable {
             let ids = start..published.min(start + REHASH_BLOCK as u32);
             for (id, hash) in ids.clone().zip(&mut hashes) {
                 *hash = hash_of(id);
-                prefetch(&index.slots[index.home(*hash)] as *const AtomicU32 as *const u8);
+                self.prefetch_in(&index, *hash, false);
             }
             for (id, &hash) in ids.zip(&hashes) {
                 index.insert(hash, id);

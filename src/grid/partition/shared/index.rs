@@ -65,11 +65,6 @@ impl Index {
         hash as u32 & !self.id_mask
     }
 
-    /// The row id in a non-empty slot whose tag is `tag`.
-    fn id_if(&self, slot: u32, tag: u32) -> Option<u32> {
-        (slot & !self.id_mask == tag).then(|| (slot & self.id_mask) - 1)
-    }
-
     /// The writer's insert of a row not yet in the index.
     pub(super) fn insert(&self, hash: u64, id: u32) {
         debug_assert!(id < self.id_mask, "row {id} past the index's id bits");
@@ -80,40 +75,31 @@ impl Index {
         self.slots[at].store(self.tag(hash) | (id + 1), Ordering::Release);
     }
 
+    /// The rows on `hash`'s probe sequence whose slot has its tag, in probe order, among the
+    /// first `most` slots (the sequence ends at an empty slot).
+    fn candidates(&self, hash: u64, most: usize) -> impl Iterator<Item = u32> + '_ {
+        let tag = self.tag(hash);
+        let mut at = self.home(hash);
+        std::iter::from_fn(move || {
+            let slot = self.slots[at].load(Ordering::Acquire);
+            at = self.next(at);
+            Some(slot)
+        })
+        .take(most)
+        .take_while(|&slot| slot != 0)
+        .filter(move |&slot| slot & !self.id_mask == tag)
+        .map(|slot| (slot & self.id_mask) - 1)
+    }
+
     /// The first row id on `hash`'s probe sequence, among those with its tag, for which `eq`
     /// holds.
     pub(super) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = self.tag(hash);
-        let mut at = self.home(hash);
-        loop {
-            match self.slots[at].load(Ordering::Acquire) {
-                0 => return None,
-                slot => {
-                    if let Some(id) = self.id_if(slot, tag).filter(|&id| eq(id)) {
-                        return Some(id);
-                    }
-                }
-            }
-            at = self.next(at);
-        }
+        self.candidates(hash, usize::MAX).find(|&id| eq(id))
     }
 
     /// The first row on `hash`'s probe sequence with its tag, among the first `most` slots.
     pub(super) fn first_candidate(&self, hash: u64, most: usize) -> Option<u32> {
-        let tag = self.tag(hash);
-        let mut at = self.home(hash);
-        for _ in 0..most {
-            match self.slots[at].load(Ordering::Relaxed) {
-                0 => return None,
-                slot => {
-                    if let Some(id) = self.id_if(slot, tag) {
-                        return Some(id);
-                    }
-                }
-            }
-            at = self.next(at);
-        }
-        None
+        self.candidates(hash, most).next()
     }
 }
 
